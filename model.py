@@ -1,0 +1,443 @@
+"""A GPT language model in one file, read top to bottom.
+
+Follow one batch through it: token ids (B, T) -> token embedding (B, T, C) + positional encoding
+-> n_layer Blocks of [LayerNorm -> causal self-attention -> residual, LayerNorm -> MLP -> residual]
+-> final LayerNorm -> language-model head (B, T, vocab) -> cross-entropy loss.
+
+Shapes: B batch, T sequence length (time), C = n_embd channels, nh = n_head heads,
+hs = C // nh head size, S = number of key positions (T, or more with a KV cache).
+
+The defaults are GPT-2 (Radford et al. 2019). Every "what if" is a GPTConfig field, so an
+experiment is a config change, not a fork: positional encoding, attention score, mask, residual
+connections, normalisation, tied embeddings, MLP activation, QK-norm.
+
+References: "Attention Is All You Need" (Vaswani et al. 2017); GPT-2; RoFormer (Su et al. 2021)
+for rotary positions; karpathy/nanoGPT, whose layout and parameter names (the Hugging Face
+GPT-2 names) this follows.
+"""
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from config import UserError
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 1024  # longest context the model is trained on
+    vocab_size: int = 50304  # GPT-2's 50257 padded up to a multiple of 64 for faster matmuls
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True  # biases in Linear layers and LayerNorms, as GPT-2
+    # learned: GPT-2's trained table; sinusoidal: PE(pos,2i)=sin(pos/10000^(2i/C)), PE(pos,2i+1)=cos(..);
+    # rope: rotate q and k by their position (RoFormer); none: no position signal at all
+    pos_encoding: Literal["learned", "sinusoidal", "rope", "none"] = "learned"
+    # dot: q.k/sqrt(hs); squared_dot: (q.k/sqrt(hs))^2; neg_dot: -q.k/sqrt(hs) ("reversed")
+    attn_score: Literal["dot", "squared_dot", "neg_dot"] = "dot"
+    # causal: see self and the past; none: see everything; anticausal: see self and the future
+    mask: Literal["causal", "none", "anticausal"] = "causal"
+    residual: bool = True  # x + f(x) around attention and MLP, or just f(x)
+    norm: Literal["layernorm", "rmsnorm", "none"] = "layernorm"
+    tie_weights: bool = True  # lm_head shares the token embedding matrix (Press & Wolf 2017)
+    activation: Literal["gelu", "relu2"] = "gelu"  # relu2 = relu(x)^2, from the modded-nanogpt speedrun
+    qk_norm: bool = False  # RMS-normalise q and k per head before the score (speedrun trick)
+    zero_init_proj: bool = False  # output projections start at zero, so each block starts as identity
+
+    def validate(self):
+        for key in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
+            if getattr(self, key) <= 0:
+                raise UserError(f"{key} must be positive, got {getattr(self, key)}")
+        if self.n_embd % self.n_head:
+            raise UserError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}; "
+                            f"pick n_head among {[h for h in range(1, 17) if self.n_embd % h == 0]}")
+        head_size = self.n_embd // self.n_head
+        if self.pos_encoding == "rope" and head_size % 2:
+            raise UserError(f"rope needs an even head size, got n_embd/n_head = {head_size}")
+        if self.pos_encoding == "sinusoidal" and self.n_embd % 2:
+            raise UserError(f"sinusoidal encoding needs an even n_embd, got {self.n_embd}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Tracing: `with tracing(fn):` calls fn(name, tensor) at each named step of a forward pass.
+# It prints shapes for learners (--trace_shapes=True) and collects attention maps for plots.
+# Outside `tracing` every trace() call is a no-op.
+
+_tracer = None
+
+
+@contextmanager
+def tracing(fn):
+    global _tracer
+    previous, _tracer = _tracer, fn
+    try:
+        yield
+    finally:
+        _tracer = previous
+
+
+def trace(name, x):
+    if _tracer is not None:
+        _tracer(name, x)
+    return x
+
+
+# ----------------------------------------------------------------------------------------------
+# Positional encodings
+
+
+def sinusoidal_encoding(positions, dim):
+    """PE(pos, 2i) = sin(pos / 10000^(2i/dim)), PE(pos, 2i+1) = cos(pos / 10000^(2i/dim)).
+
+    Vaswani et al. 2017, section 3.5. Computed for any position, so it works past block_size.
+    positions: (T,) integers -> (T, dim) float32.
+    """
+    two_i = torch.arange(0, dim, 2, device=positions.device, dtype=torch.float32)  # (dim/2,)
+    angles = positions.float()[:, None] / (10000.0 ** (two_i / dim))[None, :]  # (T, dim/2)
+    pe = torch.empty(len(positions), dim, device=positions.device)
+    pe[:, 0::2] = torch.sin(angles)
+    pe[:, 1::2] = torch.cos(angles)
+    return pe
+
+
+def rotary_cos_sin(positions, head_size, base=10000.0):
+    """Angles pos * theta_i with theta_i = base^(-2i/hs), for i < hs/2 (RoFormer, eq. 15).
+
+    positions: (T,) -> cos, sin: (T, hs/2) each.
+    """
+    inv_freq = base ** (-torch.arange(0, head_size, 2, device=positions.device, dtype=torch.float32) / head_size)
+    angles = positions.float()[:, None] * inv_freq[None, :]  # (T, hs/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x, cos, sin):
+    """Rotate each pair (x[i], x[i + hs/2]) of every head by its angle.
+
+    x: (B, nh, T, hs). The dot product of two rotated vectors depends only on their distance in
+    position, which is why RoPE encodes relative position and extends past block_size.
+    """
+    x1, x2 = x.float().chunk(2, dim=-1)  # (B, nh, T, hs/2) each
+    rotated = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # (B, nh, T, hs)
+    return rotated.type_as(x)
+
+
+# ----------------------------------------------------------------------------------------------
+# The KV cache: at generation time, keys and values of past positions never change (causal mask),
+# so compute them once and only run the newest position through the model.
+
+
+class KVCache:
+    """Keys and values of every layer for the last max_len positions.
+
+    Positions [0, pos) have been seen. Once more than max_len have, the cache is a ring buffer:
+    each new position overwrites the oldest. Only RoPE uses that (see GPT.stream).
+    """
+
+    def __init__(self, n_layer, max_len):
+        self.n_layer, self.max_len = n_layer, max_len
+        self.k = self.v = None  # (n_layer, B, nh, max_len, hs), allocated on first use
+        self.pos = 0
+
+    def update(self, layer, k, v):
+        """Store this layer's new k, v (B, nh, T, hs); return the cached keys and values (B, nh, S, hs)."""
+        if self.k is None:
+            B, nh, _, hs = k.shape
+            self.k = k.new_zeros(self.n_layer, B, nh, self.max_len, hs)
+            self.v = torch.zeros_like(self.k)
+        T = k.size(2)
+        if self.pos + T <= self.max_len:
+            end = self.pos + T
+            self.k[layer, :, :, self.pos:end] = k
+            self.v[layer, :, :, self.pos:end] = v
+            return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+        assert T == 1, "past max_len the cache takes one position at a time"
+        # key order does not matter to attention (a softmax-weighted sum), so the ring needs no shifting
+        slot = self.pos % self.max_len
+        self.k[layer, :, :, slot:slot + 1] = k
+        self.v[layer, :, :, slot:slot + 1] = v
+        return self.k[layer], self.v[layer]
+
+    def advance(self, n):
+        self.pos += n
+
+
+# ----------------------------------------------------------------------------------------------
+# The transformer
+
+
+def allowed_positions(mask, q_pos, k_pos):
+    """Boolean (T, S): may query position q_pos[t] attend to key position k_pos[s]?"""
+    if mask == "causal":
+        return k_pos[None, :] <= q_pos[:, None]  # hide the upper-right: the future
+    if mask == "anticausal":
+        return k_pos[None, :] >= q_pos[:, None]  # hide the lower-left: the past
+    return torch.ones(len(q_pos), len(k_pos), dtype=torch.bool, device=q_pos.device)
+
+
+def make_norm(config):
+    if config.norm == "layernorm":
+        return nn.LayerNorm(config.n_embd, bias=config.bias)
+    if config.norm == "rmsnorm":
+        return nn.RMSNorm(config.n_embd)
+    return nn.Identity()
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config, layer):
+        super().__init__()
+        self.config, self.layer = config, layer
+        self.n_head, self.head_size = config.n_head, config.n_embd // config.n_head
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v in one matmul
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.attn_dropout = nn.Dropout(config.dropout)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        # the fused kernel computes softmax(q.k/sqrt(hs) + causal or no mask) v; other variants are explicit
+        self.fast = config.attn_score == "dot" and config.mask != "anticausal"
+        self.causal = config.mask == "causal"
+
+    def forward(self, x, positions, rotary=None, kv_cache=None):
+        B, T, C = x.size()
+        name = f"h.{self.layer}.attn"
+        q, k, v = self.c_attn(x).split(C, dim=2)  # (B, T, C) each
+        # split channels into heads: each head attends in its own hs-dimensional subspace
+        q = trace(f"{name}.q", q.view(B, T, self.n_head, self.head_size).transpose(1, 2))  # (B, nh, T, hs)
+        k = trace(f"{name}.k", k.view(B, T, self.n_head, self.head_size).transpose(1, 2))  # (B, nh, T, hs)
+        v = trace(f"{name}.v", v.view(B, T, self.n_head, self.head_size).transpose(1, 2))  # (B, nh, T, hs)
+        if self.config.qk_norm:
+            q, k = F.rms_norm(q, (self.head_size,)), F.rms_norm(k, (self.head_size,))
+        if rotary is not None:
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        k_positions = positions
+        if kv_cache is not None:
+            k, v = kv_cache.update(self.layer, k, v)  # (B, nh, S, hs): the past and the new positions
+            k_positions = torch.arange(k.size(2), device=x.device)
+
+        dropout_p = self.config.dropout if self.training else 0.0  # never drop at eval (nanoGPT PR #240)
+        if self.fast and _tracer is None and (T == 1 or k.size(2) == T):
+            # the fused kernel; a single new query (KV cache) comes after every cached key and sees them all
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=self.causal and T > 1)
+        else:
+            y = self.explicit_attention(q, k, v, positions, k_positions, dropout_p)  # (B, nh, T, hs)
+
+        y = trace(f"{name}.merged", y.transpose(1, 2).contiguous().view(B, T, C))  # heads side by side: (B, T, C)
+        return self.resid_dropout(self.c_proj(y))  # (B, T, C)
+
+    def explicit_attention(self, q, k, v, q_positions, k_positions, dropout_p):
+        """softmax(score(q, k) + mask) v, one step at a time. q: (B, nh, T, hs), k, v: (B, nh, S, hs)."""
+        name = f"h.{self.layer}.attn"
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_size)  # (B, nh, T, S)
+        if self.config.attn_score == "squared_dot":
+            scores = scores.square()
+        elif self.config.attn_score == "neg_dot":
+            scores = -scores
+        trace(f"{name}.scores", scores)
+        allowed = trace(f"{name}.mask", allowed_positions(self.config.mask, q_positions, k_positions))  # (T, S)
+        scores = scores.masked_fill(~allowed, float("-inf"))  # exp(-inf) = 0: hidden keys get no weight
+        weights = trace(f"{name}.softmax", F.softmax(scores, dim=-1))  # (B, nh, T, S), rows sum to 1
+        weights = F.dropout(weights, p=dropout_p, training=dropout_p > 0)
+        return trace(f"{name}.out", weights @ v)  # (B, nh, T, hs)
+
+
+class MLP(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+        self.activation = config.activation
+
+    def forward(self, x):
+        h = self.c_fc(x)  # (B, T, 4C)
+        # GPT-2 uses the tanh approximation of GELU; matching it keeps Hugging Face logits identical
+        h = F.gelu(h, approximate="tanh") if self.activation == "gelu" else F.relu(h).square()
+        return self.dropout(self.c_proj(h))  # (B, T, C)
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block (GPT-2): x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, config, layer):
+        super().__init__()
+        self.ln_1 = make_norm(config)
+        self.attn = CausalSelfAttention(config, layer)
+        self.ln_2 = make_norm(config)
+        self.mlp = MLP(config)
+        self.residual, self.layer = config.residual, layer
+
+    def forward(self, x, positions, rotary=None, kv_cache=None):
+        a = self.attn(self.ln_1(x), positions, rotary, kv_cache)  # (B, T, C)
+        x = x + a if self.residual else a  # the residual path carries the input past the sublayer
+        m = trace(f"h.{self.layer}.mlp", self.mlp(self.ln_2(x)))  # (B, T, C)
+        return trace(f"h.{self.layer}.out", x + m if self.residual else m)
+
+
+class GPT(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),
+            ln_f=make_norm(config),
+        ))
+        if config.pos_encoding == "learned":
+            self.transformer["wpe"] = nn.Embedding(config.block_size, config.n_embd)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_weights:
+            # the input embedding and the output layer share one matrix: fewer parameters, better LM
+            self.transformer.wte.weight = self.lm_head.weight
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                # GPT-2: scale residual-path projections by 1/sqrt(2 * n_layer) so the sum stays O(1)
+                if config.zero_init_proj:
+                    nn.init.zeros_(p)
+                else:
+                    nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def num_params(self, non_embedding=True):
+        """Parameter count; position embeddings are not counted, as nanoGPT (the tied wte is)."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding and "wpe" in self.transformer:
+            n -= self.transformer.wpe.weight.numel()
+        return n
+
+    def forward(self, idx, targets=None, kv_cache=None, last_only=False):
+        """idx: (B, T) token ids -> logits (B, T, vocab) and the loss if targets (B, T) are given.
+
+        With a kv_cache, idx holds only the new positions; earlier ones come from the cache.
+        last_only computes logits for the last position alone (generation needs no more).
+        """
+        B, T = idx.size()
+        start = kv_cache.pos if kv_cache is not None else 0
+        if self.config.pos_encoding == "learned" and start + T > self.config.block_size:
+            raise ValueError(f"learned positions stop at block_size={self.config.block_size}; got position {start + T - 1}")
+        positions = torch.arange(start, start + T, device=idx.device)  # (T,)
+        trace("idx", idx)
+        x = trace("tok_emb", self.transformer.wte(idx))  # (B, T, C): one learned vector per token id
+        rotary = None
+        if self.config.pos_encoding == "learned":
+            x = x + trace("pos_emb", self.transformer.wpe(positions))  # (T, C) broadcast over B
+        elif self.config.pos_encoding == "sinusoidal":
+            x = x + trace("pos_emb", sinusoidal_encoding(positions, self.config.n_embd).to(x.dtype))  # (T, C)
+        elif self.config.pos_encoding == "rope":
+            rotary = rotary_cos_sin(positions, self.config.n_embd // self.config.n_head)  # (T, hs/2) x 2
+        x = self.transformer.drop(x)
+        for block in self.transformer.h:
+            x = block(x, positions, rotary, kv_cache)  # (B, T, C)
+        if kv_cache is not None:
+            kv_cache.advance(T)
+        if last_only:
+            x = x[:, [-1], :]  # (B, 1, C)
+        x = self.transformer.ln_f(x)
+        logits = trace("logits", self.lm_head(x))  # (B, T, vocab)
+        if targets is None:
+            return logits, None
+        # the next-token loss: average of -log p(target) over all B*T positions
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
+        return logits, trace("loss", loss)
+
+    # ------------------------------------------------------------------------------------------
+    # training helpers, as nanoGPT
+
+    def optimizer_groups(self, weight_decay):
+        """Decay 2-D weights (matmuls, embeddings); never biases or norm gains."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+
+    def flops_per_token(self, T=None):
+        """Training FLOPs per token: 6N for the matmuls plus attention's 12*L*C*T (PaLM appendix B)."""
+        T = T or self.config.block_size
+        return 6 * self.num_params() + 12 * self.config.n_layer * self.config.n_embd * T
+
+    def estimate_mfu(self, tokens_per_s, peak_flops, T=None):
+        """Model FLOPs utilisation: achieved training FLOP/s over the device's peak."""
+        return self.flops_per_token(T) * tokens_per_s / peak_flops
+
+    def crop_block_size(self, block_size):
+        """Shrink the context (e.g. a pretrained 1024 model fine-tuned on 256 tokens)."""
+        assert block_size <= self.config.block_size
+        self.config.block_size = block_size
+        if "wpe" in self.transformer:
+            self.transformer.wpe.weight = nn.Parameter(self.transformer.wpe.weight[:block_size])
+
+    # ------------------------------------------------------------------------------------------
+    # generation
+
+    @torch.no_grad()
+    def stream(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, use_cache=True,
+               vocab_limit=None, generator=None):
+        """Yield (B, 1) next tokens one step at a time, continuing the prompts idx (B, T).
+
+        Without the cache, every step runs the last block_size tokens through the model (nanoGPT).
+        With it, the prompt is run once (prefill) and each step feeds only the newest token; the
+        tokens are identical. The cache is valid only under the causal mask: with other masks,
+        earlier positions change when a token is added, so they are recomputed.
+        Past block_size: with RoPE the cache slides (each query sees the last block_size keys at
+        relative distances it was trained on); other encodings recompute the window every step,
+        exactly as without the cache.
+        """
+        block_size = self.config.block_size
+        use_cache = use_cache and self.config.mask == "causal"
+        sliding = self.config.pos_encoding == "rope"
+        cache, context = None, idx
+        for _ in range(max_new_tokens):
+            if use_cache and cache is None:
+                cache = KVCache(self.config.n_layer, block_size)
+                logits, _ = self(context[:, -block_size:], kv_cache=cache, last_only=True)  # prefill
+            elif use_cache and (cache.pos < block_size or sliding):
+                logits, _ = self(context[:, -1:], kv_cache=cache)  # one new position
+            else:
+                logits, _ = self(context[:, -block_size:], last_only=True)
+            logits = logits[:, -1, :vocab_limit]  # (B, vocab)
+            next_token = sample_next(logits, temperature, top_k, top_p, generator)  # (B, 1)
+            context = torch.cat([context, next_token], dim=1)
+            yield next_token
+
+    def generate(self, idx, max_new_tokens, **kwargs):
+        """Return idx (B, T) extended by max_new_tokens sampled tokens (B, T + max_new_tokens)."""
+        return torch.cat([idx, *self.stream(idx, max_new_tokens, **kwargs)], dim=1)
+
+
+def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """Pick the next token from logits (B, vocab) -> (B, 1).
+
+    temperature 0 is greedy (argmax). Otherwise logits/temperature, then top_k keeps the k most
+    likely tokens and top_p keeps the smallest set whose probability reaches p (nucleus sampling,
+    Holtzman et al. 2019), and a token is drawn from what remains.
+    """
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits.float() / temperature
+    if top_k is not None and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k).values[:, [-1]]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        probs = F.softmax(sorted_logits, dim=-1)
+        # drop a token when the tokens before it already reach top_p; the most likely always stays
+        drop = probs.cumsum(dim=-1) - probs >= top_p
+        logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
+    probs = F.softmax(logits, dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator)

@@ -1,0 +1,268 @@
+"""Turn a text file into a dataset: data/<name>/train.bin, val.bin and meta.json.
+
+    python prepare.py shakespeare_char             # Tiny Shakespeare, one token per character
+    python prepare.py shakespeare                  # Tiny Shakespeare, GPT-2 BPE
+    python prepare.py text --input my.txt --name mydata --tokenizer char|gpt2
+
+Tiny Shakespeare is downloaded once into data/<name>/input.txt unless --input gives a copy.
+
+train.bin and val.bin hold token ids as np.uint16. As in nanoGPT, the text is split at 90% of its
+characters and each part is encoded on its own, so val starts where a character starts (with BPE
+the tokens at the seam can differ from those of the unsplit text). meta.json is JSON, not a
+pickle: the tokenizer (`tokenizer.load_tokenizer(meta)` rebuilds it), the token counts, and the
+source and sha256 of the text. The new files are written to a temporary folder first, so a failed
+run leaves an existing dataset as it was.
+"""
+
+import argparse
+import hashlib
+import http.client
+import itertools
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from config import UserError, run_main
+from tokenizer import CharTokenizer, GPT2Tokenizer
+
+SHAKESPEARE_URL = (
+    "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+)
+SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+DOWNLOAD_TIMEOUT_S = 20
+DATASETS = {"shakespeare_char": "char", "shakespeare": "gpt2", "text": None}  # -> tokenizer
+VAL_FRACTION = 0.1
+MIN_SPLIT_TOKENS = 2  # in each of train and val; below this there is nothing to learn or measure
+BPE_CHUNK_CHARS = 1 << 16  # only sets how often the progress bar moves
+
+
+def split_point(n_chars):
+    """Characters that go to train; the rest go to val."""
+    return int(n_chars * (1 - VAL_FRACTION))
+
+
+# The shortest text whose train and val parts both get MIN_SPLIT_TOKENS characters.
+MIN_CHARS = next(
+    n for n in itertools.count(1)
+    if min(split_point(n), n - split_point(n)) >= MIN_SPLIT_TOKENS
+)
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_text(path):
+    """The file's text; a UserError if it is missing, unreadable, empty or not UTF-8."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"input file {path} not found")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read input file {path}: {e.strerror}") from None
+    if not data:
+        raise UserError(f"input file {path} is empty")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(
+            f"input file {path} is not UTF-8 text: byte 0x{data[e.start]:02x} at byte offset "
+            f"{e.start:,} is invalid; fix: convert the file to UTF-8"
+        ) from None
+
+
+def download_shakespeare(dest):
+    """Fetch Tiny Shakespeare into dest, checking it is the expected file."""
+    try:
+        with urllib.request.urlopen(SHAKESPEARE_URL, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            data = response.read()
+    except (OSError, http.client.HTTPException) as e:  # URLError and timeouts are OSErrors
+        reason = getattr(e, "reason", None) or e
+        raise UserError(
+            f"could not download Tiny Shakespeare ({reason}); "
+            "download it yourself and pass --input PATH"
+        ) from None
+    if sha256(data) != SHAKESPEARE_SHA256:
+        raise UserError(
+            f"could not download Tiny Shakespeare (got {len(data):,} bytes with the wrong "
+            "sha256); download it yourself and pass --input PATH"
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".part")  # so an interrupted write is never reused
+    partial.write_bytes(data)
+    os.replace(partial, dest)
+
+
+def shakespeare_text(input_path, cache_path):
+    """Tiny Shakespeare and where it came from: --input if given, else the cached download."""
+    if input_path is not None:
+        text = read_text(input_path)
+        if sha256(text.encode("utf-8")) != SHAKESPEARE_SHA256:
+            print(
+                f"warning: {input_path} is not the standard Tiny Shakespeare (sha256 differs); "
+                "using it anyway",
+                file=sys.stderr,
+            )
+        return text, str(Path(input_path).resolve())
+    if not (cache_path.is_file() and sha256(cache_path.read_bytes()) == SHAKESPEARE_SHA256):
+        download_shakespeare(cache_path)
+    return read_text(cache_path), SHAKESPEARE_URL
+
+
+def make_tokenizer(name, text):
+    if name == "char":
+        return CharTokenizer.from_text(text)
+    if name == "gpt2":
+        return GPT2Tokenizer()
+    raise UserError(f"unknown tokenizer {name!r}; expected 'char' or 'gpt2'")
+
+
+# A cut just before a newline that follows a non-space character: no GPT-2 pre-token (see
+# r50k_pat_str) joins a non-space character to the whitespace after it, and the pattern never
+# looks behind, so encoding the pieces one by one gives exactly the ids of the whole text. (At a
+# cut inside a run of whitespace it would not: "a\n\n" ends in one token, "a\n\nb" has two.)
+_BPE_CUT = re.compile(r"(?<=\S)\n")
+
+
+def bpe_chunks(text, size=BPE_CHUNK_CHARS):
+    """Pieces of about `size` characters that BPE-encode exactly like the whole text."""
+    start = 0
+    while start < len(text):
+        cut = _BPE_CUT.search(text, start + size)
+        end = cut.start() if cut else len(text)
+        yield text[start:end]
+        start = end
+
+
+def encode(tokenizer, text, desc):
+    if tokenizer.name == "char":  # a dict lookup per character: fast enough without a bar
+        return tokenizer.encode(text)
+    ids = []
+    with tqdm(total=len(text), desc=desc, unit="char", unit_scale=True, disable=None) as bar:
+        for chunk in bpe_chunks(text):
+            ids.extend(tokenizer.encode(chunk))
+            bar.update(len(chunk))
+    return ids
+
+
+def check_split(n_chars, train_ids, val_ids):
+    if min(len(train_ids), len(val_ids)) < MIN_SPLIT_TOKENS:
+        raise UserError(
+            f"the text is too short to split into train and val: its {n_chars:,} characters give "
+            f"{len(train_ids)} train + {len(val_ids)} val tokens; need at least "
+            f"{MIN_SPLIT_TOKENS} tokens in each (at least {MIN_CHARS} characters, more with gpt2)"
+        )
+
+
+def write_dataset(out_dir, arrays, meta):
+    """Write arrays (file name -> np.ndarray) and meta.json into out_dir, all or nothing.
+
+    Everything is written into a temporary folder next to out_dir first and moved into place
+    only once it all succeeded, so an error (disk full, Ctrl-C) leaves the old dataset intact.
+    """
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        for name, array in arrays.items():
+            array.tofile(tmp_dir / name)
+        (tmp_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        out_dir.mkdir(exist_ok=True)
+        for name in [*arrays, "meta.json"]:  # meta.json last: it describes the .bin files
+            os.replace(tmp_dir / name, out_dir / name)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def prepare_text(text, out_dir, tokenizer_name, source):
+    """Tokenize text into out_dir/{train.bin,val.bin,meta.json}; returns the meta dict."""
+    out_dir = Path(out_dir)
+    tokenizer = make_tokenizer(tokenizer_name, text)
+    if tokenizer.vocab_size > 2**16:
+        raise UserError(
+            f"the text has {tokenizer.vocab_size:,} distinct characters, more than the 65,536 "
+            "token ids that uint16 .bin files hold; fix: use --tokenizer gpt2"
+        )
+    split = split_point(len(text))
+    train_ids = encode(tokenizer, text[:split], "encoding train")
+    val_ids = encode(tokenizer, text[split:], "encoding val")
+    check_split(len(text), train_ids, val_ids)
+    meta = {
+        **tokenizer.meta(),
+        "train_tokens": len(train_ids),
+        "val_tokens": len(val_ids),
+        "source": source,
+        "sha256": sha256(text.encode("utf-8")),
+    }
+    arrays = {
+        "train.bin": np.array(train_ids, dtype=np.uint16),
+        "val.bin": np.array(val_ids, dtype=np.uint16),
+    }
+    try:
+        write_dataset(out_dir, arrays, meta)
+    except OSError as e:
+        raise UserError(f"cannot write dataset {out_dir}: {e}") from None
+    return meta
+
+
+def check_name(name):
+    """The dataset name is one folder under --data_dir, never a path out of it."""
+    if not name or name.startswith(".") or set(name) & {"/", "\\", os.sep}:
+        raise UserError(
+            f"--name {name!r} must be a plain folder name (no path separators, no leading '.')"
+        )
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description="Tokenize a text into data/<name>/{train.bin,val.bin,meta.json}."
+    )
+    parser.add_argument("dataset", choices=DATASETS, help="text: your own file, needs --input")
+    parser.add_argument("--input", type=Path, help="text file (Tiny Shakespeare: skip download)")
+    parser.add_argument("--name", help="folder under --data_dir (default: the dataset's name)")
+    parser.add_argument(
+        "--tokenizer", choices=["char", "gpt2"], help="for the text dataset (default: char)"
+    )
+    parser.add_argument("--data_dir", type=Path, default=Path("data"))
+    return parser.parse_args(argv)
+
+
+@run_main
+def main(argv=None):
+    start = time.time()
+    args = parse_args(argv)
+    tokenizer_name = DATASETS[args.dataset]
+    if args.dataset == "text":
+        if args.input is None or args.name is None:
+            raise UserError("the text dataset needs --input PATH and --name NAME")
+        tokenizer_name = args.tokenizer or "char"
+    elif args.tokenizer not in (None, tokenizer_name):
+        raise UserError(
+            f"{args.dataset} is always {tokenizer_name}; --tokenizer is for the text dataset"
+        )
+    name = args.name or args.dataset
+    check_name(name)
+    out_dir = args.data_dir / name
+
+    if args.dataset == "text":
+        text, source = read_text(args.input), str(args.input.resolve())
+    else:
+        text, source = shakespeare_text(args.input, out_dir / "input.txt")
+    meta = prepare_text(text, out_dir, tokenizer_name, source)
+    print(
+        f"prepared {out_dir}: {meta['train_tokens']:,} train + {meta['val_tokens']:,} val tokens, "
+        f"vocab {meta['vocab_size']:,} ({meta['tokenizer']}) in {time.time() - start:.1f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Sample from a trained model: python sample.py --out_dir=out-shakespeare-char --start="ROMEO:"
+
+Streams the first sample to the terminal as its tokens are made (all samples are decoded together,
+as one batch), then prints the others. --start=FILE:prompt.txt reads the prompt from a file.
+The same seed gives the same text.
+"""
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from checkpoint import load_checkpoint, model_from_checkpoint
+from config import UserError, parse_args, run_main
+from model import tracing
+from system import autocast, maybe_compile, pick_device, pick_dtype
+from tokenizer import load_tokenizer
+
+SEPARATOR = "\n---------------\n"
+
+
+@dataclass
+class SampleConfig:
+    out_dir: str = "out"
+    ckpt: str = "best"  # best (best.pt, lowest val loss), latest (ckpt.pt), or a path to a .pt file
+    start: str = "\n"  # the prompt, or FILE:path to read it from a file
+    num_samples: int = 3
+    max_new_tokens: int = 500
+    temperature: float = 0.8  # 0: greedy (always the most likely token); higher: more random
+    top_k: int = 200  # keep only the k most likely tokens; 0: no limit
+    top_p: float = 1.0  # keep the smallest set of tokens whose probability reaches p; 1.0: no limit
+    seed: int = 1337
+    use_cache: bool = True  # KV cache: run the prompt once, then one position per token
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    compile: bool = False
+    trace_shapes: bool = False  # print each named tensor's shape for one forward pass, then exit
+
+    def validate(self):
+        if self.num_samples <= 0 or self.max_new_tokens < 0:
+            raise UserError("num_samples must be positive and max_new_tokens not negative")
+        if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
+            raise UserError("temperature and top_k must not be negative, and top_p must be in (0, 1]")
+
+
+def checkpoint_path(cfg):
+    if cfg.ckpt in ("best", "latest"):
+        out = Path(cfg.out_dir)
+        best, latest = out / "best.pt", out / "ckpt.pt"
+        # a nanoGPT-style out_dir has only ckpt.pt; use it when there is no best.pt
+        return best if cfg.ckpt == "best" and best.exists() else latest
+    return Path(cfg.ckpt)
+
+
+def read_prompt(start):
+    if not start.startswith("FILE:"):
+        return start
+    path = Path(start[5:])
+    if not path.is_file():
+        raise UserError(f"prompt file {path} not found")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"prompt file {path} is not UTF-8 text") from None
+
+
+def prompt_ids(tokenizer, text):
+    ids = tokenizer.encode(text)
+    if not ids:
+        if tokenizer.name == "gpt2":
+            return [tokenizer.eot]  # GPT-2 starts documents after <|endoftext|>
+        raise UserError("the prompt is empty; pass some text with --start")
+    return ids
+
+
+class Printer:
+    """Print a growing token sequence as text, holding back a split multi-byte character."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.ids, self.shown = tokenizer, [], 0
+
+    def add(self, token):
+        self.ids.append(token)
+        text = self.tokenizer.decode(self.ids)
+        if not text.endswith("\ufffd"):
+            sys.stdout.write(text[self.shown:])
+            sys.stdout.flush()
+            self.shown = len(text)
+
+
+@run_main
+def main(argv):
+    (cfg,) = parse_args([SampleConfig], argv)
+    device = pick_device(cfg.device)
+    ctx = autocast(device, pick_dtype(cfg.dtype, device))
+    ckpt = load_checkpoint(checkpoint_path(cfg))
+    if "meta" not in ckpt:
+        raise UserError(f"{checkpoint_path(cfg)} has no tokenizer metadata; it was not written by train.py")
+    tokenizer = load_tokenizer(ckpt["meta"])
+    model = model_from_checkpoint(ckpt).to(device).eval()
+    del ckpt  # the weights now live in the model; free the CPU copy
+
+    prompt = prompt_ids(tokenizer, read_prompt(cfg.start))
+    idx = torch.tensor([prompt] * cfg.num_samples, dtype=torch.long, device=device)  # (B, T)
+    if cfg.trace_shapes:
+        with tracing(lambda name, t: print(f"{name:<24} {tuple(t.shape)}")):
+            model(idx)
+        return
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    model = maybe_compile(model, cfg.compile)
+
+    out = Printer(tokenizer)
+    sys.stdout.write(tokenizer.decode(prompt))
+    rows, t0 = [], time.time()
+    with ctx:
+        for token in model.stream(idx, cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k or None,
+                                  top_p=cfg.top_p, use_cache=cfg.use_cache, vocab_limit=tokenizer.vocab_size,
+                                  generator=generator):
+            rows.append(token)
+            out.add(token[0, 0].item())
+    elapsed = time.time() - t0
+    samples = torch.cat([idx, *rows], dim=1).tolist() if rows else idx.tolist()
+    for row in samples[1:]:
+        sys.stdout.write(SEPARATOR + tokenizer.decode(row))
+    sys.stdout.write("\n")
+    n = cfg.num_samples * cfg.max_new_tokens
+    print(f"{cfg.num_samples} x {cfg.max_new_tokens} tokens in {elapsed:.2f} s: {n / max(elapsed, 1e-9):,.0f} tokens/s",
+          file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

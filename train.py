@@ -1,0 +1,300 @@
+"""Train a GPT: python train.py config/shakespeare_char.py --batch_size=32 --device=cpu
+
+The algorithm: build the model and optimizer (or resume them), then loop: every eval_interval
+iterations evaluate on train and val, log, checkpoint; take one optimizer step on
+gradient_accumulation_steps micro-batches. Settings are the fields of GPTConfig (model.py) and
+TrainConfig (below), read from a plain `key = value` config file and `--key=value` overrides.
+"""
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from tqdm import tqdm
+
+from checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint, unwrap
+from config import UserError, as_table, parse_args, run_main
+from data import TokenData
+from model import GPT, GPTConfig, tracing
+from system import autocast, maybe_compile, pick_device, pick_dtype
+
+START_TIME = time.time()  # log.jsonl's elapsed_s counts from process start, start-up included
+
+# nanoGPT config keys we accept so its config files run unchanged, but do not use
+NANOGPT_UNUSED = ("wandb_log", "wandb_project", "wandb_run_name")
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "out"
+    dataset: str = "shakespeare_char"  # a folder under data_dir written by prepare.py
+    data_dir: str = "data"
+    init_from: Literal["scratch", "resume"] = "scratch"
+    overwrite: bool = False  # allow a scratch run to replace the checkpoints already in out_dir
+    # batch: tokens per optimizer step = batch_size * block_size * gradient_accumulation_steps
+    batch_size: int = 12
+    gradient_accumulation_steps: int = 1
+    # AdamW with linear warmup then cosine decay to min_lr at lr_decay_iters
+    max_iters: int = 5000
+    learning_rate: float = 6e-4
+    min_lr: float = 6e-5
+    warmup_iters: int = 100
+    lr_decay_iters: int = 0  # 0: decay over max_iters
+    decay_lr: bool = True
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # clip the global gradient norm; 0 disables
+    # evaluation and checkpoints
+    eval_interval: int = 250
+    eval_iters: int = 200  # random batches per split for the loss estimate
+    eval_full_val: bool = False  # val loss over the whole val split instead of eval_iters batches
+    eval_only: bool = False
+    log_interval: int = 10  # iterations between progress-bar updates of the loss
+    always_save_checkpoint: bool = True  # ckpt.pt at every evaluation; best.pt only when val improves
+    stop_at_val_loss: float = 0.0  # stop as soon as val loss reaches this (0: never)
+    # system
+    device: str = "auto"  # auto picks cuda, then mps, then cpu
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    compile: bool = False
+    threads: int = 0  # CPU threads for torch; 0 keeps torch's default
+    seed: int = 1337
+    trace_shapes: bool = False  # print each named tensor's shape for one forward pass, then exit
+
+    def validate(self):
+        for key in ("batch_size", "gradient_accumulation_steps", "eval_interval", "log_interval"):
+            if getattr(self, key) <= 0:
+                raise UserError(f"{key} must be positive, got {getattr(self, key)}")
+        for key in ("max_iters", "eval_iters", "warmup_iters", "lr_decay_iters", "threads"):
+            if getattr(self, key) < 0:
+                raise UserError(f"{key} must not be negative, got {getattr(self, key)}")
+        if self.learning_rate <= 0 or self.min_lr < 0:
+            raise UserError("learning_rate must be positive and min_lr not negative")
+
+
+def lr_at(it, cfg):
+    """Linear warmup from lr/(warmup+1) (never 0: nanoGPT PR #578), then cosine decay to min_lr."""
+    if not cfg.decay_lr:
+        return cfg.learning_rate
+    if it < cfg.warmup_iters:
+        return cfg.learning_rate * (it + 1) / (cfg.warmup_iters + 1)
+    decay_iters = cfg.lr_decay_iters or cfg.max_iters
+    if it >= decay_iters:
+        return cfg.min_lr
+    progress = (it - cfg.warmup_iters) / max(1, decay_iters - cfg.warmup_iters)
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.learning_rate - cfg.min_lr)
+
+
+# ----------------------------------------------------------------------------------------------
+# building, evaluating, checkpointing
+
+
+def model_vocab_size(meta):
+    """The dataset's vocabulary, padded to a multiple of 64 when large (50257 -> 50304) for fast matmuls."""
+    n = meta["vocab_size"]
+    return n if n < 1024 else (n + 63) // 64 * 64
+
+
+def make_optimizer(model, cfg, device):
+    fused = device.startswith("cuda")  # one kernel for all parameters instead of a loop of small ones
+    return torch.optim.AdamW(model.optimizer_groups(cfg.weight_decay), lr=cfg.learning_rate,
+                             betas=(cfg.beta1, cfg.beta2), fused=fused)
+
+
+def build(model_cfg, cfg, data, device):
+    """The model, optimizer and loop state: fresh, or restored from out_dir/ckpt.pt."""
+    state = {"iter_num": 0, "best_val_loss": float("inf")}
+    if cfg.init_from == "resume":
+        ckpt = load_checkpoint(Path(cfg.out_dir) / "ckpt.pt")
+        model = model_from_checkpoint(ckpt)
+        if model.config.vocab_size != model_vocab_size(data.meta):
+            raise UserError(f"checkpoint vocabulary ({model.config.vocab_size}) does not match dataset "
+                            f"'{cfg.dataset}' ({data.meta['vocab_size']}); resume with the dataset it was trained on")
+        if model.config.block_size != data.block_size:
+            raise UserError(f"checkpoint block_size is {model.config.block_size}; resume with --block_size={model.config.block_size}")
+        model.to(device)
+        optimizer = make_optimizer(model, cfg, device)
+        optimizer.load_state_dict(ckpt["optimizer"])
+        state = {"iter_num": ckpt["iter_num"], "best_val_loss": ckpt["best_val_loss"], "rng": ckpt["rng"]}
+    else:
+        model_cfg.vocab_size = model_vocab_size(data.meta)
+        model = GPT(model_cfg).to(device)
+        optimizer = make_optimizer(model, cfg, device)
+    return model, optimizer, state
+
+
+@torch.no_grad()
+def evaluate(model, data, cfg, ctx):
+    """Mean loss on each split. The same batches every time (fixed seed), so evaluations compare."""
+    model.eval()
+    losses = {}
+    for split in ("train", "val"):
+        if split == "val" and cfg.eval_full_val:
+            batches = data.sequential_batches(split, cfg.batch_size)
+        else:
+            generator = torch.Generator().manual_seed(cfg.seed)
+            batches = (data.get_batch(split, cfg.batch_size, generator) for _ in range(cfg.eval_iters))
+        total, count = 0.0, 0
+        for x, y in batches:
+            with ctx:
+                _, loss = model(x, y)
+            total, count = total + loss.float() * y.numel(), count + y.numel()
+        losses[split] = (total / max(count, 1)).item() if count else float("nan")
+    model.train()
+    return losses
+
+
+def rng_state(generator, device):
+    state = {"torch": torch.get_rng_state(), "data": generator.get_state()}
+    if device.startswith("cuda"):
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def restore_rng(state, generator, device):
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["data"])
+    if "cuda" in state and device.startswith("cuda"):
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def check_out_dir(cfg):
+    """Fail before training, not after: an unwritable out_dir, or checkpoints a scratch run would replace."""
+    out = Path(cfg.out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create out_dir {out} ({e.strerror}); choose another --out_dir") from None
+    if not os.access(out, os.W_OK):
+        raise UserError(f"out_dir {out} is not writable; choose another --out_dir")
+    if cfg.init_from == "scratch" and not cfg.overwrite and not cfg.eval_only and (out / "ckpt.pt").exists():
+        raise UserError(f"{out} already holds a checkpoint; continue it with --init_from=resume, "
+                        f"start over with --overwrite=True, or pick another --out_dir")
+
+
+def print_shape_trace(model, x, y):
+    """One forward pass, printing every named tensor with its shape: how a batch flows through."""
+    print(f"{'step':<24} shape")
+    with torch.no_grad(), tracing(lambda name, t: print(f"{name:<24} {tuple(t.shape)}")):
+        model(x, y)
+
+
+class LogFile:
+    """out_dir/log.jsonl: one JSON line per evaluation. On resume, lines past the checkpoint are dropped."""
+
+    def __init__(self, path, resume_iter):
+        self.path = Path(path)
+        lines = self.path.read_text().splitlines() if resume_iter and self.path.exists() else []
+        kept = [line for line in lines if line.strip() and json.loads(line)["iter"] <= resume_iter]
+        self.path.write_text("".join(line + "\n" for line in kept))
+
+    def write(self, **record):
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------
+# the loop
+
+
+@run_main
+def main(argv):
+    model_cfg, cfg = parse_args([GPTConfig, TrainConfig], argv, ignored=NANOGPT_UNUSED)
+    device = pick_device(cfg.device)
+    dtype = pick_dtype(cfg.dtype, device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    ctx = autocast(device, dtype)
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    data = TokenData(Path(cfg.data_dir) / cfg.dataset, model_cfg.block_size, device)
+    if not cfg.trace_shapes:
+        check_out_dir(cfg)
+    model, optimizer, state = build(model_cfg, cfg, data, device)
+    generator = torch.Generator().manual_seed(cfg.seed)  # draws the training batches
+    if "rng" in state:
+        restore_rng(state["rng"], generator, device)
+    if cfg.trace_shapes:
+        print_shape_trace(model, *data.get_batch("train", 2, generator))
+        return
+
+    scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)  # fp16 gradients underflow without it
+    train_model = maybe_compile(model, cfg.compile)
+    out_dir = Path(cfg.out_dir)
+    log = LogFile(out_dir / "log.jsonl", state["iter_num"])
+    tokens_per_iter = cfg.batch_size * model.config.block_size * cfg.gradient_accumulation_steps
+    print(f"{model.num_params() / 1e6:.2f}M parameters, {tokens_per_iter:,} tokens per iteration, "
+          f"device {device}, dtype {str(dtype).removeprefix('torch.')}", file=sys.stderr)
+
+    def checkpoint(name, it):
+        save_checkpoint(out_dir / name, model, optimizer, iter_num=it, best_val_loss=state["best_val_loss"],
+                        train_config=asdict(cfg), meta=data.meta, rng=rng_state(generator, device))
+
+    it, resumed_at = state["iter_num"], state["iter_num"] if cfg.init_from == "resume" else None
+    bar = tqdm(total=cfg.max_iters, initial=it, unit="it", dynamic_ncols=True, file=sys.stderr)
+    tokens_per_s, last = 0.0, time.time()
+    while True:
+        lr = lr_at(it, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+        if (it % cfg.eval_interval == 0 or it == cfg.max_iters) and it != resumed_at:
+            losses = evaluate(train_model, data, cfg, ctx)
+            log.write(iter=it, train_loss=losses["train"], val_loss=losses["val"], lr=lr,
+                      tokens=it * tokens_per_iter, elapsed_s=round(time.time() - START_TIME, 3))
+            bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+            if cfg.eval_only:
+                break
+            if losses["val"] < state["best_val_loss"]:
+                state["best_val_loss"] = losses["val"]
+                checkpoint("best.pt", it)
+            if cfg.always_save_checkpoint or it == cfg.max_iters:
+                checkpoint("ckpt.pt", it)
+            if losses["val"] <= cfg.stop_at_val_loss:
+                bar.write(f"val loss {losses['val']:.4f} reached stop_at_val_loss={cfg.stop_at_val_loss}")
+                break
+        if it >= cfg.max_iters:
+            break
+
+        for _ in range(cfg.gradient_accumulation_steps):
+            x, y = data.get_batch("train", cfg.batch_size, generator)
+            with ctx:
+                _, loss = train_model(x, y)
+            # average over micro-steps so k micro-batches equal one k-times larger batch (nanoGPT #168)
+            scaler.scale(loss / cfg.gradient_accumulation_steps).backward()
+        if cfg.grad_clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        it += 1
+
+        if it % cfg.log_interval == 0:
+            loss_value = loss.item()  # a GPU sync, so only every log_interval iterations
+            if not math.isfinite(loss_value):
+                raise UserError(f"loss is {loss_value} at iter {it}; stopped, the last good checkpoint is kept "
+                                f"in {out_dir}. Lower learning_rate, or use dtype=bfloat16 instead of float16")
+            now = time.time()
+            rate = cfg.log_interval * tokens_per_iter / (now - last)
+            tokens_per_s = rate if tokens_per_s == 0 else 0.9 * tokens_per_s + 0.1 * rate
+            last = now
+            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:,.0f}")
+        bar.update(1)
+    bar.close()
+    best = state["best_val_loss"]
+    print(f"done: iter {it}, best val loss {best:.4f}, {time.time() - START_TIME:.1f} s, "
+          f"{tokens_per_s:,.0f} tokens/s; checkpoints in {out_dir}/")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
