@@ -56,6 +56,10 @@ class TokenData:
         data = self.splits[split]
         return data.stat().st_size // 2 if isinstance(data, Path) else len(data)
 
+    def random_starts(self, split, shape, generator):
+        """Random window offsets of the given shape, drawn from `generator`."""
+        return torch.randint(self.num_tokens(split) - self.block_size, shape, generator=generator)
+
     def get_batch(self, split, batch_size, generator, starts=None):
         """x, y: (B, T) token ids on the device, y being x shifted one to the left.
 
@@ -64,7 +68,7 @@ class TokenData:
         """
         T = self.block_size
         if starts is None:
-            starts = torch.randint(self.num_tokens(split) - T, (batch_size,), generator=generator)
+            starts = self.random_starts(split, (batch_size,), generator)
         data = self.tokens(split)
         offsets = starts[:, None] + torch.arange(T + 1)  # (B, T+1)
         if data.device != offsets.device:

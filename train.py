@@ -11,6 +11,7 @@ import math
 import os
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -63,6 +64,7 @@ class TrainConfig:
     device: str = "auto"  # auto picks cuda, then mps, then cpu
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     compile: bool = False
+    backend: str = ""  # torch.distributed backend under torchrun; empty: nccl on CUDA, gloo on CPU
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default
     seed: int = 1337
     trace_shapes: bool = False  # print each named tensor's shape for one forward pass, then exit
@@ -200,24 +202,89 @@ class LogFile:
 
 
 # ----------------------------------------------------------------------------------------------
+# distributed data parallel (torchrun)
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def master(self):
+        return self.rank == 0
+
+
+def setup_distributed(cfg, device):
+    """Under torchrun (it sets RANK), join the process group: NCCL on CUDA, gloo on CPU."""
+    if "RANK" not in os.environ:
+        return Dist(), device
+    dist = Dist(int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"]))
+    if device.startswith("cuda"):
+        device = f"cuda:{dist.local_rank}"
+        torch.cuda.set_device(device)
+    torch.distributed.init_process_group(backend=cfg.backend or ("nccl" if device.startswith("cuda") else "gloo"))
+    if cfg.gradient_accumulation_steps % dist.world_size:
+        raise UserError(f"gradient_accumulation_steps={cfg.gradient_accumulation_steps} must be a multiple of "
+                        f"the number of processes ({dist.world_size}): each takes an equal share of the micro-batches")
+    return dist, device
+
+
+def broadcast_flag(flag, dist, device):
+    """Rank 0 decides (e.g. to stop); every rank follows, so none waits forever for the others."""
+    if dist.world_size == 1:
+        return flag
+    t = torch.tensor([int(flag)], device=device)
+    torch.distributed.broadcast(t, src=0)
+    return bool(t.item())
+
+
+# ----------------------------------------------------------------------------------------------
 # the loop
+
+
+def train_step(model, optimizer, scaler, data, cfg, ctx, generator, dist):
+    """One optimizer step on gradient_accumulation_steps micro-batches, shared across processes.
+
+    Every process draws the same global batch from the same generator and takes its own share,
+    so N processes compute exactly what one process would (and the data order resumes exactly).
+    """
+    starts = data.random_starts("train", (cfg.gradient_accumulation_steps, cfg.batch_size), generator)
+    mine = starts[dist.rank::dist.world_size]
+    for micro, micro_starts in enumerate(mine):
+        x, y = data.get_batch("train", cfg.batch_size, None, starts=micro_starts)
+        # DDP averages gradients over processes at each backward; only the last micro-step needs it
+        # (nanoGPT syncs every micro-step). no_sync must wrap the forward too (build-nanogpt PR #30).
+        last = micro == len(mine) - 1
+        with model.no_sync() if dist.world_size > 1 and not last else nullcontext(), ctx:
+            _, loss = model(x, y)
+            # average over micro-steps so k micro-batches equal one k-times larger batch (nanoGPT #168)
+            scaler.scale(loss / len(mine)).backward()
+    if cfg.grad_clip:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return loss
 
 
 @run_main
 def main(argv):
     model_cfg, cfg = parse_args([GPTConfig, TrainConfig], argv, ignored=NANOGPT_UNUSED)
-    device = pick_device(cfg.device)
+    dist, device = setup_distributed(cfg, pick_device(cfg.device))
     dtype = pick_dtype(cfg.dtype, device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed + dist.rank)  # different dropout masks on each process
     ctx = autocast(device, dtype)
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
     data = TokenData(Path(cfg.data_dir) / cfg.dataset, model_cfg.block_size, device)
-    if not cfg.trace_shapes:
+    if dist.master and not cfg.trace_shapes:
         check_out_dir(cfg)
     model, optimizer, state = build(model_cfg, cfg, data, device)
     generator = torch.Generator().manual_seed(cfg.seed)  # draws the training batches
@@ -228,19 +295,23 @@ def main(argv):
         return
 
     scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)  # fp16 gradients underflow without it
-    train_model = maybe_compile(model, cfg.compile)
+    eval_model = train_model = maybe_compile(model, cfg.compile)
+    if dist.world_size > 1:
+        device_ids = [dist.local_rank] if device.startswith("cuda") else None
+        train_model = torch.nn.parallel.DistributedDataParallel(train_model, device_ids=device_ids)
     out_dir = Path(cfg.out_dir)
-    log = LogFile(out_dir / "log.jsonl", state["iter_num"])
+    log = LogFile(out_dir / "log.jsonl", state["iter_num"]) if dist.master else None
     tokens_per_iter = cfg.batch_size * model.config.block_size * cfg.gradient_accumulation_steps
-    print(f"{model.num_params() / 1e6:.2f}M parameters, {tokens_per_iter:,} tokens per iteration, "
-          f"device {device}, dtype {str(dtype).removeprefix('torch.')}", file=sys.stderr)
+    if dist.master:
+        print(f"{model.num_params() / 1e6:.2f}M parameters, {tokens_per_iter:,} tokens per iteration, "
+              f"device {device} x {dist.world_size}, dtype {str(dtype).removeprefix('torch.')}", file=sys.stderr)
 
     def checkpoint(name, it):
         save_checkpoint(out_dir / name, model, optimizer, iter_num=it, best_val_loss=state["best_val_loss"],
                         train_config=asdict(cfg), meta=data.meta, rng=rng_state(generator, device))
 
     it, resumed_at = state["iter_num"], state["iter_num"] if cfg.init_from == "resume" else None
-    bar = tqdm(total=cfg.max_iters, initial=it, unit="it", dynamic_ncols=True, file=sys.stderr)
+    bar = tqdm(total=cfg.max_iters, initial=it, unit="it", dynamic_ncols=True, file=sys.stderr, disable=not dist.master)
     tokens_per_s, last = 0.0, time.time()
     while True:
         lr = lr_at(it, cfg)
@@ -248,38 +319,31 @@ def main(argv):
             group["lr"] = lr
 
         if (it % cfg.eval_interval == 0 or it == cfg.max_iters) and it != resumed_at:
-            losses = evaluate(train_model, data, cfg, ctx)
-            log.write(iter=it, train_loss=losses["train"], val_loss=losses["val"], lr=lr,
-                      tokens=it * tokens_per_iter, elapsed_s=round(time.time() - START_TIME, 3))
-            bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
-            if cfg.eval_only:
+            stop = cfg.eval_only
+            if dist.master:
+                losses = evaluate(eval_model, data, cfg, ctx)
+                log.write(iter=it, train_loss=losses["train"], val_loss=losses["val"], lr=lr,
+                          tokens=it * tokens_per_iter, elapsed_s=round(time.time() - START_TIME, 3))
+                bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+                if not cfg.eval_only:
+                    if losses["val"] < state["best_val_loss"]:
+                        state["best_val_loss"] = losses["val"]
+                        checkpoint("best.pt", it)
+                    if cfg.always_save_checkpoint or it == cfg.max_iters:
+                        checkpoint("ckpt.pt", it)
+                if losses["val"] <= cfg.stop_at_val_loss:
+                    bar.write(f"val loss {losses['val']:.4f} reached stop_at_val_loss={cfg.stop_at_val_loss}")
+                    stop = True
+            if broadcast_flag(stop, dist, device):
                 break
-            if losses["val"] < state["best_val_loss"]:
-                state["best_val_loss"] = losses["val"]
-                checkpoint("best.pt", it)
-            if cfg.always_save_checkpoint or it == cfg.max_iters:
-                checkpoint("ckpt.pt", it)
-            if losses["val"] <= cfg.stop_at_val_loss:
-                bar.write(f"val loss {losses['val']:.4f} reached stop_at_val_loss={cfg.stop_at_val_loss}")
-                break
+            last = time.time()  # throughput counts training time only
         if it >= cfg.max_iters:
             break
 
-        for _ in range(cfg.gradient_accumulation_steps):
-            x, y = data.get_batch("train", cfg.batch_size, generator)
-            with ctx:
-                _, loss = train_model(x, y)
-            # average over micro-steps so k micro-batches equal one k-times larger batch (nanoGPT #168)
-            scaler.scale(loss / cfg.gradient_accumulation_steps).backward()
-        if cfg.grad_clip:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
+        loss = train_step(train_model, optimizer, scaler, data, cfg, ctx, generator, dist)
         it += 1
 
-        if it % cfg.log_interval == 0:
+        if it % cfg.log_interval == 0 and dist.master:
             loss_value = loss.item()  # a GPU sync, so only every log_interval iterations
             if not math.isfinite(loss_value):
                 raise UserError(f"loss is {loss_value} at iter {it}; stopped, the last good checkpoint is kept "
@@ -291,9 +355,11 @@ def main(argv):
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:,.0f}")
         bar.update(1)
     bar.close()
-    best = state["best_val_loss"]
-    print(f"done: iter {it}, best val loss {best:.4f}, {time.time() - START_TIME:.1f} s, "
-          f"{tokens_per_s:,.0f} tokens/s; checkpoints in {out_dir}/")
+    if dist.world_size > 1:
+        torch.distributed.destroy_process_group()
+    if dist.master:
+        print(f"done: iter {it}, best val loss {state['best_val_loss']:.4f}, {time.time() - START_TIME:.1f} s, "
+              f"{tokens_per_s:,.0f} tokens/s; checkpoints in {out_dir}/")
 
 
 if __name__ == "__main__":
