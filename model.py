@@ -47,7 +47,9 @@ class GPTConfig:
     residual: bool = True  # x + f(x) around attention and MLP, or just f(x)
     norm: Literal["layernorm", "rmsnorm", "none"] = "layernorm"
     tie_weights: bool = True  # lm_head shares the token embedding matrix (Press & Wolf 2017)
-    activation: Literal["gelu", "relu2"] = "gelu"  # relu2 = relu(x)^2, from the modded-nanogpt speedrun
+    # gelu: GPT-2's tanh approximation; gelu_exact: the erf GELU (nanoGPT's nn.GELU, set when loading its
+    # checkpoints); relu2 = relu(x)^2, from the modded-nanogpt speedrun
+    activation: Literal["gelu", "gelu_exact", "relu2"] = "gelu"
     qk_norm: bool = False  # RMS-normalise q and k per head before the score (speedrun trick)
     zero_init_proj: bool = False  # output projections start at zero, so each block starts as identity
 
@@ -89,6 +91,62 @@ def trace(name, x):
     if _tracer is not None:
         _tracer(name, x)
     return x
+
+
+def describe_step(name, config):
+    """One line on what the traced tensor `name` holds (per-layer names lose their `h.N.` prefix)."""
+    step = name.split(".", 2)[2] if name.startswith("h.") else name
+    rotated = " (then rotated by position: rope)" if config.pos_encoding == "rope" else ""
+    return {
+        "idx": "token ids: the input, one integer per position",
+        "tok_emb": "token embedding: the row of wte for each token id",
+        "pos_emb": f"{config.pos_encoding} position encoding, added to tok_emb (broadcast over B)",
+        "attn.q": "queries: what each position looks for, one set per head" + rotated,
+        "attn.k": "keys: what each position can be found by" + rotated,
+        "attn.v": "values: what each position passes on when attended to",
+        "attn.scores": {"dot": "q.k/sqrt(hs)", "squared_dot": "(q.k/sqrt(hs))^2", "neg_dot": "-q.k/sqrt(hs)"}[
+            config.attn_score] + " for every (query, key) pair",
+        "attn.mask": {"causal": "True where the key is the query itself or in its past",
+                      "none": "all True: every position sees every other",
+                      "anticausal": "True where the key is the query itself or in its future"}[config.mask],
+        "attn.softmax": "attention weights: softmax of the scores over keys; rows sum to 1",
+        "attn.out": "per head, the attention-weighted sum of the values",
+        "attn.merged": "the heads side by side again (c_proj then mixes them)",
+        "mlp": f"MLP: Linear to 4C, {config.activation}, Linear back to C",
+        "out": "block output: x + attention + MLP (the residual stream)" if config.residual
+               else "block output: the MLP output alone (no residual connection)",
+        "logits": "a score for every vocabulary entry as the next token",
+        "loss": "cross-entropy: mean of -log p(target) over all B*T positions",
+    }.get(step, "")
+
+
+def print_shape_trace(model, idx, targets=None):
+    """Run one forward pass and print each named tensor: name, shape, what it holds.
+
+    Layers after the first that repeat its shapes are summarised in one line.
+    """
+    steps = []
+    with torch.no_grad(), tracing(lambda name, t: steps.append((name, tuple(t.shape)))):
+        model(idx, targets)
+    cfg = model.config
+    print(f"B={idx.size(0)} batch, T={idx.size(1)} positions, C={cfg.n_embd} channels, nh={cfg.n_head} heads "
+          f"of hs={cfg.n_embd // cfg.n_head}, {cfg.n_layer} layers, vocab {cfg.vocab_size}")
+    print(f"{'step':<20} {'shape':<18} what it holds")
+    layer_of = lambda name: int(name.split(".")[1]) if name.startswith("h.") else None  # noqa: E731
+    first = [(n.split(".", 2)[2], s) for n, s in steps if layer_of(n) == 0]
+    done = set()
+    for name, shape in steps:
+        layer = layer_of(name)
+        if layer is not None and layer > 0:
+            if layer in done:
+                continue
+            mine = [(n.split(".", 2)[2], s) for n, s in steps if layer_of(n) == layer]
+            if mine == first:
+                done.add(layer)
+                if layer == 1:
+                    print(f"{f'h.1 .. h.{cfg.n_layer - 1}':<20} {'':<18} the same steps and shapes as h.0")
+                continue
+        print(f"{name:<20} {str(shape):<18} {describe_step(name, cfg)}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -258,7 +316,12 @@ class MLP(nn.Module):
     def forward(self, x):
         h = self.c_fc(x)  # (B, T, 4C)
         # GPT-2 uses the tanh approximation of GELU; matching it keeps Hugging Face logits identical
-        h = F.gelu(h, approximate="tanh") if self.activation == "gelu" else F.relu(h).square()
+        if self.activation == "gelu":
+            h = F.gelu(h, approximate="tanh")
+        elif self.activation == "gelu_exact":
+            h = F.gelu(h)  # nanoGPT's nn.GELU()
+        else:
+            h = F.relu(h).square()
         return self.dropout(self.c_proj(h))  # (B, T, C)
 
 
@@ -329,7 +392,9 @@ class GPT(nn.Module):
         B, T = idx.size()
         start = kv_cache.pos if kv_cache is not None else 0
         if self.config.pos_encoding == "learned" and start + T > self.config.block_size:
-            raise ValueError(f"learned positions stop at block_size={self.config.block_size}; got position {start + T - 1}")
+            raise ValueError(f"learned positions stop at block_size={self.config.block_size}: there is no embedding "
+                             f"for position {start + T - 1}. Feed at most the last {self.config.block_size} tokens "
+                             f"(generate does), or train with pos_encoding=sinusoidal or rope, which extend further")
         positions = torch.arange(start, start + T, device=idx.device)  # (T,)
         trace("idx", idx)
         x = trace("tok_emb", self.transformer.wte(idx))  # (B, T, C): one learned vector per token id
@@ -365,6 +430,10 @@ class GPT(nn.Module):
             {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
         ]
+
+    def hidden_matrices(self):
+        """The 2-D weights inside the blocks: what Muon optimises (embeddings and head stay with AdamW)."""
+        return [p for p in self.transformer.h.parameters() if p.dim() == 2]
 
     def flops_per_token(self, T=None):
         """Training FLOPs per token: 6N for the matmuls plus attention's 12*L*C*T (PaLM appendix B)."""

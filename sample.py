@@ -13,9 +13,9 @@ from typing import Literal
 
 import torch
 
-from checkpoint import load_checkpoint, model_from_checkpoint
+from checkpoint import checkpoint_meta, load_checkpoint, model_from_checkpoint
 from config import UserError, parse_args, run_main
-from model import tracing
+from model import print_shape_trace
 from system import autocast, maybe_compile, pick_device, pick_dtype
 from tokenizer import load_tokenizer
 
@@ -26,6 +26,7 @@ SEPARATOR = "\n---------------\n"
 class SampleConfig:
     out_dir: str = "out"
     ckpt: str = "best"  # best (best.pt, lowest val loss), latest (ckpt.pt), or a path to a .pt file
+    data_dir: str = "data"  # where a nanoGPT checkpoint's char-level vocabulary is: <dataset>/meta.pkl
     start: str = "\n"  # the prompt, or FILE:path to read it from a file
     num_samples: int = 3
     max_new_tokens: int = 500
@@ -97,17 +98,14 @@ def main(argv):
     device = pick_device(cfg.device)
     ctx = autocast(device, pick_dtype(cfg.dtype, device))
     ckpt = load_checkpoint(checkpoint_path(cfg))
-    if "meta" not in ckpt:
-        raise UserError(f"{checkpoint_path(cfg)} has no tokenizer metadata; it was not written by train.py")
-    tokenizer = load_tokenizer(ckpt["meta"])
+    tokenizer = load_tokenizer(checkpoint_meta(ckpt, cfg.data_dir))  # nanoGPT's: data_dir/<dataset>/meta.pkl
     model = model_from_checkpoint(ckpt).to(device).eval()
     del ckpt  # the weights now live in the model; free the CPU copy
 
     prompt = prompt_ids(tokenizer, read_prompt(cfg.start))
     idx = torch.tensor([prompt] * cfg.num_samples, dtype=torch.long, device=device)  # (B, T)
     if cfg.trace_shapes:
-        with tracing(lambda name, t: print(f"{name:<24} {tuple(t.shape)}")):
-            model(idx)
+        print_shape_trace(model, idx)
         return
     torch.manual_seed(cfg.seed)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)

@@ -13,3 +13,80 @@ def shakespeare_path():
     if not path.is_file():
         pytest.skip(f"Tiny Shakespeare not found at {path}")
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared fixtures for the core tests (model, config, train, sample): a char-level dataset made
+# from the real Tiny Shakespeare, and one tiny checkpoint trained by train.py, both built once.
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import types  # noqa: E402
+
+SHAKESPEARE_PATH = REPO_ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+CHAR_DATASET = "shakespeare_char"
+# A model small enough to train in a second or two on one CPU thread.
+TINY_MODEL_ARGS = ("--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32")
+TINY_TRAIN_ARGS = (*TINY_MODEL_ARGS, "--batch_size=8", "--max_iters=30", "--eval_interval=10",
+                   "--eval_iters=2", "--learning_rate=1e-2", "--warmup_iters=5", "--device=cpu",
+                   "--threads=1", f"--dataset={CHAR_DATASET}")
+
+
+def run_script(script, *args, timeout=120):
+    """Run one of the repository's scripts as a user would: a fresh interpreter, cwd = repo root."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    return subprocess.run([sys.executable, script, *map(str, args)], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def shakespeare_text_session():
+    if not SHAKESPEARE_PATH.is_file():
+        pytest.skip(f"Tiny Shakespeare not found at {SHAKESPEARE_PATH}")
+    return SHAKESPEARE_PATH.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def char_data_dir(tmp_path_factory, shakespeare_text_session):
+    """A data_dir holding shakespeare_char/ prepared from the real Tiny Shakespeare by prepare.py."""
+    import prepare
+
+    data_dir = tmp_path_factory.mktemp("data")
+    prepare.prepare_text(shakespeare_text_session, data_dir / CHAR_DATASET, "char", str(SHAKESPEARE_PATH))
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_train_args(char_data_dir):
+    """train.py arguments for the tiny model on the char dataset (add --out_dir)."""
+    return [*TINY_TRAIN_ARGS, f"--data_dir={char_data_dir}"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_train_args):
+    """`python train.py` run once on the tiny config (30 iters): .out_dir, .result (CompletedProcess).
+
+    Tests must not modify out_dir: copy what they want to change.
+    """
+    out_dir = tmp_path_factory.mktemp("tiny_run") / "out"
+    result = run_script("train.py", *tiny_train_args, f"--out_dir={out_dir}")
+    if result.returncode != 0:
+        pytest.fail(f"train.py failed on the tiny config:\n{result.stderr[-3000:]}")
+    return types.SimpleNamespace(out_dir=out_dir, result=result)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, and the machine is shared; restored afterwards."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """run_script: cli("train.py", "--key=value", ...) -> CompletedProcess (text, captured)."""
+    return run_script

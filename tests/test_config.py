@@ -1,0 +1,226 @@
+"""config.py: config files are read as data (never executed), overrides are typed and checked."""
+
+import dataclasses
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+import train
+from config import UserError, _parse_override, as_table, build_configs, parse_args, read_config_file
+from model import GPTConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_FILES = sorted((REPO_ROOT / "config").glob("*.py"))
+CLASSES = [GPTConfig, train.TrainConfig]
+
+
+def write(tmp_path, text, name="cfg.py"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def parse(argv):
+    return parse_args(CLASSES, argv, ignored=train.NANOGPT_UNUSED)
+
+
+def error_of(argv):
+    with pytest.raises(UserError) as e:
+        parse(argv)
+    return str(e.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# config files
+
+
+def test_the_repository_has_config_files():
+    assert len(CONFIG_FILES) >= 3
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.name)
+def test_real_config_files_read_as_python_would(path):
+    """Our own config files are trusted, so executing them gives the reference values."""
+    namespace = {}
+    exec(compile(path.read_text(), str(path), "exec"), namespace)
+    expected = {k: v for k, v in namespace.items() if not k.startswith("__")}
+    values = read_config_file(path)
+    assert values == expected
+    assert {type(v) for v in values.values()} <= {int, float, str, bool}
+
+    model_cfg, cfg = parse([str(path)])
+    for key, value in values.items():
+        got = getattr(model_cfg, key) if hasattr(model_cfg, key) else getattr(cfg, key)
+        assert got == value, key
+
+
+def test_arithmetic_and_earlier_names(tmp_path):
+    path = write(tmp_path, "\n".join([
+        "# a comment",
+        "gradient_accumulation_steps = 5 * 8",
+        "max_iters = 2 ** 10 - 24",
+        "lr_decay_iters = max_iters",
+        "learning_rate = 6e-4",
+        "min_lr = learning_rate / 10",
+        "warmup_iters = max_iters // 10 % 7",
+        "decay_lr = not False",
+        "beta2 = -(-0.99)",
+        "out_dir = 'out-' + 'x'",
+        "dropout = 0.1",
+    ]))
+    values = read_config_file(path)
+    assert values["gradient_accumulation_steps"] == 40
+    assert values["max_iters"] == 1000 and values["lr_decay_iters"] == 1000
+    assert values["min_lr"] == pytest.approx(6e-5)
+    assert values["warmup_iters"] == (1000 // 10) % 7
+    assert values["decay_lr"] is True and values["beta2"] == 0.99 and values["out_dir"] == "out-x"
+    model_cfg, cfg = parse([str(path)])
+    assert cfg.gradient_accumulation_steps == 40 and cfg.lr_decay_iters == 1000 and model_cfg.dropout == 0.1
+
+
+def test_a_name_not_defined_earlier_is_an_error(tmp_path):
+    path = write(tmp_path, "lr_decay_iters = max_iters\nmax_iters = 10\n")
+    with pytest.raises(UserError, match="max_iters"):
+        read_config_file(path)
+
+
+@pytest.mark.parametrize("line", [
+    "out_dir = __import__('os').system('touch {marker}')",
+    "out_dir = open('{marker}', 'w')",
+    "out_dir = str(open('{marker}', 'w'))",
+    "__import__('os').system('touch {marker}')",
+    "open('{marker}', 'w').write('x')",
+    "exec(\"open('{marker}', 'w')\")",
+    "[open('{marker}', 'w') for _ in range(1)]",
+    "with open('{marker}', 'w') as f: pass",
+    "import os; os.system('touch {marker}')",
+    "out_dir = (lambda: open('{marker}', 'w'))()",
+    "out_dir = ''.__class__.__mro__",
+])
+def test_code_in_a_config_file_is_refused_and_never_executed(tmp_path, line):
+    marker = tmp_path / "marker"
+    path = write(tmp_path, "batch_size = 4\n" + line.format(marker=marker) + "\n")
+    with pytest.raises(UserError) as e:
+        parse([str(path)])
+    assert str(path) in str(e.value)  # names the file (and line)
+    assert not marker.exists()
+
+
+def test_nanogpt_style_imports_and_ignored_keys_are_accepted(tmp_path):
+    """nanoGPT's finetune config: `import time` and a wandb_run_name computed by code."""
+    path = write(tmp_path, "\"\"\"A docstring.\"\"\"\nimport time\nwandb_log = False\nwandb_project = 'owt'\n"
+                           "wandb_run_name = 'ft-' + str(time.time())\nbatch_size = 1\n")
+    model_cfg, cfg = parse([str(path)])
+    assert cfg.batch_size == 1
+    _, cfg = parse(["--wandb_log=True", "--batch_size=2"])
+    assert cfg.batch_size == 2
+
+
+def test_config_file_errors(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        parse([str(tmp_path / "nope.py")])
+    with pytest.raises(UserError, match="valid"):
+        parse([str(write(tmp_path, "batch_size = = 3\n"))])
+    with pytest.raises(UserError, match="key = value"):
+        parse([str(write(tmp_path, "a, b = 1, 2\n"))])
+
+
+# ---------------------------------------------------------------------------------------------
+# overrides
+
+
+def test_overrides_apply_on_top_of_the_file_in_order(tmp_path):
+    path = write(tmp_path, "batch_size = 4\nn_layer = 3\n")
+    model_cfg, cfg = parse([str(path), "--batch_size=8", "--batch_size=16", "--out_dir=somewhere"])
+    assert (cfg.batch_size, model_cfg.n_layer, cfg.out_dir) == (16, 3, "somewhere")
+
+
+def test_unknown_key_suggests_the_closest():
+    message = error_of(["--batch_sise=3"])
+    assert "batch_sise" in message and "did you mean 'batch_size'" in message
+
+
+def test_wrong_type_names_the_key_and_the_type():
+    message = error_of(["--batch_size=abc"])
+    assert "batch_size" in message and "int" in message
+    assert "batch_size" in error_of(["--batch_size=2.5"])
+
+
+def test_int_widens_to_float_but_bool_must_be_bool():
+    _, cfg = parse(["--learning_rate=1"])
+    assert cfg.learning_rate == 1.0 and isinstance(cfg.learning_rate, float)
+    _, cfg = parse(["--compile=True"])
+    assert cfg.compile is True
+    for bad in ("--compile=1", "--compile=yes", "--compile=0"):
+        message = error_of([bad])
+        assert "compile" in message and "bool" in message
+    message = error_of(["--batch_size=True"])  # a bool is not an int either
+    assert "batch_size" in message
+
+
+def test_literal_fields_reject_bad_values_with_a_suggestion():
+    message = error_of(["--pos_encoding=rop"])
+    assert "pos_encoding" in message and "did you mean 'rope'" in message
+    assert "'learned'" in message  # lists the choices
+    assert "init_from" in error_of(["--init_from=resum"])
+    model_cfg, _ = parse(["--pos_encoding=rope"])
+    assert model_cfg.pos_encoding == "rope"
+
+
+@pytest.mark.parametrize("arg, key, value", [
+    ("--start=a=b", "start", "a=b"),
+    ("--out_dir=x==y=", "out_dir", "x==y="),
+    ("--start=FILE:p.txt", "start", "FILE:p.txt"),
+    ("--n_layer=4", "n_layer", 4),
+    ("--learning_rate=3e-4", "learning_rate", 3e-4),
+    ("--out_dir='quoted'", "out_dir", "quoted"),
+    ("--out_dir=", "out_dir", ""),
+])
+def test_override_parsing(arg, key, value):
+    assert _parse_override(arg) == (key, value)
+
+
+def test_string_override_with_equals_reaches_the_config():
+    _, cfg = parse(["--out_dir=runs/lr=1e-3"])
+    assert cfg.out_dir == "runs/lr=1e-3"
+
+
+@pytest.mark.parametrize("arg", ["batch_size=3", "--batch_size", "-batch_size=3"])
+def test_malformed_overrides_are_refused(arg):
+    argv = ["--n_layer=2", arg]  # not first, so not taken for a config file
+    message = error_of(argv)
+    assert "--key=value" in message
+
+
+def test_validate_runs_after_building():
+    assert "n_embd=30" in error_of(["--n_embd=30", "--n_head=4"])
+    assert "batch_size" in error_of(["--batch_size=0"])
+
+
+def test_build_configs_routes_each_key_to_its_class():
+    @dataclasses.dataclass
+    class A:
+        x: int = 1
+        mode: Literal["a", "b"] = "a"
+
+    @dataclasses.dataclass
+    class B:
+        y: float = 2.0
+        name: str = "n"
+        maybe: int | None = None
+
+    a, b = build_configs([A, B], {"x": 5, "y": 3, "mode": "b", "name": 7, "maybe": None})
+    assert (a.x, a.mode, b.y, b.name, b.maybe) == (5, "b", 3.0, "7", None)
+    a, b = build_configs([A, B], {"maybe": 4})
+    assert b.maybe == 4
+    with pytest.raises(UserError, match="maybe"):
+        build_configs([A, B], {"maybe": "four"})
+
+
+def test_as_table_lists_every_field():
+    model_cfg, cfg = parse(["--n_layer=3"])
+    table = as_table(model_cfg, cfg)
+    lines = table.splitlines()
+    assert len(lines) == len(dataclasses.fields(model_cfg)) + len(dataclasses.fields(cfg))
+    assert "n_layer = 3" in lines

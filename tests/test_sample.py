@@ -1,0 +1,196 @@
+"""sample.py end to end on the tiny checkpoint trained by train.py (conftest's tiny_run)."""
+
+import os
+import pickle
+import shutil
+
+import pytest
+import torch
+
+import sample
+from checkpoint import load_checkpoint, model_from_checkpoint
+from tokenizer import load_tokenizer
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+PROMPT = "ROMEO:"
+NEW = 60
+
+
+def sample_args(tiny_run, *extra):
+    return [f"--out_dir={tiny_run.out_dir}", "--device=cpu", f"--max_new_tokens={NEW}", *extra]
+
+
+def split_samples(stdout):
+    assert stdout.endswith("\n")
+    return stdout[:-1].split(sample.SEPARATOR)
+
+
+def one_error_line(stderr):
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error:"), stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def main_error(capsys, argv):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        sample.main(argv)
+    assert e.value.code == 2
+    return one_error_line(capsys.readouterr().err)
+
+
+@pytest.fixture(scope="module")
+def seeded(tiny_run, cli):
+    """Three runs: seed 1 twice, seed 2 once (3 samples of 60 new characters each)."""
+    return {name: cli("sample.py", *sample_args(tiny_run, f"--start={PROMPT}", "--num_samples=3", f"--seed={seed}"))
+            for name, seed in (("a", 1), ("b", 1), ("c", 2))}
+
+
+@pytest.fixture(scope="module")
+def vocab(tiny_run):
+    return load_checkpoint(tiny_run.out_dir / "best.pt")["meta"]["chars"]
+
+
+def test_sample_prints_the_requested_samples_after_the_prompt(seeded, vocab):
+    result = seeded["a"]
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(PROMPT)
+    samples = split_samples(result.stdout)
+    assert len(samples) == 3
+    for text in samples:
+        assert text.startswith(PROMPT)
+        assert len(text) == len(PROMPT) + NEW  # one character per token
+        assert set(text) <= set(vocab)
+    assert len(set(samples)) == 3  # three different draws
+    assert any("tokens/s" in line for line in result.stderr.splitlines())
+    assert "tokens/s" not in result.stdout
+
+
+def test_same_seed_same_text_different_seed_different(seeded):
+    assert seeded["b"].returncode == seeded["c"].returncode == 0
+    assert seeded["a"].stdout == seeded["b"].stdout
+    assert seeded["a"].stdout != seeded["c"].stdout
+
+
+def test_temperature_zero_is_greedy_and_ignores_the_seed(tiny_run, cli):
+    result = cli("sample.py", *sample_args(tiny_run, f"--start={PROMPT}", "--num_samples=2", "--temperature=0", "--seed=2"))
+    assert result.returncode == 0, result.stderr
+    samples = split_samples(result.stdout)
+    assert len(samples) == 2 and samples[0] == samples[1]
+
+    # the same as argmax decoding of the checkpoint, done here in-process
+    ckpt = load_checkpoint(tiny_run.out_dir / "best.pt")
+    tokenizer = load_tokenizer(ckpt["meta"])
+    model = model_from_checkpoint(ckpt).eval()
+    idx = torch.tensor([tokenizer.encode(PROMPT)])
+    with torch.no_grad():
+        for _ in range(NEW):
+            logits, _ = model(idx[:, -model.config.block_size:])
+            idx = torch.cat([idx, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert samples[0] == tokenizer.decode(idx[0].tolist())
+
+
+def test_prompt_from_a_file(tiny_run, tmp_path, cli):
+    prompt = "KING RICHARD III:\nNow is the winter"
+    path = tmp_path / "prompt.txt"
+    path.write_text(prompt, encoding="utf-8")
+    result = cli("sample.py", *sample_args(tiny_run, f"--start=FILE:{path}", "--num_samples=1"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(prompt)
+    assert len(split_samples(result.stdout)) == 1
+    assert len(result.stdout) == len(prompt) + NEW + 1
+
+
+def test_a_character_outside_the_vocabulary_is_named(capsys, tiny_run, vocab):
+    unknown = next(c for c in "@#%é你" if c not in vocab)
+    line = main_error(capsys, sample_args(tiny_run, f"--start=ROMEO {unknown}"))
+    assert repr(unknown) in line
+
+
+def test_missing_prompt_file_and_empty_prompt(capsys, tiny_run, tmp_path):
+    assert "not found" in main_error(capsys, sample_args(tiny_run, f"--start=FILE:{tmp_path / 'nope.txt'}"))
+    assert "empty" in main_error(capsys, sample_args(tiny_run, "--start="))
+
+
+def test_missing_checkpoint_dir_is_a_clear_error(capsys, tmp_path):
+    missing = tmp_path / "no_such_run"
+    line = main_error(capsys, [f"--out_dir={missing}", "--device=cpu"])
+    assert "no checkpoint" in line and str(missing) in line
+
+
+def test_corrupt_checkpoint_is_a_clear_error(capsys, tiny_run, tmp_path):
+    data = (tiny_run.out_dir / "ckpt.pt").read_bytes()
+    for name, cut in (("half.pt", len(data) // 2), ("head.pt", 100), ("empty.pt", 0)):
+        broken = tmp_path / name
+        broken.write_bytes(data[:cut])
+        line = main_error(capsys, sample_args(tiny_run, f"--ckpt={broken}"))
+        assert str(broken) in line and "truncated" in line
+        assert capsys.readouterr().out == ""
+
+
+class RunsCode:
+    """Unpickling this runs a shell command: what a malicious checkpoint does."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def write_malicious(path, marker, kind):
+    if kind == "pickle":
+        path.write_bytes(pickle.dumps({"model": RunsCode(marker), "model_args": {}}))
+    else:  # a torch.save zip archive, the format of a real checkpoint
+        torch.save({"model": {"w": torch.zeros(1)}, "model_args": {}, "meta": RunsCode(marker)}, path)
+
+
+def control(tmp_path, kind):
+    """Loaded the unsafe way, the payload does run: the malicious files below are real."""
+    marker, path = tmp_path / f"control_marker_{kind}", tmp_path / f"control_{kind}.pt"
+    write_malicious(path, marker, kind)
+    with open(path, "rb") as f:
+        pickle.load(f) if kind == "pickle" else torch.load(f, weights_only=False)
+    assert marker.exists()
+
+
+def check_refusal(line, evil, kind):
+    assert "refused" in line and str(evil) in line
+    assert "weights_only" not in line  # not torch's advice to retry the unsafe way
+    if kind == "torch_zip":
+        assert "posix.system" in line  # says what was refused
+
+
+def test_malicious_checkpoint_is_refused_and_never_runs(tiny_run, tmp_path, cli):
+    """End to end: a torch.save archive (the format of a real checkpoint) whose pickle runs a command."""
+    control(tmp_path, "torch_zip")
+    marker, evil = tmp_path / "marker", tmp_path / "evil.pt"
+    write_malicious(evil, marker, "torch_zip")
+    result = cli("sample.py", *sample_args(tiny_run, f"--ckpt={evil}"))
+    assert result.returncode == 2
+    check_refusal(one_error_line(result.stderr), evil, "torch_zip")
+    assert result.stdout == ""
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("kind", ["pickle", "torch_zip"])
+def test_malicious_checkpoint_is_refused_in_process(capsys, tiny_run, tmp_path, kind):
+    control(tmp_path, kind)
+    marker, evil = tmp_path / "marker", tmp_path / "evil.pt"
+    write_malicious(evil, marker, kind)
+    check_refusal(main_error(capsys, sample_args(tiny_run, f"--ckpt={evil}")), evil, kind)
+    assert not marker.exists()
+
+
+def test_checkpoint_path_choices(tiny_run, tmp_path):
+    cfg = sample.SampleConfig(out_dir=str(tiny_run.out_dir))
+    assert sample.checkpoint_path(cfg) == tiny_run.out_dir / "best.pt"
+    cfg.ckpt = "latest"
+    assert sample.checkpoint_path(cfg) == tiny_run.out_dir / "ckpt.pt"
+    only_latest = tmp_path / "nanogpt_style"
+    only_latest.mkdir()
+    shutil.copy(tiny_run.out_dir / "ckpt.pt", only_latest / "ckpt.pt")
+    assert sample.checkpoint_path(sample.SampleConfig(out_dir=str(only_latest))) == only_latest / "ckpt.pt"

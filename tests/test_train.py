@@ -1,0 +1,317 @@
+"""train.py, data.py and checkpoint.py: the lr schedule, gradient accumulation, batches from the real
+data, and train.py end to end (logs, checkpoints, exact resume, shape trace, refusals)."""
+
+import contextlib
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import train
+from checkpoint import load_checkpoint, model_from_checkpoint
+from config import UserError
+from data import TokenData
+from model import GPT, GPTConfig
+from tokenizer import load_tokenizer
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+LOG_KEYS = {"iter", "train_loss", "val_loss", "lr", "tokens", "elapsed_s"}
+
+
+def read_log(out_dir):
+    return [json.loads(line) for line in (Path(out_dir) / "log.jsonl").read_text().splitlines()]
+
+
+def arg_value(args, key):
+    return next(a.split("=", 1)[1] for a in args if a.startswith(f"--{key}="))
+
+
+def one_error_line(stderr):
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error:"), stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def main_error(capsys, module, argv):
+    """Run module.main(argv) in-process; it must exit 2 with one `error:` line on stderr."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        module.main(argv)
+    assert e.value.code == 2
+    return one_error_line(capsys.readouterr().err)
+
+
+@pytest.fixture(scope="module")
+def data(char_data_dir):
+    return TokenData(char_data_dir / "shakespeare_char", block_size=32)
+
+
+# ---------------------------------------------------------------------------------------------
+# learning-rate schedule
+
+
+def test_lr_warmup_then_cosine_then_min_lr():
+    cfg = train.TrainConfig(learning_rate=1e-3, min_lr=1e-4, warmup_iters=10, lr_decay_iters=100, max_iters=200)
+    lrs = [train.lr_at(it, cfg) for it in range(150)]
+    assert 0 < lrs[0] < cfg.learning_rate  # never 0 at the first step
+    assert all(a < b for a, b in zip(lrs[:10], lrs[1:11]))  # rising through warmup
+    assert lrs[10] == pytest.approx(cfg.learning_rate)  # the peak at warmup's end
+    assert all(a > b for a, b in zip(lrs[10:100], lrs[11:101]))  # cosine decay
+    mid = (10 + 100) / 2
+    assert train.lr_at(int(mid), cfg) == pytest.approx((cfg.learning_rate + cfg.min_lr) / 2, rel=1e-9)
+    for it in (25, 77):
+        progress = (it - 10) / 90
+        assert lrs[it] == pytest.approx(cfg.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (1e-3 - 1e-4))
+    assert lrs[100] == pytest.approx(cfg.min_lr)
+    assert all(lr == cfg.min_lr for lr in lrs[100:])
+    assert min(lrs[10:]) >= cfg.min_lr
+
+
+def test_lr_decays_over_max_iters_by_default_and_is_constant_without_decay():
+    cfg = train.TrainConfig(learning_rate=1e-3, min_lr=1e-4, warmup_iters=0, lr_decay_iters=0, max_iters=50)
+    assert train.lr_at(0, cfg) == pytest.approx(1e-3)
+    assert train.lr_at(50, cfg) == pytest.approx(1e-4)
+    assert train.lr_at(49, cfg) > 1e-4
+    flat = train.TrainConfig(learning_rate=1e-3, decay_lr=False, warmup_iters=10)
+    assert {train.lr_at(it, flat) for it in (0, 5, 10, 5000, 10**6)} == {1e-3}
+
+
+# ---------------------------------------------------------------------------------------------
+# gradient accumulation
+
+
+class RecordGrads:
+    """Stands in for the optimizer in train.train_step: remembers the gradients it was given."""
+
+    def __init__(self, model):
+        self.named = list(model.named_parameters())
+        self.param_groups = [{"params": [p for _, p in self.named]}]
+        self.grads = None
+
+    def step(self):
+        self.grads = {name: p.grad.detach().clone() for name, p in self.named}
+
+    def zero_grad(self, set_to_none=True):
+        for _, p in self.named:
+            p.grad = None
+
+
+def accumulated_grads(data, steps, batch_size):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=32, vocab_size=65, n_layer=2, n_head=2, n_embd=32))
+    optimizer = RecordGrads(model)
+    cfg = train.TrainConfig(batch_size=batch_size, gradient_accumulation_steps=steps, grad_clip=0.0)
+    scaler = torch.amp.GradScaler(enabled=False)
+    generator = torch.Generator().manual_seed(42)
+    loss = train.train_step(model, optimizer, scaler, data, cfg, contextlib.nullcontext(), generator, train.Dist())
+    assert torch.isfinite(loss)
+    return optimizer.grads
+
+
+def test_k_micro_batches_give_the_gradient_of_one_k_times_larger_batch(data):
+    k, b = 4, 3
+    # both draw the same k*b windows from the same seed, grouped differently
+    starts_k = data.random_starts("train", (k, b), torch.Generator().manual_seed(42))
+    starts_1 = data.random_starts("train", (1, k * b), torch.Generator().manual_seed(42))
+    assert torch.equal(starts_k.flatten(), starts_1.flatten())
+    assert len(set(starts_k.flatten().tolist())) == k * b
+
+    grads_k = accumulated_grads(data, steps=k, batch_size=b)
+    grads_1 = accumulated_grads(data, steps=1, batch_size=k * b)
+    assert grads_k.keys() == grads_1.keys()
+    for name in grads_k:
+        assert grads_1[name].abs().max() > 0, name
+        torch.testing.assert_close(grads_k[name], grads_1[name], rtol=0, atol=1e-6, msg=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# batches from the real data
+
+
+def test_get_batch_windows_of_the_real_text(data, char_data_dir, shakespeare_text_session):
+    meta = json.loads((char_data_dir / "shakespeare_char" / "meta.json").read_text())
+    tokenizer = load_tokenizer(meta)
+    train_tokens = np.fromfile(char_data_dir / "shakespeare_char" / "train.bin", dtype=np.uint16)
+    x, y = data.get_batch("train", 16, torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (16, 32) and x.dtype == y.dtype == torch.long
+    assert torch.equal(x[:, 1:], y[:, :-1])  # y is x shifted by one
+    assert 0 <= int(x.min()) and int(torch.maximum(x, y).max()) < meta["vocab_size"]
+    for row_x, row_y in zip(x, y):
+        text = tokenizer.decode(row_x.tolist() + row_y[-1:].tolist())
+        start = shakespeare_text_session.find(text)
+        assert start >= 0  # a real window of the text
+        np.testing.assert_array_equal(train_tokens[start:start + 33], row_x.tolist() + row_y[-1:].tolist())
+
+
+def test_get_batch_at_given_starts_and_at_the_split_end(data, char_data_dir):
+    val_tokens = np.fromfile(char_data_dir / "shakespeare_char" / "val.bin", dtype=np.uint16).astype(np.int64)
+    last = len(val_tokens) - 33
+    x, y = data.get_batch("val", 2, None, starts=torch.tensor([0, last]))
+    np.testing.assert_array_equal(x.numpy(), [val_tokens[:32], val_tokens[last:last + 32]])
+    np.testing.assert_array_equal(y.numpy(), [val_tokens[1:33], val_tokens[last + 1:]])
+
+
+def test_same_seed_same_batch_different_seed_different(data):
+    a = data.get_batch("train", 8, torch.Generator().manual_seed(5))
+    b = data.get_batch("train", 8, torch.Generator().manual_seed(5))
+    c = data.get_batch("train", 8, torch.Generator().manual_seed(6))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0])
+
+
+def test_random_windows_stay_inside_the_split(data):
+    starts = data.random_starts("val", (20000,), torch.Generator().manual_seed(0))
+    n = data.num_tokens("val")
+    assert int(starts.min()) >= 0 and int(starts.max()) + 32 + 1 <= n
+    assert int(starts.max()) > n - 32 - 1 - n // 100  # reaches the end of the split
+
+
+def test_sequential_batches_cover_the_split_once(data, char_data_dir):
+    val_tokens = torch.from_numpy(np.fromfile(char_data_dir / "shakespeare_char" / "val.bin", dtype=np.uint16).astype(np.int64))
+    batches = list(data.sequential_batches("val", 64))
+    assert all(x.shape[0] <= 64 for x, _ in batches) and all(x.shape[0] == 64 for x, _ in batches[:-1])
+    xs = torch.cat([x for x, _ in batches]).flatten()
+    ys = torch.cat([y for _, y in batches]).flatten()
+    n = len(xs)
+    assert torch.equal(xs, val_tokens[:n])  # consecutive, non-overlapping windows from the start
+    assert torch.equal(ys, val_tokens[1:n + 1])
+    assert len(val_tokens) - n <= 32  # only a tail shorter than one window is left out
+
+
+def test_missing_split_and_short_split_are_clear_errors(tmp_path, char_data_dir):
+    with pytest.raises(UserError, match="prepare.py"):
+        TokenData(tmp_path / "nothing_here", block_size=8)
+    copy = tmp_path / "copy"
+    shutil.copytree(char_data_dir / "shakespeare_char", copy)
+    with pytest.raises(UserError, match="block_size"):
+        TokenData(copy, block_size=10**6)
+    (copy / "val.bin").unlink()
+    with pytest.raises(UserError, match="prepare.py"):
+        TokenData(copy, block_size=8)
+
+
+# ---------------------------------------------------------------------------------------------
+# train.py end to end (the tiny run from conftest)
+
+
+def test_train_writes_checkpoints_and_a_log(tiny_run, tiny_train_args):
+    out = tiny_run.out_dir
+    assert tiny_run.result.returncode == 0
+    assert (out / "ckpt.pt").is_file() and (out / "best.pt").is_file()
+    assert "Traceback" not in tiny_run.result.stderr
+    log = read_log(out)
+    interval, max_iters = int(arg_value(tiny_train_args, "eval_interval")), int(arg_value(tiny_train_args, "max_iters"))
+    assert [r["iter"] for r in log] == list(range(0, max_iters + 1, interval))
+    for record in log:
+        assert set(record) == LOG_KEYS
+        assert all(math.isfinite(record[k]) for k in ("train_loss", "val_loss", "lr"))
+    tokens_per_iter = int(arg_value(tiny_train_args, "batch_size")) * int(arg_value(tiny_train_args, "block_size"))
+    assert [r["tokens"] for r in log] == [r["iter"] * tokens_per_iter for r in log]
+    assert log[0]["val_loss"] == pytest.approx(math.log(65), abs=0.3)  # starts near uniform
+    assert all(r["val_loss"] < log[0]["val_loss"] for r in log[1:])  # and learns
+    assert log[-1]["val_loss"] < log[0]["val_loss"] - 0.3
+    assert log[-1]["val_loss"] == min(r["val_loss"] for r in log)
+
+
+def test_checkpoint_is_plain_data_and_reproduces_the_logged_loss(tiny_run, tiny_train_args, char_data_dir):
+    ckpt = torch.load(tiny_run.out_dir / "ckpt.pt", map_location="cpu", weights_only=True)
+    assert ckpt["iter_num"] == int(arg_value(tiny_train_args, "max_iters"))
+    assert {"model", "model_args", "optimizer", "meta", "rng", "best_val_loss", "train_config"} <= set(ckpt)
+    assert ckpt["meta"]["tokenizer"] == "char" and ckpt["meta"]["vocab_size"] == 65
+    model = model_from_checkpoint(ckpt)
+    assert model.lm_head.weight is model.transformer.wte.weight  # tying survives the round trip
+    assert model.config.n_layer == 2 and model.config.vocab_size == 65
+
+    # evaluating the checkpoint as train.py does gives exactly the val loss logged at its iteration
+    cfg = train.TrainConfig(**ckpt["train_config"])
+    losses = train.evaluate(model, TokenData(char_data_dir / "shakespeare_char", 32), cfg, contextlib.nullcontext())
+    log = {r["iter"]: r for r in read_log(tiny_run.out_dir)}
+    assert losses["val"] == log[ckpt["iter_num"]]["val_loss"]
+    assert losses["train"] == log[ckpt["iter_num"]]["train_loss"]
+
+    best = load_checkpoint(tiny_run.out_dir / "best.pt")
+    assert best["best_val_loss"] == min(r["val_loss"] for r in log.values())
+    assert log[best["iter_num"]]["val_loss"] == best["best_val_loss"]
+
+
+def test_resume_is_exactly_an_uninterrupted_run(tmp_path, tiny_train_args, cli):
+    """20 iterations, then resume to 40 in a fresh process, equals 40 straight: same logged losses, same weights."""
+    args = [a for a in tiny_train_args if not a.startswith("--max_iters=")]
+    args += ["--dropout=0.1", "--gradient_accumulation_steps=2", "--lr_decay_iters=40"]  # RNG and schedule in play
+    split, straight = tmp_path / "split", tmp_path / "straight"
+    train.main([*args, "--max_iters=20", f"--out_dir={split}"])  # in-process: only the resume needs a fresh one
+    assert load_checkpoint(split / "ckpt.pt")["iter_num"] == 20
+    resumed = cli("train.py", *args, "--max_iters=40", f"--out_dir={split}", "--init_from=resume")
+    assert resumed.returncode == 0, resumed.stderr
+    train.main([*args, "--max_iters=40", f"--out_dir={straight}"])
+
+    log_split, log_whole = read_log(split), read_log(straight)
+    assert [r["iter"] for r in log_split] == [r["iter"] for r in log_whole] == [0, 10, 20, 30, 40]
+    for a, b in zip(log_split, log_whole):
+        assert (a["iter"], a["train_loss"], a["val_loss"], a["lr"]) == (b["iter"], b["train_loss"], b["val_loss"], b["lr"])
+    state_split = load_checkpoint(split / "ckpt.pt")["model"]
+    state_whole = load_checkpoint(straight / "ckpt.pt")["model"]
+    assert all(torch.equal(state_split[k], state_whole[k]) for k in state_whole)
+
+
+def test_trace_shapes_prints_the_forward_pass_and_writes_nothing(capsys, tmp_path, tiny_train_args):
+    out_dir = tmp_path / "never"
+    assert train.main([*tiny_train_args, f"--out_dir={out_dir}", "--trace_shapes=True"]) is None  # exit 0
+    stdout = capsys.readouterr().out
+    shapes = dict(re.findall(r"^(\S+)\s+(\([\d, ]*\))", stdout, flags=re.MULTILINE))
+    B, T, C, nh, V = 2, 32, 32, 2, 65
+    expected = {
+        "idx": (B, T), "tok_emb": (B, T, C), "h.0.attn.q": (B, nh, T, C // nh),
+        "h.0.attn.scores": (B, nh, T, T), "h.0.attn.softmax": (B, nh, T, T),
+        "logits": (B, T, V), "loss": (),
+    }
+    for name, shape in expected.items():
+        assert shapes.get(name) == str(shape), (name, stdout)
+    assert not out_dir.exists()
+
+
+def test_scratch_run_refuses_to_replace_a_checkpoint(tmp_path, tiny_run, tiny_train_args, cli):
+    out_dir = tmp_path / "out"
+    shutil.copytree(tiny_run.out_dir, out_dir)
+    before = (out_dir / "ckpt.pt").read_bytes()
+    args = [a for a in tiny_train_args if not a.startswith("--max_iters=")]
+    refused = cli("train.py", *args, "--max_iters=2", f"--out_dir={out_dir}")
+    assert refused.returncode == 2
+    line = one_error_line(refused.stderr)
+    assert "--overwrite=True" in line and "resume" in line
+    assert (out_dir / "ckpt.pt").read_bytes() == before
+    assert read_log(out_dir) == read_log(tiny_run.out_dir)
+
+    train.main([*args, "--max_iters=2", "--eval_interval=2", f"--out_dir={out_dir}", "--overwrite=True"])
+    assert load_checkpoint(out_dir / "ckpt.pt")["iter_num"] == 2
+    assert [r["iter"] for r in read_log(out_dir)] == [0, 2]
+
+
+def test_missing_dataset_says_how_to_prepare_it(capsys, tmp_path, tiny_train_args):
+    line = main_error(capsys, train, [*tiny_train_args, f"--data_dir={tmp_path}", f"--out_dir={tmp_path / 'o'}"])
+    assert "prepare.py" in line and "shakespeare_char" in line
+
+
+def test_unknown_config_file_and_bad_overrides_are_one_line_errors(capsys, tmp_path, tiny_train_args):
+    line = main_error(capsys, train, [str(tmp_path / "config" / "nope.py"), f"--out_dir={tmp_path}"])
+    assert "nope.py" in line and "not found" in line
+    line = main_error(capsys, train, [*tiny_train_args, "--n_layr=3", f"--out_dir={tmp_path}"])
+    assert "did you mean 'n_layer'" in line
+    line = main_error(capsys, train, [*tiny_train_args, "--max_iters=ten", f"--out_dir={tmp_path}"])
+    assert "max_iters" in line and "int" in line
+    line = main_error(capsys, train, [*tiny_train_args, "max_iters=10", f"--out_dir={tmp_path}"])
+    assert "--key=value" in line
+    assert not any(tmp_path.iterdir())  # nothing was written
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(capsys, tmp_path, tiny_train_args):
+    line = main_error(capsys, train, [*tiny_train_args, f"--out_dir={tmp_path}", "--init_from=resume"])
+    assert "no checkpoint" in line and str(tmp_path) in line
