@@ -9,6 +9,7 @@ at any instant leaves either the old checkpoint or the new one, never a broken f
 import os
 import pickle
 import tempfile
+import warnings
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
@@ -37,15 +38,20 @@ def save_checkpoint(path, model, optimizer=None, **state):
     ckpt = {"model": raw.state_dict(), "model_args": asdict(raw.config), **state}
     if optimizer is not None:
         ckpt["optimizer"] = optimizer.state_dict()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise _write_error(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(ckpt, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):  # disk full, a read-only disk, out_dir removed
+            raise _write_error(path, e) from None
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -54,26 +60,156 @@ def save_checkpoint(path, model, optimizer=None, **state):
         os.close(dir_fd)
 
 
+def remove_partial_writes(folder):
+    """Delete the temporary files of checkpoint writes that a crash (SIGKILL, power loss) cut short."""
+    for tmp in Path(folder).glob(".*.pt.*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def _write_error(path, e):
+    kept = "the previous checkpoint is kept" if path.exists() else "nothing was saved"
+    return UserError(f"could not write checkpoint {path} ({e.strerror or e}); {kept}. "
+                     f"Free some disk space or choose another --out_dir")
+
+
 def load_checkpoint(path):
     """Read a checkpoint onto the CPU (moving it to the GPU is the caller's choice: nanoGPT #158)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}; train one first (python train.py ...) or check --out_dir")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a foreign pickle protocol warns before it is refused: noise
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"refused to load {path}: it holds more than tensors and plain data ({first_line}); "
+        raise UserError(f"refused to load {path}: it holds more than tensors and plain data ({_refusal_reason(e)}); "
                         f"only load checkpoints written by this repository or converted from a trusted source") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
         raise UserError(f"checkpoint {path} is unreadable or truncated ({type(e).__name__}); "
                         f"use another checkpoint (best.pt or ckpt.pt) or train again") from None
+    if not (isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict) and isinstance(ckpt.get("model_args"), dict)):
+        raise UserError(f"{path} is not a model checkpoint (it has no 'model' weights and 'model_args'); "
+                        f"pass a ckpt.pt or best.pt written by train.py")
+    return ckpt
+
+
+def _refusal_reason(error):
+    """The line of torch's weights_only error that says what was refused (`unsupported GLOBAL posix.system`),
+    not its boilerplate, which suggests retrying with weights_only=False: wrong advice for an unknown file."""
+    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reasons = [line for line in lines if not line.startswith(boilerplate)]
+    return reasons[0] if reasons else type(error).__name__
 
 
 def model_from_checkpoint(ckpt):
-    """Build the GPT a checkpoint describes and load its weights."""
+    """Build the GPT a checkpoint describes and load its weights (nanoGPT's ckpt.pt too)."""
     fields = set(GPTConfig.__dataclass_fields__)
-    model = GPT(GPTConfig(**{k: v for k, v in ckpt["model_args"].items() if k in fields}))
+    args = {k: v for k, v in ckpt["model_args"].items() if k in fields}
+    nanogpt = is_nanogpt_checkpoint(ckpt)
+    if nanogpt:
+        args["activation"] = "gelu_exact"  # nanoGPT's MLP uses nn.GELU(), the exact (erf) GELU
+    model = GPT(GPTConfig(**args))
     state = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in ckpt["model"].items()}
+    if nanogpt:  # nanoGPT without flash attention keeps its causal mask as a buffer named attn.bias
+        state = {k: v for k, v in state.items() if not k.endswith(".attn.bias")}
     model.load_state_dict(state)
     return model
+
+
+# ----------------------------------------------------------------------------------------------
+# nanoGPT's checkpoints: {"model", "optimizer", "model_args", "iter_num", "best_val_loss", "config"},
+# with no tokenizer (that is the dataset's meta.pkl) and model_args holding only the GPT-2 shape.
+
+
+def is_nanogpt_checkpoint(ckpt):
+    """A checkpoint written by karpathy/nanoGPT's train.py (ours always record the activation)."""
+    return "meta" not in ckpt and "activation" not in ckpt.get("model_args", {})
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, tuples, strings, numbers, booleans and None; refuses everything else.
+
+    Those need no class lookup, so any pickle that asks for one (to build an object or call a
+    function: the way a malicious pickle runs code) is refused.
+    """
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"it asks for {module}.{name}")
+
+
+def read_meta_pkl(path):
+    """nanoGPT's char-level meta.pkl ({vocab_size, itos, stoi}) as our meta: {"tokenizer": "char", "chars"}."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            meta = _PlainDataUnpickler(f).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
+        raise UserError(f"refused to read {path}: only plain dicts, lists, strings and numbers are "
+                        f"accepted ({e})") from None
+    try:
+        itos, n = meta["itos"], meta["vocab_size"]
+        chars = [itos[i] for i in range(n)]
+        if not all(isinstance(c, str) and len(c) == 1 for c in chars):
+            raise TypeError
+    except (KeyError, TypeError, IndexError):
+        raise UserError(f"{path} is not a nanoGPT char-level meta.pkl (vocab_size, itos, stoi)") from None
+    return {"tokenizer": "char", "vocab_size": n, "chars": "".join(chars)}
+
+
+def checkpoint_meta(ckpt, data_dir="data"):
+    """The tokenizer meta of a checkpoint: its own, or for nanoGPT's, as nanoGPT's sample.py finds it:
+    data_dir/<dataset>/meta.pkl when there is one, else GPT-2's BPE."""
+    if "meta" in ckpt:
+        return ckpt["meta"]
+    if not is_nanogpt_checkpoint(ckpt):
+        raise UserError("the checkpoint has no tokenizer metadata; it was not written by train.py")
+    dataset = (ckpt.get("config") or {}).get("dataset")
+    pkl = Path(data_dir) / str(dataset) / "meta.pkl"
+    if dataset and pkl.is_file():
+        return read_meta_pkl(pkl)
+    vocab_size = ckpt["model_args"].get("vocab_size", 0)
+    if vocab_size < 50257:
+        raise UserError(f"this nanoGPT checkpoint has a {vocab_size}-token vocabulary but {pkl} is missing; "
+                        f"point --data_dir at the folder holding {dataset}/meta.pkl")
+    return {"tokenizer": "gpt2", "vocab_size": 50257}
+
+
+def nanogpt_param_names(model):
+    """Our parameter names in the order nanoGPT's optimizer lists them (it declares wpe after wte)."""
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    if "transformer.wpe.weight" in names:
+        names.remove("transformer.wpe.weight")
+        names.insert(names.index("transformer.wte.weight") + 1, "transformer.wpe.weight")
+    return names
+
+
+def optimizer_state_from_nanogpt(opt_state, model):
+    """nanoGPT's AdamW state dict, renumbered for our optimizer's parameter order.
+
+    Both have two groups (2-D weights with weight decay, then the rest), but the parameters are
+    numbered in module order, and ours declares wpe after the blocks.
+    """
+    params = dict(model.named_parameters())
+
+    def by_group(names):  # GPT.optimizer_groups: 2-D weights first, then biases and norm gains
+        return [n for decay in (True, False) for n in names if (params[n].dim() >= 2) == decay]
+
+    theirs = by_group(nanogpt_param_names(model))
+    ours = by_group([n for n, p in params.items() if p.requires_grad])
+    index = {name: i for i, name in enumerate(ours)}
+    saved_ids = [i for g in opt_state["param_groups"] for i in g["params"]]
+    if len(saved_ids) != len(theirs):
+        raise UserError(f"the nanoGPT optimizer state has {len(saved_ids)} parameters, the model {len(theirs)}")
+    name_of = dict(zip(saved_ids, theirs))
+    state = {}
+    for i, s in opt_state["state"].items():
+        name = name_of[i]
+        if "exp_avg" in s and s["exp_avg"].shape != params[name].shape:
+            raise UserError(f"the nanoGPT optimizer state does not fit the model ({name})")
+        state[index[name]] = s
+    groups, start = [], 0
+    for g in opt_state["param_groups"]:
+        groups.append({**g, "params": list(range(start, start + len(g["params"])))})
+        start += len(g["params"])
+    return {"state": state, "param_groups": groups}

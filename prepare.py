@@ -3,8 +3,14 @@
     python prepare.py shakespeare_char             # Tiny Shakespeare, one token per character
     python prepare.py shakespeare                  # Tiny Shakespeare, GPT-2 BPE
     python prepare.py text --input my.txt --name mydata --tokenizer char|gpt2
+    python prepare.py openwebtext                  # OpenWebText, GPT-2 BPE, 9B tokens in shards
+    python prepare.py fineweb_edu                  # FineWeb-Edu's 10B-token sample, likewise
 
 Tiny Shakespeare is downloaded once into data/<name>/input.txt unless --input gives a copy.
+The web datasets are streamed from the Hugging Face hub (needs `pip install datasets`), or read
+from --input DIR, a folder of the same .parquet files (or .jsonl lines of {"text": ...}); their
+documents are tokenized in parallel, each followed by <|endoftext|> as in nanoGPT, into shards
+of --shard_tokens tokens (train_000000.bin, ..., val_000000.bin, ...) listed in meta.json.
 
 train.bin and val.bin hold token ids as np.uint16. As in nanoGPT, the text is split at 90% of its
 characters and each part is encoded on its own, so val starts where a character starts (with BPE
@@ -19,6 +25,7 @@ import hashlib
 import http.client
 import itertools
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -39,7 +46,15 @@ SHAKESPEARE_URL = (
 )
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 DOWNLOAD_TIMEOUT_S = 20
-DATASETS = {"shakespeare_char": "char", "shakespeare": "gpt2", "text": None}  # -> tokenizer
+DATASETS = {"shakespeare_char": "char", "shakespeare": "gpt2", "text": None,  # -> tokenizer
+            "openwebtext": "gpt2", "fineweb_edu": "gpt2"}
+# The web datasets on the Hugging Face hub: (repository, configuration); streamed, never downloaded whole
+WEB_DATASETS = {
+    "openwebtext": ("Skylion007/openwebtext", None),
+    "fineweb_edu": ("HuggingFaceFW/fineweb-edu", "sample-10BT"),
+}
+SHARD_TOKENS = 100_000_000  # tokens per shard (200 MB), as build-nanogpt's fineweb.py
+VAL_EVERY = 2000  # document i goes to val when i % VAL_EVERY == 0: 0.05% of them, as nanoGPT's openwebtext
 VAL_FRACTION = 0.1
 MIN_SPLIT_TOKENS = 2  # in each of train and val; below this there is nothing to learn or measure
 BPE_CHUNK_CHARS = 1 << 16  # only sets how often the progress bar moves
@@ -214,6 +229,157 @@ def prepare_text(text, out_dir, tokenizer_name, source):
     return meta
 
 
+# ---------------------------------------------------------------------------------------------
+# web-scale datasets: documents streamed in, tokenized in parallel, written out in shards
+
+
+def local_documents(path):
+    """The "text" of each row of the .parquet (needs pyarrow) or .jsonl files at path (a file or folder)."""
+    path = Path(path)
+    files = sorted(f for f in path.iterdir() if f.suffix in (".parquet", ".jsonl")) if path.is_dir() else [path]
+    if not path.exists() or not files:
+        raise UserError(f"--input {path}: expected a .parquet or .jsonl file, or a folder of them")
+    for f in files:
+        if f.suffix == ".parquet":
+            try:
+                import pyarrow.parquet
+            except ImportError:
+                raise UserError("reading .parquet files needs pyarrow: pip install pyarrow") from None
+            parquet = pyarrow.parquet.ParquetFile(f)
+            if "text" not in parquet.schema_arrow.names:
+                raise UserError(f"{f} has no 'text' column (columns: {', '.join(parquet.schema_arrow.names)})")
+            for batch in parquet.iter_batches(columns=["text"], batch_size=1024):
+                yield from batch.column(0).to_pylist()
+        elif f.suffix == ".jsonl":
+            with f.open(encoding="utf-8") as lines:
+                for n, line in enumerate(lines, 1):
+                    if line.strip():
+                        try:
+                            yield json.loads(line)["text"]
+                        except (ValueError, KeyError, TypeError):
+                            raise UserError(f"{f}:{n}: expected a JSON object with a 'text' field") from None
+        else:
+            raise UserError(f"--input {f}: expected a .parquet or .jsonl file")
+
+
+def hub_documents(dataset):
+    """The "text" of each document of a web dataset, streamed from the Hugging Face hub."""
+    repo, config = WEB_DATASETS[dataset]
+    try:
+        import datasets
+    except ImportError:
+        raise UserError(f"streaming {dataset} needs the datasets package: pip install datasets "
+                        f"(or pass --input DIR with its .parquet files)") from None
+    try:
+        try:
+            rows = datasets.load_dataset(repo, name=config, split="train", streaming=True)
+        except RuntimeError as e:  # datasets >= 4 runs no loading scripts: use the hub's Parquet conversion
+            if "script" not in str(e):
+                raise
+            rows = datasets.load_dataset(repo, name=config, split="train", streaming=True,
+                                         revision="refs/convert/parquet")
+        for row in rows:
+            yield row["text"]
+    except (OSError, ValueError, RuntimeError) as e:  # offline: the hub cannot be reached
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"cannot stream {repo} from the Hugging Face hub ({first_line}); "
+                        f"are you online? Or pass --input DIR with its .parquet files") from None
+
+
+_worker_tokenizer = None
+
+
+def _init_worker():
+    global _worker_tokenizer
+    _worker_tokenizer = GPT2Tokenizer()
+
+
+def tokenize_document(text):
+    """One document's GPT-2 token ids followed by <|endoftext|>, as uint16 (nanoGPT's openwebtext)."""
+    ids = _worker_tokenizer.encode(text or "")
+    ids.append(_worker_tokenizer.eot)
+    return np.array(ids, dtype=np.uint16)
+
+
+class ShardWriter:
+    """Token ids appended to split_000000.bin, split_000001.bin, ... of shard_tokens tokens each."""
+
+    def __init__(self, folder, split, shard_tokens):
+        self.folder, self.split = folder, split
+        self.buffer, self.filled = np.empty(shard_tokens, dtype=np.uint16), 0
+        self.names, self.tokens = [], 0
+
+    def add(self, ids):
+        self.tokens += len(ids)
+        while len(ids):
+            n = min(len(ids), len(self.buffer) - self.filled)
+            self.buffer[self.filled:self.filled + n] = ids[:n]
+            self.filled, ids = self.filled + n, ids[n:]
+            if self.filled == len(self.buffer):
+                self.flush()
+
+    def flush(self):
+        if self.filled:
+            name = f"{self.split}_{len(self.names):06d}.bin"
+            self.buffer[:self.filled].tofile(self.folder / name)
+            self.names.append(name)
+            self.filled = 0
+
+
+def prepare_web(documents, out_dir, source, num_proc=1, shard_tokens=SHARD_TOKENS, max_docs=0):
+    """Tokenize documents (an iterable of strings) in parallel into uint16 shards in out_dir.
+
+    Document i goes to val when i % VAL_EVERY == 0, else to train. Everything is written into a
+    temporary folder first and moved into place at the end; meta.json, written last, lists the shards.
+    """
+    out_dir = Path(out_dir)
+    tokenizer = GPT2Tokenizer()  # here first: a missing BPE file is one clear error, not one per worker
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    writers = {split: ShardWriter(tmp_dir, split, shard_tokens) for split in ("train", "val")}
+    if max_docs:
+        documents = itertools.islice(documents, max_docs)
+    try:
+        with multiprocessing.Pool(num_proc, initializer=_init_worker) as pool, \
+                tqdm(desc="tokenizing", unit="doc", unit_scale=True, total=max_docs or None, disable=None) as bar:
+            n_docs = 0
+            for i, ids in enumerate(pool.imap(tokenize_document, documents, chunksize=16)):
+                writers["val" if i % VAL_EVERY == 0 else "train"].add(ids)
+                n_docs = i + 1
+                bar.update(1)
+                if n_docs % 1000 == 0:
+                    bar.set_postfix(tokens=f"{writers['train'].tokens + writers['val'].tokens:,}")
+        for writer in writers.values():
+            writer.flush()
+        counts = {split: w.tokens for split, w in writers.items()}
+        if min(counts.values()) < MIN_SPLIT_TOKENS:
+            raise UserError(f"{n_docs} documents gave {counts['train']} train + {counts['val']} val tokens; "
+                            f"need at least {MIN_SPLIT_TOKENS} in each (document 0 goes to val, then every "
+                            f"{VAL_EVERY}th)")
+        meta = {
+            **tokenizer.meta(),
+            "train_tokens": counts["train"],
+            "val_tokens": counts["val"],
+            "documents": n_docs,
+            "source": source,
+            "shards": {split: w.names for split, w in writers.items()},
+        }
+        (tmp_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        out_dir.mkdir(exist_ok=True)
+        new = [*meta["shards"]["train"], *meta["shards"]["val"]]
+        for name in [*new, "meta.json"]:  # meta.json last: it lists the shards
+            os.replace(tmp_dir / name, out_dir / name)
+        for split in ("train", "val"):  # then the shards of an earlier, longer run, which nothing lists now
+            for stale in out_dir.glob(f"{split}_[0-9][0-9][0-9][0-9][0-9][0-9].bin"):
+                if stale.name not in new:
+                    stale.unlink()
+    except OSError as e:
+        raise UserError(f"cannot write dataset {out_dir}: {e}") from None
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return meta
+
+
 def check_name(name):
     """The dataset name is one folder under --data_dir, never a path out of it."""
     if not name or name.startswith(".") or set(name) & {"/", "\\", os.sep}:
@@ -222,17 +388,28 @@ def check_name(name):
         )
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):
+        """A bad argument is one `error:` line and exit code 2, as for every other mistake."""
+        raise UserError(f"{message}; see: python prepare.py --help")
+
+
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="Tokenize a text into data/<name>/{train.bin,val.bin,meta.json}."
     )
     parser.add_argument("dataset", choices=DATASETS, help="text: your own file, needs --input")
-    parser.add_argument("--input", type=Path, help="text file (Tiny Shakespeare: skip download)")
+    parser.add_argument("--input", type=Path, help="text file (Tiny Shakespeare: skip download); "
+                        "for openwebtext and fineweb_edu, a folder of .parquet or .jsonl files")
     parser.add_argument("--name", help="folder under --data_dir (default: the dataset's name)")
     parser.add_argument(
         "--tokenizer", choices=["char", "gpt2"], help="for the text dataset (default: char)"
     )
     parser.add_argument("--data_dir", type=Path, default=Path("data"))
+    parser.add_argument("--num_proc", type=int, default=os.cpu_count() or 1,
+                        help="tokenizing processes for the web datasets (default: all cores)")
+    parser.add_argument("--shard_tokens", type=int, default=SHARD_TOKENS, help="tokens per shard")
+    parser.add_argument("--max_docs", type=int, default=0, help="stop after this many documents (0: all)")
     return parser.parse_args(argv)
 
 
@@ -253,6 +430,19 @@ def main(argv=None):
     check_name(name)
     out_dir = args.data_dir / name
 
+    if args.dataset in WEB_DATASETS:
+        if args.num_proc < 1 or args.shard_tokens < 1 or args.max_docs < 0:
+            raise UserError("--num_proc and --shard_tokens must be positive, --max_docs not negative")
+        if args.input is not None:
+            documents, source = local_documents(args.input), str(args.input.resolve())
+        else:
+            documents, source = hub_documents(args.dataset), "hf://datasets/" + WEB_DATASETS[args.dataset][0]
+        meta = prepare_web(documents, out_dir, source, args.num_proc, args.shard_tokens, args.max_docs)
+        shards = sum(len(names) for names in meta["shards"].values())
+        print(f"prepared {out_dir}: {meta['train_tokens']:,} train + {meta['val_tokens']:,} val tokens from "
+              f"{meta['documents']:,} documents in {shards} shards, vocab {meta['vocab_size']:,} (gpt2) "
+              f"in {time.time() - start:.1f} s")
+        return
     if args.dataset == "text":
         text, source = read_text(args.input), str(args.input.resolve())
     else:

@@ -1,0 +1,67 @@
+"""Export a trained model: python export.py --out_dir=out-shakespeare --to=hf DEST
+
+Writes DEST as a Hugging Face GPT-2 directory (config.json, model.safetensors, and the tokenizer
+files for GPT-2's BPE vocabulary) that `GPT2LMHeadModel.from_pretrained(DEST)` loads and that gives
+the same logits. Needs `transformers` (pip install transformers). Only the GPT-2 architecture can
+be exported: learned positions, dot-product causal attention, residuals, LayerNorm, GELU, no
+QK-norm. A model without biases is exported with zero biases, which is exact. Works on nanoGPT
+checkpoints too (their exact GELU becomes GPT-2's activation_function="gelu").
+"""
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from checkpoint import checkpoint_meta, load_checkpoint, model_from_checkpoint
+from config import UserError, parse_args, run_main
+
+
+@dataclass
+class ExportConfig:
+    out_dir: str = "out"
+    ckpt: str = "best"  # best (best.pt, lowest val loss), latest (ckpt.pt), or a path to a .pt file
+    to: Literal["hf"] = "hf"  # hf: a Hugging Face GPT-2 directory
+    dest: str = ""  # the directory to write; also accepted as the one positional argument
+    data_dir: str = "data"  # where a nanoGPT checkpoint's char-level vocabulary is: <dataset>/meta.pkl
+
+    def validate(self):
+        if not self.dest:
+            raise UserError("give the directory to write: python export.py --out_dir=DIR --to=hf DEST")
+
+
+def checkpoint_path(cfg):
+    if cfg.ckpt in ("best", "latest"):
+        out = Path(cfg.out_dir)
+        best, latest = out / "best.pt", out / "ckpt.pt"
+        return best if cfg.ckpt == "best" and best.exists() else latest
+    return Path(cfg.ckpt)
+
+
+def split_dest(argv):
+    """`--key=value ... DEST`: the one argument that is not an override is the destination."""
+    positional = [a for a in argv if not a.startswith("--")]
+    if len(positional) > 1:
+        raise UserError(f"expected one destination directory, got {len(positional)}: {' '.join(positional)}")
+    overrides = [a for a in argv if a.startswith("--")]
+    return overrides + [f"--dest={positional[0]}"] if positional else overrides
+
+
+@run_main
+def main(argv):
+    (cfg,) = parse_args([ExportConfig], split_dest(argv))
+    from gpt2_weights import export_hf, require_transformers
+
+    require_transformers("export --to=hf")  # before reading a large checkpoint
+    path = checkpoint_path(cfg)
+    ckpt = load_checkpoint(path)
+    meta = checkpoint_meta(ckpt, cfg.data_dir)
+    model = model_from_checkpoint(ckpt).eval()
+    del ckpt
+    files = export_hf(model, cfg.dest, meta)
+    print(f"exported {path} as a Hugging Face GPT-2 to {cfg.dest}/ ({', '.join(files)}); load it with "
+          f"GPT2LMHeadModel.from_pretrained({cfg.dest!r})")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
