@@ -25,7 +25,7 @@ class UserError(Exception):
 
 
 def run_main(main):
-    """Run a script's main(); turn a UserError into `error: ...` on stderr and exit code 2."""
+    """Run a script's main(); turn a UserError into `error: ...` on stderr and exit code 2, Ctrl-C into 130."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
@@ -34,6 +34,9 @@ def run_main(main):
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
+        except KeyboardInterrupt:  # Ctrl-C: no traceback; 130 is the shell's code for death by SIGINT
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
 
     return wrapper
 
@@ -46,8 +49,11 @@ _BINOPS = {
     ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
 }
 _UNARYOPS = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_}
-# Statements nanoGPT's own config files contain that carry no setting (`import time`).
-_IGNORED_STATEMENTS = (ast.Import, ast.ImportFrom, ast.Expr)
+# Statements nanoGPT's own config files contain that carry no setting (`import time`, a docstring).
+# A bare expression is skipped only when it is a constant: a call such as `print(...)` is code.
+def _ignored_statement(stmt):
+    return isinstance(stmt, (ast.Import, ast.ImportFrom)) or (
+        isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant))
 
 
 def _eval_node(node, names, where):
@@ -85,7 +91,7 @@ def read_config_file(path, ignored=()):
     values = {}
     for stmt in tree.body:
         where = f"{path}:{stmt.lineno}"
-        if isinstance(stmt, _IGNORED_STATEMENTS):
+        if _ignored_statement(stmt):
             continue
         if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)):
             raise UserError(f"{where}: expected `key = value`, found `{ast.unparse(stmt)}`")
