@@ -1,0 +1,334 @@
+"""Change one thing, keep everything else equal, and compare: one training run per value.
+
+    python experiment.py config/shakespeare_char_cpu.py --vary pos_encoding=learned,sinusoidal,rope,none
+    python experiment.py config/shakespeare_char_cpu.py --vary n_head=1,8 --vary mask=causal,none --max_iters=600
+    python experiment.py config/sweep_mask.py
+
+Each run is `python train.py CONFIG [--key=value ...] --KEY=VALUE --out_dir=OUT_ROOT/KEY=VALUE
+--overwrite=True` in a fresh interpreter (same seed, so the runs differ only in KEY), its output kept
+in OUT_ROOT/KEY=VALUE/train.log. Other --key=value settings go to every run. --vary given twice
+makes the grid of all combinations. At the end: a table of final train and val loss, best val
+loss, wall time and parameter count (printed, and saved as OUT_ROOT/KEYS.md), and the curves in
+OUT_ROOT/KEYS.png (which needs matplotlib).
+
+--reuse=True skips a run when OUT_ROOT already holds a finished one with exactly the same settings
+(the default run of every sweep is the same run, for example). Runs are deterministic on CPU.
+
+A sweep config is a config file that also sets `vary` (a string as on the command line, or a list
+of them for a grid); `config` names the training config it starts from, and its other keys are
+settings for every run:
+
+    config = 'config/shakespeare_char_cpu.py'
+    vary = 'mask=causal,none,anticausal'
+    out_root = 'out-exp'
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from itertools import product
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from config import UserError, _parse_override, build_configs, read_config_file, run_main
+from data import load_meta
+from model import GPT, GPTConfig
+from train import NANOGPT_UNUSED, TrainConfig, model_vocab_size
+import visualize
+
+REPO = Path(__file__).resolve().parent
+NOT_COMPARED = {"out_dir", "overwrite"}  # settings that may differ between two runs of the same experiment
+
+
+@dataclass
+class ExperimentConfig:
+    config: str = ""  # the training config file every run starts from (in a sweep config)
+    out_root: str = "out-exp"  # each run trains into out_root/KEY=VALUE
+    reuse: bool = False  # skip runs already finished in out_root with exactly the same settings
+    plot: str = ""  # the comparison PNG; empty: out_root/KEYS.png
+    jobs: int = 1  # runs at once; above 1, each run gets --threads=cores/jobs unless threads is set
+
+    def validate(self):
+        if self.jobs < 1:
+            raise UserError(f"jobs must be at least 1, got {self.jobs}")
+
+
+EXPERIMENT_KEYS = {"config", "out_root", "reuse", "plot", "jobs", "vary"}
+
+
+def parse_vary(text):
+    """'key=v1,v2' -> (key, ['v1', 'v2']): values are kept as typed, as train.py will read them."""
+    key, sep, values = text.partition("=")
+    values = [v.strip() for v in values.split(",") if v.strip()]
+    if not sep or not key or not values:
+        raise UserError(f"bad --vary '{text}': write it as --vary key=value1,value2")
+    if len(set(values)) != len(values):
+        raise UserError(f"--vary {key} lists a value twice: {text}")
+    return key, values
+
+
+def split_argv(argv):
+    """-> (config file or None, ['key=v1,v2', ...], {key: value} overrides)."""
+    config_file, varies, overrides = None, [], {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--vary":  # --vary key=v1,v2 (two words, as in the docs)
+            if i + 1 == len(argv):
+                raise UserError("--vary needs key=value1,value2 after it")
+            varies.append(argv[i + 1])
+            i += 2
+            continue
+        if arg.startswith("--vary="):
+            varies.append(arg[len("--vary="):])
+        elif i == 0 and not arg.startswith("--"):
+            config_file = arg
+        else:
+            key, value = _parse_override(arg)
+            overrides[key] = value
+        i += 1
+    return config_file, varies, overrides
+
+
+def as_override(key, value):
+    """A --key=value that train.py reads back as exactly `value` (strings quoted)."""
+    return f"--{key}={value!r}" if isinstance(value, str) else f"--{key}={value}"
+
+
+def plan(argv):
+    """Read the command line (and a sweep config) into the experiment settings and the list of runs."""
+    config_file, varies, overrides = split_argv(argv)
+    file_values = {}
+    if config_file is not None:
+        file_values = read_config_file(config_file, ignored=NANOGPT_UNUSED)
+        if "vary" not in file_values:  # a plain training config: train.py reads it itself
+            file_values = {"config": config_file}
+    sweep_vary = file_values.pop("vary", [])
+    varies = ([sweep_vary] if isinstance(sweep_vary, str) else list(sweep_vary)) + varies
+    values = {**file_values, **overrides}
+    (exp,) = build_configs([ExperimentConfig], {k: v for k, v in values.items() if k in EXPERIMENT_KEYS})
+    settings = {k: v for k, v in values.items() if k not in EXPERIMENT_KEYS}
+    if exp.jobs > 1 and "threads" not in settings:  # N runs with all cores each would fight over them
+        settings["threads"] = max(1, (os.cpu_count() or 1) // exp.jobs)
+    if not varies:
+        raise UserError("nothing to vary: add --vary key=value1,value2 (e.g. --vary pos_encoding=learned,rope)")
+    grid = [parse_vary(v) for v in varies]
+    keys = [k for k, _ in grid]
+    if len(set(keys)) != len(keys):
+        raise UserError(f"--vary names {keys} more than once")
+    for key in keys:
+        if key in NOT_COMPARED or key in EXPERIMENT_KEYS:
+            raise UserError(f"--vary {key}: that setting names the run, it does not change it")
+
+    base = read_config_file(exp.config, ignored=NANOGPT_UNUSED) if exp.config else {}
+    base_args = [exp.config] if exp.config else []
+    base_args += [as_override(k, v) for k, v in settings.items()]
+    runs = []
+    for combo in product(*[[(k, v) for v in vs] for k, vs in grid]):
+        name = ",".join(f"{k}={v}" for k, v in combo).replace("/", "_").replace(" ", "_")
+        out_dir = Path(exp.out_root) / name
+        run_values = {**base, **settings, **{k: _parse_override(f"--{k}={v}")[1] for k, v in combo},
+                      "out_dir": str(out_dir), "overwrite": True}
+        # every run's settings are checked before the first one starts: a typo costs seconds, not a sweep
+        model_cfg, train_cfg = build_configs([GPTConfig, TrainConfig], run_values, ignored=NANOGPT_UNUSED)
+        args = [*base_args, *(f"--{k}={v}" for k, v in combo), f"--out_dir={out_dir}", "--overwrite=True"]
+        resolved = {**asdict(train_cfg), **asdict(model_cfg)}
+        runs.append({"name": name, "combo": combo, "out_dir": out_dir, "args": args, "model_cfg": model_cfg,
+                     "train_cfg": train_cfg, "settings": {k: v for k, v in resolved.items() if k not in NOT_COMPARED}})
+    return exp, keys, runs
+
+
+def count_params(model_cfg, data_meta):
+    """All parameters of the model a run will build (on the meta device: no memory, no time)."""
+    model_cfg = GPTConfig(**asdict(model_cfg))
+    model_cfg.vocab_size = model_vocab_size(data_meta)
+    with torch.device("meta"):
+        return GPT(model_cfg).num_params(non_embedding=False)
+
+
+def read_records(out_dir):
+    path = Path(out_dir) / "log.jsonl"
+    records = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass  # the line train.py is writing right now
+    return records
+
+
+def finished(out_dir, settings):
+    """The record of a finished run in out_dir with exactly these settings, else None."""
+    try:
+        record = json.loads((Path(out_dir) / "experiment.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    log = read_records(out_dir)
+    if record.get("status") != "ok" or record.get("settings") != json.loads(json.dumps(settings)):
+        return None
+    if not log or log[-1]["iter"] != settings["max_iters"]:
+        return None
+    return record
+
+
+def find_reusable(out_root, run):
+    """A finished run in out_root (under any name) with the same settings as `run`."""
+    candidates = [run["out_dir"], *sorted(p.parent for p in Path(out_root).glob("*/experiment.json"))]
+    for out_dir in candidates:
+        record = finished(out_dir, run["settings"])
+        if record is not None:
+            return Path(out_dir), record
+    return None, None
+
+
+def say(message):
+    """A line on stderr above the progress bar (stdout holds only the table)."""
+    tqdm.write(message, file=sys.stderr)
+
+
+class Training:
+    """One train.py run in the background, its output going to out_dir/train.log."""
+
+    def __init__(self, run):
+        self.run, self.out_dir = run, run["out_dir"]
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "experiment.json").unlink(missing_ok=True)
+        cmd = [sys.executable, str(REPO / "train.py"), *run["args"]]
+        self.log = open(self.out_dir / "train.log", "w")
+        self.log.write(" ".join(cmd) + "\n")
+        self.log.flush()
+        self.start = time.time()
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def done(self):
+        return self.proc.poll() is not None
+
+    def stop(self):
+        """Ctrl-C: stop the run too, not just this script (train.py saves a checkpoint on SIGTERM)."""
+        self.proc.terminate()
+        self.proc.wait()
+        self.log.close()
+
+    def result(self):
+        """-> (status, seconds) of a finished run; a failure is reported on stderr."""
+        seconds = time.time() - self.start
+        self.log.close()
+        if self.proc.returncode == 0:
+            return "ok", seconds
+        lines = (self.out_dir / "train.log").read_text(errors="replace").splitlines()
+        errors = [line for line in lines if line.startswith("error:")]
+        say(f"{self.run['name']}: train.py failed: {(errors or lines or ['?'])[-1]} "
+                  f"(see {self.out_dir / 'train.log'})")
+        return "failed", seconds
+
+
+def train_all(todo, jobs, bar, on_done):
+    """Run the trainings in `todo`, `jobs` at a time, calling on_done(run, status, seconds) for each."""
+    waiting, active, shown = list(todo), [], None
+    try:
+        while waiting or active:
+            while waiting and len(active) < jobs:
+                active.append(Training(waiting.pop(0)))
+            time.sleep(0.5)
+            for training in [t for t in active if t.done()]:
+                active.remove(training)
+                on_done(training.run, *training.result())
+            progress = []
+            for training in active:
+                records = read_records(training.out_dir)
+                if records:
+                    r = records[-1]
+                    progress.append(f"{training.run['name']}: iter {r['iter']}, val {r['val_loss']:.3f}")
+            if progress and progress != shown:  # show each new evaluation once
+                shown = progress
+                bar.set_postfix_str("; ".join(progress))
+    except BaseException:
+        for training in active:
+            training.stop()
+        raise
+
+
+def results_table(keys, rows):
+    """A Markdown table: one row per run."""
+    head = [*keys, "train loss", "val loss", "best val", "time (s)", "params", "run"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        values = [str(v) for _, v in row["combo"]]
+        log = row["records"]
+        if row["status"] == "ok" and log:
+            last = log[-1]
+            best = min(r["val_loss"] for r in log)
+            values += [f"{last['train_loss']:.4f}", f"{last['val_loss']:.4f}", f"{best:.4f}"]
+        else:
+            values += [row["status"], "", ""]
+        values += [f"{row['seconds']:.0f}", f"{row['params']:,}", str(row["source"])]
+        lines.append("| " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
+@run_main
+def main(argv):
+    exp, keys, runs = plan(argv)
+    meta = load_meta(Path(runs[0]["train_cfg"].data_dir) / runs[0]["train_cfg"].dataset)
+    stem = "-".join(keys)
+    plot_path = Path(exp.plot) if exp.plot else Path(exp.out_root) / f"{stem}.png"
+    try:
+        visualize.matplotlib_figure()
+    except UserError as e:
+        print(f"warning: {e}; the table will be printed but no plot written", file=sys.stderr)
+        plot_path = None
+
+    rows, todo = {}, []
+    bar = tqdm(total=len(runs), unit="run", desc="runs", dynamic_ncols=True, file=sys.stderr)
+
+    def add_row(run, status, seconds, params, source):
+        records = read_records(source)
+        rows[run["name"]] = {**run, "status": status, "seconds": seconds, "params": params, "source": source,
+                             "records": records}
+        if records and status == "ok":
+            say(f"{run['name']}: train loss {records[-1]['train_loss']:.4f}, "
+                      f"val loss {records[-1]['val_loss']:.4f}, {seconds:.0f} s")
+        bar.update(1)
+
+    def trained(run, status, seconds):
+        params = count_params(run["model_cfg"], meta)
+        (run["out_dir"] / "experiment.json").write_text(json.dumps(
+            {"status": status, "seconds": round(seconds, 1), "params": params, "vary": dict(run["combo"]),
+             "args": run["args"], "settings": run["settings"]}, indent=1) + "\n")
+        add_row(run, status, seconds, params, run["out_dir"])
+
+    for run in runs:
+        source, record = find_reusable(exp.out_root, run) if exp.reuse else (None, None)
+        if record is not None:
+            say(f"{run['name']}: reusing the finished run in {source}")
+            add_row(run, "ok", record["seconds"], record["params"], source)
+        else:
+            todo.append(run)
+    train_all(todo, exp.jobs, bar, trained)
+    bar.close()
+    rows = [rows[run["name"]] for run in runs]
+
+    table = results_table(keys, rows)
+    print(table)
+    table_path = Path(exp.out_root) / f"{stem}.md"
+    table_path.write_text(table + "\n")
+    print(f"table saved to {table_path}", file=sys.stderr)
+    if plot_path is not None:
+        curves = [(", ".join(f"{k}={v}" for k, v in row["combo"]), row["records"]) for row in rows if row["records"]]
+        config_name = Path(exp.config).name if exp.config else "the default settings"
+        title = f"{', '.join(keys)} on {config_name}, all else equal"
+        print(f"plot saved to {visualize.plot_loss(curves, plot_path, title=title)}", file=sys.stderr)
+    failed = [row["name"] for row in rows if row["status"] != "ok"]
+    if failed:
+        print(f"error: {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
