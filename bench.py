@@ -1,0 +1,174 @@
+"""Benchmarks that print figures (never timed unit tests).
+
+  python bench.py sample [--n_layer=6 --n_embd=384 ...]   sampling tokens/s, batch 1 and 8, cache vs none
+  python bench.py train config/x.py [--key=value ...]      training tokens/s, MFU, peak memory
+  python bench.py time_to_loss OUT_DIR [OUT_DIR ...] --target=1.4697
+                                                        first time a run's val loss reached the target
+
+Sampling and training run on random weights and random tokens: speed does not depend on them.
+"""
+
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from config import UserError, parse_args, run_main
+from data import TokenData
+from model import GPT, GPTConfig
+from system import autocast, maybe_compile, pick_device, pick_dtype
+from train import Dist, TrainConfig, make_optimizer, train_step
+
+# dense bf16 peak FLOP/s by device name, for MFU (nanoGPT measured against the A100 always: #182)
+PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "4090": 165e12}
+
+
+@dataclass
+class BenchConfig:
+    bench_iters: int = 50  # timed training iterations
+    bench_warmup: int = 10  # untimed iterations first (compilation, allocator warm-up)
+    new_tokens: int = 500  # tokens generated per sample in the sampling benchmark
+    peak_flops: float = 0.0  # the device's peak FLOP/s for MFU; 0: look it up by GPU name
+    target: float = 1.4697  # time_to_loss: the val loss to reach
+
+
+def device_peak_flops(device, override):
+    if override:
+        return override
+    if device.startswith("cuda"):
+        name = torch.cuda.get_device_name()
+        return next((flops for key, flops in PEAK_FLOPS.items() if key in name), 0.0)
+    return 0.0
+
+
+def sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def random_dataset(folder, vocab_size, n_tokens):
+    """A dataset of random tokens in prepare.py's format, so the real data path is what is timed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        rng.integers(0, vocab_size, n_tokens, dtype=np.uint16).tofile(folder / f"{split}.bin")
+    (folder / "meta.json").write_text(json.dumps({"tokenizer": "random", "vocab_size": vocab_size}))
+    return folder
+
+
+def bench_train(model_cfg, cfg, bench):
+    device = pick_device(cfg.device)
+    dtype = pick_dtype(cfg.dtype, device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    ctx = autocast(device, dtype)
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab = 50257 if model_cfg.vocab_size > 1024 else model_cfg.vocab_size
+        data = TokenData(random_dataset(Path(tmp) / "random", vocab, 2_000_000), model_cfg.block_size, device)
+        model_cfg.vocab_size = (vocab + 63) // 64 * 64 if vocab > 1024 else vocab
+        model = GPT(model_cfg).to(device)
+        optimizer = make_optimizer(model, cfg, device)
+        train_model = maybe_compile(model, cfg.compile)
+        scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
+        generator = torch.Generator().manual_seed(0)
+
+        def step():
+            return train_step(train_model, optimizer, scaler, data, cfg, ctx, generator, Dist())
+
+        for _ in range(bench.bench_warmup):
+            step()
+        sync(device)
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        for _ in range(bench.bench_iters):
+            loss = step()
+        loss.item()
+        sync(device)
+        dt = (time.perf_counter() - t0) / bench.bench_iters
+    tokens_per_iter = cfg.batch_size * model_cfg.block_size * cfg.gradient_accumulation_steps
+    tokens_per_s = tokens_per_iter / dt
+    peak = device_peak_flops(device, bench.peak_flops)
+    mfu = f"{100 * model.estimate_mfu(tokens_per_s, peak):.1f}%" if peak else "n/a (set --peak_flops)"
+    memory = f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if device.startswith("cuda") else "n/a"
+    rows = [("device", f"{device} ({torch.cuda.get_device_name() if device.startswith('cuda') else 'cpu'})"),
+            ("torch", torch.__version__), ("parameters", f"{model.num_params() / 1e6:.1f}M"),
+            ("tokens/iter", f"{tokens_per_iter:,}"), ("ms/iter", f"{1000 * dt:.2f}"),
+            ("tokens/s", f"{tokens_per_s:,.0f}"), ("MFU", mfu), ("peak memory", memory)]
+    print_table(["training", "value"], rows)
+
+
+def bench_sample(model_cfg, cfg, bench):
+    device = pick_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    ctx = autocast(device, pick_dtype(cfg.dtype, device))
+    model = GPT(model_cfg).to(device).eval()
+    rows = []
+    for batch in (1, 8):
+        for use_cache in (False, True):
+            idx = torch.zeros(batch, 1, dtype=torch.long, device=device)
+            generator = torch.Generator(device=device).manual_seed(0)
+            with ctx:
+                model.generate(idx, 8, use_cache=use_cache, generator=generator)  # warm-up
+                sync(device)
+                t0 = time.perf_counter()
+                model.generate(idx, bench.new_tokens, use_cache=use_cache, generator=generator)
+                sync(device)
+            dt = time.perf_counter() - t0
+            rows.append((batch, "yes" if use_cache else "no", f"{batch * bench.new_tokens / dt:,.0f}", f"{dt:.2f}"))
+    print(f"sampling {bench.new_tokens} new tokens, {model.num_params() / 1e6:.1f}M parameters "
+          f"({model_cfg.n_layer}x{model_cfg.n_embd}, block {model_cfg.block_size}), {device}, torch {torch.__version__}")
+    print_table(["batch", "kv cache", "tokens/s", "seconds"], rows)
+
+
+def time_to_loss(out_dirs, target):
+    rows = []
+    for out_dir in out_dirs:
+        path = Path(out_dir) / "log.jsonl"
+        if not path.is_file():
+            raise UserError(f"{path} not found; train with --out_dir={out_dir} first")
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if not records:
+            raise UserError(f"{path} has no evaluations yet")
+        hit = next((r for r in records if r["val_loss"] <= target), None)
+        best = min(records, key=lambda r: r["val_loss"])
+        rows.append((out_dir, f"{hit['elapsed_s']:.1f}" if hit else "not reached", hit["iter"] if hit else "-",
+                     f"{best['val_loss']:.4f} @ {best['iter']}"))
+    print_table(["run", f"seconds to val <= {target}", "iter", "best val"], rows)
+
+
+def print_table(header, rows):
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    print(line(header))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print(line(row))
+
+
+@run_main
+def main(argv):
+    if not argv or argv[0] not in ("sample", "train", "time_to_loss"):
+        raise UserError("usage: python bench.py sample|train|time_to_loss ... (see the docstring)")
+    command, rest = argv[0], argv[1:]
+    if command == "time_to_loss":
+        dirs = [a for a in rest if not a.startswith("--")]
+        (bench,) = parse_args([BenchConfig], [a for a in rest if a.startswith("--")])
+        return time_to_loss(dirs, bench.target)
+    if command == "sample" and not (rest and not rest[0].startswith("--")):
+        # without a config file: the 6x384 Shakespeare model of the README
+        defaults = ["--n_layer=6", "--n_head=6", "--n_embd=384", "--block_size=256", "--vocab_size=65", "--device=cpu"]
+        rest = defaults + rest
+    model_cfg, cfg, bench = parse_args([GPTConfig, TrainConfig, BenchConfig], rest)
+    (bench_sample if command == "sample" else bench_train)(model_cfg, cfg, bench)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
