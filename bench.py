@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from config import UserError, parse_args, run_main
-from data import TokenData
+from data import TokenData, load_meta
 from model import GPT, GPTConfig
 from system import autocast, maybe_compile, pick_device, pick_dtype
-from train import Dist, TrainConfig, make_optimizer, train_step
+from train import Dist, TrainConfig, make_optimizer, model_vocab_size, train_step
 
 # dense bf16 peak FLOP/s by device name, for MFU (nanoGPT measured against the A100 always: #182)
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "4090": 165e12}
@@ -61,6 +61,12 @@ def random_dataset(folder, vocab_size, n_tokens):
     return folder
 
 
+def dataset_vocab_size(cfg):
+    """The config's dataset vocabulary when it is prepared (a char-level config times a 65-token head)."""
+    dataset_dir = Path(cfg.data_dir) / cfg.dataset
+    return load_meta(dataset_dir)["vocab_size"] if (dataset_dir / "meta.json").is_file() else None
+
+
 def bench_train(model_cfg, cfg, bench):
     device = pick_device(cfg.device)
     dtype = pick_dtype(cfg.dtype, device)
@@ -69,9 +75,9 @@ def bench_train(model_cfg, cfg, bench):
     torch.backends.cuda.matmul.allow_tf32 = True
     ctx = autocast(device, dtype)
     with tempfile.TemporaryDirectory() as tmp:
-        vocab = 50257 if model_cfg.vocab_size > 1024 else model_cfg.vocab_size
+        vocab = dataset_vocab_size(cfg) or (50257 if model_cfg.vocab_size > 1024 else model_cfg.vocab_size)
         data = TokenData(random_dataset(Path(tmp) / "random", vocab, 2_000_000), model_cfg.block_size, device)
-        model_cfg.vocab_size = (vocab + 63) // 64 * 64 if vocab > 1024 else vocab
+        model_cfg.vocab_size = model_vocab_size({"vocab_size": vocab})
         model = GPT(model_cfg).to(device)
         optimizer = make_optimizer(model, cfg, device)
         train_model = maybe_compile(model, cfg.compile)
