@@ -18,6 +18,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -180,6 +181,7 @@ def attention_command(argv):
 class LossConfig:
     out: str = "loss.png"
     title: str = ""  # empty: names the settings that differ
+    x: Literal["iter", "elapsed_s", "tokens"] = "iter"  # elapsed_s: wall seconds, for time-to-loss
     width: int = 1200  # pixels
     height: int = 480
     dpi: int = 100
@@ -234,18 +236,18 @@ def run_labels(run_dirs):
     return [", ".join(f"{k}={s.get(k)}" for k in keys) for s in settings], keys
 
 
-def plot_loss(runs, out, title="", width=1200, height=480, dpi=100):
+def plot_loss(runs, out, title="", width=1200, height=480, dpi=100, x="iter"):
     """Write the train and val curves of runs [(label, log records)] side by side; return the path."""
     new_figure, _ = matplotlib_figure()
     fig = new_figure(width, height, dpi)
     axes = fig.subplots(1, 2, sharey=True)
     for split, ax in zip(("train", "val"), axes):
         for i, (label, records) in enumerate(runs):
-            points = [(r["iter"], r[f"{split}_loss"]) for r in records if r.get(f"{split}_loss") is not None]
+            points = [(r[x], r[f"{split}_loss"]) for r in records if r.get(f"{split}_loss") is not None]
             if points:
                 ax.plot(*zip(*points), marker=".", color=f"C{i % 10}", label=label)
         ax.set_title(f"{split} loss")
-        ax.set_xlabel("iteration")
+        ax.set_xlabel({"iter": "iteration", "elapsed_s": "seconds from process start", "tokens": "tokens"}[x])
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("cross-entropy loss")
     axes[1].legend(fontsize="small")
@@ -263,7 +265,8 @@ def loss_command(argv):
     logs = [read_log(d) for d in run_dirs]
     labels, keys = run_labels(run_dirs)
     title = cfg.title or (f"by {', '.join(keys)}, all else equal" if keys else "")
-    out = plot_loss(list(zip(labels, logs)), cfg.out, title=title, width=cfg.width, height=cfg.height, dpi=cfg.dpi)
+    out = plot_loss(list(zip(labels, logs)), cfg.out, title=title, width=cfg.width, height=cfg.height, dpi=cfg.dpi,
+                    x=cfg.x)
     print(f"wrote {out}: {len(run_dirs)} runs" + (f", labelled by {', '.join(keys)}" if keys else ""))
 
 
