@@ -7,12 +7,28 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # so tests import the repository's modules from anywhere
 
 
+SHARED_SHAKESPEARE = REPO_ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+DOWNLOADED_SHAKESPEARE = REPO_ROOT / "data" / "shakespeare_char" / "input.txt"  # where prepare.py caches it
+
+
+def find_shakespeare():
+    """The real Tiny Shakespeare: the shared copy beside the repository, else prepare.py's checked
+    download (cached in data/); the tests that need it skip, saying why, only when offline."""
+    if SHARED_SHAKESPEARE.is_file():
+        return SHARED_SHAKESPEARE
+    import prepare
+    from config import UserError
+
+    try:
+        prepare.shakespeare_text(None, DOWNLOADED_SHAKESPEARE)
+    except UserError as e:
+        pytest.skip(f"Tiny Shakespeare is not at {SHARED_SHAKESPEARE} and {e}")
+    return DOWNLOADED_SHAKESPEARE
+
+
 @pytest.fixture
 def shakespeare_path():
-    path = REPO_ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
-    if not path.is_file():
-        pytest.skip(f"Tiny Shakespeare not found at {path}")
-    return path
+    return find_shakespeare()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -23,7 +39,6 @@ import os  # noqa: E402
 import subprocess  # noqa: E402
 import types  # noqa: E402
 
-SHAKESPEARE_PATH = REPO_ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 CHAR_DATASET = "shakespeare_char"
 # A model small enough to train in a second or two on one CPU thread.
 TINY_MODEL_ARGS = ("--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32")
@@ -41,9 +56,7 @@ def run_script(script, *args, timeout=120):
 
 @pytest.fixture(scope="session")
 def shakespeare_text_session():
-    if not SHAKESPEARE_PATH.is_file():
-        pytest.skip(f"Tiny Shakespeare not found at {SHAKESPEARE_PATH}")
-    return SHAKESPEARE_PATH.read_text(encoding="utf-8")
+    return find_shakespeare().read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +65,7 @@ def char_data_dir(tmp_path_factory, shakespeare_text_session):
     import prepare
 
     data_dir = tmp_path_factory.mktemp("data")
-    prepare.prepare_text(shakespeare_text_session, data_dir / CHAR_DATASET, "char", str(SHAKESPEARE_PATH))
+    prepare.prepare_text(shakespeare_text_session, data_dir / CHAR_DATASET, "char", str(find_shakespeare()))
     return data_dir
 
 

@@ -26,10 +26,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import find_shakespeare  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=4", "--device=cpu",
         "--threads=1", "--eval_iters=2"]
-SHAKESPEARE = REPO_ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 MARKER = "PWNED"  # what the malicious payloads would create in the working directory
 
 
@@ -109,10 +110,8 @@ def world(tmp_path_factory):
     """The template every case copies: datasets, a checkpoint, and bad files of every kind."""
     import prepare
 
-    if not SHAKESPEARE.is_file():
-        pytest.skip(f"Tiny Shakespeare not found at {SHAKESPEARE}")
     root = tmp_path_factory.mktemp("world")
-    text = SHAKESPEARE.read_text(encoding="utf-8")[:20_000]
+    text = find_shakespeare().read_text(encoding="utf-8")[:20_000]
     prepare.prepare_text(text, root / "data" / "shakespeare_char", "char", "test")
     prepare.prepare_text("abcdefgh " * 500, root / "data" / "letters", "char", "test")  # another vocabulary
     prepare.prepare_text("To be, or not to be." * 3, root / "data" / "small", "char", "test")  # 54 train tokens

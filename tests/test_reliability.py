@@ -26,8 +26,9 @@ from checkpoint import load_checkpoint, save_checkpoint
 from config import UserError
 from model import GPT, GPTConfig
 
+from conftest import find_shakespeare  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHAKESPEARE = REPO_ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 MAX_ITERS = 100
 TINY = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=4", "--dropout=0.1",
         f"--max_iters={MAX_ITERS}", "--eval_interval=10", "--eval_iters=2", "--log_interval=5",
@@ -140,10 +141,8 @@ def assert_exactly_the_reference(out_dir, reference):
 def data_dir(tmp_path_factory):
     import prepare
 
-    if not SHAKESPEARE.is_file():
-        pytest.skip(f"Tiny Shakespeare not found at {SHAKESPEARE}")
     root = tmp_path_factory.mktemp("data")
-    prepare.prepare_text(SHAKESPEARE.read_text(encoding="utf-8")[:100_000], root / "tiny", "char", "test")
+    prepare.prepare_text(find_shakespeare().read_text(encoding="utf-8")[:100_000], root / "tiny", "char", "test")
     return root
 
 
