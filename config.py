@@ -13,7 +13,9 @@ import ast
 import dataclasses
 import difflib
 import functools
+import inspect
 import operator
+import re
 import sys
 import types
 import typing
@@ -191,6 +193,9 @@ def parse_args(classes, argv, ignored=()):
     The first argument may be a config file (anything not starting with `--`); overrides apply on
     top of it, in order. `ignored` names keys accepted for nanoGPT compatibility but not used.
     """
+    if "-h" in argv or "--help" in argv:
+        print(help_text(classes))
+        sys.exit(0)
     values = {}
     for i, arg in enumerate(argv):
         if i == 0 and not arg.startswith("--"):
@@ -199,6 +204,23 @@ def parse_args(classes, argv, ignored=()):
             key, value = _parse_override(arg)
             values[key] = value
     return build_configs(classes, values, ignored)
+
+
+def _type_name(typ):
+    if typing.get_origin(typ) is typing.Literal:
+        return "|".join(map(str, typing.get_args(typ)))
+    return getattr(typ, "__name__", str(typ))
+
+
+def help_text(classes):
+    """The running script's docstring, then every setting with its type, default and comment."""
+    lines = [(sys.modules["__main__"].__doc__ or "").strip(), "", "settings (config file `key = value`, or --key=value):"]
+    for cls in classes:
+        comments = dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.*)$", inspect.getsource(cls), re.M))
+        lines.append(f"  {cls.__name__}:")
+        for f in dataclasses.fields(cls):
+            lines.append(f"    --{f.name}={f.default!r}  ({_type_name(f.type)}) {comments.get(f.name, '')}".rstrip())
+    return "\n".join(lines)
 
 
 def as_table(*configs):

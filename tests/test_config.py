@@ -7,6 +7,7 @@ from typing import Literal
 import pytest
 
 import train
+from conftest import run_script
 from config import UserError, _parse_override, as_table, build_configs, parse_args, read_config_file
 from model import GPTConfig
 
@@ -224,3 +225,12 @@ def test_as_table_lists_every_field():
     lines = table.splitlines()
     assert len(lines) == len(dataclasses.fields(model_cfg)) + len(dataclasses.fields(cfg))
     assert "n_layer = 3" in lines
+
+
+def test_help_lists_every_setting_with_its_default_and_exits_0():
+    result = run_script("train.py", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Train a GPT" in result.stdout  # the script's docstring first
+    for line in ("--n_embd=768  (int)", "--pos_encoding='learned'  (learned|sinusoidal|rope|none)",
+                 "--learning_rate=0.0006  (float)", "--eval_full_val=False  (bool) val loss over the whole val split"):
+        assert line in result.stdout
