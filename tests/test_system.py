@@ -1,0 +1,71 @@
+"""Device, dtype, compile and MFU choices: the nanoGPT pitfalls that live outside the model."""
+
+import pytest
+import torch
+
+import bench
+import system
+from checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from config import UserError
+from model import GPT, GPTConfig
+
+
+def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert system.pick_device("auto") == "mps"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert system.pick_device("auto") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert system.pick_device("auto") == "cuda"
+
+
+def test_asking_for_a_missing_device_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(UserError, match="CUDA is not available.*--device=cpu"):
+        system.pick_device("cuda:1")
+    with pytest.raises(UserError, match="MPS is not available"):
+        system.pick_device("mps")
+
+
+def test_dtype_is_bf16_only_where_the_gpu_has_it(monkeypatch):
+    assert system.pick_dtype("auto", "cpu") == torch.float32
+    assert system.pick_dtype("auto", "mps") == torch.float32  # MPS half precision NaNs (nanoGPT #28)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert system.pick_dtype("auto", "cuda") == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert system.pick_dtype("auto", "cuda") == torch.float16  # with a grad scaler in train.py
+    with pytest.raises(UserError, match="no bfloat16; use --dtype=float16"):
+        system.pick_dtype("bfloat16", "cuda")
+
+
+def test_compile_falls_back_to_eager_on_windows_with_one_warning(monkeypatch, capsys):
+    model = GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8, block_size=8, vocab_size=11))
+    monkeypatch.setattr(system.sys, "platform", "win32")
+    assert system.maybe_compile(model, True) is model
+    assert capsys.readouterr().err.count("warning:") == 1
+    assert system.maybe_compile(model, False) is model
+
+
+def test_a_compiled_model_saves_plain_keys_that_resume_loads(tmp_path):
+    """nanoGPT #325/#351: the compiled wrapper's `_orig_mod.` prefix broke resuming."""
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=8, block_size=8, vocab_size=11))
+    compiled = torch.compile(model)  # wrapping alone; nothing is compiled until it runs
+    assert any(k.startswith("_orig_mod.") for k in compiled.state_dict())
+    save_checkpoint(tmp_path / "ckpt.pt", compiled)
+    ckpt = load_checkpoint(tmp_path / "ckpt.pt")
+    assert not any(k.startswith("_orig_mod.") for k in ckpt["model"])
+    restored = model_from_checkpoint(ckpt)
+    for (name, a), b in zip(model.state_dict().items(), restored.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_mfu_is_against_the_devices_own_peak(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda: "NVIDIA H100 80GB HBM3")
+    assert bench.device_peak_flops("cuda", 0) == 989e12  # not the A100's 312e12 (nanoGPT #182)
+    assert bench.device_peak_flops("cuda", 1e12) == 1e12  # --peak_flops overrides
+    assert bench.device_peak_flops("cpu", 0) == 0.0  # unknown: bench prints n/a, not a made-up figure
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, vocab_size=11))
+    flops = model.flops_per_token()
+    assert model.estimate_mfu(1000.0, flops * 2000.0) == pytest.approx(0.5)
