@@ -72,6 +72,15 @@ def _write_error(path, e):
                      f"Free some disk space or choose another --out_dir")
 
 
+def checkpoint_path(out_dir, ckpt="best"):
+    """The file to read: best.pt, ckpt.pt ("latest"), or a path. A nanoGPT-style out_dir has only
+    ckpt.pt, so "best" falls back to it."""
+    if ckpt in ("best", "latest"):
+        best, latest = Path(out_dir) / "best.pt", Path(out_dir) / "ckpt.pt"
+        return best if ckpt == "best" and best.exists() else latest
+    return Path(ckpt)
+
+
 def load_checkpoint(path):
     """Read a checkpoint onto the CPU (moving it to the GPU is the caller's choice: nanoGPT #158)."""
     path = Path(path)

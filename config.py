@@ -221,8 +221,3 @@ def help_text(classes):
         for f in dataclasses.fields(cls):
             lines.append(f"    --{f.name}={f.default!r}  ({_type_name(f.type)}) {comments.get(f.name, '')}".rstrip())
     return "\n".join(lines)
-
-
-def as_table(*configs):
-    """One `key = value` line per field: the configuration as it will run."""
-    return "\n".join(f"{f.name} = {getattr(c, f.name)!r}" for c in configs for f in dataclasses.fields(c))

@@ -10,10 +10,9 @@ checkpoints too (their exact GELU becomes GPT-2's activation_function="gelu").
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
-from checkpoint import checkpoint_meta, load_checkpoint, model_from_checkpoint
+from checkpoint import checkpoint_meta, checkpoint_path, load_checkpoint, model_from_checkpoint
 from config import UserError, parse_args, run_main
 
 
@@ -28,14 +27,6 @@ class ExportConfig:
     def validate(self):
         if not self.dest:
             raise UserError("give the directory to write: python export.py --out_dir=DIR --to=hf DEST")
-
-
-def checkpoint_path(cfg):
-    if cfg.ckpt in ("best", "latest"):
-        out = Path(cfg.out_dir)
-        best, latest = out / "best.pt", out / "ckpt.pt"
-        return best if cfg.ckpt == "best" and best.exists() else latest
-    return Path(cfg.ckpt)
 
 
 def split_dest(argv):
@@ -53,7 +44,7 @@ def main(argv):
     from gpt2_weights import export_hf, require_transformers
 
     require_transformers("export --to=hf")  # before reading a large checkpoint
-    path = checkpoint_path(cfg)
+    path = checkpoint_path(cfg.out_dir, cfg.ckpt)
     ckpt = load_checkpoint(path)
     meta = checkpoint_meta(ckpt, cfg.data_dir)
     model = model_from_checkpoint(ckpt).eval()

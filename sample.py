@@ -13,7 +13,7 @@ from typing import Literal
 
 import torch
 
-from checkpoint import checkpoint_meta, load_checkpoint, model_from_checkpoint
+from checkpoint import checkpoint_meta, checkpoint_path, load_checkpoint, model_from_checkpoint
 from config import UserError, parse_args, run_main
 from model import print_shape_trace
 from system import autocast, maybe_compile, pick_device, pick_dtype
@@ -45,15 +45,6 @@ class SampleConfig:
             raise UserError("num_samples must be positive and max_new_tokens not negative")
         if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
             raise UserError("temperature and top_k must not be negative, and top_p must be in (0, 1]")
-
-
-def checkpoint_path(cfg):
-    if cfg.ckpt in ("best", "latest"):
-        out = Path(cfg.out_dir)
-        best, latest = out / "best.pt", out / "ckpt.pt"
-        # a nanoGPT-style out_dir has only ckpt.pt; use it when there is no best.pt
-        return best if cfg.ckpt == "best" and best.exists() else latest
-    return Path(cfg.ckpt)
 
 
 def read_prompt(start):
@@ -97,7 +88,7 @@ def main(argv):
     (cfg,) = parse_args([SampleConfig], argv)
     device = pick_device(cfg.device)
     ctx = autocast(device, pick_dtype(cfg.dtype, device))
-    ckpt = load_checkpoint(checkpoint_path(cfg))
+    ckpt = load_checkpoint(checkpoint_path(cfg.out_dir, cfg.ckpt))
     tokenizer = load_tokenizer(checkpoint_meta(ckpt, cfg.data_dir))  # nanoGPT's: data_dir/<dataset>/meta.pkl
     model = model_from_checkpoint(ckpt).to(device).eval()
     del ckpt  # the weights now live in the model; free the CPU copy

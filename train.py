@@ -23,8 +23,8 @@ import torch
 from tqdm import tqdm
 
 from checkpoint import (is_nanogpt_checkpoint, load_checkpoint, model_from_checkpoint, optimizer_state_from_nanogpt,
-                        remove_partial_writes, save_checkpoint, unwrap)
-from config import UserError, as_table, closest_key_hint, parse_args, run_main
+                        remove_partial_writes, save_checkpoint)
+from config import UserError, closest_key_hint, parse_args, run_main
 from data import TokenData
 from model import GPT, GPTConfig, print_shape_trace
 from system import autocast, maybe_compile, pick_device, pick_dtype

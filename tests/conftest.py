@@ -103,3 +103,21 @@ def one_thread():
 def cli():
     """run_script: cli("train.py", "--key=value", ...) -> CompletedProcess (text, captured)."""
     return run_script
+
+
+def one_error_line(stderr):
+    """A user mistake's stderr: exactly one `error: ...` line and no traceback."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error:"), stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def main_error_line(capsys, module, argv):
+    """Run module.main(argv) in-process; it must exit 2 with one `error:` line on stderr."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        module.main(argv)
+    assert e.value.code == 2
+    return one_error_line(capsys.readouterr().err)

@@ -8,7 +8,7 @@ import pytest
 
 import train
 from conftest import run_script
-from config import UserError, _parse_override, as_table, build_configs, parse_args, read_config_file
+from config import UserError, _parse_override, build_configs, parse_args, read_config_file
 from model import GPTConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -217,14 +217,6 @@ def test_build_configs_routes_each_key_to_its_class():
     assert b.maybe == 4
     with pytest.raises(UserError, match="maybe"):
         build_configs([A, B], {"maybe": "four"})
-
-
-def test_as_table_lists_every_field():
-    model_cfg, cfg = parse(["--n_layer=3"])
-    table = as_table(model_cfg, cfg)
-    lines = table.splitlines()
-    assert len(lines) == len(dataclasses.fields(model_cfg)) + len(dataclasses.fields(cfg))
-    assert "n_layer = 3" in lines
 
 
 def test_help_lists_every_setting_with_its_default_and_exits_0():

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import sample
-from checkpoint import load_checkpoint, model_from_checkpoint
+from checkpoint import checkpoint_path, load_checkpoint, model_from_checkpoint
+from conftest import main_error_line, one_error_line
 from tokenizer import load_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -26,20 +27,8 @@ def split_samples(stdout):
     return stdout[:-1].split(sample.SEPARATOR)
 
 
-def one_error_line(stderr):
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error:"), stderr
-    assert "Traceback" not in stderr
-    return lines[0]
-
-
 def main_error(capsys, argv):
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as e:
-        sample.main(argv)
-    assert e.value.code == 2
-    return one_error_line(capsys.readouterr().err)
+    return main_error_line(capsys, sample, argv)
 
 
 @pytest.fixture(scope="module")
@@ -186,11 +175,10 @@ def test_malicious_checkpoint_is_refused_in_process(capsys, tiny_run, tmp_path, 
 
 
 def test_checkpoint_path_choices(tiny_run, tmp_path):
-    cfg = sample.SampleConfig(out_dir=str(tiny_run.out_dir))
-    assert sample.checkpoint_path(cfg) == tiny_run.out_dir / "best.pt"
-    cfg.ckpt = "latest"
-    assert sample.checkpoint_path(cfg) == tiny_run.out_dir / "ckpt.pt"
+    assert checkpoint_path(tiny_run.out_dir) == tiny_run.out_dir / "best.pt"
+    assert checkpoint_path(tiny_run.out_dir, "latest") == tiny_run.out_dir / "ckpt.pt"
+    assert checkpoint_path(tiny_run.out_dir, str(tmp_path / "x.pt")) == tmp_path / "x.pt"
     only_latest = tmp_path / "nanogpt_style"
     only_latest.mkdir()
     shutil.copy(tiny_run.out_dir / "ckpt.pt", only_latest / "ckpt.pt")
-    assert sample.checkpoint_path(sample.SampleConfig(out_dir=str(only_latest))) == only_latest / "ckpt.pt"
+    assert checkpoint_path(only_latest) == only_latest / "ckpt.pt"

@@ -15,6 +15,7 @@ import torch
 import train
 from checkpoint import load_checkpoint, model_from_checkpoint
 from config import UserError
+from conftest import main_error_line, one_error_line
 from data import TokenData
 from model import GPT, GPTConfig
 from tokenizer import load_tokenizer
@@ -32,21 +33,6 @@ def arg_value(args, key):
     return next(a.split("=", 1)[1] for a in args if a.startswith(f"--{key}="))
 
 
-def one_error_line(stderr):
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error:"), stderr
-    assert "Traceback" not in stderr
-    return lines[0]
-
-
-def main_error(capsys, module, argv):
-    """Run module.main(argv) in-process; it must exit 2 with one `error:` line on stderr."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as e:
-        module.main(argv)
-    assert e.value.code == 2
-    return one_error_line(capsys.readouterr().err)
 
 
 @pytest.fixture(scope="module")
@@ -296,22 +282,22 @@ def test_scratch_run_refuses_to_replace_a_checkpoint(tmp_path, tiny_run, tiny_tr
 
 
 def test_missing_dataset_says_how_to_prepare_it(capsys, tmp_path, tiny_train_args):
-    line = main_error(capsys, train, [*tiny_train_args, f"--data_dir={tmp_path}", f"--out_dir={tmp_path / 'o'}"])
+    line = main_error_line(capsys, train, [*tiny_train_args, f"--data_dir={tmp_path}", f"--out_dir={tmp_path / 'o'}"])
     assert "prepare.py" in line and "shakespeare_char" in line
 
 
 def test_unknown_config_file_and_bad_overrides_are_one_line_errors(capsys, tmp_path, tiny_train_args):
-    line = main_error(capsys, train, [str(tmp_path / "config" / "nope.py"), f"--out_dir={tmp_path}"])
+    line = main_error_line(capsys, train, [str(tmp_path / "config" / "nope.py"), f"--out_dir={tmp_path}"])
     assert "nope.py" in line and "not found" in line
-    line = main_error(capsys, train, [*tiny_train_args, "--n_layr=3", f"--out_dir={tmp_path}"])
+    line = main_error_line(capsys, train, [*tiny_train_args, "--n_layr=3", f"--out_dir={tmp_path}"])
     assert "did you mean 'n_layer'" in line
-    line = main_error(capsys, train, [*tiny_train_args, "--max_iters=ten", f"--out_dir={tmp_path}"])
+    line = main_error_line(capsys, train, [*tiny_train_args, "--max_iters=ten", f"--out_dir={tmp_path}"])
     assert "max_iters" in line and "int" in line
-    line = main_error(capsys, train, [*tiny_train_args, "max_iters=10", f"--out_dir={tmp_path}"])
+    line = main_error_line(capsys, train, [*tiny_train_args, "max_iters=10", f"--out_dir={tmp_path}"])
     assert "--key=value" in line
     assert not any(tmp_path.iterdir())  # nothing was written
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(capsys, tmp_path, tiny_train_args):
-    line = main_error(capsys, train, [*tiny_train_args, f"--out_dir={tmp_path}", "--init_from=resume"])
+    line = main_error_line(capsys, train, [*tiny_train_args, f"--out_dir={tmp_path}", "--init_from=resume"])
     assert "no checkpoint" in line and str(tmp_path) in line
