@@ -402,6 +402,9 @@ class GPT(nn.Module):
         if self.config.pos_encoding == "learned":
             x = x + trace("pos_emb", self.transformer.wpe(positions))  # (T, C) broadcast over B
         elif self.config.pos_encoding == "sinusoidal":
+            # Vaswani et al. 3.4 scale the embeddings by sqrt(C) first: the encoding's entries are +-1,
+            # and added to small token vectors (std 0.02) it would drown out which token this is
+            x = x * math.sqrt(self.config.n_embd)
             x = x + trace("pos_emb", sinusoidal_encoding(positions, self.config.n_embd).to(x.dtype))  # (T, C)
         elif self.config.pos_encoding == "rope":
             rotary = rotary_cos_sin(positions, self.config.n_embd // self.config.n_head)  # (T, hs/2) x 2
