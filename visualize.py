@@ -146,13 +146,13 @@ def plot_attention(maps, labels, out, title="", width=0, height=0, dpi=100):
 
 
 def attention_command(argv):
-    from checkpoint import load_checkpoint, model_from_checkpoint
-    from sample import checkpoint_path, read_prompt
+    from checkpoint import checkpoint_path, load_checkpoint, model_from_checkpoint
+    from sample import read_prompt
     from tokenizer import load_tokenizer
 
     (cfg,) = parse_args([AttentionConfig], argv)
     matplotlib_figure()  # fail before loading anything when matplotlib is missing
-    path = checkpoint_path(cfg)
+    path = checkpoint_path(cfg.out_dir, cfg.ckpt)
     ckpt = load_checkpoint(path)
     if "meta" not in ckpt:
         raise UserError(f"{path} has no tokenizer metadata; it was not written by train.py")
