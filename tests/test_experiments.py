@@ -403,15 +403,15 @@ def test_plots_without_matplotlib_are_one_error_line_and_the_core_imports(tmp_pa
 
 
 def test_plan_reads_vary_grids_sweep_configs_and_checks_every_run(tmp_path):
-    _, keys, runs = experiment.plan(["config/shakespeare_char_cpu.py", "--vary", "n_head=1,8",
+    _, keys, runs = experiment.plan(["config/lab_char_cpu.py", "--vary", "n_head=1,8",
                                      "--vary=mask=causal,none", "--max_iters=6", "--out_root=o"])
     assert keys == ["n_head", "mask"] and len(runs) == 4
     assert runs[1]["name"] == "n_head=1,mask=none"
-    assert runs[1]["args"] == ["config/shakespeare_char_cpu.py", "--max_iters=6", "--n_head=1", "--mask=none",
+    assert runs[1]["args"] == ["config/lab_char_cpu.py", "--max_iters=6", "--n_head=1", "--mask=none",
                                f"--out_dir={Path('o') / 'n_head=1,mask=none'}", "--overwrite=True"]
     assert runs[1]["model_cfg"].n_layer == 4  # from the config file
     sweep = tmp_path / "sweep.py"
-    sweep.write_text("config = 'config/shakespeare_char_cpu.py'\nvary = 'residual=True,False'\nmax_iters = 5\n")
+    sweep.write_text("config = 'config/lab_char_cpu.py'\nvary = 'residual=True,False'\nmax_iters = 5\n")
     exp, keys, runs = experiment.plan([str(sweep), "--out_root=x"])
     assert keys == ["residual"] and [r["train_cfg"].max_iters for r in runs] == [5, 5]
     assert [r["model_cfg"].residual for r in runs] == [True, False]
@@ -420,7 +420,7 @@ def test_plan_reads_vary_grids_sweep_configs_and_checks_every_run(tmp_path):
     with pytest.raises(UserError, match="pos_encoding='sinusoid'"):
         experiment.plan(["--vary", "pos_encoding=learned,sinusoid"])
     with pytest.raises(UserError, match="nothing to vary"):
-        experiment.plan(["config/shakespeare_char_cpu.py"])
+        experiment.plan(["config/lab_char_cpu.py"])
 
 
 def test_experiment_py_end_to_end(tmp_path, char_data_dir, capsys, monkeypatch):
