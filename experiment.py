@@ -297,9 +297,10 @@ def main(argv):
         bar.update(1)
 
     def trained(run, status, seconds):
+        seconds = round(seconds, 1)  # as experiment.json keeps it, so a --reuse table prints the same
         params = count_params(run["model_cfg"], meta)
         (run["out_dir"] / "experiment.json").write_text(json.dumps(
-            {"status": status, "seconds": round(seconds, 1), "params": params, "vary": dict(run["combo"]),
+            {"status": status, "seconds": seconds, "params": params, "vary": dict(run["combo"]),
              "args": run["args"], "settings": run["settings"]}, indent=1) + "\n")
         add_row(run, status, seconds, params, run["out_dir"])
 
