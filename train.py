@@ -6,6 +6,12 @@ gradient_accumulation_steps micro-batches. Settings are the fields of GPTConfig 
 TrainConfig (below), read from a plain `key = value` config file and `--key=value` overrides.
 """
 
+import time
+
+# Before every other import: log.jsonl's elapsed_s counts from process start, so the 2-3 s that
+# importing torch takes on a small CPU are in it, as they are in a user's wall-clock time.
+START_TIME = time.time()
+
 import json
 import math
 import os
@@ -13,7 +19,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,9 +32,8 @@ from checkpoint import (is_nanogpt_checkpoint, load_checkpoint, model_from_check
 from config import UserError, closest_key_hint, parse_args, run_main
 from data import TokenData
 from model import GPT, GPTConfig, print_shape_trace
+from muon import Muon
 from system import autocast, maybe_compile, pick_device, pick_dtype
-
-START_TIME = time.time()  # log.jsonl's elapsed_s counts from process start, start-up included
 
 # nanoGPT config keys we accept so its config files run unchanged, but do not use
 NANOGPT_UNUSED = ("wandb_log", "wandb_project", "wandb_run_name")
@@ -63,6 +67,7 @@ class TrainConfig:
     eval_interval: int = 250
     eval_iters: int = 200  # random batches per split for the loss estimate
     eval_full_val: bool = False  # val loss over the whole val split instead of eval_iters batches
+    eval_first: bool = True  # also evaluate before the first step (the untrained loss, about ln(vocab_size))
     eval_only: bool = False
     log_interval: int = 10  # iterations between progress-bar updates of the loss
     always_save_checkpoint: bool = True  # ckpt.pt at every evaluation; best.pt only when val improves
@@ -162,8 +167,7 @@ def make_optimizer(model, cfg, device):
     groups = [{**g, "params": [p for p in g["params"] if id(p) not in hidden]}
               for g in model.optimizer_groups(cfg.weight_decay)]
     return Optimizers(
-        torch.optim.Muon(model.hidden_matrices(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
-                         adjust_lr_fn="match_rms_adamw"),
+        Muon(model.hidden_matrices(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay),
         torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=betas, fused=fused),
     )
 
@@ -472,7 +476,9 @@ def main(argv):
         for group in optimizer.param_groups:
             group["lr"] = lr
 
-        if (it % cfg.eval_interval == 0 or it == cfg.max_iters) and it != resumed_at:
+        due = it % cfg.eval_interval == 0 or it == cfg.max_iters
+        skipped = it == resumed_at or (it == 0 and not (cfg.eval_first or cfg.eval_only))
+        if due and not skipped:
             stop = cfg.eval_only
             if dist.master:
                 losses = evaluate(eval_model, data, cfg, ctx)

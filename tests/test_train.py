@@ -228,10 +228,11 @@ def test_checkpoint_is_plain_data_and_reproduces_the_logged_loss(tiny_run, tiny_
     assert log[best["iter_num"]]["val_loss"] == best["best_val_loss"]
 
 
-def test_resume_is_exactly_an_uninterrupted_run(tmp_path, tiny_train_args, cli):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_resume_is_exactly_an_uninterrupted_run(optimizer, tmp_path, tiny_train_args, cli):
     """20 iterations, then resume to 40 in a fresh process, equals 40 straight: same logged losses, same weights."""
     args = [a for a in tiny_train_args if not a.startswith("--max_iters=")]
-    args += ["--dropout=0.1", "--gradient_accumulation_steps=2", "--lr_decay_iters=40"]  # RNG and schedule in play
+    args += [f"--optimizer={optimizer}", "--dropout=0.1", "--gradient_accumulation_steps=2", "--lr_decay_iters=40"]  # RNG and schedule in play
     split, straight = tmp_path / "split", tmp_path / "straight"
     train.main([*args, "--max_iters=20", f"--out_dir={split}"])  # in-process: only the resume needs a fresh one
     assert load_checkpoint(split / "ckpt.pt")["iter_num"] == 20
@@ -246,6 +247,13 @@ def test_resume_is_exactly_an_uninterrupted_run(tmp_path, tiny_train_args, cli):
     state_split = load_checkpoint(split / "ckpt.pt")["model"]
     state_whole = load_checkpoint(straight / "ckpt.pt")["model"]
     assert all(torch.equal(state_split[k], state_whole[k]) for k in state_whole)
+
+
+def test_eval_first_false_skips_only_the_evaluation_before_training(tmp_path, tiny_train_args):
+    args = [a for a in tiny_train_args if not a.startswith(("--max_iters=", "--eval_interval="))]
+    train.main([*args, "--max_iters=6", "--eval_interval=3", "--eval_first=False", f"--out_dir={tmp_path}"])
+    assert [r["iter"] for r in read_log(tmp_path)] == [3, 6]
+    assert load_checkpoint(tmp_path / "best.pt")["iter_num"] in (3, 6)
 
 
 def test_trace_shapes_prints_the_forward_pass_and_writes_nothing(capsys, tmp_path, tiny_train_args):
