@@ -81,15 +81,18 @@ def checkpoint_path(out_dir, ckpt="best"):
     return Path(ckpt)
 
 
-def load_checkpoint(path):
-    """Read a checkpoint onto the CPU (moving it to the GPU is the caller's choice: nanoGPT #158)."""
+def load_checkpoint(path, mmap=False):
+    """Read a checkpoint onto the CPU (moving it to the GPU is the caller's choice: nanoGPT #158).
+
+    mmap=True maps the tensors instead of reading them: the settings of a large checkpoint, cheaply.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}; train one first (python train.py ...) or check --out_dir")
     try:
         with warnings.catch_warnings():  # a foreign pickle protocol warns before it is refused: noise
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         raise UserError(f"refused to load {path}: it holds more than tensors and plain data ({_refusal_reason(e)}); "
                         f"only load checkpoints written by this repository or converted from a trusted source") from None

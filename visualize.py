@@ -22,6 +22,7 @@ from typing import Literal
 
 import torch
 
+from checkpoint import checkpoint_path, load_checkpoint, model_from_checkpoint
 from config import UserError, parse_args, run_main
 
 PIZZA = "The pizza came out of the oven and it tasted good."
@@ -146,7 +147,6 @@ def plot_attention(maps, labels, out, title="", width=0, height=0, dpi=100):
 
 
 def attention_command(argv):
-    from checkpoint import checkpoint_path, load_checkpoint, model_from_checkpoint
     from sample import read_prompt
     from tokenizer import load_tokenizer
 
@@ -209,13 +209,11 @@ def read_log(run_dir):
 def run_settings(run_dir):
     """Every setting a run was trained with ({key: value}), from its checkpoint; None without one."""
     for name in ("ckpt.pt", "best.pt"):
-        path = Path(run_dir) / name
-        if path.is_file():
-            try:  # mmap: read the settings without reading the weights
-                ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except Exception:  # an unreadable checkpoint only costs the label
-                continue
-            return {**ckpt.get("train_config", {}), **ckpt.get("model_args", {})}
+        try:  # mmap: read the settings without reading the weights
+            ckpt = load_checkpoint(Path(run_dir) / name, mmap=True)
+        except UserError:  # missing or unreadable: it only costs the label
+            continue
+        return {**ckpt.get("train_config", {}), **ckpt.get("model_args", {})}
     return None
 
 
