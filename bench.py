@@ -12,17 +12,18 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from config import UserError, parse_args, run_main
-from data import TokenData, load_meta
+from checkpoint import read_log
+from data import TokenData, load_meta, model_vocab_size
 from model import GPT, GPTConfig
-from system import autocast, maybe_compile, pick_device, pick_dtype
-from train import Dist, TrainConfig, make_optimizer, model_vocab_size, train_step
+from optim import make_optimizer, train_step
+from settings import TrainConfig, UserError, command_args, parse_args, run_main
+from system import maybe_compile, pick_device, pick_dtype, setup_torch
 
 # dense bf16 peak FLOP/s by device name, for MFU (nanoGPT measured against the A100 always: #182)
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "4090": 165e12}
@@ -34,7 +35,16 @@ class BenchConfig:
     bench_warmup: int = 10  # untimed iterations first (compilation, allocator warm-up)
     new_tokens: int = 500  # tokens generated per sample in the sampling benchmark
     peak_flops: float = 0.0  # the device's peak FLOP/s for MFU; 0: look it up by GPU name
-    target: float = 1.4697  # time_to_loss: the val loss to reach
+
+
+@dataclass
+class TimeToLossConfig:
+    runs: list[str] = field(default_factory=list)  # the out_dirs to read (positional arguments)
+    target: float = 1.4697  # the val loss to reach
+
+    def validate(self):
+        if not self.runs:
+            raise UserError("name the runs: python bench.py time_to_loss OUT_DIR [OUT_DIR ...] --target=1.4697")
 
 
 def device_peak_flops(device, override):
@@ -70,10 +80,7 @@ def dataset_vocab_size(cfg):
 def bench_train(model_cfg, cfg, bench):
     device = pick_device(cfg.device)
     dtype = pick_dtype(cfg.dtype, device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.backends.cuda.matmul.allow_tf32 = True
-    ctx = autocast(device, dtype)
+    ctx = setup_torch(device, dtype, cfg.threads)
     with tempfile.TemporaryDirectory() as tmp:
         vocab = dataset_vocab_size(cfg) or (50257 if model_cfg.vocab_size > 1024 else model_cfg.vocab_size)
         data = TokenData(random_dataset(Path(tmp) / "random", vocab, 2_000_000), model_cfg.block_size, device)
@@ -85,7 +92,7 @@ def bench_train(model_cfg, cfg, bench):
         generator = torch.Generator().manual_seed(0)
 
         def step():
-            return train_step(train_model, optimizer, scaler, data, cfg, ctx, generator, Dist())
+            return train_step(train_model, optimizer, scaler, data, cfg, ctx, generator)
 
         for _ in range(bench.bench_warmup):
             step()
@@ -112,9 +119,7 @@ def bench_train(model_cfg, cfg, bench):
 
 def bench_sample(model_cfg, cfg, bench):
     device = pick_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    ctx = autocast(device, pick_dtype(cfg.dtype, device))
+    ctx = setup_torch(device, pick_dtype(cfg.dtype, device), cfg.threads)
     model = GPT(model_cfg).to(device).eval()
     rows = []
     for batch in (1, 8):
@@ -137,12 +142,9 @@ def bench_sample(model_cfg, cfg, bench):
 def time_to_loss(out_dirs, target):
     rows = []
     for out_dir in out_dirs:
-        path = Path(out_dir) / "log.jsonl"
-        if not path.is_file():
-            raise UserError(f"{path} not found; train with --out_dir={out_dir} first")
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        records = read_log(out_dir)
         if not records:
-            raise UserError(f"{path} has no evaluations yet")
+            raise UserError(f"no evaluations logged in {Path(out_dir) / 'log.jsonl'}; train with --out_dir={out_dir} first")
         hit = next((r for r in records if r["val_loss"] <= target), None)
         best = min(records, key=lambda r: r["val_loss"])
         rows.append((out_dir, f"{hit['elapsed_s']:.1f}" if hit else "not reached", hit["iter"] if hit else "-",
@@ -161,18 +163,16 @@ def print_table(header, rows):
 
 @run_main
 def main(argv):
-    if not argv or argv[0] not in ("sample", "train", "time_to_loss"):
-        raise UserError("usage: python bench.py sample|train|time_to_loss ... (see the docstring)")
-    command, rest = argv[0], argv[1:]
+    speed = [GPTConfig, TrainConfig, BenchConfig]
+    command, rest = command_args(argv, {"sample": speed, "train": speed, "time_to_loss": [TimeToLossConfig]})
     if command == "time_to_loss":
-        dirs = [a for a in rest if not a.startswith("--")]
-        (bench,) = parse_args([BenchConfig], [a for a in rest if a.startswith("--")])
-        return time_to_loss(dirs, bench.target)
-    if command == "sample" and not (rest and not rest[0].startswith("--")):
+        (cfg,) = parse_args([TimeToLossConfig], rest, positional="runs")
+        return time_to_loss(cfg.runs, cfg.target)
+    if command == "sample" and not any(not a.startswith("-") for a in rest):
         # without a config file: the 6x384 Shakespeare model of the README
         defaults = ["--n_layer=6", "--n_head=6", "--n_embd=384", "--block_size=256", "--vocab_size=65", "--device=cpu"]
         rest = defaults + rest
-    model_cfg, cfg, bench = parse_args([GPTConfig, TrainConfig, BenchConfig], rest)
+    model_cfg, cfg, bench = parse_args(speed, rest, config_file=True)
     (bench_sample if command == "sample" else bench_train)(model_cfg, cfg, bench)
 
 

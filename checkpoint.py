@@ -1,23 +1,34 @@
-"""Checkpoints: written in one function, read in one function, shared by every script.
+"""Checkpoints and the run folder they live in, shared by every script.
+
+A checkpoint is written in one function (save_checkpoint) and read in one (load_checkpoint); the
+model it holds is built in one (model_from_checkpoint), and made ready to generate, with its
+tokenizer, in one (load_trained), which sample.py, export.py and visualize.py all use.
 
 A checkpoint is data, never code: tensors, numbers, strings, lists and dicts, loaded with
 `torch.load(weights_only=True)`, which refuses anything else (a malicious pickle included).
 Writes go to a temporary file that is flushed, fsync'ed and renamed over the old one, so a crash
 at any instant leaves either the old checkpoint or the new one, never a broken file.
+
+The run folder (out_dir) also holds log.jsonl, one JSON line per evaluation, read by read_log;
+train.py checks the folder before training (check_out_dir, check_free_space) so a run fails at
+its start, not after an hour. nanoGPT's checkpoints and meta.pkl files are read too (last section).
 """
 
+import json
 import os
 import pickle
+import shutil
 import tempfile
 import warnings
 import zipfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from config import UserError
 from model import GPT, GPTConfig
+from settings import UserError
+from tokenizer import load_tokenizer
 
 
 def unwrap(model):
@@ -121,12 +132,130 @@ def model_from_checkpoint(ckpt):
     nanogpt = is_nanogpt_checkpoint(ckpt)
     if nanogpt:
         args["activation"] = "gelu_exact"  # nanoGPT's MLP uses nn.GELU(), the exact (erf) GELU
-    model = GPT(GPTConfig(**args))
+    try:
+        model = GPT(GPTConfig(**args))
+    except (ValueError, TypeError) as e:
+        raise UserError(f"the checkpoint describes an impossible model ({e}); it is damaged or not ours") from None
     state = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in ckpt["model"].items()}
     if nanogpt:  # nanoGPT without flash attention keeps its causal mask as a buffer named attn.bias
         state = {k: v for k, v in state.items() if not k.endswith(".attn.bias")}
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as e:  # missing, extra or misshapen weights
+        first = str(e).strip().splitlines()[-1].strip()[:200] if str(e).strip() else type(e).__name__
+        raise UserError(f"the checkpoint's weights do not fit the model it describes ({first}); "
+                        f"it is damaged or was edited") from None
     return model
+
+
+@dataclass
+class Trained:
+    """A trained model ready to generate: eval mode, on its device, with the tokenizer it was trained on."""
+
+    model: GPT
+    tokenizer: object
+    path: Path  # the checkpoint it came from
+    iter_num: int | None  # the training iteration it was saved at (None if it does not say)
+
+
+def load_trained(out_dir, ckpt="best", data_dir="data", device="cpu"):
+    """checkpoint -> tokenizer -> model, for every script that uses a trained model.
+
+    out_dir, ckpt: as checkpoint_path. data_dir: where a nanoGPT checkpoint's meta.pkl is.
+    """
+    path = checkpoint_path(out_dir, ckpt)
+    checkpoint = load_checkpoint(path)
+    tokenizer = load_tokenizer(checkpoint_meta(checkpoint, data_dir))
+    model = model_from_checkpoint(checkpoint).to(device).eval()
+    return Trained(model, tokenizer, path, checkpoint.get("iter_num"))
+
+
+# ----------------------------------------------------------------------------------------------
+# The run folder: checked before training; its log; the RNG state a checkpoint carries
+
+
+def check_out_dir(out_dir, protect_checkpoints):
+    """Fail before training, not after: an unwritable out_dir, or (protect_checkpoints) checkpoints a
+    new run would replace. Then remove what a crash mid-write left behind."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create out_dir {out} ({e.strerror}); choose another --out_dir") from None
+    try:  # really write, not os.access: root passes permission checks but not a read-only disk
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise UserError(f"out_dir {out} is not writable ({e.strerror}); choose another --out_dir") from None
+    if protect_checkpoints and (out / "ckpt.pt").exists():
+        raise UserError(f"{out} already holds a checkpoint; continue it with --init_from=resume, "
+                        f"start over with --overwrite=True, or pick another --out_dir")
+    remove_partial_writes(out)
+
+
+def check_free_space(out_dir, model):
+    """Fail before training when out_dir's disk cannot hold the checkpoints it will write.
+
+    A checkpoint holds the weights and AdamW's two moments (about 3x the parameters). Each write
+    needs room for the new file beside the old one until the rename; best.pt and ckpt.pt both.
+    """
+    size = 3 * sum(p.numel() * p.element_size() for p in model.parameters())
+    missing = sum(not (Path(out_dir) / name).exists() for name in ("best.pt", "ckpt.pt"))
+    need, free = size * max(1, missing), shutil.disk_usage(out_dir).free
+    if free < need:
+        raise UserError(f"out_dir {out_dir} has {free / 2**20:,.1f} MiB free but checkpoints need about "
+                        f"{need / 2**20:,.1f} MiB; free some disk space or choose another --out_dir")
+
+
+def read_log(out_dir):
+    """The records of out_dir/log.jsonl, one dict per evaluation, oldest first; [] if there are none.
+
+    A line that is not a whole record is skipped: a live run may be writing the last line right
+    now, and a killed one may have left it half written.
+    """
+    path = Path(out_dir) / "log.jsonl"
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("iter"), int):
+            records.append(record)
+    return records
+
+
+class LogFile:
+    """out_dir/log.jsonl, appended to at each evaluation. On resume, records past the checkpoint are dropped."""
+
+    def __init__(self, out_dir, resume_iter=None):
+        """resume_iter: the checkpoint's iteration when resuming; None starts a fresh log."""
+        self.path = Path(out_dir) / "log.jsonl"
+        kept = [r for r in read_log(out_dir) if r["iter"] <= resume_iter] if resume_iter is not None else []
+        tmp = self.path.with_name(self.path.name + ".tmp")  # a kill mid-rewrite keeps the old log
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        os.replace(tmp, self.path)
+
+    def write(self, **record):
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def rng_state(generator, device):
+    """Every random state a run depends on: torch's (dropout), the data order's, and CUDA's."""
+    state = {"torch": torch.get_rng_state(), "data": generator.get_state()}
+    if device.startswith("cuda"):
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def restore_rng(state, generator, device):
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["data"])
+    if "cuda" in state and device.startswith("cuda"):
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 # ----------------------------------------------------------------------------------------------

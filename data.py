@@ -16,9 +16,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from config import UserError
+from settings import UserError
 
 IN_MEMORY_LIMIT = 1 << 30  # bytes per split; above this, read batches by memmap
+
+
+def model_vocab_size(meta):
+    """The model's vocabulary for a dataset's: padded to a multiple of 64 when large (50257 -> 50304),
+    which makes the embedding and head matmuls faster; the padding ids never occur in the data."""
+    n = meta["vocab_size"]
+    return n if n < 1024 else (n + 63) // 64 * 64
 
 
 def load_meta(dataset_dir):

@@ -1,7 +1,7 @@
 """Change one thing, keep everything else equal, and compare: one training run per value.
 
-    python experiment.py config/shakespeare_char_cpu.py --vary pos_encoding=learned,sinusoidal,rope,none
-    python experiment.py config/shakespeare_char_cpu.py --vary n_head=1,8 --vary mask=causal,none --max_iters=600
+    python experiment.py config/lab_char_cpu.py --vary=pos_encoding=learned,sinusoidal,rope,none
+    python experiment.py config/lab_char_cpu.py --vary=n_head=1,8 --vary=mask=causal,none --max_iters=600
     python experiment.py config/sweep_mask.py
 
 Each run is `python train.py CONFIG [--key=value ...] --KEY=VALUE --out_dir=OUT_ROOT/KEY=VALUE
@@ -23,23 +23,25 @@ settings for every run:
     out_root = 'out-exp'
 """
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from itertools import product
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from config import UserError, _parse_override, build_configs, read_config_file, run_main
-from data import load_meta
-from model import GPT, GPTConfig
-from train import NANOGPT_UNUSED, TrainConfig, model_vocab_size
 import visualize
+from checkpoint import read_log
+from data import load_meta, model_vocab_size
+from model import GPT, GPTConfig
+from settings import (NANOGPT_UNUSED, TrainConfig, UserError, build_configs, help_text, parse_override, read_args,
+                      read_config_file, run_main)
 
 REPO = Path(__file__).resolve().parent
 NOT_COMPARED = {"out_dir", "overwrite"}  # settings that may differ between two runs of the same experiment
@@ -52,13 +54,14 @@ class ExperimentConfig:
     reuse: bool = False  # skip runs already finished in out_root with exactly the same settings
     plot: str = ""  # the comparison PNG; empty: out_root/KEYS.png
     jobs: int = 1  # runs at once; above 1, each run gets --threads=cores/jobs unless threads is set
+    vary: list[str] = field(default_factory=list)  # KEY=v1,v2: one run per value; given twice, the grid
 
     def validate(self):
         if self.jobs < 1:
             raise UserError(f"jobs must be at least 1, got {self.jobs}")
 
 
-EXPERIMENT_KEYS = {"config", "out_root", "reuse", "plot", "jobs", "vary"}
+EXPERIMENT_KEYS = {f.name for f in dataclasses.fields(ExperimentConfig)}
 
 
 def parse_vary(text):
@@ -66,33 +69,10 @@ def parse_vary(text):
     key, sep, values = text.partition("=")
     values = [v.strip() for v in values.split(",") if v.strip()]
     if not sep or not key or not values:
-        raise UserError(f"bad --vary '{text}': write it as --vary key=value1,value2")
+        raise UserError(f"bad --vary '{text}': write it as --vary=KEY=value1,value2")
     if len(set(values)) != len(values):
         raise UserError(f"--vary {key} lists a value twice: {text}")
     return key, values
-
-
-def split_argv(argv):
-    """-> (config file or None, ['key=v1,v2', ...], {key: value} overrides)."""
-    config_file, varies, overrides = None, [], {}
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "--vary":  # --vary key=v1,v2 (two words, as in the docs)
-            if i + 1 == len(argv):
-                raise UserError("--vary needs key=value1,value2 after it")
-            varies.append(argv[i + 1])
-            i += 2
-            continue
-        if arg.startswith("--vary="):
-            varies.append(arg[len("--vary="):])
-        elif i == 0 and not arg.startswith("--"):
-            config_file = arg
-        else:
-            key, value = _parse_override(arg)
-            overrides[key] = value
-        i += 1
-    return config_file, varies, overrides
 
 
 def as_override(key, value):
@@ -102,22 +82,26 @@ def as_override(key, value):
 
 def plan(argv):
     """Read the command line (and a sweep config) into the experiment settings and the list of runs."""
-    config_file, varies, overrides = split_argv(argv)
+    if "-h" in argv or "--help" in argv:
+        print(help_text([ExperimentConfig, GPTConfig, TrainConfig]))
+        sys.exit(0)
+    pairs, positional = read_args(argv)
+    if len(positional) > 1:
+        raise UserError(f"expected one config file, got {len(positional)}: {' '.join(positional)}; "
+                        f"settings look like --key=value")
     file_values = {}
-    if config_file is not None:
-        file_values = read_config_file(config_file, ignored=NANOGPT_UNUSED)
+    if positional:
+        file_values = read_config_file(positional[0], ignored=NANOGPT_UNUSED)
         if "vary" not in file_values:  # a plain training config: train.py reads it itself
-            file_values = {"config": config_file}
-    sweep_vary = file_values.pop("vary", [])
-    varies = ([sweep_vary] if isinstance(sweep_vary, str) else list(sweep_vary)) + varies
-    values = {**file_values, **overrides}
-    (exp,) = build_configs([ExperimentConfig], {k: v for k, v in values.items() if k in EXPERIMENT_KEYS})
-    settings = {k: v for k, v in values.items() if k not in EXPERIMENT_KEYS}
+            file_values = {"config": positional[0]}
+    values = [*file_values.items(), *pairs]
+    (exp,) = build_configs([ExperimentConfig], [(k, v) for k, v in values if k in EXPERIMENT_KEYS])
+    settings = {k: v for k, v in values if k not in EXPERIMENT_KEYS}
     if exp.jobs > 1 and "threads" not in settings:  # N runs with all cores each would fight over them
         settings["threads"] = max(1, (os.cpu_count() or 1) // exp.jobs)
-    if not varies:
-        raise UserError("nothing to vary: add --vary key=value1,value2 (e.g. --vary pos_encoding=learned,rope)")
-    grid = [parse_vary(v) for v in varies]
+    if not exp.vary:
+        raise UserError("nothing to vary: add --vary=KEY=value1,value2 (e.g. --vary=pos_encoding=learned,rope)")
+    grid = [parse_vary(v) for v in exp.vary]
     keys = [k for k, _ in grid]
     if len(set(keys)) != len(keys):
         raise UserError(f"--vary names {keys} more than once")
@@ -132,7 +116,7 @@ def plan(argv):
     for combo in product(*[[(k, v) for v in vs] for k, vs in grid]):
         name = ",".join(f"{k}={v}" for k, v in combo).replace("/", "_").replace(" ", "_")
         out_dir = Path(exp.out_root) / name
-        run_values = {**base, **settings, **{k: _parse_override(f"--{k}={v}")[1] for k, v in combo},
+        run_values = {**base, **settings, **{k: parse_override(f"--{k}={v}")[1] for k, v in combo},
                       "out_dir": str(out_dir), "overwrite": True}
         # every run's settings are checked before the first one starts: a typo costs seconds, not a sweep
         model_cfg, train_cfg = build_configs([GPTConfig, TrainConfig], run_values, ignored=NANOGPT_UNUSED)
@@ -151,25 +135,13 @@ def count_params(model_cfg, data_meta):
         return GPT(model_cfg).num_params(non_embedding=False)
 
 
-def read_records(out_dir):
-    path = Path(out_dir) / "log.jsonl"
-    records = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass  # the line train.py is writing right now
-    return records
-
-
 def finished(out_dir, settings):
     """The record of a finished run in out_dir with exactly these settings, else None."""
     try:
         record = json.loads((Path(out_dir) / "experiment.json").read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    log = read_records(out_dir)
+    log = read_log(out_dir)
     if record.get("status") != "ok" or record.get("settings") != json.loads(json.dumps(settings)):
         return None
     if not log or log[-1]["iter"] != settings["max_iters"]:
@@ -241,7 +213,7 @@ def train_all(todo, jobs, bar, on_done):
                 on_done(training.run, *training.result())
             progress = []
             for training in active:
-                records = read_records(training.out_dir)
+                records = read_log(training.out_dir)
                 if records:
                     r = records[-1]
                     progress.append(f"{training.run['name']}: iter {r['iter']}, val {r['val_loss']:.3f}")
@@ -288,7 +260,7 @@ def main(argv):
     bar = tqdm(total=len(runs), unit="run", desc="runs", dynamic_ncols=True, file=sys.stderr)
 
     def add_row(run, status, seconds, params, source):
-        records = read_records(source)
+        records = read_log(source)
         rows[run["name"]] = {**run, "status": status, "seconds": seconds, "params": params, "source": source,
                              "records": records}
         if records and status == "ok":

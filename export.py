@@ -12,8 +12,8 @@ import sys
 from dataclasses import dataclass
 from typing import Literal
 
-from checkpoint import checkpoint_meta, checkpoint_path, load_checkpoint, model_from_checkpoint
-from config import UserError, parse_args, run_main
+from checkpoint import load_trained
+from settings import UserError, parse_args, run_main
 
 
 @dataclass
@@ -21,7 +21,7 @@ class ExportConfig:
     out_dir: str = "out"
     ckpt: str = "best"  # best (best.pt, lowest val loss), latest (ckpt.pt), or a path to a .pt file
     to: Literal["hf"] = "hf"  # hf: a Hugging Face GPT-2 directory
-    dest: str = ""  # the directory to write; also accepted as the one positional argument
+    dest: str = ""  # the directory to write (the positional argument)
     data_dir: str = "data"  # where a nanoGPT checkpoint's char-level vocabulary is: <dataset>/meta.pkl
 
     def validate(self):
@@ -29,28 +29,15 @@ class ExportConfig:
             raise UserError("give the directory to write: python export.py --out_dir=DIR --to=hf DEST")
 
 
-def split_dest(argv):
-    """`--key=value ... DEST`: the one argument that is not an override is the destination."""
-    positional = [a for a in argv if not a.startswith("--")]
-    if len(positional) > 1:
-        raise UserError(f"expected one destination directory, got {len(positional)}: {' '.join(positional)}")
-    overrides = [a for a in argv if a.startswith("--")]
-    return overrides + [f"--dest={positional[0]}"] if positional else overrides
-
-
 @run_main
 def main(argv):
-    (cfg,) = parse_args([ExportConfig], split_dest(argv))
+    (cfg,) = parse_args([ExportConfig], argv, positional="dest")
     from gpt2_weights import export_hf, require_transformers
 
     require_transformers("export --to=hf")  # before reading a large checkpoint
-    path = checkpoint_path(cfg.out_dir, cfg.ckpt)
-    ckpt = load_checkpoint(path)
-    meta = checkpoint_meta(ckpt, cfg.data_dir)
-    model = model_from_checkpoint(ckpt).eval()
-    del ckpt
-    files = export_hf(model, cfg.dest, meta)
-    print(f"exported {path} as a Hugging Face GPT-2 to {cfg.dest}/ ({', '.join(files)}); load it with "
+    trained = load_trained(cfg.out_dir, cfg.ckpt, cfg.data_dir)
+    files = export_hf(trained.model, cfg.dest, trained.tokenizer.meta())
+    print(f"exported {trained.path} as a Hugging Face GPT-2 to {cfg.dest}/ ({', '.join(files)}); load it with "
           f"GPT2LMHeadModel.from_pretrained({cfg.dest!r})")
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from config import UserError
+from settings import UserError
 from model import GPT, GPTConfig
 
 PRETRAINED = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")

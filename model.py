@@ -1,4 +1,4 @@
-"""A GPT language model in one file, read top to bottom.
+"""A GPT language model in one file, read top to bottom. It needs torch and nothing else.
 
 Follow one batch through it: token ids (B, T) -> token embedding (B, T, C) + positional encoding
 -> n_layer Blocks of [LayerNorm -> causal self-attention -> residual, LayerNorm -> MLP -> residual]
@@ -11,12 +11,18 @@ The defaults are GPT-2 (Radford et al. 2019). Every "what if" is a GPTConfig fie
 experiment is a config change, not a fork: positional encoding, attention score, mask, residual
 connections, normalisation, tied embeddings, MLP activation, QK-norm.
 
+The sections: GPTConfig; the model (attention, MLP, Block, GPT); the pieces it uses (positional
+encodings, masks, norms); generation (KV cache, sampling); the tracing hook that lets the shape
+trace and the attention pictures (visualize.py) watch a forward pass.
+
 References: "Attention Is All You Need" (Vaswani et al. 2017); GPT-2; RoFormer (Su et al. 2021)
 for rotary positions; karpathy/nanoGPT, whose layout and parameter names (the Hugging Face
 GPT-2 names) this follows.
 """
 
+import dataclasses
 import math
+import typing
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -24,8 +30,6 @@ from typing import Literal
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-from config import UserError
 
 
 @dataclass
@@ -40,8 +44,9 @@ class GPTConfig:
     # learned: GPT-2's trained table; sinusoidal: PE(pos,2i)=sin(pos/10000^(2i/C)), PE(pos,2i+1)=cos(..);
     # rope: rotate q and k by their position (RoFormer); none: no position signal at all
     pos_encoding: Literal["learned", "sinusoidal", "rope", "none"] = "learned"
-    # dot: q.k/sqrt(hs); squared_dot: (q.k/sqrt(hs))^2; neg_dot: -q.k/sqrt(hs) ("reversed")
-    attn_score: Literal["dot", "squared_dot", "neg_dot"] = "dot"
+    # dot: q.k/sqrt(hs); dot_then_square: (q.k/sqrt(hs))^2; square_then_dot: sum_i q_i^2 k_i^2 / sqrt(hs);
+    # neg_dot: -q.k/sqrt(hs) ("reversed")
+    attn_score: Literal["dot", "dot_then_square", "square_then_dot", "neg_dot"] = "dot"
     # causal: see self and the past; none: see everything; anticausal: see self and the future
     mask: Literal["causal", "none", "anticausal"] = "causal"
     residual: bool = True  # x + f(x) around attention and MLP, or just f(x)
@@ -52,201 +57,31 @@ class GPTConfig:
     activation: Literal["gelu", "gelu_exact", "relu2"] = "gelu"
     qk_norm: bool = False  # RMS-normalise q and k per head before the score (speedrun trick)
     zero_init_proj: bool = False  # output projections start at zero, so each block starts as identity
+    explicit_attention: bool = False  # always take the step-by-step attention path (slower): to see an edit to it
 
     def validate(self):
+        """Raise ValueError naming the first impossible setting (the command line shows it as one line)."""
+        for f in dataclasses.fields(self):
+            choices = typing.get_args(f.type) if typing.get_origin(f.type) is Literal else None
+            if choices and getattr(self, f.name) not in choices:
+                raise ValueError(f"{f.name}={getattr(self, f.name)!r} is not one of {', '.join(map(repr, choices))}")
         for key in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
             if getattr(self, key) <= 0:
-                raise UserError(f"{key} must be positive, got {getattr(self, key)}")
+                raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
         if self.n_embd % self.n_head:
-            raise UserError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}; "
-                            f"pick n_head among {[h for h in range(1, 17) if self.n_embd % h == 0]}")
+            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}; "
+                             f"pick n_head among {[h for h in range(1, 17) if self.n_embd % h == 0]}")
         head_size = self.n_embd // self.n_head
         if self.pos_encoding == "rope" and head_size % 2:
-            raise UserError(f"rope needs an even head size, got n_embd/n_head = {head_size}")
+            raise ValueError(f"rope needs an even head size, got n_embd/n_head = {head_size}")
         if self.pos_encoding == "sinusoidal" and self.n_embd % 2:
-            raise UserError(f"sinusoidal encoding needs an even n_embd, got {self.n_embd}")
+            raise ValueError(f"sinusoidal encoding needs an even n_embd, got {self.n_embd}")
         if not 0.0 <= self.dropout < 1.0:
-            raise UserError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 # ----------------------------------------------------------------------------------------------
-# Tracing: `with tracing(fn):` calls fn(name, tensor) at each named step of a forward pass.
-# It prints shapes for learners (--trace_shapes=True) and collects attention maps for plots.
-# Outside `tracing` every trace() call is a no-op.
-
-_tracer = None
-
-
-@contextmanager
-def tracing(fn):
-    global _tracer
-    previous, _tracer = _tracer, fn
-    try:
-        yield
-    finally:
-        _tracer = previous
-
-
-def trace(name, x):
-    if _tracer is not None:
-        _tracer(name, x)
-    return x
-
-
-def describe_step(name, config):
-    """One line on what the traced tensor `name` holds (per-layer names lose their `h.N.` prefix)."""
-    step = name.split(".", 2)[2] if name.startswith("h.") else name
-    rotated = " (then rotated by position: rope)" if config.pos_encoding == "rope" else ""
-    return {
-        "idx": "token ids: the input, one integer per position",
-        "tok_emb": "token embedding: the row of wte for each token id",
-        "pos_emb": f"{config.pos_encoding} position encoding, added to tok_emb (broadcast over B)",
-        "attn.q": "queries: what each position looks for, one set per head" + rotated,
-        "attn.k": "keys: what each position can be found by" + rotated,
-        "attn.v": "values: what each position passes on when attended to",
-        "attn.scores": {"dot": "q.k/sqrt(hs)", "squared_dot": "(q.k/sqrt(hs))^2", "neg_dot": "-q.k/sqrt(hs)"}[
-            config.attn_score] + " for every (query, key) pair",
-        "attn.mask": {"causal": "True where the key is the query itself or in its past",
-                      "none": "all True: every position sees every other",
-                      "anticausal": "True where the key is the query itself or in its future"}[config.mask],
-        "attn.softmax": "attention weights: softmax of the scores over keys; rows sum to 1",
-        "attn.out": "per head, the attention-weighted sum of the values",
-        "attn.merged": "the heads side by side again (c_proj then mixes them)",
-        "mlp": f"MLP: Linear to 4C, {config.activation}, Linear back to C",
-        "out": "block output: x + attention + MLP (the residual stream)" if config.residual
-               else "block output: the MLP output alone (no residual connection)",
-        "logits": "a score for every vocabulary entry as the next token",
-        "loss": "cross-entropy: mean of -log p(target) over all B*T positions",
-    }.get(step, "")
-
-
-def print_shape_trace(model, idx, targets=None):
-    """Run one forward pass and print each named tensor: name, shape, what it holds.
-
-    Layers after the first that repeat its shapes are summarised in one line.
-    """
-    steps = []
-    with torch.no_grad(), tracing(lambda name, t: steps.append((name, tuple(t.shape)))):
-        model(idx, targets)
-    cfg = model.config
-    print(f"B={idx.size(0)} batch, T={idx.size(1)} positions, C={cfg.n_embd} channels, nh={cfg.n_head} heads "
-          f"of hs={cfg.n_embd // cfg.n_head}, {cfg.n_layer} layers, vocab {cfg.vocab_size}")
-    print(f"{'step':<20} {'shape':<18} what it holds")
-    layer_of = lambda name: int(name.split(".")[1]) if name.startswith("h.") else None  # noqa: E731
-    first = [(n.split(".", 2)[2], s) for n, s in steps if layer_of(n) == 0]
-    done = set()
-    for name, shape in steps:
-        layer = layer_of(name)
-        if layer is not None and layer > 0:
-            if layer in done:
-                continue
-            mine = [(n.split(".", 2)[2], s) for n, s in steps if layer_of(n) == layer]
-            if mine == first:
-                done.add(layer)
-                if layer == 1:
-                    print(f"{f'h.1 .. h.{cfg.n_layer - 1}':<20} {'':<18} the same steps and shapes as h.0")
-                continue
-        print(f"{name:<20} {str(shape):<18} {describe_step(name, cfg)}")
-
-
-# ----------------------------------------------------------------------------------------------
-# Positional encodings
-
-
-def sinusoidal_encoding(positions, dim):
-    """PE(pos, 2i) = sin(pos / 10000^(2i/dim)), PE(pos, 2i+1) = cos(pos / 10000^(2i/dim)).
-
-    Vaswani et al. 2017, section 3.5. Computed for any position, so it works past block_size.
-    positions: (T,) integers -> (T, dim) float32.
-    """
-    two_i = torch.arange(0, dim, 2, device=positions.device, dtype=torch.float32)  # (dim/2,)
-    angles = positions.float()[:, None] / (10000.0 ** (two_i / dim))[None, :]  # (T, dim/2)
-    pe = torch.empty(len(positions), dim, device=positions.device)
-    pe[:, 0::2] = torch.sin(angles)
-    pe[:, 1::2] = torch.cos(angles)
-    return pe
-
-
-def rotary_cos_sin(positions, head_size, base=10000.0):
-    """Angles pos * theta_i with theta_i = base^(-2i/hs), for i < hs/2 (RoFormer, eq. 15).
-
-    positions: (T,) -> cos, sin: (T, hs/2) each.
-    """
-    inv_freq = base ** (-torch.arange(0, head_size, 2, device=positions.device, dtype=torch.float32) / head_size)
-    angles = positions.float()[:, None] * inv_freq[None, :]  # (T, hs/2)
-    return angles.cos(), angles.sin()
-
-
-def apply_rotary(x, cos, sin):
-    """Rotate each pair (x[i], x[i + hs/2]) of every head by its angle.
-
-    x: (B, nh, T, hs). The dot product of two rotated vectors depends only on their distance in
-    position, which is why RoPE encodes relative position and extends past block_size.
-    """
-    x1, x2 = x.float().chunk(2, dim=-1)  # (B, nh, T, hs/2) each
-    rotated = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # (B, nh, T, hs)
-    return rotated.type_as(x)
-
-
-# ----------------------------------------------------------------------------------------------
-# The KV cache: at generation time, keys and values of past positions never change (causal mask),
-# so compute them once and only run the newest position through the model.
-
-
-class KVCache:
-    """Keys and values of every layer for the last max_len positions.
-
-    Positions [0, pos) have been seen. Once more than max_len have, the cache is a ring buffer:
-    each new position overwrites the oldest. Only RoPE uses that (see GPT.stream).
-    """
-
-    def __init__(self, n_layer, max_len):
-        self.n_layer, self.max_len = n_layer, max_len
-        self.k = self.v = None  # (n_layer, B, nh, max_len, hs), allocated on first use
-        self.pos = 0
-
-    def update(self, layer, k, v):
-        """Store this layer's new k, v (B, nh, T, hs); return the cached keys and values (B, nh, S, hs)."""
-        if self.k is None:
-            B, nh, _, hs = k.shape
-            self.k = k.new_zeros(self.n_layer, B, nh, self.max_len, hs)
-            self.v = torch.zeros_like(self.k)
-        T = k.size(2)
-        if self.pos + T <= self.max_len:
-            end = self.pos + T
-            self.k[layer, :, :, self.pos:end] = k
-            self.v[layer, :, :, self.pos:end] = v
-            return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
-        assert T == 1, "past max_len the cache takes one position at a time"
-        # key order does not matter to attention (a softmax-weighted sum), so the ring needs no shifting
-        slot = self.pos % self.max_len
-        self.k[layer, :, :, slot:slot + 1] = k
-        self.v[layer, :, :, slot:slot + 1] = v
-        return self.k[layer], self.v[layer]
-
-    def advance(self, n):
-        self.pos += n
-
-
-# ----------------------------------------------------------------------------------------------
-# The transformer
-
-
-def allowed_positions(mask, q_pos, k_pos):
-    """Boolean (T, S): may query position q_pos[t] attend to key position k_pos[s]?"""
-    if mask == "causal":
-        return k_pos[None, :] <= q_pos[:, None]  # hide the upper-right: the future
-    if mask == "anticausal":
-        return k_pos[None, :] >= q_pos[:, None]  # hide the lower-left: the past
-    return torch.ones(len(q_pos), len(k_pos), dtype=torch.bool, device=q_pos.device)
-
-
-def make_norm(config):
-    if config.norm == "layernorm":
-        return nn.LayerNorm(config.n_embd, bias=config.bias)
-    if config.norm == "rmsnorm":
-        return nn.RMSNorm(config.n_embd)
-    return nn.Identity()
+# The model
 
 
 class CausalSelfAttention(nn.Module):
@@ -256,11 +91,10 @@ class CausalSelfAttention(nn.Module):
         self.n_head, self.head_size = config.n_head, config.n_embd // config.n_head
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v in one matmul
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
-        # the fused kernel computes softmax(q.k/sqrt(hs) + causal or no mask) v; other variants are explicit
-        self.fast = config.attn_score == "dot" and config.mask != "anticausal"
-        self.causal = config.mask == "causal"
+        # the fused kernel knows only the dot-product score and the causal mask or none
+        self.fusable = (config.attn_score == "dot" and config.mask in ("causal", "none")
+                        and not config.explicit_attention)
 
     def forward(self, x, positions, rotary=None, kv_cache=None):
         B, T, C = x.size()
@@ -271,31 +105,43 @@ class CausalSelfAttention(nn.Module):
         k = trace(f"{name}.k", k.view(B, T, self.n_head, self.head_size).transpose(1, 2))  # (B, nh, T, hs)
         v = trace(f"{name}.v", v.view(B, T, self.n_head, self.head_size).transpose(1, 2))  # (B, nh, T, hs)
         if self.config.qk_norm:
-            q, k = F.rms_norm(q, (self.head_size,)), F.rms_norm(k, (self.head_size,))
+            q = trace(f"{name}.q_norm", F.rms_norm(q, (self.head_size,)))  # (B, nh, T, hs), each row RMS 1
+            k = trace(f"{name}.k_norm", F.rms_norm(k, (self.head_size,)))
         if rotary is not None:
-            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+            q = trace(f"{name}.q_rope", apply_rotary(q, *rotary))  # (B, nh, T, hs), rotated by position
+            k = trace(f"{name}.k_rope", apply_rotary(k, *rotary))
         k_positions = positions
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer, k, v)  # (B, nh, S, hs): the past and the new positions
             k_positions = torch.arange(k.size(2), device=x.device)
+        S = k.size(2)
 
         dropout_p = self.config.dropout if self.training else 0.0  # never drop at eval (nanoGPT PR #240)
-        if self.fast and _tracer is None and (T == 1 or k.size(2) == T):
-            # the fused kernel; a single new query (KV cache) comes after every cached key and sees them all
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=self.causal and T > 1)
+        # Which path runs: the fused kernel (F.scaled_dot_product_attention) computes the same softmax
+        # without ever storing the (T, S) weights, which makes it fast, but it only knows the default
+        # score and masks, it cannot hand the weights to a tracer, and its causal mask assumes the
+        # queries start at the first key (true without a cache, or for one new query, which sees all).
+        fused = self.fusable and _tracer is None and (S == T or T == 1)
+        if fused:
+            causal = self.config.mask == "causal" and T > 1
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=causal)  # (B, nh, T, hs)
         else:
             y = self.explicit_attention(q, k, v, positions, k_positions, dropout_p)  # (B, nh, T, hs)
 
         y = trace(f"{name}.merged", y.transpose(1, 2).contiguous().view(B, T, C))  # heads side by side: (B, T, C)
-        return self.resid_dropout(self.c_proj(y))  # (B, T, C)
+        return trace(f"{name}.c_proj", self.resid_dropout(self.c_proj(y)))  # mixes the heads: (B, T, C)
 
     def explicit_attention(self, q, k, v, q_positions, k_positions, dropout_p):
         """softmax(score(q, k) + mask) v, one step at a time. q: (B, nh, T, hs), k, v: (B, nh, S, hs)."""
         name = f"h.{self.layer}.attn"
-        scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_size)  # (B, nh, T, S)
-        if self.config.attn_score == "squared_dot":
+        score = self.config.attn_score
+        if score == "square_then_dot":
+            scores = (q.square() @ k.square().transpose(-2, -1)) / math.sqrt(self.head_size)  # (B, nh, T, S)
+        else:
+            scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_size)  # (B, nh, T, S)
+        if score == "dot_then_square":
             scores = scores.square()
-        elif self.config.attn_score == "neg_dot":
+        elif score == "neg_dot":
             scores = -scores
         trace(f"{name}.scores", scores)
         allowed = trace(f"{name}.mask", allowed_positions(self.config.mask, q_positions, k_positions))  # (T, S)
@@ -337,10 +183,11 @@ class Block(nn.Module):
         self.residual, self.layer = config.residual, layer
 
     def forward(self, x, positions, rotary=None, kv_cache=None):
-        a = self.attn(self.ln_1(x), positions, rotary, kv_cache)  # (B, T, C)
-        x = x + a if self.residual else a  # the residual path carries the input past the sublayer
-        m = trace(f"h.{self.layer}.mlp", self.mlp(self.ln_2(x)))  # (B, T, C)
-        return trace(f"h.{self.layer}.out", x + m if self.residual else m)
+        name = f"h.{self.layer}"
+        a = self.attn(trace(f"{name}.ln_1", self.ln_1(x)), positions, rotary, kv_cache)  # (B, T, C)
+        x = trace(f"{name}.attn_residual", x + a if self.residual else a)  # the input carried past the sublayer
+        m = trace(f"{name}.mlp", self.mlp(trace(f"{name}.ln_2", self.ln_2(x))))  # (B, T, C)
+        return trace(f"{name}.out", x + m if self.residual else m)  # (B, T, C)
 
 
 class GPT(nn.Module):
@@ -376,13 +223,6 @@ class GPT(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def num_params(self, non_embedding=True):
-        """Parameter count; position embeddings are not counted, as nanoGPT (the tied wte is)."""
-        n = sum(p.numel() for p in self.parameters())
-        if non_embedding and "wpe" in self.transformer:
-            n -= self.transformer.wpe.weight.numel()
-        return n
-
     def forward(self, idx, targets=None, kv_cache=None, last_only=False):
         """idx: (B, T) token ids -> logits (B, T, vocab) and the loss if targets (B, T) are given.
 
@@ -415,7 +255,7 @@ class GPT(nn.Module):
             kv_cache.advance(T)
         if last_only:
             x = x[:, [-1], :]  # (B, 1, C)
-        x = self.transformer.ln_f(x)
+        x = trace("ln_f", self.transformer.ln_f(x))
         logits = trace("logits", self.lm_head(x))  # (B, T, vocab)
         if targets is None:
             return logits, None
@@ -423,8 +263,19 @@ class GPT(nn.Module):
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
         return logits, trace("loss", loss)
 
+    def generate(self, idx, max_new_tokens, **kwargs):
+        """Return idx (B, T) extended by max_new_tokens sampled tokens (B, T + max_new_tokens); see stream."""
+        return torch.cat([idx, *stream(self, idx, max_new_tokens, **kwargs)], dim=1)
+
     # ------------------------------------------------------------------------------------------
-    # training helpers, as nanoGPT
+    # for training, as nanoGPT
+
+    def num_params(self, non_embedding=True):
+        """Parameter count; position embeddings are not counted, as nanoGPT (the tied wte is)."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding and "wpe" in self.transformer:
+            n -= self.transformer.wpe.weight.numel()
+        return n
 
     def optimizer_groups(self, weight_decay):
         """Decay 2-D weights (matmuls, embeddings); never biases or norm gains."""
@@ -454,42 +305,133 @@ class GPT(nn.Module):
         if "wpe" in self.transformer:
             self.transformer.wpe.weight = nn.Parameter(self.transformer.wpe.weight[:block_size])
 
-    # ------------------------------------------------------------------------------------------
-    # generation
 
-    @torch.no_grad()
-    def stream(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, use_cache=True,
-               vocab_limit=None, generator=None):
-        """Yield (B, 1) next tokens one step at a time, continuing the prompts idx (B, T).
+# ----------------------------------------------------------------------------------------------
+# The pieces the model uses: positional encodings, masks, norms
 
-        Without the cache, every step runs the last block_size tokens through the model (nanoGPT).
-        With it, the prompt is run once (prefill) and each step feeds only the newest token; the
-        tokens are identical. The cache is valid only under the causal mask: with other masks,
-        earlier positions change when a token is added, so they are recomputed.
-        Past block_size: with RoPE the cache slides (each query sees the last block_size keys at
-        relative distances it was trained on); other encodings recompute the window every step,
-        exactly as without the cache.
-        """
-        block_size = self.config.block_size
-        use_cache = use_cache and self.config.mask == "causal"
-        sliding = self.config.pos_encoding == "rope"
-        cache, context = None, idx
-        for _ in range(max_new_tokens):
-            if use_cache and cache is None:
-                cache = KVCache(self.config.n_layer, block_size)
-                logits, _ = self(context[:, -block_size:], kv_cache=cache, last_only=True)  # prefill
-            elif use_cache and (cache.pos < block_size or sliding):
-                logits, _ = self(context[:, -1:], kv_cache=cache)  # one new position
-            else:
-                logits, _ = self(context[:, -block_size:], last_only=True)
-            logits = logits[:, -1, :vocab_limit]  # (B, vocab)
-            next_token = sample_next(logits, temperature, top_k, top_p, generator)  # (B, 1)
-            context = torch.cat([context, next_token], dim=1)
-            yield next_token
 
-    def generate(self, idx, max_new_tokens, **kwargs):
-        """Return idx (B, T) extended by max_new_tokens sampled tokens (B, T + max_new_tokens)."""
-        return torch.cat([idx, *self.stream(idx, max_new_tokens, **kwargs)], dim=1)
+def sinusoidal_encoding(positions, dim):
+    """PE(pos, 2i) = sin(pos / 10000^(2i/dim)), PE(pos, 2i+1) = cos(pos / 10000^(2i/dim)).
+
+    Vaswani et al. 2017, section 3.5. Computed for any position, so it works past block_size.
+    positions: (T,) integers -> (T, dim) float32.
+    """
+    two_i = torch.arange(0, dim, 2, device=positions.device, dtype=torch.float32)  # (dim/2,)
+    angles = positions.float()[:, None] / (10000.0 ** (two_i / dim))[None, :]  # (T, dim/2)
+    pe = torch.empty(len(positions), dim, device=positions.device)
+    pe[:, 0::2] = torch.sin(angles)
+    pe[:, 1::2] = torch.cos(angles)
+    return pe
+
+
+def rotary_cos_sin(positions, head_size, base=10000.0):
+    """Angles pos * theta_i with theta_i = base^(-2i/hs), for i < hs/2 (RoFormer, eq. 15).
+
+    positions: (T,) -> cos, sin: (T, hs/2) each.
+    """
+    inv_freq = base ** (-torch.arange(0, head_size, 2, device=positions.device, dtype=torch.float32) / head_size)
+    angles = positions.float()[:, None] * inv_freq[None, :]  # (T, hs/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x, cos, sin):
+    """Rotate each pair (x[i], x[i + hs/2]) of every head by its angle.
+
+    x: (B, nh, T, hs). The dot product of two rotated vectors depends only on their distance in
+    position, which is why RoPE encodes relative position and extends past block_size.
+    """
+    x1, x2 = x.float().chunk(2, dim=-1)  # (B, nh, T, hs/2) each
+    rotated = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # (B, nh, T, hs)
+    return rotated.type_as(x)
+
+
+def allowed_positions(mask, q_pos, k_pos):
+    """Boolean (T, S): may query position q_pos[t] attend to key position k_pos[s]?"""
+    if mask == "causal":
+        return k_pos[None, :] <= q_pos[:, None]  # hide the upper-right: the future
+    if mask == "anticausal":
+        return k_pos[None, :] >= q_pos[:, None]  # hide the lower-left: the past
+    return torch.ones(len(q_pos), len(k_pos), dtype=torch.bool, device=q_pos.device)
+
+
+def make_norm(config):
+    if config.norm == "layernorm":
+        return nn.LayerNorm(config.n_embd, bias=config.bias)
+    if config.norm == "rmsnorm":
+        return nn.RMSNorm(config.n_embd)
+    return nn.Identity()
+
+
+# ----------------------------------------------------------------------------------------------
+# Generation. Keys and values of past positions never change under the causal mask, so a KV cache
+# computes them once, and each new token runs only its own position through the model.
+
+
+class KVCache:
+    """Keys and values of every layer for the last max_len positions.
+
+    Positions [0, pos) have been seen. Once more than max_len have, the cache is a ring buffer:
+    each new position overwrites the oldest. Only RoPE uses that (see stream).
+    """
+
+    def __init__(self, n_layer, max_len):
+        self.n_layer, self.max_len = n_layer, max_len
+        self.k = self.v = None  # (n_layer, B, nh, max_len, hs), allocated on first use
+        self.pos = 0
+
+    def update(self, layer, k, v):
+        """Store this layer's new k, v (B, nh, T, hs); return the cached keys and values (B, nh, S, hs)."""
+        if self.k is None:
+            B, nh, _, hs = k.shape
+            self.k = k.new_zeros(self.n_layer, B, nh, self.max_len, hs)
+            self.v = torch.zeros_like(self.k)
+        T = k.size(2)
+        if self.pos + T <= self.max_len:
+            end = self.pos + T
+            self.k[layer, :, :, self.pos:end] = k
+            self.v[layer, :, :, self.pos:end] = v
+            return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+        assert T == 1, "past max_len the cache takes one position at a time"
+        # key order does not matter to attention (a softmax-weighted sum), so the ring needs no shifting
+        slot = self.pos % self.max_len
+        self.k[layer, :, :, slot:slot + 1] = k
+        self.v[layer, :, :, slot:slot + 1] = v
+        return self.k[layer], self.v[layer]
+
+    def advance(self, n):
+        self.pos += n
+
+
+@torch.no_grad()
+def stream(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, use_cache=True,
+           vocab_limit=None, generator=None):
+    """Yield (B, 1) next tokens one step at a time, continuing the prompts idx (B, T).
+
+    Without the cache, every step runs the last block_size tokens through the model (nanoGPT).
+    With it, the prompt is run once (prefill) and each step feeds only the newest token; the
+    tokens are identical. The cache is valid only under the causal mask: with other masks,
+    earlier positions change when a token is added, so they are recomputed.
+    Past block_size: with RoPE the cache slides (each query sees the last block_size keys at
+    relative distances it was trained on); other encodings recompute the window every step,
+    exactly as without the cache. vocab_limit drops the padding ids past the tokenizer's vocabulary.
+    """
+    config = model.config
+    block_size = config.block_size
+    use_cache = use_cache and config.mask == "causal"
+    sliding = config.pos_encoding == "rope"
+    cache, context = None, idx
+    for _ in range(max_new_tokens):
+        if use_cache and cache is None:
+            cache = KVCache(config.n_layer, block_size)
+            logits, _ = model(context[:, -block_size:], kv_cache=cache, last_only=True)  # prefill
+        elif use_cache and (cache.pos < block_size or sliding):
+            logits, _ = model(context[:, -1:], kv_cache=cache)  # one new position
+        else:
+            logits, _ = model(context[:, -block_size:], last_only=True)
+        logits = logits[:, -1, :vocab_limit]  # (B, vocab)
+        next_token = sample_next(logits, temperature, top_k, top_p, generator)  # (B, 1)
+        context = torch.cat([context, next_token], dim=1)
+        yield next_token
 
 
 def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
@@ -513,3 +455,27 @@ def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None)
         logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
     probs = F.softmax(logits, dim=-1)
     return torch.multinomial(probs, num_samples=1, generator=generator)
+
+
+# ----------------------------------------------------------------------------------------------
+# Tracing: `with tracing(fn):` calls fn(name, tensor) at each named step of a forward pass. The
+# shape trace (visualize.print_shape_trace) prints them; the attention pictures collect the
+# softmax weights. Outside `tracing` every trace() call returns its tensor and does nothing else.
+
+_tracer = None
+
+
+@contextmanager
+def tracing(fn):
+    global _tracer
+    previous, _tracer = _tracer, fn
+    try:
+        yield
+    finally:
+        _tracer = previous
+
+
+def trace(name, x):
+    if _tracer is not None:
+        _tracer(name, x)
+    return x

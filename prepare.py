@@ -2,13 +2,14 @@
 
     python prepare.py shakespeare_char             # Tiny Shakespeare, one token per character
     python prepare.py shakespeare                  # Tiny Shakespeare, GPT-2 BPE
-    python prepare.py text --input my.txt --name mydata --tokenizer char|gpt2
+    python prepare.py text --input=my.txt --name=mydata --tokenizer=char|gpt2
     python prepare.py openwebtext                  # OpenWebText, GPT-2 BPE, 9B tokens in shards
     python prepare.py fineweb_edu                  # FineWeb-Edu's 10B-token sample, likewise
 
-Tiny Shakespeare is downloaded once into data/<name>/input.txt unless --input gives a copy.
+Tiny Shakespeare ships with the repository (corpus/tinyshakespeare.txt.xz, checked against its
+sha256), so it needs no download; --input=PATH uses another copy.
 The web datasets are streamed from the Hugging Face hub (needs `pip install datasets`), or read
-from --input DIR, a folder of the same .parquet files (or .jsonl lines of {"text": ...}); their
+from --input=DIR, a folder of the same .parquet files (or .jsonl lines of {"text": ...}); their
 documents are tokenized in parallel, each followed by <|endoftext|> as in nanoGPT, into shards
 of --shard_tokens tokens (train_000000.bin, ..., val_000000.bin, ...) listed in meta.json.
 
@@ -20,11 +21,10 @@ source and sha256 of the text. The new files are written to a temporary folder f
 run leaves an existing dataset as it was.
 """
 
-import argparse
 import hashlib
-import http.client
 import itertools
 import json
+import lzma
 import multiprocessing
 import os
 import re
@@ -32,20 +32,20 @@ import shutil
 import sys
 import tempfile
 import time
-import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from config import UserError, run_main
+from settings import UserError, closest_key_hint, parse_args, run_main
 from tokenizer import CharTokenizer, GPT2Tokenizer
 
-SHAKESPEARE_URL = (
-    "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
-)
+REPO = Path(__file__).resolve().parent
+# Tiny Shakespeare (public domain; karpathy/char-rnn's data/tinyshakespeare/input.txt), xz-compressed
+SHIPPED_SHAKESPEARE = REPO / "corpus" / "tinyshakespeare.txt.xz"
+SHAKESPEARE_SOURCE = "corpus/tinyshakespeare.txt.xz (karpathy/char-rnn data/tinyshakespeare/input.txt)"
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
-DOWNLOAD_TIMEOUT_S = 20
 DATASETS = {"shakespeare_char": "char", "shakespeare": "gpt2", "text": None,  # -> tokenizer
             "openwebtext": "gpt2", "fineweb_edu": "gpt2"}
 # The web datasets on the Hugging Face hub: (repository, configuration); streamed, never downloaded whole
@@ -96,30 +96,8 @@ def read_text(path):
         ) from None
 
 
-def download_shakespeare(dest):
-    """Fetch Tiny Shakespeare into dest, checking it is the expected file."""
-    try:
-        with urllib.request.urlopen(SHAKESPEARE_URL, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            data = response.read()
-    except (OSError, http.client.HTTPException) as e:  # URLError and timeouts are OSErrors
-        reason = getattr(e, "reason", None) or e
-        raise UserError(
-            f"could not download Tiny Shakespeare ({reason}); "
-            "download it yourself and pass --input PATH"
-        ) from None
-    if sha256(data) != SHAKESPEARE_SHA256:
-        raise UserError(
-            f"could not download Tiny Shakespeare (got {len(data):,} bytes with the wrong "
-            "sha256); download it yourself and pass --input PATH"
-        )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".part")  # so an interrupted write is never reused
-    partial.write_bytes(data)
-    os.replace(partial, dest)
-
-
-def shakespeare_text(input_path, cache_path):
-    """Tiny Shakespeare and where it came from: --input if given, else the cached download."""
+def shakespeare_text(input_path=None):
+    """Tiny Shakespeare and where it came from: --input if given, else the copy this repository ships."""
     if input_path is not None:
         text = read_text(input_path)
         if sha256(text.encode("utf-8")) != SHAKESPEARE_SHA256:
@@ -129,9 +107,17 @@ def shakespeare_text(input_path, cache_path):
                 file=sys.stderr,
             )
         return text, str(Path(input_path).resolve())
-    if not (cache_path.is_file() and sha256(cache_path.read_bytes()) == SHAKESPEARE_SHA256):
-        download_shakespeare(cache_path)
-    return read_text(cache_path), SHAKESPEARE_URL
+    try:
+        data = lzma.decompress(SHIPPED_SHAKESPEARE.read_bytes())
+    except (OSError, lzma.LZMAError) as e:
+        data, reason = b"", getattr(e, "strerror", None) or e
+    else:
+        reason = "its sha256 differs"
+    if sha256(data) != SHAKESPEARE_SHA256:
+        raise UserError(f"the shipped {SHIPPED_SHAKESPEARE.relative_to(REPO)} is damaged ({reason}); "
+                        f"restore it with `git checkout -- {SHIPPED_SHAKESPEARE.relative_to(REPO)}`, "
+                        f"or pass another copy with --input=PATH")
+    return data.decode("utf-8"), SHAKESPEARE_SOURCE
 
 
 def make_tokenizer(name, text):
@@ -269,7 +255,7 @@ def hub_documents(dataset):
         import datasets
     except ImportError:
         raise UserError(f"streaming {dataset} needs the datasets package: pip install datasets "
-                        f"(or pass --input DIR with its .parquet files)") from None
+                        f"(or pass --input=DIR with its .parquet files)") from None
     try:
         try:
             rows = datasets.load_dataset(repo, name=config, split="train", streaming=True)
@@ -283,7 +269,7 @@ def hub_documents(dataset):
     except (OSError, ValueError, RuntimeError) as e:  # offline: the hub cannot be reached
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UserError(f"cannot stream {repo} from the Hugging Face hub ({first_line}); "
-                        f"are you online? Or pass --input DIR with its .parquet files") from None
+                        f"are you online? Or pass --input=DIR with its .parquet files") from None
 
 
 _worker_tokenizer = None
@@ -388,66 +374,55 @@ def check_name(name):
         )
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):
-        """A bad argument is one `error:` line and exit code 2, as for every other mistake."""
-        raise UserError(f"{message}; see: python prepare.py --help")
+@dataclass
+class PrepareConfig:
+    dataset: str = ""  # shakespeare_char, shakespeare, text, openwebtext or fineweb_edu (the positional argument)
+    input: str = ""  # text: the file; Tiny Shakespeare: another copy; web datasets: a folder of .parquet/.jsonl
+    name: str = ""  # the folder under data_dir; empty: the dataset's name
+    tokenizer: str = ""  # char or gpt2, for the text dataset (empty: char)
+    data_dir: str = "data"
+    num_proc: int = 0  # tokenizing processes for the web datasets; 0: one per core
+    shard_tokens: int = SHARD_TOKENS  # tokens per shard of the web datasets
+    max_docs: int = 0  # stop after this many documents of a web dataset; 0: all
 
-
-def parse_args(argv):
-    parser = ArgumentParser(
-        description="Tokenize a text into data/<name>/{train.bin,val.bin,meta.json}."
-    )
-    parser.add_argument("dataset", choices=DATASETS, help="text: your own file, needs --input")
-    parser.add_argument("--input", type=Path, help="text file (Tiny Shakespeare: skip download); "
-                        "for openwebtext and fineweb_edu, a folder of .parquet or .jsonl files")
-    parser.add_argument("--name", help="folder under --data_dir (default: the dataset's name)")
-    parser.add_argument(
-        "--tokenizer", choices=["char", "gpt2"], help="for the text dataset (default: char)"
-    )
-    parser.add_argument("--data_dir", type=Path, default=Path("data"))
-    parser.add_argument("--num_proc", type=int, default=os.cpu_count() or 1,
-                        help="tokenizing processes for the web datasets (default: all cores)")
-    parser.add_argument("--shard_tokens", type=int, default=SHARD_TOKENS, help="tokens per shard")
-    parser.add_argument("--max_docs", type=int, default=0, help="stop after this many documents (0: all)")
-    return parser.parse_args(argv)
+    def validate(self):
+        if self.dataset not in DATASETS:
+            raise UserError(f"name a dataset: one of {', '.join(DATASETS)}"
+                            f"{closest_key_hint(self.dataset, list(DATASETS)) if self.dataset else ''}")
+        if self.dataset == "text" and not (self.input and self.name):
+            raise UserError("the text dataset needs --input=PATH and --name=NAME")
+        if self.tokenizer not in ("", "char", "gpt2"):
+            raise UserError(f"tokenizer={self.tokenizer!r} is not one of 'char', 'gpt2'")
+        if self.dataset != "text" and self.tokenizer not in ("", DATASETS[self.dataset]):
+            raise UserError(f"{self.dataset} is always {DATASETS[self.dataset]}; --tokenizer is for the text dataset")
+        if self.num_proc < 0 or self.shard_tokens < 1 or self.max_docs < 0:
+            raise UserError("num_proc and max_docs must not be negative, shard_tokens must be positive")
+        check_name(self.name or self.dataset)
 
 
 @run_main
-def main(argv=None):
+def main(argv):
     start = time.time()
-    args = parse_args(argv)
-    tokenizer_name = DATASETS[args.dataset]
-    if args.dataset == "text":
-        if args.input is None or args.name is None:
-            raise UserError("the text dataset needs --input PATH and --name NAME")
-        tokenizer_name = args.tokenizer or "char"
-    elif args.tokenizer not in (None, tokenizer_name):
-        raise UserError(
-            f"{args.dataset} is always {tokenizer_name}; --tokenizer is for the text dataset"
-        )
-    name = args.name or args.dataset
-    check_name(name)
-    out_dir = args.data_dir / name
-
-    if args.dataset in WEB_DATASETS:
-        if args.num_proc < 1 or args.shard_tokens < 1 or args.max_docs < 0:
-            raise UserError("--num_proc and --shard_tokens must be positive, --max_docs not negative")
-        if args.input is not None:
-            documents, source = local_documents(args.input), str(args.input.resolve())
+    (cfg,) = parse_args([PrepareConfig], argv, positional="dataset")
+    out_dir = Path(cfg.data_dir) / (cfg.name or cfg.dataset)
+    source_path = Path(cfg.input) if cfg.input else None
+    if cfg.dataset in WEB_DATASETS:
+        if source_path is not None:
+            documents, source = local_documents(source_path), str(source_path.resolve())
         else:
-            documents, source = hub_documents(args.dataset), "hf://datasets/" + WEB_DATASETS[args.dataset][0]
-        meta = prepare_web(documents, out_dir, source, args.num_proc, args.shard_tokens, args.max_docs)
+            documents, source = hub_documents(cfg.dataset), "hf://datasets/" + WEB_DATASETS[cfg.dataset][0]
+        meta = prepare_web(documents, out_dir, source, cfg.num_proc or os.cpu_count() or 1, cfg.shard_tokens,
+                           cfg.max_docs)
         shards = sum(len(names) for names in meta["shards"].values())
         print(f"prepared {out_dir}: {meta['train_tokens']:,} train + {meta['val_tokens']:,} val tokens from "
               f"{meta['documents']:,} documents in {shards} shards, vocab {meta['vocab_size']:,} (gpt2) "
               f"in {time.time() - start:.1f} s")
         return
-    if args.dataset == "text":
-        text, source = read_text(args.input), str(args.input.resolve())
+    if cfg.dataset == "text":
+        text, source = read_text(source_path), str(source_path.resolve())
     else:
-        text, source = shakespeare_text(args.input, out_dir / "input.txt")
-    meta = prepare_text(text, out_dir, tokenizer_name, source)
+        text, source = shakespeare_text(source_path)
+    meta = prepare_text(text, out_dir, DATASETS[cfg.dataset] or cfg.tokenizer or "char", source)
     print(
         f"prepared {out_dir}: {meta['train_tokens']:,} train + {meta['val_tokens']:,} val tokens, "
         f"vocab {meta['vocab_size']:,} ({meta['tokenizer']}) in {time.time() - start:.1f} s"
@@ -455,4 +430,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

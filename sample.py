@@ -13,11 +13,12 @@ from typing import Literal
 
 import torch
 
-from checkpoint import checkpoint_meta, checkpoint_path, load_checkpoint, model_from_checkpoint
-from config import UserError, parse_args, run_main
-from model import print_shape_trace
-from system import autocast, maybe_compile, pick_device, pick_dtype
-from tokenizer import load_tokenizer
+from checkpoint import load_trained
+from model import stream
+from settings import UserError, parse_args, run_main
+from system import maybe_compile, pick_device, pick_dtype, setup_torch
+from tokenizer import prompt_ids, read_prompt
+from visualize import print_shape_trace
 
 SEPARATOR = "\n---------------\n"
 
@@ -47,27 +48,6 @@ class SampleConfig:
             raise UserError("temperature and top_k must not be negative, and top_p must be in (0, 1]")
 
 
-def read_prompt(start):
-    if not start.startswith("FILE:"):
-        return start
-    path = Path(start[5:])
-    if not path.is_file():
-        raise UserError(f"prompt file {path} not found")
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise UserError(f"prompt file {path} is not UTF-8 text") from None
-
-
-def prompt_ids(tokenizer, text):
-    ids = tokenizer.encode(text)
-    if not ids:
-        if tokenizer.name == "gpt2":
-            return [tokenizer.eot]  # GPT-2 starts documents after <|endoftext|>
-        raise UserError("the prompt is empty; pass some text with --start")
-    return ids
-
-
 class Printer:
     """Print a growing token sequence as text, holding back a split multi-byte character."""
 
@@ -87,11 +67,9 @@ class Printer:
 def main(argv):
     (cfg,) = parse_args([SampleConfig], argv)
     device = pick_device(cfg.device)
-    ctx = autocast(device, pick_dtype(cfg.dtype, device))
-    ckpt = load_checkpoint(checkpoint_path(cfg.out_dir, cfg.ckpt))
-    tokenizer = load_tokenizer(checkpoint_meta(ckpt, cfg.data_dir))  # nanoGPT's: data_dir/<dataset>/meta.pkl
-    model = model_from_checkpoint(ckpt).to(device).eval()
-    del ckpt  # the weights now live in the model; free the CPU copy
+    ctx = setup_torch(device, pick_dtype(cfg.dtype, device))
+    trained = load_trained(cfg.out_dir, cfg.ckpt, cfg.data_dir, device)
+    model, tokenizer = trained.model, trained.tokenizer
 
     prompt = prompt_ids(tokenizer, read_prompt(cfg.start))
     idx = torch.tensor([prompt] * cfg.num_samples, dtype=torch.long, device=device)  # (B, T)
@@ -106,9 +84,9 @@ def main(argv):
     sys.stdout.write(tokenizer.decode(prompt))
     rows, t0 = [], time.time()
     with ctx:
-        for token in model.stream(idx, cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k or None,
-                                  top_p=cfg.top_p, use_cache=cfg.use_cache, vocab_limit=tokenizer.vocab_size,
-                                  generator=generator):
+        for token in stream(model, idx, cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k or None,
+                            top_p=cfg.top_p, use_cache=cfg.use_cache, vocab_limit=tokenizer.vocab_size,
+                            generator=generator):
             rows.append(token)
             out.add(token[0, 0].item())
     elapsed = time.time() - t0

@@ -1,11 +1,17 @@
-"""The machine: which device and precision to run on, and whether to compile. Shared by every script."""
+"""The machine: device, precision, threads and compile; several processes under torchrun; signals.
 
+Shared by every script, so train.py, sample.py and bench.py set up torch the same way.
+"""
+
+import os
+import signal
 import sys
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
 
-from config import UserError
+from settings import UserError
 
 
 def pick_device(name):
@@ -40,6 +46,17 @@ def autocast(device, dtype):
     return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
 
 
+def setup_torch(device, dtype, threads=0):
+    """Thread count and TF32 matmuls (free speed on Ampere and newer, as nanoGPT); returns the autocast
+    context for `dtype`. device: a name from pick_device; dtype: a torch dtype from pick_dtype."""
+    if threads:
+        torch.set_num_threads(threads)
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return autocast(device, dtype)
+
+
 def maybe_compile(model, enabled):
     """torch.compile where it can work; elsewhere one warning and eager mode (nanoGPT PR #242)."""
     if not enabled:
@@ -48,3 +65,84 @@ def maybe_compile(model, enabled):
         print("warning: torch.compile is not supported on Windows; running without it", file=sys.stderr)
         return model
     return torch.compile(model)
+
+
+# ----------------------------------------------------------------------------------------------
+# distributed data parallel (torchrun)
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def master(self):
+        return self.rank == 0
+
+
+def setup_distributed(device, backend=""):
+    """Under torchrun (it sets RANK), join the process group: NCCL on CUDA, gloo on CPU.
+
+    Returns (Dist, device): each process on a GPU takes the one its LOCAL_RANK names.
+    """
+    if "RANK" not in os.environ:
+        return Dist(), device
+    dist = Dist(int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"]))
+    if device.startswith("cuda"):
+        device = f"cuda:{dist.local_rank}"
+        torch.cuda.set_device(device)
+    torch.distributed.init_process_group(backend=backend or ("nccl" if device.startswith("cuda") else "gloo"))
+    return dist, device
+
+
+def teardown_distributed(dist):
+    if dist.world_size > 1:
+        torch.distributed.destroy_process_group()
+
+
+def broadcast_flag(flag, dist, device):
+    """Rank 0 decides (e.g. to stop); every rank follows, so none waits forever for the others."""
+    if dist.world_size == 1:
+        return flag
+    t = torch.tensor([int(flag)], device=device)
+    torch.distributed.broadcast(t, src=0)
+    return bool(t.item())
+
+
+# ----------------------------------------------------------------------------------------------
+# Ctrl-C and SIGTERM
+
+
+class StopRequest:
+    """Ctrl-C (SIGINT) or SIGTERM asks the loop to stop after the current step and save ckpt.pt.
+
+    The handler only records the signal (the loop acts on it between steps) and gives the signals
+    back to their previous handlers, so a second Ctrl-C stops at once, without saving: even during
+    a checkpoint write, which is atomic, so the previous checkpoint stays whole.
+    Used as `with StopRequest() as stop:`; the handlers are restored on leaving.
+    """
+
+    def __init__(self):
+        self.signum, self.previous = None, {}
+
+    def __enter__(self):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        self.restore()
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+        self.restore()
+        # os.write, not print: a handler may run in the middle of another write to stderr
+        os.write(2, f"\n{signal.Signals(signum).name}: stopping after this step to save a checkpoint "
+                    f"(Ctrl-C again: quit now without saving)\n".encode())
+
+    def restore(self):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous = {}

@@ -19,7 +19,7 @@ import tiktoken
 import tiktoken.load
 from tiktoken_ext.openai_public import r50k_pat_str
 
-from config import UserError
+from settings import UserError
 
 # The sha256 hashes tiktoken checks for its own download of the GPT-2 files
 # (tiktoken_ext/openai_public.py, gpt2()).
@@ -158,6 +158,29 @@ class GPT2Tokenizer:
 
     def meta(self):
         return {"tokenizer": self.name, "vocab_size": self.vocab_size}
+
+
+def read_prompt(text):
+    """A prompt setting as text: the text itself, or FILE:path for a UTF-8 file's contents."""
+    if not text.startswith("FILE:"):
+        return text
+    path = Path(text[5:])
+    if not path.is_file():
+        raise UserError(f"prompt file {path} not found")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"prompt file {path} is not UTF-8 text") from None
+
+
+def prompt_ids(tokenizer, text):
+    """The token ids of a prompt; an empty one is GPT-2's <|endoftext|>, which starts every document."""
+    ids = tokenizer.encode(text)
+    if not ids:
+        if tokenizer.name == "gpt2":
+            return [tokenizer.eot]
+        raise UserError("the prompt is empty; pass some text with --start")
+    return ids
 
 
 def load_tokenizer(meta):

@@ -1,4 +1,4 @@
-"""Pictures of a model and of its training, as PNG files.
+"""Pictures of a model and of its training: attention maps and loss curves as PNG, the shape trace as text.
 
     python visualize.py attention --out_dir=out-shakespeare-char --text="The pizza came out of the oven and it tasted good."
     python visualize.py loss out-a out-b ... [--out=loss.png]
@@ -11,19 +11,23 @@ along the bottom. Under the causal mask the upper-right triangle is empty: nobod
 loss: the train and val curves of each run, read from its out_dir/log.jsonl, each run labelled by
 the settings that differ between the runs (read from the runs' checkpoints).
 
-matplotlib is optional: only these pictures need it (pip install matplotlib).
+The shape trace (train.py or sample.py --trace_shapes=True) is print_shape_trace below: one
+forward pass, each named tensor with its shape and what it holds.
+
+matplotlib is optional: only the PNG pictures need it (pip install matplotlib).
 """
 
-import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import torch
 
-from checkpoint import checkpoint_path, load_checkpoint, model_from_checkpoint
-from config import UserError, parse_args, run_main
+from checkpoint import load_checkpoint, load_trained, read_log
+from model import tracing
+from settings import UserError, command_args, parse_args, run_main
+from tokenizer import read_prompt
 
 PIZZA = "The pizza came out of the oven and it tasted good."
 # settings that name or manage a run rather than change what it learns: never used as labels
@@ -65,6 +69,81 @@ def check_size(width, height, dpi):
 
 
 # ----------------------------------------------------------------------------------------------
+# the shape trace
+
+
+def describe_step(name, config):
+    """One line on what the traced tensor `name` holds (per-layer names lose their `h.N.` prefix)."""
+    step = name.split(".", 2)[2] if name.startswith("h.") else name
+    norm = {"layernorm": "LayerNorm: each position's C values to mean 0, variance 1, then a learned scale",
+            "rmsnorm": "RMSNorm: each position's C values divided by their root mean square, then scaled",
+            "none": "no normalisation (norm=none): the input unchanged"}[config.norm]
+    scores = {"dot": "q.k/sqrt(hs)", "dot_then_square": "(q.k/sqrt(hs))^2",
+              "square_then_dot": "sum_i q_i^2 k_i^2 / sqrt(hs)", "neg_dot": "-q.k/sqrt(hs)"}[config.attn_score]
+    if config.qk_norm:
+        scores += " (of the RMS-normalised q and k)"
+    return {
+        "idx": "token ids: the input, one integer per position",
+        "tok_emb": "token embedding: the row of wte for each token id",
+        "pos_emb": f"{config.pos_encoding} position encoding, added to tok_emb (broadcast over B)",
+        "ln_1": f"{norm} (before attention)",
+        "attn.q": "queries: what each position looks for, one set per head",
+        "attn.k": "keys: what each position can be found by",
+        "attn.v": "values: what each position passes on when attended to",
+        "attn.q_norm": "queries RMS-normalised per head (qk_norm): the score can no longer grow with |q|",
+        "attn.k_norm": "keys RMS-normalised per head (qk_norm)",
+        "attn.q_rope": "queries rotated by their position (rope): each pair of channels by pos * theta_i",
+        "attn.k_rope": "keys rotated by their position (rope): q.k now depends on the distance",
+        "attn.scores": f"{scores} for every (query, key) pair",
+        "attn.mask": {"causal": "True where the key is the query itself or in its past",
+                      "none": "all True: every position sees every other",
+                      "anticausal": "True where the key is the query itself or in its future"}[config.mask],
+        "attn.softmax": "attention weights: softmax of the masked scores over keys; rows sum to 1",
+        "attn.out": "per head, the attention-weighted sum of the values",
+        "attn.merged": "the heads side by side again",
+        "attn.c_proj": "c_proj: a Linear that mixes the heads' outputs (then dropout)",
+        "attn_residual": "x + attention: the residual stream" if config.residual
+                         else "the attention output alone (no residual connection)",
+        "ln_2": f"{norm} (before the MLP)",
+        "mlp": f"MLP: Linear to 4C, {config.activation}, Linear back to C",
+        "out": "block output: x + MLP (the residual stream)" if config.residual
+               else "block output: the MLP output alone (no residual connection)",
+        "ln_f": f"final {norm}",
+        "logits": "a score for every vocabulary entry as the next token",
+        "loss": "cross-entropy: mean of -log p(target) over all B*T positions",
+    }.get(step, "")
+
+
+def print_shape_trace(model, idx, targets=None):
+    """Run one forward pass and print each named tensor: name, shape, what it holds.
+
+    Layers after the first that repeat its shapes are summarised in one line.
+    """
+    steps = []
+    with torch.no_grad(), tracing(lambda name, t: steps.append((name, tuple(t.shape)))):
+        model(idx, targets)
+    cfg = model.config
+    print(f"B={idx.size(0)} batch, T={idx.size(1)} positions, C={cfg.n_embd} channels, nh={cfg.n_head} heads "
+          f"of hs={cfg.n_embd // cfg.n_head}, {cfg.n_layer} layers, vocab {cfg.vocab_size}")
+    print(f"{'step':<20} {'shape':<18} what it holds")
+    layer_of = lambda name: int(name.split(".")[1]) if name.startswith("h.") else None  # noqa: E731
+    first = [(n.split(".", 2)[2], s) for n, s in steps if layer_of(n) == 0]
+    done = set()
+    for name, shape in steps:
+        layer = layer_of(name)
+        if layer is not None and layer > 0:
+            if layer in done:
+                continue
+            mine = [(n.split(".", 2)[2], s) for n, s in steps if layer_of(n) == layer]
+            if mine == first:
+                done.add(layer)
+                if layer == 1:
+                    print(f"{f'h.1 .. h.{cfg.n_layer - 1}':<20} {'':<18} the same steps and shapes as h.0")
+                continue
+        print(f"{name:<20} {str(shape):<18} {describe_step(name, cfg)}")
+
+
+# ----------------------------------------------------------------------------------------------
 # attention maps
 
 
@@ -72,6 +151,7 @@ def check_size(width, height, dpi):
 class AttentionConfig:
     out_dir: str = "out"
     ckpt: str = "best"  # best (best.pt), latest (ckpt.pt), or a path to a .pt file
+    data_dir: str = "data"  # where a nanoGPT checkpoint's char-level vocabulary is: <dataset>/meta.pkl
     text: str = PIZZA  # the text to run through the model; FILE:path reads it from a file
     out: str = ""  # the PNG to write; empty: out_dir/attention.png
     width: int = 0  # pixels; 0: sized to the text and the grid
@@ -88,8 +168,6 @@ def attention_maps(model, ids):
     Positions the mask hides are NaN (drawn grey), so a weight of almost 0 and "not allowed to
     look" stay distinguishable.
     """
-    from model import tracing
-
     maps, masks = {}, {}
 
     def grab(name, t):
@@ -147,17 +225,10 @@ def plot_attention(maps, labels, out, title="", width=0, height=0, dpi=100):
 
 
 def attention_command(argv):
-    from sample import read_prompt
-    from tokenizer import load_tokenizer
-
     (cfg,) = parse_args([AttentionConfig], argv)
     matplotlib_figure()  # fail before loading anything when matplotlib is missing
-    path = checkpoint_path(cfg.out_dir, cfg.ckpt)
-    ckpt = load_checkpoint(path)
-    if "meta" not in ckpt:
-        raise UserError(f"{path} has no tokenizer metadata; it was not written by train.py")
-    tokenizer = load_tokenizer(ckpt["meta"])
-    model = model_from_checkpoint(ckpt)
+    trained = load_trained(cfg.out_dir, cfg.ckpt, cfg.data_dir)
+    model, tokenizer = trained.model, trained.tokenizer
     ids = tokenizer.encode(read_prompt(cfg.text))
     if not ids:
         raise UserError("the text is empty; pass some with --text")
@@ -167,7 +238,8 @@ def attention_command(argv):
         ids = ids[:block_size]
     maps = attention_maps(model, ids)
     settings = ", ".join(f"{k}={getattr(model.config, k)}" for k in ("pos_encoding", "attn_score", "mask"))
-    title = f"attention weights of {path} (iter {ckpt.get('iter_num', '?')}; {settings}): row = query, column = key"
+    title = (f"attention weights of {trained.path} (iter {trained.iter_num}; {settings}): "
+             f"row = query, column = key")
     out = plot_attention(maps, token_labels(tokenizer, ids), cfg.out or Path(cfg.out_dir) / "attention.png",
                          title=title, width=cfg.width, height=cfg.height, dpi=cfg.dpi)
     print(f"wrote {out}: {maps.shape[0]} layers x {maps.shape[1]} heads, {len(ids)} tokens")
@@ -179,6 +251,7 @@ def attention_command(argv):
 
 @dataclass
 class LossConfig:
+    runs: list[str] = field(default_factory=list)  # the out_dirs to compare (positional arguments)
     out: str = "loss.png"
     title: str = ""  # empty: names the settings that differ
     x: Literal["iter", "elapsed_s", "tokens"] = "iter"  # elapsed_s: wall seconds, for time-to-loss
@@ -190,19 +263,16 @@ class LossConfig:
         check_size(self.width, self.height, self.dpi)
         if not self.width or not self.height:
             raise UserError("give the loss plot a positive --width and --height")
+        if not self.runs:
+            raise UserError("name the runs to compare: python visualize.py loss OUT_DIR [OUT_DIR ...] [--out=loss.png]")
 
 
-def read_log(run_dir):
-    """The records of run_dir/log.jsonl, one dict per evaluation."""
-    path = Path(run_dir) / "log.jsonl"
-    if not path.is_file():
-        raise UserError(f"no log at {path}; is {run_dir} an out_dir written by train.py?")
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line being written right now by a running train.py
+def logged_evaluations(run_dir):
+    """read_log, but an error when the run has logged nothing yet."""
+    records = read_log(run_dir)
+    if not records:
+        raise UserError(f"no evaluations logged in {Path(run_dir) / 'log.jsonl'}; is {run_dir} an out_dir "
+                        f"written by train.py, and has it evaluated yet?")
     return records
 
 
@@ -255,12 +325,10 @@ def plot_loss(runs, out, title="", width=1200, height=480, dpi=100, x="iter"):
 
 
 def loss_command(argv):
-    run_dirs = [a for a in argv if not a.startswith("--")]
-    if not run_dirs:
-        raise UserError("name the runs to compare: python visualize.py loss OUT_DIR [OUT_DIR ...] [--out=loss.png]")
-    (cfg,) = parse_args([LossConfig], [a for a in argv if a.startswith("--")])
+    (cfg,) = parse_args([LossConfig], argv, positional="runs")
+    run_dirs = cfg.runs
     matplotlib_figure()
-    logs = [read_log(d) for d in run_dirs]
+    logs = [logged_evaluations(d) for d in run_dirs]
     labels, keys = run_labels(run_dirs)
     title = cfg.title or (f"by {', '.join(keys)}, all else equal" if keys else "")
     out = plot_loss(list(zip(labels, logs)), cfg.out, title=title, width=cfg.width, height=cfg.height, dpi=cfg.dpi,
@@ -268,15 +336,10 @@ def loss_command(argv):
     print(f"wrote {out}: {len(run_dirs)} runs" + (f", labelled by {', '.join(keys)}" if keys else ""))
 
 
-COMMANDS = {"attention": attention_command, "loss": loss_command}
-
-
 @run_main
 def main(argv):
-    if not argv or argv[0] not in COMMANDS:
-        raise UserError("usage: python visualize.py attention --out_dir=DIR [--text=...] [--out=FILE.png] | "
-                        "python visualize.py loss OUT_DIR [OUT_DIR ...] [--out=FILE.png]")
-    COMMANDS[argv[0]](argv[1:])
+    command, rest = command_args(argv, {"attention": [AttentionConfig], "loss": [LossConfig]})
+    {"attention": attention_command, "loss": loss_command}[command](rest)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,11 @@
+"""Shared fixtures and helpers: the real Tiny Shakespeare (shipped in corpus/), a char-level dataset
+prepared from it, one tiny checkpoint trained by train.py, tiny models, and ways to run scripts."""
+
+import os
+import struct
+import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -7,37 +14,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # so tests import the repository's modules from anywhere
 
 
-SHARED_SHAKESPEARE = REPO_ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
-DOWNLOADED_SHAKESPEARE = REPO_ROOT / "data" / "shakespeare_char" / "input.txt"  # where prepare.py caches it
-
-
-def find_shakespeare():
-    """The real Tiny Shakespeare: the shared copy beside the repository, else prepare.py's checked
-    download (cached in data/); the tests that need it skip, saying why, only when offline."""
-    if SHARED_SHAKESPEARE.is_file():
-        return SHARED_SHAKESPEARE
+@pytest.fixture(scope="session")
+def shakespeare_text_session():
+    """The real Tiny Shakespeare, from the copy the repository ships (checked against its sha256)."""
     import prepare
-    from config import UserError
 
-    try:
-        prepare.shakespeare_text(None, DOWNLOADED_SHAKESPEARE)
-    except UserError as e:
-        pytest.skip(f"Tiny Shakespeare is not at {SHARED_SHAKESPEARE} and {e}")
-    return DOWNLOADED_SHAKESPEARE
-
-
-@pytest.fixture
-def shakespeare_path():
-    return find_shakespeare()
+    return prepare.shakespeare_text()[0]
 
 
 # ---------------------------------------------------------------------------------------------
-# Shared fixtures for the core tests (model, config, train, sample): a char-level dataset made
-# from the real Tiny Shakespeare, and one tiny checkpoint trained by train.py, both built once.
-
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import types  # noqa: E402
+# a char-level dataset made from the real text, and one tiny checkpoint trained by train.py
 
 CHAR_DATASET = "shakespeare_char"
 # A model small enough to train in a second or two on one CPU thread.
@@ -55,17 +41,12 @@ def run_script(script, *args, timeout=120):
 
 
 @pytest.fixture(scope="session")
-def shakespeare_text_session():
-    return find_shakespeare().read_text(encoding="utf-8")
-
-
-@pytest.fixture(scope="session")
 def char_data_dir(tmp_path_factory, shakespeare_text_session):
     """A data_dir holding shakespeare_char/ prepared from the real Tiny Shakespeare by prepare.py."""
     import prepare
 
     data_dir = tmp_path_factory.mktemp("data")
-    prepare.prepare_text(shakespeare_text_session, data_dir / CHAR_DATASET, "char", str(find_shakespeare()))
+    prepare.prepare_text(shakespeare_text_session, data_dir / CHAR_DATASET, "char", prepare.SHAKESPEARE_SOURCE)
     return data_dir
 
 
@@ -121,3 +102,37 @@ def main_error_line(capsys, module, argv):
         module.main(argv)
     assert e.value.code == 2
     return one_error_line(capsys.readouterr().err)
+
+
+# ---------------------------------------------------------------------------------------------
+# tiny models and random tokens
+
+
+def tiny_config(**overrides):
+    """A GPTConfig small enough for a CPU test: 2 layers, 2 heads, 16 wide, block 16, vocabulary 24."""
+    from model import GPTConfig
+
+    return GPTConfig(**{**dict(block_size=16, vocab_size=24, n_layer=2, n_head=2, n_embd=16), **overrides})
+
+
+def make_model(seed=0, **overrides):
+    """A freshly initialised tiny GPT (the same weights for the same seed and settings)."""
+    import torch
+    from model import GPT
+
+    torch.manual_seed(seed)
+    return GPT(tiny_config(**overrides))
+
+
+def random_tokens(shape, vocab_size=24, seed=0):
+    import torch
+
+    return torch.randint(vocab_size, shape, generator=torch.Generator().manual_seed(seed))
+
+
+def png_size(path):
+    """(width, height) from a PNG's signature and IHDR chunk; fails if it is not a PNG."""
+    head = Path(path).read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    assert head[12:16] == b"IHDR"
+    return struct.unpack(">II", head[16:24])

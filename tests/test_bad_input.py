@@ -26,9 +26,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import find_shakespeare  # noqa: E402
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from conftest import REPO_ROOT
 TINY = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=4", "--device=cpu",
         "--threads=1", "--eval_iters=2"]
 MARKER = "PWNED"  # what the malicious payloads would create in the working directory
@@ -54,7 +52,7 @@ def run(script, *args, cwd):
 def serve():
     """The fork server: for each JSON request on stdin, fork a child that runs the script as __main__."""
     sys.path.insert(0, str(REPO_ROOT))
-    import checkpoint, config, data, model, prepare, sample, system, tokenizer, train  # noqa: F401, E401
+    import checkpoint, data, model, prepare, sample, settings, system, tokenizer, train  # noqa: F401, E401
     for line in sys.stdin:
         request = json.loads(line)
         pid = os.fork()
@@ -106,12 +104,12 @@ def forked():
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, shakespeare_text_session):
     """The template every case copies: datasets, a checkpoint, and bad files of every kind."""
     import prepare
 
     root = tmp_path_factory.mktemp("world")
-    text = find_shakespeare().read_text(encoding="utf-8")[:20_000]
+    text = shakespeare_text_session[:20_000]
     prepare.prepare_text(text, root / "data" / "shakespeare_char", "char", "test")
     prepare.prepare_text("abcdefgh " * 500, root / "data" / "letters", "char", "test")  # another vocabulary
     prepare.prepare_text("To be, or not to be." * 3, root / "data" / "small", "char", "test")  # 54 train tokens
@@ -152,7 +150,7 @@ CASES = [
     ("wrong-type-float", "train.py", ["--n_layer=2.5"], "n_layer must be int"),
     ("wrong-type-bool", "train.py", ["--compile=yes"], "compile must be bool"),
     ("bad-choice", "train.py", ["--init_from=resme"], "did you mean 'resume'?"),
-    ("malformed-override", "train.py", ["--n_layer"], "overrides look like --key=value"),
+    ("malformed-override", "train.py", ["--n_layer"], "settings look like --key=value"),
     ("zero-layers", "train.py", [*TINY, "--n_layer=0"], "n_layer must be positive, got 0"),
     ("zero-block-size", "train.py", [*TINY, "--block_size=0"], "block_size must be positive"),
     ("negative-batch", "train.py", [*TINY, "--batch_size=-1"], "batch_size must be positive, got -1"),
@@ -198,13 +196,13 @@ CASES = [
     ("sample-top-p", "sample.py", ["--out_dir=out", "--top_p=0"], "top_p must be in (0, 1]"),
     ("sample-unknown-key", "sample.py", ["--temprature=0.5"], "did you mean 'temperature'?"),
     # prepare.py
-    ("prepare-not-utf8", "prepare.py", ["text", "--input", "bad/latin1.txt", "--name", "x"],
+    ("prepare-not-utf8", "prepare.py", ["text", "--input=bad/latin1.txt", "--name=x"],
      "is not UTF-8 text: byte 0xe9"),
-    ("prepare-empty-input", "prepare.py", ["text", "--input", "bad/empty.txt", "--name", "x"], "is empty"),
-    ("prepare-missing-input", "prepare.py", ["text", "--input", "nope.txt", "--name", "x"], "input file nope.txt not found"),
-    ("prepare-unknown-dataset", "prepare.py", ["shakespear"], "invalid choice: 'shakespear'"),
-    ("prepare-unknown-option", "prepare.py", ["text", "--inptu", "x.txt"], "unrecognized arguments"),
-    ("prepare-too-short", "prepare.py", ["text", "--input", "bad/short.txt", "--name", "x"], "too short to split"),
+    ("prepare-empty-input", "prepare.py", ["text", "--input=bad/empty.txt", "--name=x"], "is empty"),
+    ("prepare-missing-input", "prepare.py", ["text", "--input=nope.txt", "--name=x"], "input file nope.txt not found"),
+    ("prepare-unknown-dataset", "prepare.py", ["shakespear"], "did you mean 'shakespeare'"),
+    ("prepare-unknown-option", "prepare.py", ["text", "--inptu=x.txt"], "unknown setting 'inptu' (did you mean 'input'?)"),
+    ("prepare-too-short", "prepare.py", ["text", "--input=bad/short.txt", "--name=x"], "too short to split"),
 ]
 
 

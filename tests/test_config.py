@@ -1,4 +1,5 @@
-"""config.py: config files are read as data (never executed), overrides are typed and checked."""
+"""settings.py: config files are read as data (never executed), overrides are typed and checked, and
+every script reads its command line the same way."""
 
 import dataclasses
 from pathlib import Path
@@ -6,14 +7,14 @@ from typing import Literal
 
 import pytest
 
-import train
+import settings
 from conftest import run_script
-from config import UserError, _parse_override, build_configs, parse_args, read_config_file
 from model import GPTConfig
+from settings import UserError, build_configs, parse_args, parse_override, read_config_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_FILES = sorted((REPO_ROOT / "config").glob("*.py"))
-CLASSES = [GPTConfig, train.TrainConfig]
+CLASSES = [GPTConfig, settings.TrainConfig]
 
 
 def write(tmp_path, text, name="cfg.py"):
@@ -23,7 +24,7 @@ def write(tmp_path, text, name="cfg.py"):
 
 
 def parse(argv):
-    return parse_args(CLASSES, argv, ignored=train.NANOGPT_UNUSED)
+    return parse_args(CLASSES, argv, ignored=settings.NANOGPT_UNUSED, config_file=True)
 
 
 def error_of(argv):
@@ -34,10 +35,6 @@ def error_of(argv):
 
 # ---------------------------------------------------------------------------------------------
 # config files
-
-
-def test_the_repository_has_config_files():
-    assert len(CONFIG_FILES) >= 3
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.name)
@@ -179,7 +176,7 @@ def test_literal_fields_reject_bad_values_with_a_suggestion():
     ("--out_dir=", "out_dir", ""),
 ])
 def test_override_parsing(arg, key, value):
-    assert _parse_override(arg) == (key, value)
+    assert parse_override(arg) == (key, value)
 
 
 def test_string_override_with_equals_reaches_the_config():
@@ -226,3 +223,54 @@ def test_help_lists_every_setting_with_its_default_and_exits_0():
     for line in ("--n_embd=768  (int)", "--pos_encoding='learned'  (learned|sinusoidal|rope|none)",
                  "--learning_rate=0.0006  (float)", "--eval_full_val=False  (bool) val loss over the whole val split"):
         assert line in result.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# one command-line convention for every script
+
+SCRIPTS = ["train.py", "sample.py", "prepare.py", "export.py", "experiment.py", "visualize.py", "bench.py"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_script_answers_help_with_what_it_does_and_every_setting(script):
+    result = run_script(script, "--help")
+    assert result.returncode == 0 and not result.stderr, result.stderr
+    first_doc_line = (REPO_ROOT / script).read_text().split('"""')[1].strip().splitlines()[0]
+    assert result.stdout.startswith(first_doc_line)
+    settings_lines = [line for line in result.stdout.splitlines() if line.startswith("    --")]
+    assert len(settings_lines) >= 3 and all("(" in line for line in settings_lines)
+
+
+def test_positional_arguments_go_to_the_setting_that_takes_them():
+    @dataclasses.dataclass
+    class One:
+        dest: str = ""
+        n: int = 1
+
+    @dataclasses.dataclass
+    class Many:
+        runs: list[str] = dataclasses.field(default_factory=list)
+
+    assert parse_args([One], ["out", "--n=2"], positional="dest") == [One("out", 2)]
+    with pytest.raises(UserError, match="expected one dest, got 2"):
+        parse_args([One], ["a", "b"], positional="dest")
+    with pytest.raises(UserError, match="unexpected argument 'a'"):
+        parse_args([One], ["a"])
+    assert parse_args([Many], ["a", "b", "--runs=c"], positional="runs") == [Many(["c", "a", "b"])]
+    assert build_configs([Many], [("runs", "x"), ("runs", ["y", "z"])]) == [Many(["x", "y", "z"])]
+
+
+def test_commands_are_checked_with_a_suggestion():
+    from settings import command_args
+
+    commands = {"attention": [], "loss": []}
+    assert command_args(["loss", "a", "--x=1"], commands) == ("loss", ["a", "--x=1"])
+    with pytest.raises(UserError, match="unknown command 'atention' \\(did you mean 'attention'\\?\\); name one of"):
+        command_args(["atention"], commands)
+    with pytest.raises(UserError, match="name one of: attention, loss"):
+        command_args([], commands)
+
+
+def test_a_two_word_setting_says_how_to_write_it():
+    assert "(--vary=VALUE, one word)" in error_of(["--vary", "n_head=1,2"])
+    assert "did you mean 'attn_score'" in error_of(["--attn=dot"])  # a prefix of a setting is a near miss

@@ -15,7 +15,7 @@ import torch
 
 import export
 from checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from config import UserError
+from settings import UserError
 from gpt2_weights import check_exportable, export_hf, load_hf_gpt2, model_from_hf
 from model import GPT, GPTConfig
 
@@ -99,7 +99,7 @@ def test_export_round_trip_gives_identical_logits(transformers, tmp_path, varian
 
 
 @pytest.mark.parametrize("variant", [dict(pos_encoding="rope"), dict(norm="rmsnorm"), dict(activation="relu2"),
-                                     dict(qk_norm=True), dict(mask="none"), dict(attn_score="squared_dot"),
+                                     dict(qk_norm=True), dict(mask="none"), dict(attn_score="dot_then_square"),
                                      dict(residual=False)])
 def test_export_refuses_what_gpt2_cannot_express(variant):
     key = next(iter(variant))
@@ -192,7 +192,7 @@ def test_core_works_without_transformers(tmp_path):
 import sys
 sys.modules["transformers"] = sys.modules["safetensors"] = None  # import fails as if not installed
 import train, sample, export, prepare, checkpoint, data, gpt2_weights
-from config import UserError
+from settings import UserError
 try:
     gpt2_weights.load_hf_gpt2("gpt2")
 except UserError as e:

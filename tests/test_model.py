@@ -1,29 +1,38 @@
-"""model.py: shapes, causality, positional encodings, dropout, attention paths, weight tying,
-optimizer groups, parameter count, overfitting one batch, config validation, and the KV cache."""
+"""model.py, one property per test: shapes and the loss; causality under every causal variant and the
+leak under the others; positional encodings and attention scores against their formulas; the fused
+and explicit attention paths; dropout; parameters; config validation; the KV cache; sampling."""
 
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from config import UserError
+import model as model_module
+from conftest import make_model as make_tiny
+from conftest import random_tokens, tiny_config
 from data import TokenData
-from model import GPT, GPTConfig, KVCache, sample_next, sinusoidal_encoding, tracing
+from model import GPT, GPTConfig, KVCache, apply_rotary, rotary_cos_sin, sample_next, sinusoidal_encoding, tracing
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 POS_ENCODINGS = ["learned", "sinusoidal", "rope", "none"]
+SCORES = ["dot", "dot_then_square", "square_then_dot", "neg_dot"]
 VOCAB = 65  # Tiny Shakespeare's characters
 
 
 def tiny(**overrides):
-    args = dict(block_size=32, vocab_size=VOCAB, n_layer=2, n_head=2, n_embd=32)
-    return GPTConfig(**{**args, **overrides})
+    """The tiny model of the real-text tests: Tiny Shakespeare's 65 characters, block 32."""
+    return tiny_config(**{**dict(block_size=32, vocab_size=VOCAB, n_embd=32), **overrides})
 
 
 def make_model(seed=0, **overrides):
-    torch.manual_seed(seed)
-    return GPT(tiny(**overrides))
+    return make_tiny(seed, **{**dict(block_size=32, vocab_size=VOCAB, n_embd=32), **overrides})
+
+
+def logits_of(model, x):
+    with torch.no_grad():
+        return model(x)[0]
 
 
 @pytest.fixture(scope="module")
@@ -65,41 +74,118 @@ def test_loss_is_mean_cross_entropy_of_the_logits(batch):
     assert loss.item() == pytest.approx(expected.item(), abs=1e-5)
 
 
-@pytest.mark.parametrize("pos_encoding", POS_ENCODINGS)
-def test_a_future_token_never_changes_earlier_logits(batch, pos_encoding):
-    x, _ = batch
-    model = make_model(pos_encoding=pos_encoding).eval()
-    t = 20
-    changed = x.clone()
-    changed[:, t] = (changed[:, t] + 1) % VOCAB
-    before, _ = model(x)
-    after, _ = model(changed)
-    torch.testing.assert_close(after[:, :t], before[:, :t], rtol=0, atol=1e-6)
-    assert not torch.allclose(after[:, t:], before[:, t:], atol=1e-4)  # the change is seen from t on
+# ---------------------------------------------------------------------------------------------
+# masks: causal variants never see the future; none and anticausal do
+
+CAUSAL_VARIANTS = [{"pos_encoding": p, "attn_score": s} for p in POS_ENCODINGS for s in SCORES] + [
+    {"residual": False, "norm": "none"}, {"qk_norm": True, "tie_weights": False, "n_head": 1},
+    {"explicit_attention": True}]
 
 
-def test_without_the_causal_mask_the_future_leaks(batch):
-    """The control for the causality test: the same check fails when the model may look ahead."""
-    x, _ = batch
-    model = make_model(mask="none").eval()
+@pytest.mark.parametrize("overrides", CAUSAL_VARIANTS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_a_future_token_never_changes_earlier_logits(overrides):
+    model = make_tiny(**overrides).eval()
+    x = random_tokens((2, 16))
+    t = 9
     changed = x.clone()
-    changed[:, 20] = (changed[:, 20] + 1) % VOCAB
-    assert not torch.allclose(model(changed)[0][:, :20], model(x)[0][:, :20], atol=1e-4)
+    changed[:, t:] = (changed[:, t:] + 1) % 24
+    before, after = logits_of(model, x), logits_of(model, changed)
+    scale = before.abs().max()  # without residual and norm the logits start tiny (about 1e-13)
+    assert (before[:, :t] - after[:, :t]).abs().max() <= 1e-6 * scale
+    assert (before[:, t] - after[:, t]).abs().max() > 1e-3 * scale  # the changed position itself does change
+
+
+@pytest.mark.parametrize("mask", ["none", "anticausal"])
+@pytest.mark.parametrize("pos_encoding", ["learned", "rope"])
+def test_none_and_anticausal_see_the_token_they_must_predict(mask, pos_encoding):
+    """Position t-1 must predict token t. Under these masks its logits depend on token t: the leak
+    (and the control for the causality test above: the same check fails when the model may look ahead)."""
+    model = make_tiny(mask=mask, pos_encoding=pos_encoding).eval()
+    x = random_tokens((2, 16))
+    t = 9
+    changed = x.clone()
+    changed[:, t] = (changed[:, t] + 1) % 24  # change only the answer for position t-1
+    before, after = logits_of(model, x), logits_of(model, changed)
+    assert (before[:, t - 1] - after[:, t - 1]).abs().max() > 1e-4
+
+
+def test_anticausal_hides_the_past_and_none_hides_nothing():
+    x = random_tokens((2, 16))
+    changed = x.clone()
+    changed[:, 0] = (changed[:, 0] + 1) % 24  # change the first token
+    anti, full = make_tiny(mask="anticausal").eval(), make_tiny(mask="none").eval()
+    torch.testing.assert_close(logits_of(anti, x)[:, 1:], logits_of(anti, changed)[:, 1:], rtol=0, atol=1e-6)
+    assert (logits_of(full, x)[:, 1:] - logits_of(full, changed)[:, 1:]).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("mask", ["causal", "none", "anticausal"])
+def test_attention_weights_rows_sum_to_one_and_the_mask_hides_its_half(mask):
+    """The hidden half of the (query, key) grid gets exactly zero weight."""
+    weights = {}
+    with tracing(lambda name, t: weights.setdefault(name, t)):
+        logits_of(make_tiny(mask=mask).eval(), random_tokens((1, 8)))
+    w = weights["h.1.attn.softmax"][0, 0]  # (T, S)
+    upper, lower = torch.triu(w, diagonal=1), torch.tril(w, diagonal=-1)
+    assert (upper == 0).all() == (mask == "causal")
+    assert (lower == 0).all() == (mask == "anticausal")
+    torch.testing.assert_close(w.sum(-1), torch.ones(8))
+
+
+# ---------------------------------------------------------------------------------------------
+# positional encodings match their formulas
 
 
 @pytest.mark.parametrize("dim", [2, 8, 32])
-def test_sinusoidal_encoding_matches_the_formula(dim):
-    positions = torch.arange(256)
-    pe = sinusoidal_encoding(positions, dim)
-    assert pe.shape == (256, dim)
-    expected = torch.empty(256, dim, dtype=torch.float64)
-    for pos in range(256):
+def test_sinusoidal_encoding_matches_the_formula_also_past_block_size(dim):
+    positions = list(range(256)) + [1000, 5000]
+    pe = sinusoidal_encoding(torch.tensor(positions), dim)
+    assert pe.shape == (len(positions), dim)
+    expected = torch.empty(len(positions), dim, dtype=torch.float64)
+    for row, pos in enumerate(positions):
         for i in range(dim // 2):
             angle = pos / 10000 ** (2 * i / dim)
-            expected[pos, 2 * i] = math.sin(angle)
-            expected[pos, 2 * i + 1] = math.cos(angle)
-    # float32 angles up to 255 rad carry ~1e-5 of rounding; a wrong formula is off by O(1)
-    torch.testing.assert_close(pe.double(), expected, rtol=0, atol=2e-5)
+            expected[row, 2 * i] = math.sin(angle)
+            expected[row, 2 * i + 1] = math.cos(angle)
+    # float32 angles up to 5000 rad carry ~4e-4 of rounding; a wrong formula is off by O(1)
+    torch.testing.assert_close(pe.double(), expected, rtol=0, atol=5e-4)
+
+
+def test_rope_rotates_each_pair_by_position_times_its_frequency():
+    hs, positions = 4, [0, 1, 3, 200]
+    x = torch.randn(1, 1, len(positions), hs, generator=torch.Generator().manual_seed(0))
+    out = apply_rotary(x, *rotary_cos_sin(torch.tensor(positions), hs))
+    for t, pos in enumerate(positions):
+        for i in range(hs // 2):
+            theta = pos * 10000 ** (-2 * i / hs)
+            a, b = x[0, 0, t, i].item(), x[0, 0, t, i + hs // 2].item()  # the pair (x_i, x_{i + hs/2})
+            assert out[0, 0, t, i].item() == pytest.approx(a * math.cos(theta) - b * math.sin(theta), abs=1e-5)
+            assert out[0, 0, t, i + hs // 2].item() == pytest.approx(a * math.sin(theta) + b * math.cos(theta), abs=1e-5)
+
+
+def test_rope_dot_products_depend_only_on_the_distance():
+    hs = 8
+    g = torch.Generator().manual_seed(1)
+    q, k = torch.randn(1, 1, 1, hs, generator=g), torch.randn(1, 1, 1, hs, generator=g)
+
+    def score(m, n):
+        rq = apply_rotary(q, *rotary_cos_sin(torch.tensor([m]), hs))
+        rk = apply_rotary(k, *rotary_cos_sin(torch.tensor([n]), hs))
+        return (rq * rk).sum().item()
+
+    assert score(3, 1) == pytest.approx(score(7, 5), abs=1e-4) == pytest.approx(score(102, 100), abs=1e-4)
+    assert score(3, 1) != pytest.approx(score(3, 2), abs=1e-4)
+
+
+@pytest.mark.parametrize("pos_encoding", ["sinusoidal", "rope", "none"])
+def test_other_encodings_run_a_forward_longer_than_block_size(pos_encoding):
+    logits = logits_of(make_tiny(pos_encoding=pos_encoding).eval(), random_tokens((1, 40)))
+    assert logits.shape == (1, 40, 24) and torch.isfinite(logits).all()
+
+
+def test_learned_positions_say_clearly_that_they_stop_at_block_size():
+    with pytest.raises(ValueError) as e:
+        make_tiny(pos_encoding="learned")(random_tokens((1, 17)))
+    assert "block_size=16" in str(e.value) and "sinusoidal or rope" in str(e.value)
 
 
 def test_eval_mode_is_deterministic_with_dropout_and_train_mode_is_not(batch):
@@ -111,31 +197,82 @@ def test_eval_mode_is_deterministic_with_dropout_and_train_mode_is_not(batch):
     assert not torch.equal(model(x, y)[0], model(x, y)[0])
 
 
+# ---------------------------------------------------------------------------------------------
+# the two attention paths, and the scores
+
+
 @pytest.mark.parametrize("mask", ["causal", "none"])
 @pytest.mark.parametrize("pos_encoding", ["learned", "rope"])
 def test_explicit_attention_equals_the_fused_kernel(batch, mask, pos_encoding):
     x, y = batch
-    model = make_model(mask=mask, pos_encoding=pos_encoding).eval()
-    assert all(block.attn.fast for block in model.transformer.h)
-    fused_logits, fused_loss = model(x, y)
-    seen = []
-    with tracing(lambda name, t: seen.append(name)):  # tracing forces the explicit path
-        explicit_logits, explicit_loss = model(x, y)
-    assert "h.0.attn.softmax" in seen  # the explicit path really ran
+    fused_model = make_model(mask=mask, pos_encoding=pos_encoding).eval()
+    explicit_model = make_model(mask=mask, pos_encoding=pos_encoding, explicit_attention=True).eval()
+    assert all(b.attn.fusable for b in fused_model.transformer.h)
+    assert not any(b.attn.fusable for b in explicit_model.transformer.h)
+    fused_logits, fused_loss = fused_model(x, y)
+    explicit_logits, explicit_loss = explicit_model(x, y)  # the same weights: same seed, same shapes
     torch.testing.assert_close(explicit_logits, fused_logits, rtol=0, atol=1e-5)
     torch.testing.assert_close(explicit_loss, fused_loss, rtol=0, atol=1e-5)
 
 
-def test_attention_weights_rows_sum_to_one_and_hide_the_future(batch):
-    x, _ = batch
-    model = make_model().eval()
-    maps = {}
-    with tracing(lambda name, t: maps.__setitem__(name, t)):
-        model(x)
-    weights = maps["h.1.attn.softmax"]  # (B, nh, T, T)
-    assert weights.shape == (4, 2, 32, 32)
-    torch.testing.assert_close(weights.sum(-1), torch.ones(4, 2, 32))
-    assert torch.all(weights.triu(diagonal=1) == 0)
+@pytest.mark.parametrize("overrides", [{"attn_score": "dot_then_square"}, {"attn_score": "square_then_dot"},
+                                       {"attn_score": "neg_dot"}, {"mask": "anticausal"}, {"explicit_attention": True}])
+def test_what_the_fused_kernel_cannot_compute_takes_the_explicit_path(overrides, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the fused kernel was used")
+
+    model = make_tiny(**overrides).eval()
+    monkeypatch.setattr(model_module.F, "scaled_dot_product_attention", refuse)
+    logits_of(model, random_tokens((1, 8)))
+    model.train()  # training too: explicit_attention is how a learner's edit of explicit_attention runs in train.py
+    model(random_tokens((2, 8)), random_tokens((2, 8)))[1].backward()
+
+
+def test_tracing_takes_the_explicit_path_and_gets_the_same_logits():
+    model = make_tiny().eval()
+    x = random_tokens((2, 16))
+    seen = []
+    with tracing(lambda name, t: seen.append(name)):
+        traced = logits_of(model, x)
+    assert "h.0.attn.softmax" in seen  # the explicit path really ran
+    torch.testing.assert_close(traced, logits_of(model, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("attn_score, formula", [
+    ("dot", lambda q, k, hs: q @ k.mT / math.sqrt(hs)),
+    ("dot_then_square", lambda q, k, hs: (q @ k.mT / math.sqrt(hs)).square()),
+    ("square_then_dot", lambda q, k, hs: q.square() @ k.square().mT / math.sqrt(hs)),
+    ("neg_dot", lambda q, k, hs: -(q @ k.mT) / math.sqrt(hs)),
+])
+def test_attention_scores_compute_their_formula(attn_score, formula):
+    """dot: q.k/sqrt(hs); dot_then_square: (q.k/sqrt(hs))^2; square_then_dot: sum_i q_i^2 k_i^2 / sqrt(hs)."""
+    seen = {}
+    with tracing(lambda name, t: seen.setdefault(name, t)):
+        logits_of(make_tiny(attn_score=attn_score).eval(), random_tokens((1, 8)))
+    q, k = seen["h.0.attn.q"], seen["h.0.attn.k"]  # (B, nh, T, hs)
+    torch.testing.assert_close(seen["h.0.attn.scores"], formula(q, k, q.size(-1)))
+
+
+def test_square_then_dot_squares_each_component_before_the_sum():
+    """The learner's "square the numbers, then take the dot product", on numbers one can check by hand."""
+    model = make_tiny(attn_score="square_then_dot", n_embd=4, n_head=1)
+    attn = model.transformer.h[0].attn
+    q = torch.tensor([[[[1.0, -2.0, 0.0, 3.0]]]])  # (B=1, nh=1, T=1, hs=4)
+    k = torch.tensor([[[[2.0, 1.0, -5.0, -1.0]]]])
+    seen = {}
+    with tracing(lambda name, t: seen.setdefault(name, t)):
+        attn.explicit_attention(q, k, k, torch.arange(1), torch.arange(1), 0.0)
+    # 1*4 + 4*1 + 0*25 + 9*1 = 17, over sqrt(4); the plain dot product would be 2 - 2 + 0 - 3 = -3
+    assert seen["h.0.attn.scores"].item() == pytest.approx(17 / 2)
+
+
+def test_the_fused_kernel_computes_what_explicit_attention_computes():
+    attn = make_tiny().eval().transformer.h[0].attn
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 16, 8, generator=g) for _ in range(3))
+    positions = torch.arange(16)
+    explicit = attn.explicit_attention(q, k, v, positions, positions, 0.0)
+    torch.testing.assert_close(explicit, F.scaled_dot_product_attention(q, k, v, is_causal=True), rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,10 +346,10 @@ def test_a_tiny_model_overfits_one_batch_of_real_text(batch):
 
 
 def test_validate_n_embd_not_divisible_by_n_head_names_both_numbers():
-    with pytest.raises(UserError) as e:
+    with pytest.raises(ValueError) as e:
         GPTConfig(n_embd=30, n_head=4).validate()
     assert "30" in str(e.value) and "4" in str(e.value)
-    with pytest.raises(UserError):
+    with pytest.raises(ValueError):
         GPT(GPTConfig(block_size=8, vocab_size=10, n_layer=1, n_head=4, n_embd=30))
 
 
@@ -221,18 +358,14 @@ def test_validate_n_embd_not_divisible_by_n_head_names_both_numbers():
     (dict(dropout=1.0), ["dropout"]),
     (dict(pos_encoding="rope", n_embd=6, n_head=2), ["rope", "3"]),
     (dict(pos_encoding="sinusoidal", n_embd=5, n_head=1), ["sinusoidal", "5"]),
+    (dict(attn_score="squared"), ["attn_score", "'squared'", "'dot_then_square'"]),
 ])
 def test_validate_rejects_impossible_models(overrides, words):
-    with pytest.raises(UserError) as e:
+    """With ValueError: model.py imports nothing of ours; the command line shows it as one line."""
+    with pytest.raises(ValueError) as e:
         tiny(**overrides).validate()
     for word in words:
         assert word in str(e.value)
-
-
-def test_learned_positions_refuse_sequences_past_block_size():
-    model = make_model(block_size=8)
-    with pytest.raises(ValueError, match="block_size=8"):
-        model(torch.zeros(1, 9, dtype=torch.long))
 
 
 # ---------------------------------------------------------------------------------------------

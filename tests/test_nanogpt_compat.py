@@ -23,8 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import train
-from checkpoint import checkpoint_meta, load_checkpoint, model_from_checkpoint, read_meta_pkl
-from config import UserError, parse_args
+from checkpoint import checkpoint_meta, load_checkpoint, load_trained, model_from_checkpoint, read_meta_pkl
+from settings import NANOGPT_UNUSED, TrainConfig, UserError, parse_args
 from data import TokenData
 from model import GPTConfig
 
@@ -195,8 +195,8 @@ def nano(tmp_path_factory):
 @pytest.mark.parametrize("name", ["train_shakespeare_char.py", "train_gpt2.py", "finetune_shakespeare.py",
                                   "eval_gpt2.py", "eval_gpt2_medium.py", "eval_gpt2_large.py", "eval_gpt2_xl.py"])
 def test_nanogpt_config_files_parse_unchanged(name):
-    model_cfg, cfg = parse_args([GPTConfig, train.TrainConfig], [str(NANOGPT_CONFIGS / name)],
-                                ignored=train.NANOGPT_UNUSED)
+    model_cfg, cfg = parse_args([GPTConfig, TrainConfig], [str(NANOGPT_CONFIGS / name)],
+                                ignored=NANOGPT_UNUSED, config_file=True)
     if name == "train_gpt2.py":
         assert cfg.gradient_accumulation_steps == 40 and model_cfg.block_size == 1024
     if name.startswith("eval_"):
@@ -206,14 +206,14 @@ def test_nanogpt_config_files_parse_unchanged(name):
 
 
 def test_our_finetune_config_parses():
-    model_cfg, cfg = parse_args([GPTConfig, train.TrainConfig], [str(REPO_ROOT / "config" / "finetune_shakespeare.py")],
-                                ignored=train.NANOGPT_UNUSED)
+    model_cfg, cfg = parse_args([GPTConfig, TrainConfig], [str(REPO_ROOT / "config" / "finetune_shakespeare.py")],
+                                ignored=NANOGPT_UNUSED, config_file=True)
     assert cfg.init_from == "gpt2" and cfg.dataset == "shakespeare"
 
 
 def test_init_from_rejects_unknown_values():
     with pytest.raises(UserError, match="init_from='gpt3'.*did you mean 'gpt2'"):
-        parse_args([GPTConfig, train.TrainConfig], ["--init_from=gpt3"])
+        parse_args([GPTConfig, TrainConfig], ["--init_from=gpt3"])
 
 
 def test_train_runs_nanogpts_shakespeare_char_config(tmp_path):
@@ -288,12 +288,12 @@ def test_sample_py_continues_like_nanogpt(nano):
 def test_resume_maps_nanogpts_optimizer_state(nano, tmp_path):
     out_dir = tmp_path / "out"
     shutil.copytree(nano.out_dir, out_dir)
-    model_cfg, cfg = parse_args([GPTConfig, train.TrainConfig], [
+    model_cfg, cfg = parse_args([GPTConfig, TrainConfig], [
         "--init_from=resume", f"--out_dir={out_dir}", f"--data_dir={nano.data_dir}", f"--dataset={DATASET}",
         f"--block_size={BLOCK_SIZE}"])
     data = TokenData(nano.data_dir / DATASET, BLOCK_SIZE)
     model, optimizer, state = train.build(model_cfg, cfg, data, "cpu")
-    assert state["iter_num"] == 3 and state["best_val_loss"] == pytest.approx(3.5) and "rng" not in state
+    assert state.iter_num == 3 and state.best_val_loss == pytest.approx(3.5) and state.rng is None
     ours = dict(model.named_parameters())
     for name, p in nano.model.named_parameters():
         theirs = nano.optimizer.state[p]
@@ -322,3 +322,19 @@ def test_export_of_a_nanogpt_checkpoint(nano, tmp_path):
     with torch.no_grad():
         diff = (hf(ids).logits - nano.model(ids)[0]).abs().max().item()
     assert diff < 1e-4
+
+
+def test_visualize_attention_draws_a_nanogpt_checkpoint(nano, tmp_path):
+    """sample.py, export.py and visualize.py load a trained model through one function
+    (checkpoint.load_trained), so all three take the same checkpoints, nanoGPT's included."""
+    pytest.importorskip("matplotlib")
+    import visualize
+    from conftest import png_size
+
+    out = tmp_path / "nano.png"
+    visualize.main(["attention", f"--out_dir={nano.out_dir}", f"--data_dir={nano.data_dir}", "--text=To be",
+                    f"--out={out}", "--width=500", "--height=400"])
+    assert png_size(out) == (500, 400)
+    maps = visualize.attention_maps(load_trained(nano.out_dir, data_dir=nano.data_dir).model,
+                                    [nano.stoi[c] for c in "To be"])
+    assert maps.shape == (NANO_ARGS["n_layer"], NANO_ARGS["n_head"], 5, 5)

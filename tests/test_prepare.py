@@ -15,7 +15,7 @@ import tiktoken.load
 import tiktoken.registry
 
 import prepare
-from config import UserError
+from settings import UserError
 from tokenizer import (
     CharTokenizer,
     GPT2Tokenizer,
@@ -55,17 +55,17 @@ def gpt3_bpe_files():
 
 
 @pytest.fixture
-def shakespeare_text(shakespeare_path):
-    return shakespeare_path.read_text(encoding="utf-8")
+def shakespeare_text(shakespeare_text_session):
+    return shakespeare_text_session
 
 
 # ---------------------------------------------------------------------------------------------
 # char-level
 
 
-def test_char_dataset_round_trips_tiny_shakespeare(shakespeare_path, shakespeare_text, tmp_path):
+def test_char_dataset_round_trips_tiny_shakespeare(shakespeare_text, tmp_path):
     out_dir = tmp_path / "shakespeare_char"
-    returned = prepare.prepare_text(shakespeare_text, out_dir, "char", str(shakespeare_path))
+    returned = prepare.prepare_text(shakespeare_text, out_dir, "char", prepare.SHAKESPEARE_SOURCE)
     meta, train, val = read_dataset(out_dir)
     assert meta == returned
     assert meta["vocab_size"] == len(meta["chars"]) == 65
@@ -190,9 +190,9 @@ def test_bpe_chunks_encode_like_the_whole_text(shakespeare_text, chunk_chars):
         assert chunked_ids == tokenizer.encode(text)
 
 
-def test_prepare_shakespeare_bpe_end_to_end(shakespeare_path, shakespeare_text, tmp_path):
-    result = run_prepare("shakespeare", "--input", shakespeare_path, "--data_dir", "data",
-                         cwd=tmp_path)
+def test_prepare_shakespeare_bpe_end_to_end(shakespeare_text, tmp_path):
+    """From the shipped corpus: no download, no --input."""
+    result = run_prepare("shakespeare", "--data_dir=data", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("prepared data/shakespeare: ")
     meta, train, val = read_dataset(tmp_path / "data" / "shakespeare")
@@ -232,8 +232,7 @@ def test_bad_input_is_one_error_line_and_keeps_the_old_dataset(case, tmp_path):
     if BAD_INPUTS[case] is not None:
         input_path.write_bytes(BAD_INPUTS[case])
 
-    result = run_prepare("text", "--input", input_path, "--name", "mine", "--data_dir", data_dir,
-                         cwd=tmp_path)
+    result = run_prepare("text", f"--input={input_path}", "--name=mine", f"--data_dir={data_dir}", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert EXPECTED_MESSAGES[case] in result.stderr
@@ -255,9 +254,13 @@ def test_failure_while_writing_keeps_the_old_dataset(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["text", "--name", "x"], "needs --input"),
-        (["text", "--input", "in.txt", "--name", "../escape"], "plain folder name"),
-        (["shakespeare", "--tokenizer", "char"], "always gpt2"),
+        (["text", "--name=x"], "needs --input"),
+        (["text", "--input=in.txt", "--name=../escape"], "plain folder name"),
+        (["shakespeare", "--tokenizer=char"], "always gpt2"),
+        (["shakespear"], "did you mean 'shakespeare'"),
+        ([], "name a dataset"),
+        (["text", "--input", "in.txt"], "(--input=VALUE, one word)"),
+        (["shakespeare_char", "--num_proc=-1"], "must not be negative"),
     ],
 )
 def test_bad_arguments_are_one_error_line(args, message, tmp_path):
@@ -268,25 +271,33 @@ def test_bad_arguments_are_one_error_line(args, message, tmp_path):
     assert not (tmp_path / "data").exists() and not (tmp_path / "escape").exists()
 
 
-def test_unreachable_download_is_a_user_error(monkeypatch, tmp_path):
-    monkeypatch.setattr(prepare, "SHAKESPEARE_URL", "http://127.0.0.1:9/input.txt")  # refused
-    with pytest.raises(UserError, match=r"could not download Tiny Shakespeare \(.+\); .*--input"):
-        prepare.shakespeare_text(None, tmp_path / "input.txt")
-    assert not (tmp_path / "input.txt").exists()
+def test_the_shipped_corpus_is_tiny_shakespeare_and_prepare_needs_no_network(tmp_path):
+    text, source = prepare.shakespeare_text()
+    assert len(text) == 1_115_394 and hashlib.sha256(text.encode()).hexdigest() == prepare.SHAKESPEARE_SHA256
+    assert prepare.SHIPPED_SHAKESPEARE.stat().st_size < 400_000  # shipped compressed
+    # and prepare.py reads nothing from the network: every socket refuses
+    code = ("import socket, sys; socket.socket.connect = lambda *a: sys.exit('tried the network'); "
+            f"sys.path.insert(0, {str(REPO_ROOT)!r}); import runpy; sys.argv = ['prepare.py', 'shakespeare_char', '--data_dir=data']; "
+            f"runpy.run_path({str(REPO_ROOT / 'prepare.py')!r}, run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    meta, train, val = read_dataset(tmp_path / "data" / "shakespeare_char")
+    assert meta["sha256"] == prepare.SHAKESPEARE_SHA256 and len(train) + len(val) == 1_115_394
 
 
-def test_cached_download_is_reused_without_network(monkeypatch, shakespeare_path, tmp_path):
-    monkeypatch.setattr(prepare, "SHAKESPEARE_URL", "http://127.0.0.1:9/input.txt")
-    cached = tmp_path / "input.txt"
-    cached.write_bytes(shakespeare_path.read_bytes())
-    text, source = prepare.shakespeare_text(None, cached)
-    assert len(text) == 1_115_394 and source == prepare.SHAKESPEARE_URL
+def test_a_damaged_shipped_corpus_is_one_clear_error(monkeypatch, tmp_path):
+    damaged = tmp_path / "tinyshakespeare.txt.xz"
+    damaged.write_bytes(prepare.SHIPPED_SHAKESPEARE.read_bytes()[:-100])  # truncated
+    monkeypatch.setattr(prepare, "SHIPPED_SHAKESPEARE", damaged)
+    monkeypatch.setattr(prepare, "REPO", tmp_path)
+    with pytest.raises(UserError, match=r"damaged .*git checkout -- tinyshakespeare.txt.xz.*--input=PATH"):
+        prepare.shakespeare_text()
 
 
 def test_other_text_as_shakespeare_warns_and_continues(tmp_path, capsys):
     path = tmp_path / "not_shakespeare.txt"
     path.write_text("Now is the winter of our discontent\n", encoding="utf-8")
-    text, source = prepare.shakespeare_text(path, tmp_path / "unused.txt")
+    text, source = prepare.shakespeare_text(path)
     assert text.startswith("Now is") and source == str(path.resolve())
     warning = capsys.readouterr().err
     assert warning.startswith("warning: ") and warning.count("\n") == 1

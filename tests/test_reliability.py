@@ -21,14 +21,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import train
-from checkpoint import load_checkpoint, save_checkpoint
-from config import UserError
+import checkpoint
+import settings
+from checkpoint import LogFile, check_free_space, check_out_dir, load_checkpoint, read_log, save_checkpoint
+from conftest import REPO_ROOT
 from model import GPT, GPTConfig
-
-from conftest import find_shakespeare  # noqa: E402
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from settings import UserError
+from system import StopRequest
 MAX_ITERS = 100
 TINY = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=4", "--dropout=0.1",
         f"--max_iters={MAX_ITERS}", "--eval_interval=10", "--eval_iters=2", "--log_interval=5",
@@ -115,8 +114,7 @@ def wait_for(predicate, proc, timeout=120):
 
 
 def log_records(out_dir):
-    lines = (Path(out_dir) / "log.jsonl").read_text().splitlines()
-    return [tuple(json.loads(line)[k] for k in LOG_KEYS) for line in lines]
+    return [tuple(record[k] for k in LOG_KEYS) for record in read_log(out_dir)]
 
 
 def file_bytes(out_dir):
@@ -138,11 +136,11 @@ def assert_exactly_the_reference(out_dir, reference):
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
+def data_dir(tmp_path_factory, shakespeare_text_session):
     import prepare
 
     root = tmp_path_factory.mktemp("data")
-    prepare.prepare_text(find_shakespeare().read_text(encoding="utf-8")[:100_000], root / "tiny", "char", "test")
+    prepare.prepare_text(shakespeare_text_session[:100_000], root / "tiny", "char", "test")
     return root
 
 
@@ -306,7 +304,7 @@ def test_a_checkpoint_write_is_complete_and_loads_as_plain_data(saved):
 def test_out_dir_under_a_file_is_refused_before_training(tmp_path):
     (tmp_path / "a_file").write_text("")
     with pytest.raises(UserError, match="cannot create out_dir"):
-        train.check_out_dir(train.TrainConfig(out_dir=str(tmp_path / "a_file" / "out")))
+        check_out_dir(tmp_path / "a_file" / "out", protect_checkpoints=True)
 
 
 def test_unwritable_out_dir_is_refused_before_training(tmp_path, monkeypatch):
@@ -314,21 +312,21 @@ def test_unwritable_out_dir_is_refused_before_training(tmp_path, monkeypatch):
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(train.tempfile, "TemporaryFile", read_only)
+    monkeypatch.setattr(checkpoint.tempfile, "TemporaryFile", read_only)
     with pytest.raises(UserError, match="not writable .Read-only file system"):
-        train.check_out_dir(train.TrainConfig(out_dir=str(tmp_path / "out")))
+        check_out_dir(tmp_path / "out", protect_checkpoints=True)
 
 
 def test_too_little_disk_space_is_refused_before_training(tmp_path, monkeypatch):
     model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=11))
     size = 3 * sum(p.numel() * 4 for p in model.parameters())  # weights and AdamW's two moments
     usage = type("usage", (), {"free": 2 * size - 1})
-    monkeypatch.setattr(train.shutil, "disk_usage", lambda path: usage)
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda path: usage)
     with pytest.raises(UserError, match="MiB free but checkpoints need about"):
-        train.check_free_space(tmp_path, model)  # best.pt and ckpt.pt both to come: 2x
+        check_free_space(tmp_path, model)  # best.pt and ckpt.pt both to come: 2x
     for name in ("best.pt", "ckpt.pt"):
         (tmp_path / name).write_bytes(b"")
-    train.check_free_space(tmp_path, model)  # only a new file beside an old one at a time: 1x
+    check_free_space(tmp_path, model)  # only a new file beside an old one at a time: 1x
 
 
 def test_log_on_resume_keeps_lines_up_to_the_checkpoint_and_drops_a_torn_line(tmp_path):
@@ -336,15 +334,30 @@ def test_log_on_resume_keeps_lines_up_to_the_checkpoint_and_drops_a_torn_line(tm
     lines = [json.dumps({"iter": i, "val_loss": 1.0}) for i in (0, 10, 20)]
     for resume_iter, kept in ((None, []), (0, lines[:1]), (10, lines[:2]), (20, lines)):
         path.write_text("\n".join(lines) + '\n{"iter": 30, "val_lo')  # killed while writing iter 30
-        train.LogFile(path, resume_iter)
+        LogFile(tmp_path, resume_iter)
         assert path.read_text().splitlines() == kept
     assert [p.name for p in tmp_path.iterdir()] == ["log.jsonl"]
 
 
+def test_every_reader_of_a_live_runs_log_skips_its_half_written_last_line(tmp_path, capsys):
+    """One reader (checkpoint.read_log) for train.py, visualize.py, bench.py and experiment.py."""
+    import bench
+    import visualize
+
+    lines = [json.dumps({"iter": i, "train_loss": 3.0 - i / 10, "val_loss": 3.1 - i / 10, "elapsed_s": i})
+             for i in (0, 10)]
+    (tmp_path / "log.jsonl").write_text("\n".join(lines) + '\n{"iter": 20, "val_lo')  # being written right now
+    assert [r["iter"] for r in read_log(tmp_path)] == [0, 10]
+    bench.time_to_loss([str(tmp_path)], target=2.5)
+    assert "| 10 " in capsys.readouterr().out  # reached 2.5 at iter 10 (val 2.1)
+    pytest.importorskip("matplotlib")
+    visualize.main(["loss", str(tmp_path), f"--out={tmp_path / 'loss.png'}"])
+    assert (tmp_path / "loss.png").stat().st_size > 0
+
+
 def test_stop_request_records_the_signal_and_hands_a_second_one_back():
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    stop = train.StopRequest()
-    try:
+    with StopRequest() as stop:
         assert stop.signum is None and signal.getsignal(signal.SIGTERM) == stop._handle
         os.kill(os.getpid(), signal.SIGTERM)  # handled here: the training loop saves and exits
         for _ in range(100):
@@ -353,8 +366,6 @@ def test_stop_request_records_the_signal_and_hands_a_second_one_back():
             time.sleep(0.01)
         assert stop.signum == signal.SIGTERM
         assert {s: signal.getsignal(s) for s in before} == before  # a second signal acts at once
-    finally:
-        stop.restore()
     assert {s: signal.getsignal(s) for s in before} == before
 
 
@@ -362,5 +373,5 @@ def test_train_config_refuses_settings_the_optimizer_would_fail_on():
     for bad in (dict(beta1=1.0), dict(beta2=-0.1), dict(weight_decay=-1.0), dict(grad_clip=-1.0),
                 dict(learning_rate=float("inf")), dict(eval_iters=0)):
         with pytest.raises(UserError):
-            train.TrainConfig(**bad).validate()
-    train.TrainConfig(grad_clip=0.0, weight_decay=0.0, beta1=0.0).validate()
+            settings.TrainConfig(**bad).validate()
+    settings.TrainConfig(grad_clip=0.0, weight_decay=0.0, beta1=0.0).validate()

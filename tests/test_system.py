@@ -6,7 +6,7 @@ import torch
 import bench
 import system
 from checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from config import UserError
+from settings import UserError
 from model import GPT, GPTConfig
 
 

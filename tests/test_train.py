@@ -13,20 +13,17 @@ import pytest
 import torch
 
 import train
-from checkpoint import load_checkpoint, model_from_checkpoint
-from config import UserError
+from checkpoint import load_checkpoint, model_from_checkpoint, read_log
 from conftest import main_error_line, one_error_line
 from data import TokenData
 from model import GPT, GPTConfig
+from optim import train_step
+from settings import TrainConfig, UserError
 from tokenizer import load_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 LOG_KEYS = {"iter", "train_loss", "val_loss", "lr", "tokens", "elapsed_s"}
-
-
-def read_log(out_dir):
-    return [json.loads(line) for line in (Path(out_dir) / "log.jsonl").read_text().splitlines()]
 
 
 def arg_value(args, key):
@@ -45,7 +42,7 @@ def data(char_data_dir):
 
 
 def test_lr_warmup_then_cosine_then_min_lr():
-    cfg = train.TrainConfig(learning_rate=1e-3, min_lr=1e-4, warmup_iters=10, lr_decay_iters=100, max_iters=200)
+    cfg = TrainConfig(learning_rate=1e-3, min_lr=1e-4, warmup_iters=10, lr_decay_iters=100, max_iters=200)
     lrs = [train.lr_at(it, cfg) for it in range(150)]
     assert 0 < lrs[0] < cfg.learning_rate  # never 0 at the first step
     assert all(a < b for a, b in zip(lrs[:10], lrs[1:11]))  # rising through warmup
@@ -62,11 +59,11 @@ def test_lr_warmup_then_cosine_then_min_lr():
 
 
 def test_lr_decays_over_max_iters_by_default_and_is_constant_without_decay():
-    cfg = train.TrainConfig(learning_rate=1e-3, min_lr=1e-4, warmup_iters=0, lr_decay_iters=0, max_iters=50)
+    cfg = TrainConfig(learning_rate=1e-3, min_lr=1e-4, warmup_iters=0, lr_decay_iters=0, max_iters=50)
     assert train.lr_at(0, cfg) == pytest.approx(1e-3)
     assert train.lr_at(50, cfg) == pytest.approx(1e-4)
     assert train.lr_at(49, cfg) > 1e-4
-    flat = train.TrainConfig(learning_rate=1e-3, decay_lr=False, warmup_iters=10)
+    flat = TrainConfig(learning_rate=1e-3, decay_lr=False, warmup_iters=10)
     assert {train.lr_at(it, flat) for it in (0, 5, 10, 5000, 10**6)} == {1e-3}
 
 
@@ -75,7 +72,7 @@ def test_lr_decays_over_max_iters_by_default_and_is_constant_without_decay():
 
 
 class RecordGrads:
-    """Stands in for the optimizer in train.train_step: remembers the gradients it was given."""
+    """Stands in for the optimizer in optim.train_step: remembers the gradients it was given."""
 
     def __init__(self, model):
         self.named = list(model.named_parameters())
@@ -94,10 +91,10 @@ def accumulated_grads(data, steps, batch_size):
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=32, vocab_size=65, n_layer=2, n_head=2, n_embd=32))
     optimizer = RecordGrads(model)
-    cfg = train.TrainConfig(batch_size=batch_size, gradient_accumulation_steps=steps, grad_clip=0.0)
+    cfg = TrainConfig(batch_size=batch_size, gradient_accumulation_steps=steps, grad_clip=0.0)
     scaler = torch.amp.GradScaler(enabled=False)
     generator = torch.Generator().manual_seed(42)
-    loss = train.train_step(model, optimizer, scaler, data, cfg, contextlib.nullcontext(), generator, train.Dist())
+    loss = train_step(model, optimizer, scaler, data, cfg, contextlib.nullcontext(), generator)
     assert torch.isfinite(loss)
     return optimizer.grads
 
@@ -217,7 +214,7 @@ def test_checkpoint_is_plain_data_and_reproduces_the_logged_loss(tiny_run, tiny_
     assert model.config.n_layer == 2 and model.config.vocab_size == 65
 
     # evaluating the checkpoint as train.py does gives exactly the val loss logged at its iteration
-    cfg = train.TrainConfig(**ckpt["train_config"])
+    cfg = TrainConfig(**ckpt["train_config"])
     losses = train.evaluate(model, TokenData(char_data_dir / "shakespeare_char", 32), cfg, contextlib.nullcontext())
     log = {r["iter"]: r for r in read_log(tiny_run.out_dir)}
     assert losses["val"] == log[ckpt["iter_num"]]["val_loss"]

@@ -61,8 +61,8 @@ def jsonl_dataset(tmp_path_factory, documents, bpe):
     for i, part in enumerate((documents[:half], documents[half:])):
         with open(root / "src" / f"train-{i:05d}.jsonl", "w", encoding="utf-8") as f:
             f.writelines(json.dumps({"text": d, "id": str(j)}) + "\n" for j, d in enumerate(part))
-    result = run("prepare.py", "openwebtext", "--input", root / "src", "--data_dir", root / "data",
-                 "--num_proc", 2, "--shard_tokens", 300)
+    result = run("prepare.py", "openwebtext", f"--input={root / 'src'}", f"--data_dir={root / 'data'}",
+                 "--num_proc=2", "--shard_tokens=300")
     assert result.returncode == 0, result.stderr[-2000:]
     return root / "data" / "openwebtext"
 
@@ -84,8 +84,8 @@ def test_parquet_input_gives_the_same_shards(tmp_path, jsonl_dataset, documents)
     (tmp_path / "src").mkdir()
     pq.write_table(pa.table({"text": documents, "id": [str(i) for i in range(N_DOCS)]}),
                    tmp_path / "src" / "train-00000-of-00001.parquet", row_group_size=7)
-    result = run("prepare.py", "fineweb_edu", "--input", tmp_path / "src", "--data_dir", tmp_path / "data",
-                 "--num_proc", 2, "--shard_tokens", 300)
+    result = run("prepare.py", "fineweb_edu", f"--input={tmp_path / 'src'}", f"--data_dir={tmp_path / 'data'}",
+                 "--num_proc=2", "--shard_tokens=300")
     assert result.returncode == 0, result.stderr[-2000:]
     meta = json.loads((tmp_path / "data" / "fineweb_edu" / "meta.json").read_text())
     reference = json.loads((jsonl_dataset / "meta.json").read_text())
@@ -123,9 +123,9 @@ def test_train_on_shards(jsonl_dataset, tmp_path):
 def test_a_rerun_replaces_old_shards(tmp_path, documents):
     src = tmp_path / "docs.jsonl"
     src.write_text("".join(json.dumps({"text": d}) + "\n" for d in documents), encoding="utf-8")
-    args = ["prepare.py", "openwebtext", "--input", src, "--data_dir", tmp_path / "data", "--num_proc", 1]
-    assert run(*args, "--shard_tokens", 200).returncode == 0
-    assert run(*args, "--shard_tokens", 100000, "--max_docs", 10).returncode == 0
+    args = ["prepare.py", "openwebtext", f"--input={src}", f"--data_dir={tmp_path / 'data'}", "--num_proc=1"]
+    assert run(*args, "--shard_tokens=200").returncode == 0
+    assert run(*args, "--shard_tokens=100000", "--max_docs=10").returncode == 0
     folder = tmp_path / "data" / "openwebtext"
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["documents"] == 10 and meta["shards"] == {"train": ["train_000000.bin"], "val": ["val_000000.bin"]}
@@ -135,13 +135,13 @@ def test_a_rerun_replaces_old_shards(tmp_path, documents):
 def test_bad_input_and_missing_datasets_are_one_line_errors(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine"}\n{"content": "no text field"}\n', encoding="utf-8")
-    result = run("prepare.py", "openwebtext", "--input", bad, "--data_dir", tmp_path / "data", "--num_proc", 1)
+    result = run("prepare.py", "openwebtext", f"--input={bad}", f"--data_dir={tmp_path / 'data'}", "--num_proc=1")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == f"error: {bad}:2: expected a JSON object with a 'text' field"
     assert not (tmp_path / "data" / "openwebtext").exists()  # nothing half-written
 
     # no --input: stream from the hub, which needs `datasets` (not installed here) and a network (none)
-    result = run("prepare.py", "fineweb_edu", "--data_dir", tmp_path / "data", env={"HF_HUB_OFFLINE": "1"})
+    result = run("prepare.py", "fineweb_edu", f"--data_dir={tmp_path / 'data'}", env={"HF_HUB_OFFLINE": "1"})
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and ("pip install datasets" in last or "cannot stream" in last), last

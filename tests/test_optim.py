@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from muon import Muon, orthogonalize
+from optim import Muon, orthogonalize
 
 
 @pytest.mark.parametrize("shape", [(32, 96), (96, 32), (40, 64)])

@@ -1,0 +1,141 @@
+"""How the weights are updated: the optimizers, and one optimizer step over accumulated micro-batches.
+
+AdamW for everything (GPT-2, nanoGPT), or Muon for the 2-D weight matrices inside the transformer
+blocks with AdamW for the rest. train_step is the step train.py takes and bench.py times.
+
+Muon: momentum, orthogonalised (Jordan et al. 2024, https://kellerjordan.github.io/posts/muon/).
+The same update as torch.optim.Muon with adjust_lr_fn="match_rms_adamw" (Liu et al. 2025, "Muon is
+Scalable for LLM Training"), so one learning rate and schedule serve Muon and AdamW. Ours exists
+for one reason: torch's runs the Newton-Schulz iteration in bfloat16 on every device, and a CPU
+without bfloat16 units (AVX2 only) runs those matmuls ~30x slower than float32, which made a CPU
+step twice as slow. Here the iteration is bfloat16 on CUDA (tensor cores) and float32 elsewhere.
+"""
+
+import math
+from contextlib import nullcontext
+
+import torch
+
+NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # quintic, chosen for the steepest slope at 0 (Jordan et al.)
+
+
+def orthogonalize(G, steps=5, eps=1e-7):
+    """Approximately U V^T for G = U S V^T, by a Newton-Schulz iteration (singular values -> ~1).
+
+    X <- a X + (b A + c A^2) X with A = X X^T, after scaling X so that its spectral norm is <= 1.
+    """
+    a, b, c = NS_COEFFICIENTS
+    X = G.bfloat16() if G.is_cuda else G.float()  # (rows, cols)
+    wide = G.size(0) <= G.size(1)
+    X = X if wide else X.T  # (small, large): the Gram matrix A is the small one
+    X = X / X.norm().clamp(min=eps)
+    for _ in range(steps):
+        A = X @ X.T  # (small, small)
+        B = torch.addmm(A, A, A, beta=b, alpha=c)  # b A + c A^2
+        X = torch.addmm(X, B, X, beta=a)  # a X + B X
+    return X if wide else X.T
+
+
+class Muon(torch.optim.Optimizer):
+    """Nesterov momentum, orthogonalised, scaled to AdamW's update size: 0.2 * sqrt(max(rows, cols))."""
+
+    def __init__(self, params, lr=1e-3, weight_decay=0.1, momentum=0.95, ns_steps=5):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, ns_steps=ns_steps))
+        for group in self.param_groups:
+            if any(p.ndim != 2 for p in group["params"]):
+                raise ValueError("Muon only takes 2-D weight matrices")
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            lr, momentum = group["lr"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p.grad)
+                buf = state["momentum_buffer"]
+                buf.lerp_(p.grad, 1 - momentum)  # buf = momentum * buf + (1 - momentum) * grad
+                update = orthogonalize(p.grad.lerp(buf, momentum), group["ns_steps"])  # Nesterov look-ahead
+                p.mul_(1 - lr * group["weight_decay"])  # decoupled weight decay, as AdamW
+                p.add_(update.to(p.dtype), alpha=-lr * 0.2 * math.sqrt(max(p.shape)))
+
+
+class Optimizers:
+    """Several optimizers stepped as one: Muon for the hidden matrices, AdamW for the rest."""
+
+    def __init__(self, *optimizers):
+        self.optimizers = optimizers
+
+    @property
+    def param_groups(self):
+        return [g for opt in self.optimizers for g in opt.param_groups]
+
+    def step(self):
+        for opt in self.optimizers:
+            opt.step()
+
+    def zero_grad(self, set_to_none=True):
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self):
+        return {"optimizers": [opt.state_dict() for opt in self.optimizers]}
+
+    def load_state_dict(self, state):
+        for opt, s in zip(self.optimizers, state["optimizers"], strict=True):
+            opt.load_state_dict(s)
+
+
+def make_optimizer(model, cfg, device):
+    """AdamW (fused on CUDA: one kernel for all parameters); or Muon for the 2-D weights inside blocks.
+
+    Muon (Jordan et al. 2024) orthogonalises each matrix's momentum with a Newton-Schulz
+    iteration; the speedrun found it trains in fewer steps. Its lr is scaled to match AdamW's
+    update size (Liu et al. 2025), so one learning_rate and schedule serve both.
+    """
+    fused = device.startswith("cuda")
+    betas = (cfg.beta1, cfg.beta2)
+    if cfg.optimizer == "adamw":
+        groups = model.optimizer_groups(cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=betas, fused=fused)
+    hidden = {id(p) for p in model.hidden_matrices()}
+    groups = [{**g, "params": [p for p in g["params"] if id(p) not in hidden]}
+              for g in model.optimizer_groups(cfg.weight_decay)]
+    return Optimizers(
+        Muon(model.hidden_matrices(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay),
+        torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=betas, fused=fused),
+    )
+
+
+def set_lr(optimizer, lr):
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def train_step(model, optimizer, scaler, data, cfg, ctx, generator, rank=0, world_size=1):
+    """One optimizer step on gradient_accumulation_steps micro-batches, shared across processes.
+
+    Every process draws the same global batch from the same generator and takes its own share,
+    so N processes compute exactly what one process would (and the data order resumes exactly).
+    Returns the last micro-batch's loss (a tensor: reading it would wait for the GPU).
+    """
+    starts = data.random_starts("train", (cfg.gradient_accumulation_steps, cfg.batch_size), generator)
+    mine = starts[rank::world_size]
+    for micro, micro_starts in enumerate(mine):
+        x, y = data.get_batch("train", cfg.batch_size, None, starts=micro_starts)
+        # DDP averages gradients over processes at each backward; only the last micro-step needs it
+        # (nanoGPT syncs every micro-step). no_sync must wrap the forward too (build-nanogpt PR #30).
+        last = micro == len(mine) - 1
+        with model.no_sync() if world_size > 1 and not last else nullcontext(), ctx:
+            _, loss = model(x, y)
+            # average over micro-steps so k micro-batches equal one k-times larger batch (nanoGPT #168)
+            scaler.scale(loss / len(mine)).backward()
+    if cfg.grad_clip:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return loss

@@ -1,0 +1,373 @@
+"""Settings: typed dataclasses, filled from plain `key = value` config files and `--key=value` arguments.
+
+Every script reads its command line the same way:
+
+    python SCRIPT.py [COMMAND] [CONFIG.py] [POSITIONAL ...] [--key=value ...]
+
+A config file is read as data, never executed: each line must be `name = expression`, where the
+expression uses only literals, arithmetic and names assigned earlier in the same file (so nanoGPT's
+`gradient_accumulation_steps = 5 * 8` works). Anything else (calls, attribute access, loops) is an
+error. This is why a config file from a stranger is safe to run. `--key=value` arguments apply on
+top, in order; a list setting collects every value it is given. `--help` prints the script's
+docstring and every setting with its type, default and comment.
+
+Every key belongs to a field of a dataclass; an unknown key or a wrong type is a one-line
+`UserError` that suggests the closest valid key or the expected type. The training settings,
+which train.py, bench.py and experiment.py all read, are `TrainConfig` below; the model's are
+`GPTConfig` in model.py.
+"""
+
+import ast
+import dataclasses
+import difflib
+import functools
+import inspect
+import math
+import operator
+import os
+import re
+import sys
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+
+class UserError(Exception):
+    """A mistake the user can fix: printed as one line, without a traceback."""
+
+
+def run_main(main):
+    """Run a script's main(): a UserError becomes `error: ...` on stderr and exit code 2, Ctrl-C exit 130,
+    and output piped into a reader that stops early (`sample.py | head`) an exit without a traceback."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt:  # Ctrl-C: no traceback; 130 is the shell's code for death by SIGINT
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+        except BrokenPipeError:
+            # the reader has gone: send what Python still flushes at exit to /dev/null, and exit as
+            # a process killed by SIGPIPE would (128 + 13), like any other Unix tool in a pipe
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
+
+    return wrapper
+
+
+# ----------------------------------------------------------------------------------------------
+# reading a config file as data
+
+_BINOPS = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
+}
+_UNARYOPS = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_}
+
+
+def _ignored_statement(stmt):
+    """Statements nanoGPT's own config files contain that carry no setting (`import time`, a docstring).
+    A bare expression is skipped only when it is a constant: a call such as `print(...)` is code."""
+    return isinstance(stmt, (ast.Import, ast.ImportFrom)) or (
+        isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant))
+
+
+def _eval_node(node, names, where):
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):
+        if node.id in names:
+            return names[node.id]
+        raise UserError(f"{where}: name '{node.id}' is not defined earlier in the file")
+    try:
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            left, right = _eval_node(node.left, names, where), _eval_node(node.right, names, where)
+            if isinstance(node.op, ast.Pow) and isinstance(right, int) and abs(right) > 1024:
+                raise OverflowError("exponent too large")  # 10 ** 10**9 would run for hours
+            return _BINOPS[type(node.op)](left, right)
+        if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARYOPS:
+            return _UNARYOPS[type(node.op)](_eval_node(node.operand, names, where))
+    except (ArithmeticError, TypeError, ValueError) as e:  # 1 / 0, 'a' - 1, 'x' * 10**12
+        raise UserError(f"{where}: cannot compute `{ast.unparse(node)}` ({e})") from None
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return [_eval_node(e, names, where) for e in node.elts]
+    raise UserError(f"{where}: only literals and arithmetic are allowed in a config file "
+                    f"(found `{ast.unparse(node)}`)")
+
+
+def read_config_file(path, ignored=()):
+    """Return {key: value} from a `key = value` config file, without executing it.
+
+    Keys in `ignored` are skipped unevaluated: nanoGPT's finetune config sets
+    `wandb_run_name = 'ft-' + str(time.time())`, which is code, for a setting we do not use.
+    """
+    path = Path(path)
+    if not path.is_file():
+        hint = f" (settings look like --key=value: --{path.name})" if "=" in path.name else ""
+        raise UserError(f"config file '{path}' not found{hint}; see config/ for the available ones")
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (SyntaxError, UnicodeDecodeError, ValueError) as e:  # ValueError: a NUL byte in the file
+        raise UserError(f"{path}: not a valid `key = value` config file ({e})") from None
+    values = {}
+    for stmt in tree.body:
+        where = f"{path}:{stmt.lineno}"
+        if _ignored_statement(stmt):
+            continue
+        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)):
+            raise UserError(f"{where}: expected `key = value`, found `{ast.unparse(stmt)[:80]}`")
+        key = stmt.targets[0].id
+        if key not in ignored:
+            values[key] = _eval_node(stmt.value, values, where)
+    return values
+
+
+# ----------------------------------------------------------------------------------------------
+# the command line
+
+
+def parse_override(text):
+    """`--key=value` -> (key, value); the value is a Python literal if it parses as one, else a string."""
+    if not text.startswith("--") or "=" not in text:
+        hint = f" (--{text.lstrip('-')}=VALUE, one word)" if text.startswith("--") else ""
+        raise UserError(f"bad argument '{text}': settings look like --key=value{hint}")
+    key, raw = text[2:].split("=", 1)
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        value = raw
+    return key, value
+
+
+def read_args(argv, config_file=False, ignored=()):
+    """argv -> ([(key, value), ...], [positional, ...]), the config file's settings first.
+
+    With config_file, the first positional argument is a `key = value` file (train.py CONFIG.py).
+    """
+    pairs, positional = [], []
+    for arg in argv:
+        if arg.startswith("-"):
+            pairs.append(parse_override(arg))
+        else:
+            positional.append(arg)
+    if config_file and positional:
+        pairs = [*read_config_file(positional.pop(0), ignored).items(), *pairs]
+    return pairs, positional
+
+
+def _coerce(key, value, typ):
+    """Check `value` against the field type `typ`, allowing the safe widenings int->float and any->str."""
+    origin = typing.get_origin(typ)
+    if origin is typing.Literal:
+        choices = typing.get_args(typ)
+        if value not in choices or isinstance(value, bool) != any(isinstance(c, bool) for c in choices):
+            raise UserError(f"{key}={value!r} is not one of {', '.join(map(repr, choices))}"
+                            f"{closest_key_hint(str(value), [str(c) for c in choices])}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(typ)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(key, value, arg)
+            except UserError as e:
+                errors.append(str(e))
+        raise UserError(errors[0])
+    if origin is list:
+        (item,) = typing.get_args(typ)
+        return [_coerce(key, v, item) for v in (value if isinstance(value, list) else [value])]
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+    elif typ is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                return float(value)
+            except OverflowError:  # an int too large for a float: 10**400
+                pass
+    elif typ is str:
+        return value if isinstance(value, str) else str(value)
+    else:
+        return value
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    raise UserError(f"{key} must be {typ.__name__}, got {shown} ({type(value).__name__})")
+
+
+def closest_key_hint(key, valid):
+    """` (did you mean 'n_layer'?)` for a near miss, or for a prefix of a valid key (`attn`: 'attn_score')."""
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    close = close or sorted(v for v in valid if key and v.startswith(key))
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def field_types(classes):
+    """{key: (class, type)} for every field of `classes`."""
+    return {f.name: (cls, typing.get_type_hints(cls)[f.name]) for cls in classes for f in dataclasses.fields(cls)}
+
+
+def build_configs(classes, values, ignored=()):
+    """Instantiate each dataclass in `classes` from one flat list of (key, value) (or a dict), checking
+    every key and type, then run each one's validate().
+
+    Flat keys keep nanoGPT's habits (`--n_layer=4 --batch_size=32`) while each part of the program
+    gets its own typed config. A key goes to the class that declares it. A later value replaces an
+    earlier one, except for list settings, which collect them all.
+    """
+    owner = field_types(classes)
+    kwargs = {cls: {} for cls in classes}
+    for key, value in (values.items() if isinstance(values, dict) else values):
+        if key in ignored:
+            continue
+        if key not in owner:
+            raise UserError(f"unknown setting '{key}'{closest_key_hint(key, list(owner))}")
+        cls, typ = owner[key]
+        value = _coerce(key, value, typ)
+        kwargs[cls][key] = kwargs[cls].get(key, []) + value if typing.get_origin(typ) is list else value
+    configs = []
+    for cls in classes:
+        cfg = cls(**kwargs[cls])
+        if hasattr(cfg, "validate"):
+            try:
+                cfg.validate()
+            except ValueError as e:  # model.py raises ValueError (it imports nothing of ours)
+                raise UserError(str(e)) from None
+        configs.append(cfg)
+    return configs
+
+
+def parse_args(classes, argv, ignored=(), config_file=False, positional=None):
+    """Read `[CONFIG.py] [POSITIONAL ...] [--key=value ...]` into validated instances of `classes`.
+
+    config_file: the first positional argument is a config file read before the overrides.
+    positional: the setting that takes the (other) positional arguments: all of them when it is a
+    list, else exactly one. `ignored` names keys accepted for nanoGPT compatibility but not used.
+    """
+    if "-h" in argv or "--help" in argv:
+        print(help_text(classes))
+        sys.exit(0)
+    pairs, rest = read_args(argv, config_file, ignored)
+    if rest:
+        if positional is None:
+            raise UserError(f"unexpected argument '{rest[0]}': settings look like --key=value")
+        if typing.get_origin(field_types(classes)[positional][1]) is not list and len(rest) > 1:
+            raise UserError(f"expected one {positional}, got {len(rest)}: {' '.join(rest)}")
+        pairs += [(positional, value) for value in rest]
+    return build_configs(classes, pairs, ignored)
+
+
+def command_args(argv, commands):
+    """`SCRIPT.py COMMAND ...` -> (COMMAND, its arguments). commands: {name: [dataclasses]}, for --help."""
+    if argv and argv[0] in commands:
+        return argv[0], argv[1:]
+    if argv and argv[0] in ("-h", "--help"):
+        print(help_text([cls for classes in commands.values() for cls in classes]))
+        sys.exit(0)
+    given = f"unknown command '{argv[0]}'{closest_key_hint(argv[0], list(commands))}; " if argv else ""
+    raise UserError(f"{given}name one of: {', '.join(commands)} (see --help)")
+
+
+def _type_name(typ):
+    if typing.get_origin(typ) is typing.Literal:
+        return "|".join(map(str, typing.get_args(typ)))
+    if typing.get_origin(typ) is list:
+        return "repeatable"
+    return getattr(typ, "__name__", str(typ))
+
+
+def help_text(classes):
+    """The running script's docstring, then every setting with its type, default and comment."""
+    doc = (sys.modules["__main__"].__doc__ or "").strip()
+    lines = [doc, "", "settings (config file `key = value`, or --key=value):"]
+    for cls in dict.fromkeys(classes):
+        comments = dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.*)$", inspect.getsource(cls), re.M))
+        lines.append(f"  {cls.__name__}:")
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            lines.append(f"    --{f.name}={default!r}  ({_type_name(f.type)}) {comments.get(f.name, '')}".rstrip())
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# training settings: read by train.py, and by bench.py and experiment.py, which run trainings
+
+# nanoGPT config keys we accept so its config files run unchanged, but do not use
+NANOGPT_UNUSED = ("wandb_log", "wandb_project", "wandb_run_name")
+# init_from: a fresh model, out_dir/ckpt.pt, OpenAI's GPT-2 weights (gpt2_weights.py), or a GPT-2 directory
+INIT_FROM = ("scratch", "resume", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "out"
+    dataset: str = "shakespeare_char"  # a folder under data_dir written by prepare.py
+    data_dir: str = "data"
+    init_from: str = "scratch"  # scratch, resume, gpt2, gpt2-medium, gpt2-large, gpt2-xl, or a GPT-2 directory
+    overwrite: bool = False  # allow a scratch run to replace the checkpoints already in out_dir
+    # batch: tokens per optimizer step = batch_size * block_size * gradient_accumulation_steps
+    batch_size: int = 12
+    gradient_accumulation_steps: int = 1
+    # AdamW with linear warmup then cosine decay to min_lr at lr_decay_iters
+    max_iters: int = 5000
+    learning_rate: float = 6e-4
+    min_lr: float = 6e-5
+    warmup_iters: int = 100
+    lr_decay_iters: int = 0  # 0: decay over max_iters
+    decay_lr: bool = True
+    optimizer: Literal["adamw", "muon"] = "adamw"
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # clip the global gradient norm; 0 disables
+    # evaluation and checkpoints
+    eval_interval: int = 250
+    eval_iters: int = 200  # random batches per split for the loss estimate
+    eval_full_val: bool = False  # val loss over the whole val split instead of eval_iters batches
+    eval_first: bool = True  # also evaluate before the first step (the untrained loss, about ln(vocab_size))
+    eval_only: bool = False
+    log_interval: int = 10  # iterations between progress-bar updates of the loss
+    always_save_checkpoint: bool = True  # ckpt.pt at every evaluation; best.pt only when val improves
+    stop_at_val_loss: float = 0.0  # stop as soon as val loss reaches this (0: never)
+    # system
+    device: str = "auto"  # auto picks cuda, then mps, then cpu
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    compile: bool = False
+    backend: str = ""  # torch.distributed backend under torchrun; empty: nccl on CUDA, gloo on CPU
+    threads: int = 0  # CPU threads for torch; 0 keeps torch's default
+    seed: int = 1337
+    trace_shapes: bool = False  # print each named tensor's shape for one forward pass, then exit
+
+    def validate(self):
+        if self.init_from not in INIT_FROM and not Path(self.init_from).is_dir():
+            raise UserError(f"init_from={self.init_from!r} is not one of {', '.join(INIT_FROM)} nor a directory "
+                            f"holding a GPT-2 checkpoint{closest_key_hint(self.init_from, list(INIT_FROM))}")
+        for key in ("batch_size", "gradient_accumulation_steps", "eval_interval", "log_interval"):
+            if getattr(self, key) <= 0:
+                raise UserError(f"{key} must be positive, got {getattr(self, key)}")
+        for key in ("max_iters", "warmup_iters", "lr_decay_iters", "threads"):
+            if getattr(self, key) < 0:
+                raise UserError(f"{key} must not be negative, got {getattr(self, key)}")
+        if self.eval_iters <= 0:  # no batches would make every evaluated loss NaN
+            raise UserError(f"eval_iters must be positive, got {self.eval_iters}")
+        if not (0 < self.learning_rate < math.inf and 0 <= self.min_lr < math.inf):
+            raise UserError("learning_rate must be positive and min_lr not negative (both finite)")
+        for key in ("weight_decay", "grad_clip"):
+            if not 0 <= getattr(self, key) < math.inf:
+                raise UserError(f"{key} must be a finite number >= 0, got {getattr(self, key)}")
+        for key in ("beta1", "beta2"):
+            if not 0 <= getattr(self, key) < 1:
+                raise UserError(f"{key} must be in [0, 1), got {getattr(self, key)}")
+        if not math.isfinite(self.stop_at_val_loss):
+            raise UserError(f"stop_at_val_loss must be a finite number, got {self.stop_at_val_loss}")
