@@ -164,6 +164,10 @@ def load_trained(out_dir, ckpt="best", data_dir="data", device="cpu"):
     out_dir, ckpt: as checkpoint_path. data_dir: where a nanoGPT checkpoint's meta.pkl is.
     """
     path = checkpoint_path(out_dir, ckpt)
+    if ckpt in ("best", "latest") and not path.exists():
+        names = "best.pt nor ckpt.pt" if ckpt == "best" else "ckpt.pt"
+        raise UserError(f"no checkpoint in {out_dir}/ (neither {names}); train one first with "
+                        f"python train.py ... --out_dir={out_dir}, or check --out_dir")
     checkpoint = load_checkpoint(path)
     tokenizer = load_tokenizer(checkpoint_meta(checkpoint, data_dir))
     model = model_from_checkpoint(checkpoint).to(device).eval()

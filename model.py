@@ -59,6 +59,12 @@ class GPTConfig:
     zero_init_proj: bool = False  # output projections start at zero, so each block starts as identity
     explicit_attention: bool = False  # always take the step-by-step attention path (slower): to see an edit to it
 
+    @property
+    def sees_the_future(self):
+        """Under a mask other than causal, position t sees token t + 1, the very token it is trained to predict:
+        the loss falls by copying it, and generation, where no future exists yet, produces garbage."""
+        return self.mask != "causal"
+
     def validate(self):
         """Raise ValueError naming the first impossible setting (the command line shows it as one line)."""
         for f in dataclasses.fields(self):

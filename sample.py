@@ -40,6 +40,7 @@ class SampleConfig:
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     compile: bool = False
     trace_shapes: bool = False  # print each named tensor's shape for one forward pass, then exit
+    trace_values: bool = False  # with trace_shapes: print the numbers too (try a short --start)
 
     def validate(self):
         if self.num_samples <= 0 or self.max_new_tokens < 0:
@@ -70,11 +71,15 @@ def main(argv):
     ctx = setup_torch(device, pick_dtype(cfg.dtype, device))
     trained = load_trained(cfg.out_dir, cfg.ckpt, cfg.data_dir, device)
     model, tokenizer = trained.model, trained.tokenizer
+    if model.config.sees_the_future:
+        print(f"warning: this model was trained with mask={model.config.mask}, so it saw the tokens it had to predict "
+              f"and learned to copy them; generating, there is no future to copy, so expect garbage "
+              f"(EXPERIMENTS.md, the mask)", file=sys.stderr)
 
     prompt = prompt_ids(tokenizer, read_prompt(cfg.start))
     idx = torch.tensor([prompt] * cfg.num_samples, dtype=torch.long, device=device)  # (B, T)
     if cfg.trace_shapes:
-        print_shape_trace(model, idx)
+        print_shape_trace(model, idx, tokenizer=tokenizer, values=cfg.trace_values)
         return
     torch.manual_seed(cfg.seed)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)

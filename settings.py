@@ -292,7 +292,9 @@ def help_text(classes):
     doc = (sys.modules["__main__"].__doc__ or "").strip()
     lines = [doc, "", "settings (config file `key = value`, or --key=value):"]
     for cls in dict.fromkeys(classes):
-        comments = dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.*)$", inspect.getsource(cls), re.M))
+        sources = [inspect.getsource(c) for c in cls.__mro__ if dataclasses.is_dataclass(c)]
+        comments = {k: v for source in reversed(sources)
+                    for k, v in re.findall(r"^\s+(\w+):[^#\n]*#\s*(.*)$", source, re.M)}
         lines.append(f"  {cls.__name__}:")
         for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
@@ -340,6 +342,9 @@ class TrainConfig:
     log_interval: int = 10  # iterations between progress-bar updates of the loss
     always_save_checkpoint: bool = True  # ckpt.pt at every evaluation; best.pt only when val improves
     stop_at_val_loss: float = 0.0  # stop as soon as val loss reaches this (0: never)
+    # a sample at each evaluation, printed and appended to out_dir/samples.txt: watch noise become text
+    eval_sample_tokens: int = 0  # its length in tokens; 0: no samples
+    eval_sample_start: str = "\n"  # its prompt (the same seed each time: only the model changes)
     # system
     device: str = "auto"  # auto picks cuda, then mps, then cpu
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -348,6 +353,7 @@ class TrainConfig:
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default
     seed: int = 1337
     trace_shapes: bool = False  # print each named tensor's shape for one forward pass, then exit
+    trace_values: bool = False  # with trace_shapes: print the numbers too (try a tiny --block_size=8)
 
     def validate(self):
         if self.init_from not in INIT_FROM and not Path(self.init_from).is_dir():
@@ -356,7 +362,7 @@ class TrainConfig:
         for key in ("batch_size", "gradient_accumulation_steps", "eval_interval", "log_interval"):
             if getattr(self, key) <= 0:
                 raise UserError(f"{key} must be positive, got {getattr(self, key)}")
-        for key in ("max_iters", "warmup_iters", "lr_decay_iters", "threads"):
+        for key in ("max_iters", "warmup_iters", "lr_decay_iters", "threads", "eval_sample_tokens"):
             if getattr(self, key) < 0:
                 raise UserError(f"{key} must not be negative, got {getattr(self, key)}")
         if self.eval_iters <= 0:  # no batches would make every evaluated loss NaN

@@ -15,6 +15,7 @@ import time
 START_TIME = time.time()
 
 import math
+import re
 import signal
 import sys
 from dataclasses import asdict, dataclass
@@ -26,11 +27,12 @@ from tqdm import tqdm
 from checkpoint import (LogFile, check_free_space, check_out_dir, is_nanogpt_checkpoint, load_checkpoint,
                         model_from_checkpoint, optimizer_state_from_nanogpt, restore_rng, rng_state, save_checkpoint)
 from data import TokenData, model_vocab_size
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, stream
 from optim import make_optimizer, set_lr, train_step
 from settings import NANOGPT_UNUSED, TrainConfig, UserError, parse_args, run_main
 from system import (Dist, StopRequest, broadcast_flag, maybe_compile, pick_device, pick_dtype, setup_distributed,
                     setup_torch, teardown_distributed)
+from tokenizer import load_tokenizer, prompt_ids
 from visualize import print_shape_trace
 
 
@@ -125,6 +127,7 @@ class Run:
     generator: torch.Generator  # draws the training batches
     progress: Progress
     log: LogFile | None  # rank 0 only
+    samples: "EvalSamples | None"  # rank 0 only, when eval_sample_tokens is set
     speed: "Speed"
     dist: Dist
     device: str
@@ -170,6 +173,8 @@ def evaluate_and_save(run, it, lr, bar):
         run.log.write(iter=it, train_loss=losses["train"], val_loss=losses["val"], lr=lr,
                       tokens=it * run.speed.tokens_per_iter, elapsed_s=round(time.time() - START_TIME, 3))
         bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+        if run.samples is not None:
+            bar.write(run.samples.write(run.model, it, losses["val"], run.ctx).rstrip("\n"))
         if not cfg.eval_only:
             if losses["val"] < run.progress.best_val_loss:
                 run.progress.best_val_loss = losses["val"]
@@ -193,6 +198,42 @@ def check_finite(loss, it, out_dir):
     if not math.isfinite(loss):
         raise UserError(f"loss is {loss} at iter {it}; stopped without saving, the last good checkpoint in "
                         f"{out_dir} is kept. Lower learning_rate, or use dtype=bfloat16 instead of float16")
+
+
+class EvalSamples:
+    """A short sample at each evaluation, printed and appended to out_dir/samples.txt, so a learner watches
+    noise turn into text (the "Let's build GPT" lecture does this by hand). The same prompt and seed
+    every time: the samples differ only by what the model has learned. Its own generator leaves the
+    training's random state alone, so resuming stays exact.
+    """
+
+    HEADER = re.compile(r"^=== iter (\d+), val loss \S+ ===$", re.M)
+
+    def __init__(self, cfg, meta, device, resume_iter=None):
+        self.cfg, self.tokenizer = cfg, load_tokenizer(meta)
+        self.prompt = torch.tensor([prompt_ids(self.tokenizer, cfg.eval_sample_start)], device=device)  # (1, T)
+        self.path = Path(cfg.out_dir) / "samples.txt"
+        kept = ""
+        if resume_iter is not None and self.path.is_file():  # drop the samples past the checkpoint
+            text = self.path.read_text(encoding="utf-8")
+            later = [m.start() for m in self.HEADER.finditer(text) if int(m.group(1)) > resume_iter]
+            kept = text[:later[0]] if later else text
+        self.path.write_text(kept, encoding="utf-8")
+
+    @torch.no_grad()
+    def write(self, model, it, val_loss, ctx):
+        """Sample, append to samples.txt, and return the text with its header."""
+        generator = torch.Generator(device=self.prompt.device).manual_seed(self.cfg.seed)
+        model.eval()
+        with ctx:
+            new = stream(model, self.prompt, self.cfg.eval_sample_tokens, temperature=0.8, top_k=200,
+                         vocab_limit=self.tokenizer.vocab_size, generator=generator)
+            ids = self.prompt[0].tolist() + [t[0, 0].item() for t in new]
+        model.train()
+        block = f"=== iter {it}, val loss {val_loss:.4f} ===\n{self.tokenizer.decode(ids)}\n\n"
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(block)
+        return block
 
 
 class Speed:
@@ -277,7 +318,8 @@ def main(argv):
     if progress.rng is not None:
         restore_rng(progress.rng, generator, device)
     if cfg.trace_shapes:
-        print_shape_trace(model, *data.get_batch("train", 2, generator))
+        tokenizer = load_tokenizer(data.meta) if data.meta.get("tokenizer") in ("char", "gpt2") else None
+        print_shape_trace(model, *data.get_batch("train", 2, generator), tokenizer=tokenizer, values=cfg.trace_values)
         return
     if dist.master and not cfg.eval_only:
         check_free_space(cfg.out_dir, model)
@@ -286,11 +328,16 @@ def main(argv):
     if dist.world_size > 1:
         device_ids = [dist.local_rank] if device.startswith("cuda") else None
         train_model = torch.nn.parallel.DistributedDataParallel(train_model, device_ids=device_ids)
-    log = LogFile(cfg.out_dir, progress.iter_num if cfg.init_from == "resume" else None) if dist.master else None
+    resume_iter = progress.iter_num if cfg.init_from == "resume" else None
+    log = LogFile(cfg.out_dir, resume_iter) if dist.master else None
+    samples = EvalSamples(cfg, data.meta, device, resume_iter) if dist.master and cfg.eval_sample_tokens else None
     scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
     tokens_per_iter = cfg.batch_size * model.config.block_size * cfg.gradient_accumulation_steps
-    run = Run(cfg, model, train_model, eval_model, optimizer, scaler, data, ctx, generator, progress, log,
+    run = Run(cfg, model, train_model, eval_model, optimizer, scaler, data, ctx, generator, progress, log, samples,
               Speed(tokens_per_iter), dist, device)
+    if dist.master and model.config.sees_the_future:
+        print(f"note: mask={model.config.mask} lets each position see the token it must predict: the loss will fall "
+              f"by copying it, not by learning (EXPERIMENTS.md, the mask)", file=sys.stderr)
     if dist.master:
         print(f"{model.num_params() / 1e6:.2f}M parameters, {tokens_per_iter:,} tokens per iteration, "
               f"device {device} x {dist.world_size}, dtype {str(dtype).removeprefix('torch.')}", file=sys.stderr)

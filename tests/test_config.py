@@ -47,6 +47,12 @@ def test_real_config_files_read_as_python_would(path):
     assert values == expected
     assert {type(v) for v in values.values()} <= {int, float, str, bool}
 
+    if "vary" in values:  # a sweep config: experiment.py reads it, and checks every run it plans
+        import experiment
+
+        exp, keys, runs = experiment.plan([str(path)])
+        assert exp.vary == [values["vary"]] and len(runs) > 1
+        return
     model_cfg, cfg = parse([str(path)])
     for key, value in values.items():
         got = getattr(model_cfg, key) if hasattr(model_cfg, key) else getattr(cfg, key)

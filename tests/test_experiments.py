@@ -5,6 +5,7 @@ in test_model.py.)"""
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -121,6 +122,37 @@ def test_train_py_trace_shapes_names_every_step_with_a_description(tiny_train_ar
     assert "(2, 2, 32, 32)" in lines["h.0.attn.softmax"]  # (B, nh, T, S)
     assert "the same steps and shapes as h.0" in out  # layer 1 is summarised
     assert not (tmp_path / "ckpt.pt").exists()  # it only traces
+    # it says why B=2, shows the text, and which attention path training really takes
+    assert "B=2 sequences of T=32 tokens (two: enough to show the batch dimension" in out
+    assert re.search(r"^sequence 0: (['\"]).{10,}\1$", out, re.M)  # its text, as repr shows it
+    assert "training and sampling run the fused kernel F.scaled_dot_product_attention" in out
+    for step in ("h.0.ln_1", "h.0.attn.c_proj", "h.0.attn_residual", "h.0.ln_2", "ln_f"):
+        assert step in lines and len(lines[step].split()) > 3, step
+
+
+def test_the_trace_names_every_variants_steps_and_path(tiny_train_args, tmp_path, capsys):
+    train.main([*tiny_train_args, "--trace_shapes=True", f"--out_dir={tmp_path}", "--qk_norm=True",
+                "--pos_encoding=rope", "--attn_score=square_then_dot"])
+    out = capsys.readouterr().out
+    assert "sum_i q_i^2 k_i^2 / sqrt(hs) (of the RMS-normalised q and k) for every (query, key) pair" in out
+    for step in ("h.0.attn.q_norm", "h.0.attn.k_norm", "h.0.attn.q_rope", "h.0.attn.k_rope"):
+        assert step in out
+    assert "training and sampling run explicit_attention, as here: the fused kernel cannot compute " \
+           "attn_score=square_then_dot" in out
+
+
+def test_trace_values_prints_the_numbers_of_a_tiny_forward_pass(tiny_train_args, tmp_path, capsys):
+    train.main([*tiny_train_args, "--trace_shapes=True", "--trace_values=True", "--block_size=4", "--n_layer=1",
+                f"--out_dir={tmp_path}"])
+    out = capsys.readouterr().out
+    softmax = out[out.index("h.0.attn.softmax"):out.index("h.0.attn.out")]
+    rows = re.findall(r"\[([-\d., ]+)\]", softmax)  # head 0's (T, T) weights of sequence 0
+    assert len(rows) == 4
+    weights = [[float(v) for v in row.split(",")] for row in rows]
+    assert all(abs(sum(row) - 1) < 0.01 for row in weights)  # rows sum to 1
+    assert all(w == 0 for t, row in enumerate(weights) for w in row[t + 1:])  # the future gets no weight
+    loss = float(out.split("loss")[-1].split()[-1])
+    assert 3 < loss < 5  # about ln(65) for a fresh model
 
 
 def test_sample_py_trace_shapes(tmp_path, capsys):
@@ -128,6 +160,7 @@ def test_sample_py_trace_shapes(tmp_path, capsys):
     sample.main([f"--out_dir={tmp_path}", "--trace_shapes=True", "--start=ROMEO:", "--num_samples=1", "--device=cpu"])
     out = capsys.readouterr().out
     assert "h.0.attn.softmax" in out and "(1, 2, 6, 6)" in out and "logits" in out
+    assert "sequence 0: 'ROMEO:'" in out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,8 +172,11 @@ mpl = pytest.importorskip  # matplotlib is optional for users, not for these tes
 def test_plot_attention_writes_a_png_of_the_asked_size(tmp_path):
     mpl("matplotlib")
     maps = torch.softmax(torch.randn(2, 3, 5, 5), dim=-1)
-    out = visualize.plot_attention(maps, list("abcde"), tmp_path / "a.png", title="t", width=640, height=480, dpi=80)
+    panel = visualize.Panel(maps, list("abcde"), None, "a caption", [])
+    out = visualize.plot_attention([panel], tmp_path / "a.png", title="t", width=640, height=480, dpi=80)
     assert png_size(out) == (640, 480)
+    out = visualize.plot_attention([panel, panel], tmp_path / "b.png", title="a long title " * 20)
+    assert png_size(out)[0] > png_size(tmp_path / "a.png")[0]
 
 
 def test_plot_loss_writes_a_png_of_the_asked_size(tmp_path):
@@ -148,6 +184,15 @@ def test_plot_loss_writes_a_png_of_the_asked_size(tmp_path):
     log = [{"iter": i, "train_loss": 4 - i / 10, "val_loss": 4.1 - i / 11} for i in range(0, 30, 10)]
     out = visualize.plot_loss([("a=1", log), ("a=2", log[:2])], tmp_path / "sub" / "l.png", width=500, height=300)
     assert png_size(out) == (500, 300)
+
+
+def test_runs_that_differ_in_many_settings_are_labelled_by_folder(tmp_path):
+    """17 differing settings in each legend entry helps nobody: more than three, and the folder names it."""
+    for name, n_layer in (("small", 1), ("big", 2)):
+        overrides = dict(n_layer=n_layer, n_embd=8 * n_layer, dropout=0.1 * n_layer, bias=n_layer == 1)
+        save_checkpoint(tmp_path / name / "ckpt.pt", make_model(**overrides), iter_num=0)
+    labels, keys = visualize.run_labels([tmp_path / "small", tmp_path / "big"])
+    assert labels == ["small", "big"] and len(keys) == 4
 
 
 def test_visualize_attention_char_level(tmp_path, capsys):
@@ -167,7 +212,32 @@ def test_attention_maps_grey_out_what_the_mask_hides(tmp_path):
     assert maps.shape == (2, 2, 9, 9)
     hidden = torch.triu(torch.ones(9, 9, dtype=torch.bool), diagonal=1)
     assert maps[:, :, hidden].isnan().all() and not maps[:, :, ~hidden].isnan().any()
-    assert visualize.token_labels(tokenizer, tokenizer.encode("a \n")) == ["'a'", "' '", "'\\n'"]
+    assert [visualize.token_text(tokenizer, i) for i in tokenizer.encode("a \n")] == ["a", "\u2423", "\u23ce"]
+
+
+@pytest.mark.parametrize("query, position", [("it", 36), ("pizza", 8), ("oven", 29), ("36", 36), ("-1", 49)])
+def test_the_query_is_a_words_last_character_or_a_position(tmp_path, query, position):
+    tokenizer = char_checkpoint(tmp_path, block_size=64)
+    ids = tokenizer.encode(visualize.PIZZA)
+    assert visualize.find_query(tokenizer, ids, query) == position
+    with pytest.raises(UserError, match="'pasta' is not in the text"):
+        visualize.find_query(tokenizer, ids, "pasta")
+
+
+def test_the_query_view_draws_and_prints_what_one_token_attends_to(tmp_path, capsys):
+    mpl("matplotlib")
+    tokenizer = char_checkpoint(tmp_path, block_size=64)
+    visualize.main(["attention", f"--out_dir={tmp_path}", "--query=it", f"--compare={visualize.PIZZA_SWAPPED}",
+                    f"--out={tmp_path / 'q.png'}"])
+    out = capsys.readouterr().out
+    assert png_size(tmp_path / "q.png")[0] > 1000  # two panels side by side
+    assert out.count("from 't' (position 36)") == 2 and "layer 1: h0 " in out
+    # the words' weights are the sums over their characters of the drawn weights, averaged over layers and heads
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "best.pt"))
+    maps = visualize.attention_maps(model, tokenizer.encode(visualize.PIZZA))
+    expected = maps[:, :, 36, 4:9].sum(-1).mean().item()  # 'pizza' is characters 4..8
+    printed = float(re.search(r"^\s+pizza\s+([\d.]+)", out, re.M).group(1))
+    assert printed == pytest.approx(expected, abs=5e-4)
 
 
 def test_visualize_attention_bpe(tmp_path):
@@ -180,8 +250,46 @@ def test_visualize_attention_bpe(tmp_path):
     save_checkpoint(tmp_path / "ckpt.pt", model, iter_num=0, meta=tokenizer.meta())
     visualize.main(["attention", f"--out_dir={tmp_path}", "--ckpt=latest", "--width=600", "--height=400"])
     assert png_size(tmp_path / "attention.png") == (600, 400)
-    labels = visualize.token_labels(tokenizer, tokenizer.encode(visualize.PIZZA))
-    assert labels[:3] == ["'The'", "' pizza'", "' came'"]
+    ids = tokenizer.encode(visualize.PIZZA)
+    assert [visualize.token_text(tokenizer, i) for i in ids[:3]] == ["The", "pizza", "came"]  # words, as they read
+    assert visualize.find_query(tokenizer, ids, "it") == 8  # the token ' it'
+    visualize.main(["attention", f"--out_dir={tmp_path}", "--ckpt=latest", "--query=it", f"--out={tmp_path / 'q.png'}"])
+    assert png_size(tmp_path / "q.png")[0] > 0
+
+
+def test_gpt2_itself_is_drawn_from_a_local_gpt2_directory(tmp_path, capsys):
+    """--init_from works offline with a GPT-2 directory (here a small random one written by transformers)."""
+    mpl("matplotlib")
+    transformers = pytest.importorskip("transformers")
+    try:
+        load_tokenizer({"tokenizer": "gpt2", "vocab_size": 50257})
+    except UserError:
+        pytest.skip("GPT-2 BPE files unavailable")
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(n_layer=2, n_head=2, n_embd=16, n_positions=64)
+    transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path / "gpt2-tiny")
+    visualize.main(["attention", f"--init_from={tmp_path / 'gpt2-tiny'}", "--query=it",
+                    f"--compare={visualize.PIZZA_SWAPPED}", f"--out={tmp_path / 'q.png'}"])
+    out = capsys.readouterr().out
+    assert "from 'it' (position 8)" in out
+    assert png_size(tmp_path / "q.png")[0] > 0
+    visualize.main(["next", f"--init_from={tmp_path / 'gpt2-tiny'}", "--text=The pizza", f"--out={tmp_path / 'n.png'}"])
+    assert "GPT-2" in capsys.readouterr().out
+
+
+def test_next_prints_the_most_likely_next_tokens_with_their_probabilities(tmp_path, capsys):
+    mpl("matplotlib")
+    tokenizer = char_checkpoint(tmp_path)
+    visualize.main(["next", f"--out_dir={tmp_path}", "--text=ROMEO:", "--top=5"])
+    out = capsys.readouterr().out
+    rows = re.findall(r"^\s+(\d)\s+(\S+)\s+([\d.]+)\s+([\d.]+)$", out, re.M)
+    assert [int(r[0]) for r in rows] == [1, 2, 3, 4, 5]
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "best.pt")).eval()
+    probs = torch.softmax(model(torch.tensor([tokenizer.encode("ROMEO:")]))[0][0, -1, :tokenizer.vocab_size], -1)
+    top = probs.topk(5)
+    assert [r[1] for r in rows] == [visualize.token_text(tokenizer, i) for i in top.indices.tolist()]
+    assert [float(r[2]) for r in rows] == pytest.approx(top.values.tolist(), abs=1e-4)
+    assert png_size(tmp_path / "next.png")[0] == 800
 
 
 def test_plots_without_matplotlib_are_one_error_line_and_the_core_imports(tmp_path):
@@ -273,3 +381,15 @@ def test_a_failing_run_is_reported_and_the_others_still_run(tmp_path, char_data_
     assert "1 run(s) failed: dataset=missing" in captured.err
     assert "dataset 'missing' not found" in captured.err  # train.py's own error line
     assert "| shakespeare_char | " in captured.out and "| missing | failed |" in captured.out
+
+
+def test_the_results_table_flags_a_run_that_saw_the_future(tmp_path):
+    from model import GPTConfig
+
+    rows = [{"combo": [("mask", mask)], "status": "ok", "seconds": 1.0, "params": 10, "source": tmp_path,
+             "model_cfg": GPTConfig(mask=mask), "records": [{"iter": 1, "train_loss": loss, "val_loss": loss}]}
+            for mask, loss in (("causal", 2.24), ("none", 0.06))]
+    table = experiment.results_table(["mask"], rows)
+    causal, leaky = table.splitlines()[2:4]
+    assert "leak" not in causal and "0.0600 (leak: saw the future)" in leaky
+    assert "cannot generate" in table.splitlines()[-1]

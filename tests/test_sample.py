@@ -3,13 +3,15 @@
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
 
 import sample
 from checkpoint import checkpoint_path, load_checkpoint, model_from_checkpoint
-from conftest import main_error_line, one_error_line
+from conftest import REPO_ROOT, main_error_line, one_error_line
 from tokenizer import load_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -107,7 +109,31 @@ def test_missing_prompt_file_and_empty_prompt(capsys, tiny_run, tmp_path):
 def test_missing_checkpoint_dir_is_a_clear_error(capsys, tmp_path):
     missing = tmp_path / "no_such_run"
     line = main_error(capsys, [f"--out_dir={missing}", "--device=cpu"])
-    assert "no checkpoint" in line and str(missing) in line
+    assert f"no checkpoint in {missing}/ (neither best.pt nor ckpt.pt)" in line  # names what it looked for
+
+
+def test_a_model_that_saw_the_future_is_flagged_before_its_garbage(tmp_path, capsys):
+    from checkpoint import save_checkpoint
+    from conftest import make_model
+    from tokenizer import CharTokenizer
+
+    tokenizer = CharTokenizer.from_text("ROMEO: abc\n")
+    save_checkpoint(tmp_path / "best.pt", make_model(mask="none", vocab_size=tokenizer.vocab_size), iter_num=0,
+                    meta=tokenizer.meta())
+    sample.main([f"--out_dir={tmp_path}", "--start=ROMEO:", "--num_samples=1", "--max_new_tokens=5", "--device=cpu"])
+    assert "warning: this model was trained with mask=none, so it saw the tokens it had to predict" in \
+           capsys.readouterr().err
+
+
+def test_piping_into_a_reader_that_stops_early_is_no_traceback(tiny_run):
+    """`python sample.py | head -1`: when the reader goes, the writer stops quietly (exit 141, as a Unix tool)."""
+    command = [sys.executable, str(REPO_ROOT / "sample.py"), f"--out_dir={tiny_run.out_dir}", "--num_samples=20",
+               "--max_new_tokens=400", "--device=cpu"]
+    writer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    writer.stdout.readline()
+    writer.stdout.close()  # what head does after its line
+    _, stderr = writer.communicate(timeout=120)
+    assert writer.returncode == 141 and b"Traceback" not in stderr, stderr.decode()
 
 
 def test_corrupt_checkpoint_is_a_clear_error(capsys, tiny_run, tmp_path):

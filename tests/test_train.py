@@ -229,7 +229,8 @@ def test_checkpoint_is_plain_data_and_reproduces_the_logged_loss(tiny_run, tiny_
 def test_resume_is_exactly_an_uninterrupted_run(optimizer, tmp_path, tiny_train_args, cli):
     """20 iterations, then resume to 40 in a fresh process, equals 40 straight: same logged losses, same weights."""
     args = [a for a in tiny_train_args if not a.startswith("--max_iters=")]
-    args += [f"--optimizer={optimizer}", "--dropout=0.1", "--gradient_accumulation_steps=2", "--lr_decay_iters=40"]  # RNG and schedule in play
+    args += [f"--optimizer={optimizer}", "--dropout=0.1", "--gradient_accumulation_steps=2", "--lr_decay_iters=40",
+             "--eval_sample_tokens=30"]  # RNG, schedule and the samples in play
     split, straight = tmp_path / "split", tmp_path / "straight"
     train.main([*args, "--max_iters=20", f"--out_dir={split}"])  # in-process: only the resume needs a fresh one
     assert load_checkpoint(split / "ckpt.pt")["iter_num"] == 20
@@ -244,6 +245,24 @@ def test_resume_is_exactly_an_uninterrupted_run(optimizer, tmp_path, tiny_train_
     state_split = load_checkpoint(split / "ckpt.pt")["model"]
     state_whole = load_checkpoint(straight / "ckpt.pt")["model"]
     assert all(torch.equal(state_split[k], state_whole[k]) for k in state_whole)
+    # the samples of the resumed run: those past the checkpoint were dropped and made again, identically
+    assert (split / "samples.txt").read_text() == (straight / "samples.txt").read_text()
+
+
+def test_a_sample_at_each_evaluation_shows_the_text_and_changes_no_loss(tmp_path, tiny_train_args, capsys):
+    args = [a for a in tiny_train_args if not a.startswith("--max_iters=")] + ["--max_iters=20"]
+    train.main([*args, f"--out_dir={tmp_path / 'plain'}"])
+    train.main([*args, f"--out_dir={tmp_path / 'sampled'}", "--eval_sample_tokens=40", "--eval_sample_start=ROMEO:"])
+    assert "=== iter 20, val loss" in capsys.readouterr().out  # printed as training goes
+    assert read_log(tmp_path / "plain") == [{**r, "elapsed_s": a["elapsed_s"]} for r, a in
+                                            zip(read_log(tmp_path / "sampled"), read_log(tmp_path / "plain"))]
+    text = (tmp_path / "sampled" / "samples.txt").read_text()
+    parts = re.split(r"^=== iter (\d+), val loss ([\d.]+) ===\n", text, flags=re.M)[1:]
+    blocks = [(i, v, body.removesuffix("\n\n")) for i, v, body in zip(parts[0::3], parts[1::3], parts[2::3])]
+    log = read_log(tmp_path / "sampled")
+    assert [(int(i), float(v)) for i, v, _ in blocks] == [(r["iter"], round(r["val_loss"], 4)) for r in log]
+    assert all(sample.startswith("ROMEO:") and len(sample) == len("ROMEO:") + 40 for *_, sample in blocks)
+    assert len({sample for *_, sample in blocks}) == len(blocks)  # the model changed between evaluations
 
 
 def test_eval_first_false_skips_only_the_evaluation_before_training(tmp_path, tiny_train_args):
