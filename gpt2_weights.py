@@ -186,6 +186,7 @@ def hf_config(config, vocab_size):
         n_head=config.n_head, n_inner=None, activation_function=OUR_ACTIVATIONS[config.activation],
         resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
         layer_norm_epsilon=1e-5, tie_word_embeddings=config.tie_weights, bos_token_id=token, eos_token_id=token,
+        n_ctx=config.block_size,  # OpenAI's configs carry it; llama.cpp's convert_hf_to_gguf.py requires it
     )
 
 
