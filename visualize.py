@@ -510,6 +510,7 @@ class LossConfig:
     out: str = "loss.png"
     title: str = ""  # empty: names the settings that differ
     x: Literal["iter", "elapsed_s", "tokens"] = "iter"  # elapsed_s: wall seconds, for time-to-loss
+    target: float = 0.0  # a loss to draw as a dashed line, e.g. a time-to-loss target; 0: none
     width: int = 1200  # pixels
     height: int = 480
     dpi: int = 100
@@ -565,16 +566,16 @@ LINE_STYLES = ["-", "--", "-.", ":"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 
 
-def plot_loss(runs, out, title="", width=1200, height=480, dpi=100, x="iter"):
-    """Write the curves of runs [(label, log records)]: train loss, val loss, and val loss again over the
-    second half of training with its own y-axis, where runs that start alike come apart. Each run has
+def plot_loss(runs, out, title="", width=1200, height=480, dpi=100, x="iter", target=0.0):
+    """Write the curves of runs [(label, log records)]: train loss, val loss, and val loss again past the
+    first quarter with its own y-axis, where runs that start alike come apart. Each run has
     its own colour, line style and marker, so a run drawn over another still shows. Returns the path."""
     new_figure, _ = matplotlib_figure()
     fig = new_figure(width, height, dpi)
     axes = fig.subplots(1, 3)
     x_name = {"iter": "iteration", "elapsed_s": "seconds from process start", "tokens": "tokens"}[x]
     x_end = max((r[x] for _, records in runs for r in records if x in r), default=0)
-    panels = [("train", "train loss", 0), ("val", "val loss", 0), ("val", "val loss, second half (zoom)", x_end / 2)]
+    panels = [("train", "train loss", 0), ("val", "val loss", 0), ("val", "val loss, zoomed: the last 3/4", x_end / 4)]
     for ax, (split, name, x_from) in zip(axes, panels):
         shown = []
         for i, (label, records) in enumerate(runs):
@@ -584,6 +585,9 @@ def plot_loss(runs, out, title="", width=1200, height=480, dpi=100, x="iter"):
                 ax.plot(*zip(*points), color=f"C{i % 10}", linestyle=LINE_STYLES[i % 4], marker=MARKERS[i % 8],
                         markersize=3.5, linewidth=1.4, alpha=0.85, label=label)
                 shown += [y for _, y in points]
+        if target and split == "val":
+            ax.axhline(target, color="0.4", linestyle=(0, (4, 3)), linewidth=1, label=f"target {target}")
+            shown.append(target)
         if shown and x_from:  # the zoom: fit the y-axis to what is drawn
             low, high = min(shown), max(shown)
             margin = 0.08 * (high - low) or 0.01
@@ -611,7 +615,7 @@ def loss_command(argv):
         default_title = f"by {', '.join(keys)}, all else equal" if keys else ""
     title = cfg.title or default_title
     out = plot_loss(list(zip(labels, logs)), cfg.out, title=title, width=cfg.width, height=cfg.height, dpi=cfg.dpi,
-                    x=cfg.x)
+                    x=cfg.x, target=cfg.target)
     labelled = f", labelled by {', '.join(keys)}" if 0 < len(keys) <= 3 else ", labelled by folder"
     print(f"wrote {out}: {len(run_dirs)} runs{labelled}")
 

@@ -1,12 +1,15 @@
 # The baby GPT on character-level Tiny Shakespeare, for one GPU (nanoGPT's train_shakespeare_char.py).
 # Prepare the data first: python prepare.py shakespeare_char
-# Measured on one H100: val 1.4667 at iter 1500, 38.9 s from process start (README, Performance).
+# Measured on one H100: val 1.4667 at iter 1500, 38.9 s from process start, without the samples
+# (--eval_sample_tokens=0; README, Performance).
 out_dir = 'out-shakespeare-char'
 dataset = 'shakespeare_char'
 eval_interval = 50  # cheap on a GPU, and the run stops being useful soon after the best val (it overfits)
 eval_full_val = True  # one exact pass over the 111k val characters instead of 200 random batches
 eval_iters = 5  # batches for the train-loss estimate
 log_interval = 10
+eval_sample_tokens = 200  # a sample at each evaluation (and in samples.txt): watch noise become Shakespeare
+eval_sample_start = 'ROMEO:\n'
 
 batch_size = 64
 block_size = 256  # context of up to 256 previous characters

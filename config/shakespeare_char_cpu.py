@@ -35,3 +35,5 @@ eval_interval = 100
 eval_full_val = True  # the whole val split: an exact loss, no sampling noise
 eval_iters = 5  # batches for the train-loss estimate
 log_interval = 10
+eval_sample_tokens = 200  # a sample at each evaluation (and in samples.txt): watch noise become Shakespeare
+eval_sample_start = 'ROMEO:\n'
