@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from checkpoint import read_log
 from data import TokenData, load_meta, model_vocab_size
 from model import GPT, GPTConfig
 from optim import make_optimizer, train_step
+from runlog import read_log
 from settings import TrainConfig, UserError, command_args, parse_args, run_main
 from system import maybe_compile, pick_device, pick_dtype, setup_torch
 

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 import train
-from checkpoint import load_checkpoint, model_from_checkpoint, read_log
+from checkpoint import load_checkpoint, model_from_checkpoint
+from runlog import read_log
 from conftest import main_error_line, one_error_line
 from data import TokenData
 from model import GPT, GPTConfig
@@ -23,7 +24,7 @@ from tokenizer import load_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-LOG_KEYS = {"iter", "train_loss", "val_loss", "lr", "tokens", "elapsed_s"}
+LOG_KEYS = {"iter", "train_loss", "val_loss", "lr", "tokens", "tokens_per_s", "elapsed_s"}
 
 
 def arg_value(args, key):
@@ -198,6 +199,8 @@ def test_train_writes_checkpoints_and_a_log(tiny_run, tiny_train_args):
         assert all(math.isfinite(record[k]) for k in ("train_loss", "val_loss", "lr"))
     tokens_per_iter = int(arg_value(tiny_train_args, "batch_size")) * int(arg_value(tiny_train_args, "block_size"))
     assert [r["tokens"] for r in log] == [r["iter"] * tokens_per_iter for r in log]
+    assert log[0]["tokens_per_s"] is None  # nothing timed before the first step
+    assert all(r["tokens_per_s"] > 0 for r in log[1:])
     assert log[0]["val_loss"] == pytest.approx(math.log(65), abs=0.3)  # starts near uniform
     assert all(r["val_loss"] < log[0]["val_loss"] for r in log[1:])  # and learns
     assert log[-1]["val_loss"] < log[0]["val_loss"] - 0.3
