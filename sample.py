@@ -16,7 +16,7 @@ import torch
 from checkpoint import load_trained
 from model import stream
 from settings import UserError, parse_args, run_main
-from system import maybe_compile, pick_device, pick_dtype, setup_torch
+from system import maybe_compile, pick_device, pick_dtype, quantize, setup_torch
 from tokenizer import prompt_ids, read_prompt
 from visualize import print_shape_trace
 
@@ -39,6 +39,7 @@ class SampleConfig:
     device: str = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     compile: bool = False
+    quantize: Literal["none", "int8"] = "none"  # int8: Linear layers with int8 weights, for faster CPU sampling
     trace_shapes: bool = False  # print each named tensor's shape for one forward pass, then exit
 
     def validate(self):
@@ -67,9 +68,10 @@ class Printer:
 def main(argv):
     (cfg,) = parse_args([SampleConfig], argv)
     device = pick_device(cfg.device)
-    ctx = setup_torch(device, pick_dtype(cfg.dtype, device))
+    dtype = pick_dtype(cfg.dtype, device)
+    ctx = setup_torch(device, dtype)
     trained = load_trained(cfg.out_dir, cfg.ckpt, cfg.data_dir, device)
-    model, tokenizer = trained.model, trained.tokenizer
+    model, tokenizer = quantize(trained.model, cfg.quantize, device, dtype), trained.tokenizer
 
     prompt = prompt_ids(tokenizer, read_prompt(cfg.start))
     idx = torch.tensor([prompt] * cfg.num_samples, dtype=torch.long, device=device)  # (B, T)
