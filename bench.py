@@ -1,29 +1,39 @@
 """Benchmarks that print figures (never timed unit tests).
 
-  python bench.py sample [--n_layer=6 --n_embd=384 ...]   sampling tokens/s, batch 1 and 8, cache vs none
+  python bench.py sample [--n_layer=6 --n_embd=384 ...]   sampling tokens/s, batch 1 and 8: nanoGPT's loop
+                                                        (no cache), the KV cache, the cache with int8 weights
+  python bench.py sample OUT_DIR                          the same for a trained run, and its val loss in
+                                                        float32 and int8 on the dataset it was trained on
+  python bench.py int8 [--n_layer=6 ...]                  ms per token at batch 1, float32 vs each int8
+                                                        implementation (PyTorch's dynamic int8, torchao's)
   python bench.py train config/x.py [--key=value ...]      training tokens/s, MFU, peak memory
   python bench.py time_to_loss OUT_DIR [OUT_DIR ...] --target=1.4697
                                                         first time a run's val loss reached the target
 
-Sampling and training run on random weights and random tokens: speed does not depend on them.
+Without OUT_DIR, sampling and training run on random weights and random tokens: speed does not
+depend on them. Without a config file, sample and int8 time the README's 6x384 Shakespeare model.
 """
 
+import copy
 import json
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from checkpoint import read_log
+from checkpoint import checkpoint_path, load_checkpoint, load_trained
 from data import TokenData, load_meta, model_vocab_size
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, stream
 from optim import make_optimizer, train_step
+from runlog import read_log
 from settings import TrainConfig, UserError, command_args, parse_args, run_main
-from system import maybe_compile, pick_device, pick_dtype, setup_torch
+from system import maybe_compile, pick_device, pick_dtype, quantize, setup_torch
 
 # dense bf16 peak FLOP/s by device name, for MFU (nanoGPT measured against the A100 always: #182)
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "4090": 165e12}
@@ -117,26 +127,158 @@ def bench_train(model_cfg, cfg, bench):
     print_table(["training", "value"], rows)
 
 
-def bench_sample(model_cfg, cfg, bench):
+def bench_sample(model_cfg, cfg, bench, run_dir=None):
+    """Tokens/s at batch 1 and 8 for nanoGPT's loop, the KV cache, and the cache with int8 weights.
+
+    "no cache" is nanoGPT's generate loop: crop the context to block_size, run all of it through the
+    model for every token, top-k sample (model.stream with use_cache=False, on our model). Sampling as
+    sample.py's defaults (and nanoGPT's sample.py): temperature 0.8, top_k 200.
+    With run_dir, the trained model in it, and its val loss in float32 and int8.
+    """
+    device = pick_device(cfg.device)
+    dtype = pick_dtype(cfg.dtype, device)
+    ctx = setup_torch(device, dtype, cfg.threads)
+    model = load_trained(run_dir, device=device).model if run_dir else GPT(model_cfg).to(device).eval()
+    models, note = {"fp32": model}, None
+    try:
+        models["int8"] = quantize(copy.deepcopy(model), "int8", device, dtype)
+    except UserError as e:
+        note = f"int8: {e}"
+    rows = []
+    for batch in (1, 8):
+        base = None
+        for loop, weights in (("no cache (nanoGPT)", "fp32"), ("kv cache", "fp32"), ("kv cache", "int8")):
+            if weights not in models:
+                continue
+            dt = time_generation(models[weights], batch, bench.new_tokens, loop == "kv cache", ctx, device)
+            base = base or dt
+            rows.append((batch, loop, weights, f"{batch * bench.new_tokens / dt:,.0f}",
+                         f"{1000 * dt / bench.new_tokens:.2f}", f"{base / dt:.1f}x"))
+    config = model.config
+    print(f"sampling {bench.new_tokens} new tokens, {model.num_params() / 1e6:.1f}M parameters "
+          f"({config.n_layer}x{config.n_embd}, block {config.block_size}, vocab {config.vocab_size}"
+          f"{', ' + str(run_dir) if run_dir else ', random weights'}), {machine(device)}")
+    print_table(["batch", "loop", "weights", "tokens/s", "ms/step", "vs nanoGPT"], rows)
+    if note:
+        print(note)
+    if run_dir:
+        print_val_losses(models, run_dataset(run_dir, config.block_size, device), cfg, ctx)
+
+
+def print_val_losses(models, data, cfg, ctx):
+    losses = {weights: val_loss(model, data, cfg.batch_size, cfg.eval_iters, ctx) for weights, model in models.items()}
+    fp32, tokens = losses["fp32"]
+    print(f"val loss over {tokens:,} of the {data.num_tokens('val'):,} val tokens in {data.dir}")
+    print_table(["weights", "val loss", "vs fp32"],
+                [(weights, f"{loss:.4f}", f"{100 * (loss / fp32 - 1):+.3f}%") for weights, (loss, _) in losses.items()])
+
+
+def time_generation(model, batch, new_tokens, use_cache, ctx, device):
+    """Seconds to sample new_tokens after a one-token prompt, as sample.py does, after a short warm-up."""
+    idx = torch.zeros(batch, 1, dtype=torch.long, device=device)
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def generate(n):
+        for _ in stream(model, idx, n, temperature=0.8, top_k=200, use_cache=use_cache, generator=generator):
+            pass
+
+    with ctx:
+        generate(8)  # warm-up
+        sync(device)
+        t0 = time.perf_counter()
+        generate(new_tokens)
+        sync(device)
+    return time.perf_counter() - t0
+
+
+def run_dataset(run_dir, block_size, device):
+    """The dataset a trained run was trained on, as its checkpoint's settings name it (nanoGPT's too)."""
+    ckpt = load_checkpoint(checkpoint_path(run_dir), mmap=True)
+    settings = ckpt.get("train_config") or ckpt.get("config") or {}
+    return TokenData(Path(settings.get("data_dir", "data")) / settings.get("dataset", "shakespeare_char"),
+                     block_size, device)
+
+
+@torch.no_grad()
+def val_loss(model, data, batch_size, max_batches, ctx):
+    """(mean loss, tokens) over consecutive val windows from the start of the split: all of it, or max_batches
+    batches of batch_size windows (--eval_iters, --batch_size)."""
+    windows = len(range(0, data.num_tokens("val") - data.block_size, data.block_size))
+    n = min(max_batches, -(-windows // batch_size))
+    total, count = 0.0, 0
+    for x, y in tqdm(islice(data.sequential_batches("val", batch_size), n), total=n, desc="val loss",
+                     file=sys.stderr, leave=False):
+        with ctx:
+            _, loss = model(x, y)
+        total, count = total + loss.item() * y.numel(), count + y.numel()
+    return total / count, count
+
+
+def bench_int8(model_cfg, cfg, bench):
+    """ms per token at batch 1 with the KV cache, float32 vs each int8 implementation; and the block's
+    Linear layers alone (4 per layer), the part int8 speeds up. torchao's rows need `pip install torchao`."""
     device = pick_device(cfg.device)
     ctx = setup_torch(device, pick_dtype(cfg.dtype, device), cfg.threads)
     model = GPT(model_cfg).to(device).eval()
     rows = []
-    for batch in (1, 8):
-        for use_cache in (False, True):
-            idx = torch.zeros(batch, 1, dtype=torch.long, device=device)
-            generator = torch.Generator(device=device).manual_seed(0)
-            with ctx:
-                model.generate(idx, 8, use_cache=use_cache, generator=generator)  # warm-up
-                sync(device)
-                t0 = time.perf_counter()
-                model.generate(idx, bench.new_tokens, use_cache=use_cache, generator=generator)
-                sync(device)
-            dt = time.perf_counter() - t0
-            rows.append((batch, "yes" if use_cache else "no", f"{batch * bench.new_tokens / dt:,.0f}", f"{dt:.2f}"))
-    print(f"sampling {bench.new_tokens} new tokens, {model.num_params() / 1e6:.1f}M parameters "
-          f"({model_cfg.n_layer}x{model_cfg.n_embd}, block {model_cfg.block_size}), {device}, torch {torch.__version__}")
-    print_table(["batch", "kv cache", "tokens/s", "seconds"], rows)
+    for name, make in INT8_IMPLEMENTATIONS.items():
+        try:
+            variant = make(copy.deepcopy(model), device)
+        except (ImportError, UserError) as e:
+            rows.append((name, "-", "-", "-", str(e).splitlines()[0][:70]))
+            continue
+        # the best of 3: a busy machine only ever adds time
+        linear = min(time_linears(variant, bench.new_tokens, ctx) for _ in range(3))
+        dt = min(time_generation(variant, 1, bench.new_tokens, True, ctx, device) for _ in range(3))
+        rows.append((name, f"{1000 * linear:.2f}", f"{1000 * dt / bench.new_tokens:.2f}",
+                     f"{bench.new_tokens / dt:,.0f}", ""))
+    print(f"batch 1, kv cache, {bench.new_tokens} new tokens, {model_cfg.n_layer}x{model_cfg.n_embd} "
+          f"(block {model_cfg.block_size}, vocab {model_cfg.vocab_size}), {machine(device)}")
+    print_table(["weights", "Linear layers ms/token", "whole token ms", "tokens/s", "note"], rows)
+
+
+def torchao_int8(config_name):
+    def make(model, device):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import torchao.quantization as ao
+        ao.quantize_(model, getattr(ao, config_name)())
+        return model
+    return make
+
+
+INT8_IMPLEMENTATIONS = {
+    "fp32": lambda model, device: model,
+    "int8: torch quantize_dynamic (ours)": lambda model, device: quantize(model, "int8", device, torch.float32),
+    "int8: torchao Int8WeightOnlyConfig": torchao_int8("Int8WeightOnlyConfig"),
+    "int8: torchao Int8DynamicActivationInt8WeightConfig": torchao_int8("Int8DynamicActivationInt8WeightConfig"),
+}
+
+
+@torch.no_grad()
+def time_linears(model, iters, ctx):
+    """Seconds per pass through the blocks' Linear layers (c_attn, c_proj, c_fc, mlp.c_proj) on one token."""
+    layers = [m for block in model.transformer.h for m in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc,
+                                                            block.mlp.c_proj)]
+    inputs = [torch.randn(1, 1, layer.in_features, device=model.transformer.wte.weight.device) for layer in layers]
+    with ctx:
+        for _ in range(8):
+            for layer, x in zip(layers, inputs):
+                layer(x)
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            for layer, x in zip(layers, inputs):
+                layer(x)
+    return (time.perf_counter() - t0) / iters
+
+
+def machine(device):
+    if device.startswith("cuda"):
+        return f"{device} ({torch.cuda.get_device_name()}), torch {torch.__version__}"
+    return (f"cpu ({torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads), "
+            f"torch {torch.__version__}")
 
 
 def time_to_loss(out_dirs, target):
@@ -164,16 +306,23 @@ def print_table(header, rows):
 @run_main
 def main(argv):
     speed = [GPTConfig, TrainConfig, BenchConfig]
-    command, rest = command_args(argv, {"sample": speed, "train": speed, "time_to_loss": [TimeToLossConfig]})
+    commands = {"sample": speed, "int8": speed, "train": speed, "time_to_loss": [TimeToLossConfig]}
+    command, rest = command_args(argv, commands)
     if command == "time_to_loss":
         (cfg,) = parse_args([TimeToLossConfig], rest, positional="runs")
         return time_to_loss(cfg.runs, cfg.target)
-    if command == "sample" and not any(not a.startswith("-") for a in rest):
+    positional = [a for a in rest if not a.startswith("-")]
+    run_dir = positional[0] if command == "sample" and positional and Path(positional[0]).is_dir() else None
+    if run_dir:
+        rest = [a for a in rest if a != run_dir]
+    elif command in ("sample", "int8") and not positional:
         # without a config file: the 6x384 Shakespeare model of the README
         defaults = ["--n_layer=6", "--n_head=6", "--n_embd=384", "--block_size=256", "--vocab_size=65", "--device=cpu"]
         rest = defaults + rest
     model_cfg, cfg, bench = parse_args(speed, rest, config_file=True)
-    (bench_sample if command == "sample" else bench_train)(model_cfg, cfg, bench)
+    if command == "sample":
+        return bench_sample(model_cfg, cfg, bench, run_dir)
+    (bench_int8 if command == "int8" else bench_train)(model_cfg, cfg, bench)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,11 @@ A checkpoint is data, never code: tensors, numbers, strings, lists and dicts, lo
 Writes go to a temporary file that is flushed, fsync'ed and renamed over the old one, so a crash
 at any instant leaves either the old checkpoint or the new one, never a broken file.
 
-The run folder (out_dir) also holds log.jsonl, one JSON line per evaluation, read by read_log;
-train.py checks the folder before training (check_out_dir, check_free_space) so a run fails at
-its start, not after an hour. nanoGPT's checkpoints and meta.pkl files are read too (last section).
+The run folder (out_dir) also holds the run's log (runlog.py: log.jsonl and, when asked, TensorBoard
+and W&B); train.py checks the folder before training (check_out_dir, check_free_space) so a run fails
+at its start, not after an hour. nanoGPT's checkpoints and meta.pkl files are read too (last section).
 """
 
-import json
 import os
 import pickle
 import shutil
@@ -175,7 +174,7 @@ def load_trained(out_dir, ckpt="best", data_dir="data", device="cpu"):
 
 
 # ----------------------------------------------------------------------------------------------
-# The run folder: checked before training; its log; the RNG state a checkpoint carries
+# The run folder: checked before training; the RNG state a checkpoint carries
 
 
 def check_out_dir(out_dir, protect_checkpoints):
@@ -209,42 +208,6 @@ def check_free_space(out_dir, model):
     if free < need:
         raise UserError(f"out_dir {out_dir} has {free / 2**20:,.1f} MiB free but checkpoints need about "
                         f"{need / 2**20:,.1f} MiB; free some disk space or choose another --out_dir")
-
-
-def read_log(out_dir):
-    """The records of out_dir/log.jsonl, one dict per evaluation, oldest first; [] if there are none.
-
-    A line that is not a whole record is skipped: a live run may be writing the last line right
-    now, and a killed one may have left it half written.
-    """
-    path = Path(out_dir) / "log.jsonl"
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("iter"), int):
-            records.append(record)
-    return records
-
-
-class LogFile:
-    """out_dir/log.jsonl, appended to at each evaluation. On resume, records past the checkpoint are dropped."""
-
-    def __init__(self, out_dir, resume_iter=None):
-        """resume_iter: the checkpoint's iteration when resuming; None starts a fresh log."""
-        self.path = Path(out_dir) / "log.jsonl"
-        kept = [r for r in read_log(out_dir) if r["iter"] <= resume_iter] if resume_iter is not None else []
-        tmp = self.path.with_name(self.path.name + ".tmp")  # a kill mid-rewrite keeps the old log
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        os.replace(tmp, self.path)
-
-    def write(self, **record):
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
 
 
 def rng_state(generator, device):

@@ -36,10 +36,10 @@ import torch
 from tqdm import tqdm
 
 import visualize
-from checkpoint import read_log
 from data import load_meta, model_vocab_size
 from model import GPT, GPTConfig
-from settings import (NANOGPT_UNUSED, TrainConfig, UserError, build_configs, help_text, parse_override, read_args,
+from runlog import read_log
+from settings import (TrainConfig, UserError, build_configs, help_text, parse_override, read_args,
                       read_config_file, run_main)
 
 REPO = Path(__file__).resolve().parent
@@ -90,7 +90,7 @@ def plan(argv):
                         f"settings look like --key=value")
     file_values = {}
     if positional:
-        file_values = read_config_file(positional[0], ignored=NANOGPT_UNUSED)
+        file_values = read_config_file(positional[0])
         if "vary" not in file_values:  # a plain training config: train.py reads it itself
             file_values = {"config": positional[0]}
     values = [*file_values.items(), *pairs]
@@ -108,7 +108,7 @@ def plan(argv):
         if key in NOT_COMPARED or key in EXPERIMENT_KEYS:
             raise UserError(f"--vary {key}: that setting names the run, it does not change it")
 
-    base = read_config_file(exp.config, ignored=NANOGPT_UNUSED) if exp.config else {}
+    base = read_config_file(exp.config) if exp.config else {}
     base_args = [exp.config] if exp.config else []
     base_args += [as_override(k, v) for k, v in settings.items()]
     runs = []
@@ -118,7 +118,7 @@ def plan(argv):
         run_values = {**base, **settings, **{k: parse_override(f"--{k}={v}")[1] for k, v in combo},
                       "out_dir": str(out_dir), "overwrite": True}
         # every run's settings are checked before the first one starts: a typo costs seconds, not a sweep
-        model_cfg, train_cfg = build_configs([GPTConfig, TrainConfig], run_values, ignored=NANOGPT_UNUSED)
+        model_cfg, train_cfg = build_configs([GPTConfig, TrainConfig], run_values)
         args = [*base_args, *(f"--{k}={v}" for k, v in combo), f"--out_dir={out_dir}", "--overwrite=True"]
         resolved = {**asdict(train_cfg), **asdict(model_cfg)}
         runs.append({"name": name, "combo": combo, "out_dir": out_dir, "args": args, "model_cfg": model_cfg,

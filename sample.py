@@ -16,7 +16,7 @@ import torch
 from checkpoint import load_trained
 from model import stream
 from settings import UserError, parse_args, run_main
-from system import maybe_compile, pick_device, pick_dtype, setup_torch
+from system import maybe_compile, pick_device, pick_dtype, quantize, setup_torch
 from tokenizer import prompt_ids, read_prompt
 from visualize import print_shape_trace
 
@@ -39,6 +39,7 @@ class SampleConfig:
     device: str = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     compile: bool = False
+    quantize: Literal["none", "int8"] = "none"  # int8: Linear layers with int8 weights, for faster CPU sampling
     trace_shapes: bool = False  # print each named tensor's shape for one forward pass, then exit
     trace_values: bool = False  # with trace_shapes: print the numbers too (try a short --start)
 
@@ -68,9 +69,10 @@ class Printer:
 def main(argv):
     (cfg,) = parse_args([SampleConfig], argv)
     device = pick_device(cfg.device)
-    ctx = setup_torch(device, pick_dtype(cfg.dtype, device))
+    dtype = pick_dtype(cfg.dtype, device)
+    ctx = setup_torch(device, dtype)
     trained = load_trained(cfg.out_dir, cfg.ckpt, cfg.data_dir, device)
-    model, tokenizer = trained.model, trained.tokenizer
+    model, tokenizer = quantize(trained.model, cfg.quantize, device, dtype), trained.tokenizer
     if model.config.sees_the_future:
         print(f"warning: this model was trained with mask={model.config.mask}, so it saw the tokens it had to predict "
               f"and learned to copy them; generating, there is no future to copy, so expect garbage "

@@ -69,6 +69,8 @@ _BINOPS = {
     ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
 }
 _UNARYOPS = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_}
+# keys nanoGPT's own config files compute with code: a config file cannot, so the default stays
+COMPUTED_IN_NANOGPT = ("wandb_run_name",)
 
 
 def _ignored_statement(stmt):
@@ -101,11 +103,11 @@ def _eval_node(node, names, where):
                     f"(found `{ast.unparse(node)}`)")
 
 
-def read_config_file(path, ignored=()):
+def read_config_file(path):
     """Return {key: value} from a `key = value` config file, without executing it.
 
-    Keys in `ignored` are skipped unevaluated: nanoGPT's finetune config sets
-    `wandb_run_name = 'ft-' + str(time.time())`, which is code, for a setting we do not use.
+    nanoGPT's finetune config sets `wandb_run_name = 'ft-' + str(time.time())`, which is code: for the
+    keys in COMPUTED_IN_NANOGPT such a value is skipped with a warning, and the default stays.
     """
     path = Path(path)
     if not path.is_file():
@@ -123,8 +125,12 @@ def read_config_file(path, ignored=()):
         if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)):
             raise UserError(f"{where}: expected `key = value`, found `{ast.unparse(stmt)[:80]}`")
         key = stmt.targets[0].id
-        if key not in ignored:
+        try:
             values[key] = _eval_node(stmt.value, values, where)
+        except UserError as e:
+            if key not in COMPUTED_IN_NANOGPT:
+                raise
+            print(f"warning: {e}; {key} keeps its default", file=sys.stderr)
     return values
 
 
@@ -145,7 +151,7 @@ def parse_override(text):
     return key, value
 
 
-def read_args(argv, config_file=False, ignored=()):
+def read_args(argv, config_file=False):
     """argv -> ([(key, value), ...], [positional, ...]), the config file's settings first.
 
     With config_file, the first positional argument is a `key = value` file (train.py CONFIG.py).
@@ -157,7 +163,7 @@ def read_args(argv, config_file=False, ignored=()):
         else:
             positional.append(arg)
     if config_file and positional:
-        pairs = [*read_config_file(positional.pop(0), ignored).items(), *pairs]
+        pairs = [*read_config_file(positional.pop(0)).items(), *pairs]
     return pairs, positional
 
 
@@ -218,7 +224,7 @@ def field_types(classes):
     return {f.name: (cls, typing.get_type_hints(cls)[f.name]) for cls in classes for f in dataclasses.fields(cls)}
 
 
-def build_configs(classes, values, ignored=()):
+def build_configs(classes, values):
     """Instantiate each dataclass in `classes` from one flat list of (key, value) (or a dict), checking
     every key and type, then run each one's validate().
 
@@ -229,8 +235,6 @@ def build_configs(classes, values, ignored=()):
     owner = field_types(classes)
     kwargs = {cls: {} for cls in classes}
     for key, value in (values.items() if isinstance(values, dict) else values):
-        if key in ignored:
-            continue
         if key not in owner:
             raise UserError(f"unknown setting '{key}'{closest_key_hint(key, list(owner))}")
         cls, typ = owner[key]
@@ -248,24 +252,24 @@ def build_configs(classes, values, ignored=()):
     return configs
 
 
-def parse_args(classes, argv, ignored=(), config_file=False, positional=None):
+def parse_args(classes, argv, config_file=False, positional=None):
     """Read `[CONFIG.py] [POSITIONAL ...] [--key=value ...]` into validated instances of `classes`.
 
     config_file: the first positional argument is a config file read before the overrides.
     positional: the setting that takes the (other) positional arguments: all of them when it is a
-    list, else exactly one. `ignored` names keys accepted for nanoGPT compatibility but not used.
+    list, else exactly one.
     """
     if "-h" in argv or "--help" in argv:
         print(help_text(classes))
         sys.exit(0)
-    pairs, rest = read_args(argv, config_file, ignored)
+    pairs, rest = read_args(argv, config_file)
     if rest:
         if positional is None:
             raise UserError(f"unexpected argument '{rest[0]}': settings look like --key=value")
         if typing.get_origin(field_types(classes)[positional][1]) is not list and len(rest) > 1:
             raise UserError(f"expected one {positional}, got {len(rest)}: {' '.join(rest)}")
         pairs += [(positional, value) for value in rest]
-    return build_configs(classes, pairs, ignored)
+    return build_configs(classes, pairs)
 
 
 def command_args(argv, commands):
@@ -305,8 +309,6 @@ def help_text(classes):
 # ----------------------------------------------------------------------------------------------
 # training settings: read by train.py, and by bench.py and experiment.py, which run trainings
 
-# nanoGPT config keys we accept so its config files run unchanged, but do not use
-NANOGPT_UNUSED = ("wandb_log", "wandb_project", "wandb_run_name")
 # init_from: a fresh model, out_dir/ckpt.pt, OpenAI's GPT-2 weights (gpt2_weights.py), or a GPT-2 directory
 INIT_FROM = ("scratch", "resume", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
 
@@ -354,6 +356,11 @@ class TrainConfig:
     seed: int = 1337
     trace_shapes: bool = False  # print each named tensor's shape for one forward pass, then exit
     trace_values: bool = False  # with trace_shapes: print the numbers too (try a tiny --block_size=8)
+    # logging beyond log.jsonl (runlog.py): rank 0 sends every evaluation there too
+    tensorboard: bool = False  # TensorBoard event files in out_dir (needs the tensorboard package)
+    wandb_log: bool = False  # Weights & Biases (needs the wandb package; WANDB_MODE=offline works offline)
+    wandb_project: str = "owt"
+    wandb_run_name: str = "gpt2"
 
     def validate(self):
         if self.init_from not in INIT_FROM and not Path(self.init_from).is_dir():

@@ -24,12 +24,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from checkpoint import (LogFile, check_free_space, check_out_dir, is_nanogpt_checkpoint, load_checkpoint,
+from checkpoint import (check_free_space, check_out_dir, is_nanogpt_checkpoint, load_checkpoint,
                         model_from_checkpoint, optimizer_state_from_nanogpt, restore_rng, rng_state, save_checkpoint)
 from data import TokenData, model_vocab_size
 from model import GPT, GPTConfig, stream
 from optim import make_optimizer, set_lr, train_step
-from settings import NANOGPT_UNUSED, TrainConfig, UserError, parse_args, run_main
+from runlog import RunLog, open_run_log
+from settings import TrainConfig, UserError, parse_args, run_main
 from system import (Dist, StopRequest, broadcast_flag, maybe_compile, pick_device, pick_dtype, setup_distributed,
                     setup_torch, teardown_distributed)
 from tokenizer import load_tokenizer, prompt_ids
@@ -126,7 +127,7 @@ class Run:
     ctx: object  # autocast, or nothing in float32
     generator: torch.Generator  # draws the training batches
     progress: Progress
-    log: LogFile | None  # rank 0 only
+    log: RunLog | None  # rank 0 only
     samples: "EvalSamples | None"  # rank 0 only, when eval_sample_tokens is set
     speed: "Speed"
     dist: Dist
@@ -171,7 +172,8 @@ def evaluate_and_save(run, it, lr, bar):
         for value in losses.values():
             check_finite(value, it, cfg.out_dir)
         run.log.write(iter=it, train_loss=losses["train"], val_loss=losses["val"], lr=lr,
-                      tokens=it * run.speed.tokens_per_iter, elapsed_s=round(time.time() - START_TIME, 3))
+                      tokens=it * run.speed.tokens_per_iter, tokens_per_s=round(run.speed.rate) or None,
+                      elapsed_s=round(time.time() - START_TIME, 3))
         bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
         if run.samples is not None:
             bar.write(run.samples.write(run.model, it, losses["val"], run.ctx).rstrip("\n"))
@@ -298,7 +300,7 @@ def train(run):
 
 @run_main
 def main(argv):
-    model_cfg, cfg = parse_args([GPTConfig, TrainConfig], argv, ignored=NANOGPT_UNUSED, config_file=True)
+    model_cfg, cfg = parse_args([GPTConfig, TrainConfig], argv, config_file=True)
     dist, device = setup_distributed(pick_device(cfg.device), cfg.backend)
     if cfg.gradient_accumulation_steps % dist.world_size:
         raise UserError(f"gradient_accumulation_steps={cfg.gradient_accumulation_steps} must be a multiple of "
@@ -329,7 +331,7 @@ def main(argv):
         device_ids = [dist.local_rank] if device.startswith("cuda") else None
         train_model = torch.nn.parallel.DistributedDataParallel(train_model, device_ids=device_ids)
     resume_iter = progress.iter_num if cfg.init_from == "resume" else None
-    log = LogFile(cfg.out_dir, resume_iter) if dist.master else None
+    log = open_run_log(cfg, {**asdict(model.config), **asdict(cfg)}, resume_iter) if dist.master else None
     samples = EvalSamples(cfg, data.meta, device, resume_iter) if dist.master and cfg.eval_sample_tokens else None
     scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
     tokens_per_iter = cfg.batch_size * model.config.block_size * cfg.gradient_accumulation_steps
@@ -344,6 +346,8 @@ def main(argv):
 
     it, signum = train(run)
     teardown_distributed(dist)
+    if log is not None:
+        log.close()
     if signum is not None:
         if dist.master:
             print(f"interrupted at iter {it}: saved {Path(cfg.out_dir) / 'ckpt.pt'}; continue with --init_from=resume",

@@ -28,8 +28,9 @@ from typing import Literal
 import numpy as np
 import torch
 
-from checkpoint import load_checkpoint, load_trained, read_log
+from checkpoint import load_checkpoint, load_trained
 from model import tracing
+from runlog import read_log
 from settings import UserError, command_args, parse_args, run_main
 from tokenizer import load_tokenizer, prompt_ids, read_prompt
 

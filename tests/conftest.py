@@ -33,9 +33,10 @@ TINY_TRAIN_ARGS = (*TINY_MODEL_ARGS, "--batch_size=8", "--max_iters=30", "--eval
                    "--threads=1", f"--dataset={CHAR_DATASET}")
 
 
-def run_script(script, *args, timeout=120):
-    """Run one of the repository's scripts as a user would: a fresh interpreter, cwd = repo root."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+def run_script(script, *args, timeout=120, env=None):
+    """Run one of the repository's scripts as a user would: a fresh interpreter, cwd = repo root.
+    env: variables to set on top of this process's."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0", **(env or {})}
     return subprocess.run([sys.executable, script, *map(str, args)], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 

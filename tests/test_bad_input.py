@@ -186,7 +186,7 @@ CASES = [
     ("sample-empty-prompt", "sample.py", ["--out_dir=out", "--start=", "--device=cpu"], "the prompt is empty"),
     ("sample-prompt-file-missing", "sample.py", ["--out_dir=out", "--start=FILE:nope.txt"], "prompt file nope.txt not found"),
     ("sample-prompt-file-not-utf8", "sample.py", ["--out_dir=out", "--start=FILE:bad/latin1.txt"], "is not UTF-8"),
-    ("sample-no-checkpoint", "sample.py", ["--out_dir=nowhere"], "no checkpoint at"),
+    ("sample-no-checkpoint", "sample.py", ["--out_dir=nowhere"], "no checkpoint in nowhere/ (neither best.pt nor ckpt.pt)"),
     ("sample-truncated", "sample.py", ["--ckpt=bad/truncated.pt"], "unreadable or truncated"),
     ("sample-empty-file", "sample.py", ["--ckpt=bad/empty.pt"], "unreadable or truncated"),
     ("sample-malicious-pickle", "sample.py", ["--ckpt=bad/payload_raw.pt"], "refused to load"),

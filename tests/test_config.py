@@ -24,7 +24,7 @@ def write(tmp_path, text, name="cfg.py"):
 
 
 def parse(argv):
-    return parse_args(CLASSES, argv, ignored=settings.NANOGPT_UNUSED, config_file=True)
+    return parse_args(CLASSES, argv, config_file=True)
 
 
 def error_of(argv):
@@ -111,14 +111,20 @@ def test_code_in_a_config_file_is_refused_and_never_executed(tmp_path, line):
     assert not marker.exists()
 
 
-def test_nanogpt_style_imports_and_ignored_keys_are_accepted(tmp_path):
-    """nanoGPT's finetune config: `import time` and a wandb_run_name computed by code."""
-    path = write(tmp_path, "\"\"\"A docstring.\"\"\"\nimport time\nwandb_log = False\nwandb_project = 'owt'\n"
+def test_nanogpt_style_imports_and_a_run_name_computed_by_code_are_accepted(tmp_path, capsys):
+    """nanoGPT's finetune config: `import time` and a wandb_run_name computed by code, which is not run."""
+    path = write(tmp_path, "\"\"\"A docstring.\"\"\"\nimport time\nwandb_log = True\nwandb_project = 'ft'\n"
                            "wandb_run_name = 'ft-' + str(time.time())\nbatch_size = 1\n")
     model_cfg, cfg = parse([str(path)])
-    assert cfg.batch_size == 1
-    _, cfg = parse(["--wandb_log=True", "--batch_size=2"])
-    assert cfg.batch_size == 2
+    assert cfg.batch_size == 1 and cfg.wandb_log and cfg.wandb_project == "ft"
+    assert cfg.wandb_run_name == settings.TrainConfig.wandb_run_name
+    warning = capsys.readouterr().err.strip()
+    assert warning.startswith(f"warning: {path}:5:") and "str(time.time())" in warning and "default" in warning
+    _, cfg = parse([str(path), "--wandb_log=False", "--wandb_run_name=mine", "--batch_size=2"])
+    assert (cfg.wandb_log, cfg.wandb_run_name, cfg.batch_size) == (False, "mine", 2)
+    # any other key computed by code is still an error
+    with pytest.raises(UserError, match="only literals"):
+        parse([str(write(tmp_path, "import time\nout_dir = 'out-' + str(time.time())\n"))])
 
 
 def test_config_file_errors(tmp_path):

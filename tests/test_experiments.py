@@ -17,7 +17,8 @@ import experiment
 import sample
 import train
 import visualize
-from checkpoint import load_checkpoint, model_from_checkpoint, read_log, save_checkpoint
+from checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from runlog import read_log
 from conftest import REPO_ROOT, make_model, png_size, random_tokens
 from model import GPT, GPTConfig
 from settings import UserError

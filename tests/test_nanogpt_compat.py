@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 import train
 from checkpoint import checkpoint_meta, load_checkpoint, load_trained, model_from_checkpoint, read_meta_pkl
-from settings import NANOGPT_UNUSED, TrainConfig, UserError, parse_args
+from settings import TrainConfig, UserError, parse_args
 from data import TokenData
 from model import GPTConfig
 
@@ -195,19 +195,21 @@ def nano(tmp_path_factory):
 @pytest.mark.parametrize("name", ["train_shakespeare_char.py", "train_gpt2.py", "finetune_shakespeare.py",
                                   "eval_gpt2.py", "eval_gpt2_medium.py", "eval_gpt2_large.py", "eval_gpt2_xl.py"])
 def test_nanogpt_config_files_parse_unchanged(name):
-    model_cfg, cfg = parse_args([GPTConfig, TrainConfig], [str(NANOGPT_CONFIGS / name)],
-                                ignored=NANOGPT_UNUSED, config_file=True)
+    model_cfg, cfg = parse_args([GPTConfig, TrainConfig], [str(NANOGPT_CONFIGS / name)], config_file=True)
     if name == "train_gpt2.py":
         assert cfg.gradient_accumulation_steps == 40 and model_cfg.block_size == 1024
+        assert cfg.wandb_log and cfg.wandb_project == "owt" and cfg.wandb_run_name == "gpt2-124M"
     if name.startswith("eval_"):
         assert cfg.eval_only and cfg.init_from == name.removeprefix("eval_").removesuffix(".py").replace("_", "-")
     if name == "finetune_shakespeare.py":
         assert cfg.init_from == "gpt2-xl" and not cfg.decay_lr and not cfg.always_save_checkpoint
+        # its run name is `'ft-' + str(time.time())`, code that a config file cannot run: the default stays
+        assert cfg.wandb_project == "shakespeare" and cfg.wandb_run_name == TrainConfig.wandb_run_name
 
 
 def test_our_finetune_config_parses():
     model_cfg, cfg = parse_args([GPTConfig, TrainConfig], [str(REPO_ROOT / "config" / "finetune_shakespeare.py")],
-                                ignored=NANOGPT_UNUSED, config_file=True)
+                                config_file=True)
     assert cfg.init_from == "gpt2" and cfg.dataset == "shakespeare"
 
 

@@ -23,9 +23,10 @@ import torch
 
 import checkpoint
 import settings
-from checkpoint import LogFile, check_free_space, check_out_dir, load_checkpoint, read_log, save_checkpoint
+from checkpoint import check_free_space, check_out_dir, load_checkpoint, save_checkpoint
 from conftest import REPO_ROOT
 from model import GPT, GPTConfig
+from runlog import LogFile, read_log
 from settings import UserError
 from system import StopRequest
 MAX_ITERS = 100
@@ -340,7 +341,7 @@ def test_log_on_resume_keeps_lines_up_to_the_checkpoint_and_drops_a_torn_line(tm
 
 
 def test_every_reader_of_a_live_runs_log_skips_its_half_written_last_line(tmp_path, capsys):
-    """One reader (checkpoint.read_log) for train.py, visualize.py, bench.py and experiment.py."""
+    """One reader (runlog.read_log) for train.py, visualize.py, bench.py and experiment.py."""
     import bench
     import visualize
 

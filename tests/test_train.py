@@ -13,7 +13,8 @@ import pytest
 import torch
 
 import train
-from checkpoint import load_checkpoint, model_from_checkpoint, read_log
+from checkpoint import load_checkpoint, model_from_checkpoint
+from runlog import read_log
 from conftest import main_error_line, one_error_line
 from data import TokenData
 from model import GPT, GPTConfig
@@ -23,7 +24,7 @@ from tokenizer import load_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-LOG_KEYS = {"iter", "train_loss", "val_loss", "lr", "tokens", "elapsed_s"}
+LOG_KEYS = {"iter", "train_loss", "val_loss", "lr", "tokens", "tokens_per_s", "elapsed_s"}
 
 
 def arg_value(args, key):
@@ -198,6 +199,8 @@ def test_train_writes_checkpoints_and_a_log(tiny_run, tiny_train_args):
         assert all(math.isfinite(record[k]) for k in ("train_loss", "val_loss", "lr"))
     tokens_per_iter = int(arg_value(tiny_train_args, "batch_size")) * int(arg_value(tiny_train_args, "block_size"))
     assert [r["tokens"] for r in log] == [r["iter"] * tokens_per_iter for r in log]
+    assert log[0]["tokens_per_s"] is None  # nothing timed before the first step
+    assert all(r["tokens_per_s"] > 0 for r in log[1:])
     assert log[0]["val_loss"] == pytest.approx(math.log(65), abs=0.3)  # starts near uniform
     assert all(r["val_loss"] < log[0]["val_loss"] for r in log[1:])  # and learns
     assert log[-1]["val_loss"] < log[0]["val_loss"] - 0.3
@@ -254,8 +257,10 @@ def test_a_sample_at_each_evaluation_shows_the_text_and_changes_no_loss(tmp_path
     train.main([*args, f"--out_dir={tmp_path / 'plain'}"])
     train.main([*args, f"--out_dir={tmp_path / 'sampled'}", "--eval_sample_tokens=40", "--eval_sample_start=ROMEO:"])
     assert "=== iter 20, val loss" in capsys.readouterr().out  # printed as training goes
-    assert read_log(tmp_path / "plain") == [{**r, "elapsed_s": a["elapsed_s"]} for r, a in
-                                            zip(read_log(tmp_path / "sampled"), read_log(tmp_path / "plain"))]
+    timing = ("elapsed_s", "tokens_per_s")
+    same = [[{k: v for k, v in r.items() if k not in timing} for r in read_log(tmp_path / run)]
+            for run in ("plain", "sampled")]
+    assert same[0] == same[1]
     text = (tmp_path / "sampled" / "samples.txt").read_text()
     parts = re.split(r"^=== iter (\d+), val loss ([\d.]+) ===\n", text, flags=re.M)[1:]
     blocks = [(i, v, body.removesuffix("\n\n")) for i, v, body in zip(parts[0::3], parts[1::3], parts[2::3])]

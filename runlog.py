@@ -1,0 +1,157 @@
+"""A run's log: out_dir/log.jsonl, one JSON line per evaluation, and, when asked, the same records in
+TensorBoard (`tensorboard = True`) and Weights & Biases (`wandb_log = True`).
+
+One writer (RunLog) sends each evaluation to log.jsonl and to those sinks; under torchrun only rank 0
+has one. A sink whose package is missing is one warning line, and training goes on without it.
+
+A resumed run repeats the iterations after its checkpoint, so each history drops what it had past
+that point and never shows an iteration twice: log.jsonl drops those records; TensorBoard's event
+files are written afresh from the records log.jsonl keeps; W&B continues the same run (its id is in
+out_dir/wandb_run_id) and skips the iterations it already holds, since W&B's history only grows.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from settings import UserError
+
+# log.jsonl's keys as TensorBoard and W&B name them: nanoGPT's W&B names where it logs the same thing
+METRICS = {"train_loss": "train/loss", "val_loss": "val/loss", "lr": "lr", "tokens": "tokens",
+           "tokens_per_s": "tokens_per_s", "elapsed_s": "elapsed_s"}
+
+
+def read_log(out_dir):
+    """The records of out_dir/log.jsonl, one dict per evaluation, oldest first; [] if there are none.
+
+    A line that is not a whole record is skipped: a live run may be writing the last line right
+    now, and a killed one may have left it half written.
+    """
+    path = Path(out_dir) / "log.jsonl"
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("iter"), int):
+            records.append(record)
+    return records
+
+
+class LogFile:
+    """out_dir/log.jsonl, appended to at each evaluation. On resume, records past the checkpoint are dropped."""
+
+    def __init__(self, out_dir, resume_iter=None):
+        """resume_iter: the checkpoint's iteration when resuming; None starts a fresh log."""
+        self.path = Path(out_dir) / "log.jsonl"
+        previous = read_log(out_dir) if resume_iter is not None else []
+        self.kept = [r for r in previous if r["iter"] <= resume_iter]  # the history this run continues
+        self.last_logged = max((r["iter"] for r in previous), default=None)  # before this run started
+        tmp = self.path.with_name(self.path.name + ".tmp")  # a kill mid-rewrite keeps the old log
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.kept))
+        os.replace(tmp, self.path)
+
+    def write(self, record):
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def metrics(record):
+    """{TensorBoard/W&B name: value} of one record; a value not measured yet (None) is left out."""
+    return {name: record[key] for key, name in METRICS.items() if record.get(key) is not None}
+
+
+class TensorBoard:
+    """Event files in out_dir, so `tensorboard --logdir out_dir` (or its parent, for several runs) shows them."""
+
+    def __init__(self, out_dir, history):
+        from torch.utils.tensorboard import SummaryWriter  # ImportError without the tensorboard package
+
+        for old in Path(out_dir).glob("events.out.tfevents.*"):
+            old.unlink()  # written afresh from log.jsonl's history below
+        self.writer = SummaryWriter(str(out_dir))
+        for record in history:
+            self.write(record)
+
+    def write(self, record):
+        for name, value in metrics(record).items():
+            self.writer.add_scalar(name, value, record["iter"])
+        self.writer.flush()  # on disk now: the curves are live, and a killed run loses nothing
+
+    def close(self):
+        self.writer.close()
+
+
+class WandB:
+    """A W&B run, at step = iteration. WANDB_MODE=offline keeps it on disk (`wandb sync` uploads it later)."""
+
+    def __init__(self, out_dir, project, name, settings, log):
+        """settings: every setting, shown as the run's config. log: the LogFile, for the history so far."""
+        import wandb  # ImportError without the wandb package
+
+        id_file = Path(out_dir) / "wandb_run_id"
+        run_id = id_file.read_text().strip() if log.last_logged is not None and id_file.is_file() else None
+        try:
+            self.run = wandb.init(project=project, name=name, config=settings, id=run_id,
+                                  resume="allow" if run_id else None, dir=os.environ.get("WANDB_DIR", out_dir))
+        except Exception as e:  # not logged in, no network, a bad project name: W&B's own message says which
+            raise UserError(f"wandb_log=True but W&B did not start ({str(e).strip().splitlines()[0]}); "
+                            f"run `wandb login`, or set WANDB_MODE=offline, or drop wandb_log") from None
+        id_file.write_text(self.run.id)
+        # a run we continue holds every iteration logged before this process started
+        self.skip_through = log.last_logged if run_id else None
+        if run_id is None:  # a new W&B run gets the history so far: none, unless a resumed run turns W&B on
+            for record in log.kept:
+                self.write(record)
+
+    def write(self, record):
+        if self.skip_through is None or record["iter"] > self.skip_through:
+            self.run.log(metrics(record), step=record["iter"])
+
+    def close(self):
+        self.run.finish()
+
+
+class RunLog:
+    """The one writer of a run's evaluations: log.jsonl, then each sink."""
+
+    def __init__(self, file, sinks=()):
+        self.file, self.sinks = file, list(sinks)
+
+    def write(self, **record):
+        self.file.write(record)
+        for sink in self.sinks:
+            sink.write(record)
+
+    def close(self):
+        for sink in self.sinks:
+            sink.close()
+
+
+def open_run_log(cfg, settings, resume_iter=None):
+    """The run's writer: log.jsonl, plus TensorBoard and W&B as cfg (a TrainConfig) asks.
+
+    settings: every setting of the run (for W&B's config). resume_iter: as LogFile.
+    """
+    log = LogFile(cfg.out_dir, resume_iter)
+    sinks = []
+    if cfg.tensorboard:
+        sinks.append(optional_sink("tensorboard", "tensorboard", lambda: TensorBoard(cfg.out_dir, log.kept)))
+    if cfg.wandb_log:
+        sinks.append(optional_sink("wandb_log", "wandb", lambda: WandB(
+            cfg.out_dir, cfg.wandb_project, cfg.wandb_run_name, settings, log)))
+    return RunLog(log, [sink for sink in sinks if sink is not None])
+
+
+def optional_sink(setting, package, open_sink):
+    """open_sink(), or None and one warning line when `package` is not installed."""
+    try:
+        return open_sink()
+    except ImportError:
+        print(f"warning: {setting}=True but the {package} package is not installed (pip install {package}); "
+              f"training goes on without it", file=sys.stderr)
+        return None
