@@ -10,14 +10,17 @@ Writes go to a temporary file that is flushed, fsync'ed and renamed over the old
 at any instant leaves either the old checkpoint or the new one, never a broken file.
 
 The run folder (out_dir) also holds log.jsonl, one JSON line per evaluation, read by read_log;
-train.py checks the folder before training (check_out_dir, check_free_space) so a run fails at
-its start, not after an hour. nanoGPT's checkpoints and meta.pkl files are read too (last section).
+train.py checks the folder before training (claim_out_dir, check_free_space) so a run fails at
+its start, not after an hour, and holds it for its whole life (OutDirLock): one writer per folder,
+any number of readers. nanoGPT's checkpoints and meta.pkl files are read too (last section).
 """
 
 import json
 import os
 import pickle
+import shlex
 import shutil
+import sys
 import tempfile
 import warnings
 import zipfile
@@ -174,9 +177,61 @@ def load_trained(out_dir, ckpt="best", data_dir="data", device="cpu"):
 # The run folder: checked before training; its log; the RNG state a checkpoint carries
 
 
-def check_out_dir(out_dir, protect_checkpoints):
-    """Fail before training, not after: an unwritable out_dir, or (protect_checkpoints) checkpoints a
-    new run would replace. Then remove what a crash mid-write left behind."""
+try:
+    import fcntl
+except ImportError:  # Windows has no flock: runs there are not protected from a second writer
+    fcntl = None
+
+
+class OutDirLock:
+    """out_dir's one writer: an exclusive flock on out_dir/train.lock, which holds the holder's pid and
+    command line for the error a second writer gets. The kernel drops a flock when its process dies,
+    however it dies, so a killed run leaves no stale lock: its file may stay, unlocked, and the next
+    run takes it. Readers (sample.py, visualize.py, export.py, bench.py) never lock.
+    Used as `with OutDirLock(out_dir):`; leaving removes the file, so a failed run changes nothing.
+    """
+
+    def __init__(self, out_dir):
+        self.path, self.fd = Path(out_dir) / "train.lock", None
+
+    def __enter__(self):
+        if fcntl is None:
+            return self
+        while self.fd is None:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # BlockingIOError: held by a live process
+                holder = os.read(fd, 4096).decode("utf-8", "replace").strip() or "not yet recorded"
+                os.close(fd)
+                raise UserError(f"{self.path.parent} is in use by a live training run (pid {holder}); wait for it "
+                                f"to end or stop it, or choose another --out_dir") from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # its holder removed the file as we opened it: lock the one at the path now
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}: {shlex.join(sys.argv)[:300]}\n".encode("utf-8", "replace"))
+            self.fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            self.path.unlink(missing_ok=True)  # before unlocking: whoever opened it meanwhile sees a removed file
+            os.close(self.fd)  # the lock goes with the last descriptor
+            self.fd = None
+
+
+def claim_out_dir(out_dir, protect_checkpoints):
+    """Fail before training, not after: an unwritable out_dir, a live run in it, or (protect_checkpoints)
+    checkpoints a new run would replace. Then remove what a crash mid-write left behind.
+
+    Returns the held OutDirLock (`with claim_out_dir(...):`), taken before anything is removed: the
+    temporary file of a live run's checkpoint write is not a crash's leftover.
+    """
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -187,10 +242,13 @@ def check_out_dir(out_dir, protect_checkpoints):
             pass
     except OSError as e:
         raise UserError(f"out_dir {out} is not writable ({e.strerror}); choose another --out_dir") from None
+    lock = OutDirLock(out).__enter__()
     if protect_checkpoints and (out / "ckpt.pt").exists():
+        lock.__exit__()
         raise UserError(f"{out} already holds a checkpoint; continue it with --init_from=resume, "
                         f"start over with --overwrite=True, or pick another --out_dir")
     remove_partial_writes(out)
+    return lock
 
 
 def check_free_space(out_dir, model):

@@ -17,13 +17,14 @@ START_TIME = time.time()
 import math
 import signal
 import sys
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from checkpoint import (LogFile, check_free_space, check_out_dir, is_nanogpt_checkpoint, load_checkpoint,
+from checkpoint import (LogFile, check_free_space, claim_out_dir, is_nanogpt_checkpoint, load_checkpoint,
                         model_from_checkpoint, optimizer_state_from_nanogpt, restore_rng, rng_state, save_checkpoint)
 from data import TokenData, model_vocab_size
 from model import GPT, GPTConfig
@@ -269,42 +270,42 @@ def main(argv):
     torch.manual_seed(cfg.seed + dist.rank)  # different dropout masks on each process
 
     data = TokenData(Path(cfg.data_dir) / cfg.dataset, model_cfg.block_size, device)
-    if dist.master and not cfg.trace_shapes:
-        fresh = cfg.init_from != "resume" and not (cfg.overwrite or cfg.eval_only)
-        check_out_dir(cfg.out_dir, protect_checkpoints=fresh)
-    model, optimizer, progress = build(model_cfg, cfg, data, device)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    if progress.rng is not None:
-        restore_rng(progress.rng, generator, device)
-    if cfg.trace_shapes:
-        print_shape_trace(model, *data.get_batch("train", 2, generator))
-        return
-    if dist.master and not cfg.eval_only:
-        check_free_space(cfg.out_dir, model)
+    writer = dist.master and not cfg.trace_shapes  # eval_only writes too: it appends to log.jsonl
+    fresh = cfg.init_from != "resume" and not (cfg.overwrite or cfg.eval_only)
+    with claim_out_dir(cfg.out_dir, protect_checkpoints=fresh) if writer else nullcontext():
+        model, optimizer, progress = build(model_cfg, cfg, data, device)
+        generator = torch.Generator().manual_seed(cfg.seed)
+        if progress.rng is not None:
+            restore_rng(progress.rng, generator, device)
+        if cfg.trace_shapes:
+            print_shape_trace(model, *data.get_batch("train", 2, generator))
+            return
+        if dist.master and not cfg.eval_only:
+            check_free_space(cfg.out_dir, model)
 
-    eval_model = train_model = maybe_compile(model, cfg.compile)
-    if dist.world_size > 1:
-        device_ids = [dist.local_rank] if device.startswith("cuda") else None
-        train_model = torch.nn.parallel.DistributedDataParallel(train_model, device_ids=device_ids)
-    log = LogFile(cfg.out_dir, progress.iter_num if cfg.init_from == "resume" else None) if dist.master else None
-    scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
-    tokens_per_iter = cfg.batch_size * model.config.block_size * cfg.gradient_accumulation_steps
-    run = Run(cfg, model, train_model, eval_model, optimizer, scaler, data, ctx, generator, progress, log,
-              Speed(tokens_per_iter), dist, device)
-    if dist.master:
-        print(f"{model.num_params() / 1e6:.2f}M parameters, {tokens_per_iter:,} tokens per iteration, "
-              f"device {device} x {dist.world_size}, dtype {str(dtype).removeprefix('torch.')}", file=sys.stderr)
-
-    it, signum = train(run)
-    teardown_distributed(dist)
-    if signum is not None:
+        eval_model = train_model = maybe_compile(model, cfg.compile)
+        if dist.world_size > 1:
+            device_ids = [dist.local_rank] if device.startswith("cuda") else None
+            train_model = torch.nn.parallel.DistributedDataParallel(train_model, device_ids=device_ids)
+        log = LogFile(cfg.out_dir, progress.iter_num if cfg.init_from == "resume" else None) if dist.master else None
+        scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
+        tokens_per_iter = cfg.batch_size * model.config.block_size * cfg.gradient_accumulation_steps
+        run = Run(cfg, model, train_model, eval_model, optimizer, scaler, data, ctx, generator, progress, log,
+                  Speed(tokens_per_iter), dist, device)
         if dist.master:
-            print(f"interrupted at iter {it}: saved {Path(cfg.out_dir) / 'ckpt.pt'}; continue with --init_from=resume",
-                  file=sys.stderr)
-        sys.exit(128 + signum)  # the shell's code for death by that signal
-    if dist.master:
-        print(f"done: iter {it}, best val loss {progress.best_val_loss:.4f}, {time.time() - START_TIME:.1f} s, "
-              f"{run.speed.rate:,.0f} tokens/s; checkpoints in {cfg.out_dir}/")
+            print(f"{model.num_params() / 1e6:.2f}M parameters, {tokens_per_iter:,} tokens per iteration, "
+                  f"device {device} x {dist.world_size}, dtype {str(dtype).removeprefix('torch.')}", file=sys.stderr)
+
+        it, signum = train(run)
+        teardown_distributed(dist)
+        if signum is not None:
+            if dist.master:
+                print(f"interrupted at iter {it}: saved {Path(cfg.out_dir) / 'ckpt.pt'}; continue with --init_from=resume",
+                      file=sys.stderr)
+            sys.exit(128 + signum)  # the shell's code for death by that signal
+        if dist.master:
+            print(f"done: iter {it}, best val loss {progress.best_val_loss:.4f}, {time.time() - START_TIME:.1f} s, "
+                  f"{run.speed.rate:,.0f} tokens/s; checkpoints in {cfg.out_dir}/")
 
 
 if __name__ == "__main__":
