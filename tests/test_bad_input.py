@@ -115,6 +115,12 @@ def world(tmp_path_factory, shakespeare_text_session):
     prepare.prepare_text("To be, or not to be." * 3, root / "data" / "small", "char", "test")  # 54 train tokens
     shutil.copytree(root / "data" / "small", root / "data" / "broken")
     (root / "data" / "broken" / "meta.json").write_text('{"tokenizer": "char", "vocab_')  # cut short
+    for name in ("beyond", "odd"):
+        shutil.copytree(root / "data" / "shakespeare_char", root / "data" / name)
+    beyond = root / "data" / "beyond" / "train.bin"  # a token id past the 58-character vocabulary
+    beyond.write_bytes(beyond.read_bytes()[:200] + (200).to_bytes(2, "little") + beyond.read_bytes()[202:])
+    with open(root / "data" / "odd" / "val.bin", "ab") as f:  # half a token at the end
+        f.write(b"\0")
     result = run("train.py", *TINY, "--max_iters=0", "--out_dir=out", cwd=root)
     assert result.returncode == 0, result.stderr
     ckpt = (root / "out" / "ckpt.pt").read_bytes()
@@ -171,7 +177,10 @@ CASES = [
     # train.py: datasets and out_dir
     ("dataset-not-prepared", "train.py", [*TINY, "--dataset=nope"], "python prepare.py nope"),
     ("block-size-over-dataset", "train.py", [*TINY, "--dataset=small", "--out_dir=new"], "fewer than block_size + 1"),
-    ("corrupt-meta-json", "train.py", [*TINY, "--dataset=broken"], "prepare the dataset again"),
+    ("corrupt-meta-json", "train.py", [*TINY, "--dataset=broken"], "rebuild it with: python prepare.py text"),
+    ("data-id-beyond-vocab", "train.py", [*TINY, "--dataset=beyond", "--out_dir=new"],
+     "train.bin holds token id 200 (token 100) but meta.json's vocabulary has 58 ids"),
+    ("data-half-a-token", "train.py", [*TINY, "--dataset=odd", "--out_dir=new"], "not a whole number of 2-byte token ids"),
     ("out-dir-exists", "train.py", [*TINY, "--out_dir=out"], "already holds a checkpoint"),
     ("out-dir-under-a-file", "train.py", [*TINY, "--out_dir=bad/a_file/out"], "cannot create out_dir"),
     # train.py: resuming

@@ -181,6 +181,79 @@ def test_missing_split_and_short_split_are_clear_errors(tmp_path, char_data_dir)
         TokenData(copy, block_size=8)
 
 
+@pytest.fixture
+def char_copy(tmp_path, char_data_dir):
+    """A copy of the prepared char dataset to damage: (folder, its meta)."""
+    copy = tmp_path / "data" / "shakespeare_char"
+    shutil.copytree(char_data_dir / "shakespeare_char", copy)
+    return copy, json.loads((copy / "meta.json").read_text())
+
+
+def set_token(path, index, value):
+    tokens = np.fromfile(path, dtype=np.uint16)
+    tokens[index] = value
+    tokens.tofile(path)
+
+
+def test_data_that_does_not_fit_its_meta_is_refused_before_training(char_copy, monkeypatch):
+    """Each message names the file, what is wrong, and the prepare.py command that rebuilds it."""
+    copy, meta = char_copy
+    rebuild = "rebuild it with: python prepare.py shakespeare_char --data_dir="
+    vocab = meta["vocab_size"]
+    original = {name: (copy / name).read_bytes() for name in ("train.bin", "val.bin")}
+    damages = [  # (file, damage, phrase of the error)
+        ("val.bin", lambda p: set_token(p, 1234, vocab), f"holds token id {vocab} (token 1,234) but meta.json's "
+                                                          f"vocabulary has {vocab} ids (0 to {vocab - 1})"),
+        ("train.bin", lambda p: p.write_bytes(p.read_bytes() + b"x"), "bytes, not a whole number of 2-byte token ids"),
+        ("val.bin", lambda p: p.write_bytes(b""), "is empty"),
+        ("train.bin", lambda p: p.write_bytes(p.read_bytes()[:-20]),
+         f"holds {meta['train_tokens'] - 10:,} tokens but meta.json records {meta['train_tokens']:,}"),
+    ]
+    for name, damage, phrase in damages:
+        damage(copy / name)
+        with pytest.raises(UserError) as e:
+            TokenData(copy, block_size=32)
+        assert str(copy / name) in str(e.value) and phrase in str(e.value) and rebuild in str(e.value), str(e.value)
+        (copy / name).write_bytes(original[name])
+    TokenData(copy, block_size=32)  # whole again
+
+    # a split too large for memory is memmapped, not scanned: prepare.py's recorded largest id is checked
+    monkeypatch.setattr("data.IN_MEMORY_LIMIT", 0)
+    (copy / "meta.json").write_text(json.dumps({**meta, "train_max_id": vocab + 5}))
+    with pytest.raises(UserError, match=f"meta.json records {vocab + 5} as the largest token id in train.bin"):
+        TokenData(copy, block_size=32)
+
+
+def test_a_memmapped_split_without_a_recorded_largest_id_is_checked_batch_by_batch(char_copy, monkeypatch):
+    """A nanoGPT-prepared folder records nothing: an id beyond the vocabulary stops at the batch holding
+    it, with one line, instead of an embedding error (on CUDA, a device-side assert)."""
+    copy, meta = char_copy
+    monkeypatch.setattr("data.IN_MEMORY_LIMIT", 0)
+    (copy / "meta.json").write_text(json.dumps({k: v for k, v in meta.items() if not k.endswith("_max_id")}))
+    tokens = np.full(np.fromfile(copy / "train.bin", dtype=np.uint16).shape, meta["vocab_size"], dtype=np.uint16)
+    tokens.tofile(copy / "train.bin")
+    data = TokenData(copy, block_size=32)
+    with pytest.raises(UserError, match=f"train.bin holds token id {meta['vocab_size']} but .* has {meta['vocab_size']} ids"):
+        data.get_batch("train", 4, torch.Generator().manual_seed(0))
+    data.get_batch("val", 4, torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("meta_edit, phrase", [
+    (dict(vocab_size=0), "vocab_size=0; expected a whole number from 1 to 65536"),
+    (dict(vocab_size=True), "vocab_size=True; expected a whole number from 1 to 65536"),
+    (dict(vocab_size=70000), "vocab_size=70000; expected a whole number from 1 to 65536"),
+    (dict(chars="abc"), "'chars' holds 3 characters but vocab_size is"),
+    (dict(train_tokens="many"), "train_tokens='many'; expected a count"),
+    (dict(shards={"train": ["../../etc/passwd"], "val": []}), "shards must list .bin file names in its folder"),
+], ids=["zero-vocab", "bool-vocab", "vocab-past-uint16", "chars-vs-vocab", "count-not-a-number", "shard-outside"])
+def test_meta_json_that_cannot_describe_the_data_is_refused(char_copy, meta_edit, phrase):
+    copy, meta = char_copy
+    (copy / "meta.json").write_text(json.dumps({**meta, **meta_edit}))
+    with pytest.raises(UserError, match="rebuild it with: python prepare.py shakespeare_char") as e:
+        TokenData(copy, block_size=32)
+    assert phrase in str(e.value) and str(copy / "meta.json") in str(e.value)
+
+
 # ---------------------------------------------------------------------------------------------
 # train.py end to end (the tiny run from conftest)
 
