@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from model import GPT, GPTConfig
-from settings import UserError
+from settings import UserError, build_configs, is_count
 from tokenizer import load_tokenizer
 
 
@@ -98,25 +98,72 @@ def checkpoint_path(out_dir, ckpt="best"):
 def load_checkpoint(path, mmap=False):
     """Read a checkpoint onto the CPU (moving it to the GPU is the caller's choice: nanoGPT #158).
 
-    mmap=True maps the tensors instead of reading them: the settings of a large checkpoint, cheaply.
+    Anything else is one UserError saying what was expected: a missing file, a directory, an empty
+    or text file, another zip archive, a damaged one (every entry's CRC-32 is checked first, so a
+    flipped bit in the weights is caught too), a pickle that is not plain data, and a dict whose
+    entries have the wrong types. mmap=True maps the tensors instead of reading them (and skips the
+    checksums): the settings of a large checkpoint, cheaply.
     """
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a directory, not a checkpoint file; to read the checkpoints in it, "
+                        f"pass --out_dir={path}")
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}; train one first (python train.py ...) or check --out_dir")
+    damaged = f"checkpoint {path} is damaged or truncated"
+    retry = "use another checkpoint (best.pt or ckpt.pt) or train again"
     try:
+        with path.open("rb") as f:
+            head = f.read(16)
+        if not head:
+            raise UserError(f"{path} is empty, not a checkpoint; {retry}")
+        if head.startswith(b"PK"):  # a zip archive (what torch.save writes), perhaps cut short
+            with zipfile.ZipFile(path) as archive:
+                if not any(name.endswith("/data.pkl") or name == "data.pkl" for name in archive.namelist()):
+                    raise UserError(f"{path} is a zip archive but not a torch.save checkpoint (it has no data.pkl); "
+                                    f"pass a ckpt.pt or best.pt written by train.py")
+                bad = None if mmap else archive.testzip()
+            if bad is not None:
+                raise UserError(f"{damaged} (a checksum does not match in {bad}); {retry}")
+        elif head[0] != 0x80:  # nor a pickle (protocol 2 and up), torch's legacy format
+            raise UserError(f"{path} is not a checkpoint: torch.save writes zip archives, and this file starts "
+                            f"with {head!r}; pass a ckpt.pt or best.pt written by train.py")
         with warnings.catch_warnings():  # a foreign pickle protocol warns before it is refused: noise
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         raise UserError(f"refused to load {path}: it holds more than tensors and plain data ({_refusal_reason(e)}); "
                         f"only load checkpoints written by this repository or converted from a trusted source") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise UserError(f"checkpoint {path} is unreadable or truncated ({type(e).__name__}); "
-                        f"use another checkpoint (best.pt or ckpt.pt) or train again") from None
-    if not (isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict) and isinstance(ckpt.get("model_args"), dict)):
-        raise UserError(f"{path} is not a model checkpoint (it has no 'model' weights and 'model_args'); "
-                        f"pass a ckpt.pt or best.pt written by train.py")
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, TypeError, IndexError,
+            AttributeError, OverflowError, NotImplementedError, MemoryError, RecursionError) as e:
+        # what torch's reader and unpickler raise on bytes that are not what they expect
+        raise UserError(f"{damaged} ({type(e).__name__}); {retry}") from None
+    problem = checkpoint_problem(ckpt)
+    if problem:
+        raise UserError(f"{path} is not a model checkpoint: {problem}; pass a ckpt.pt or best.pt written by train.py")
     return ckpt
+
+
+
+def checkpoint_problem(ckpt):
+    """What is wrong with the entries of a loaded checkpoint (None: nothing), before anything uses them."""
+    if not (isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict) and isinstance(ckpt.get("model_args"), dict)):
+        return "it has no 'model' weights and 'model_args'"
+    wrong = next(((k, v) for k, v in ckpt["model"].items() if not (isinstance(k, str) and torch.is_tensor(v))), None)
+    if wrong is not None:
+        return f"its 'model' must map names to tensors, found {wrong[0]!r}: {type(wrong[1]).__name__}"
+    for key in ("meta", "optimizer", "train_config", "config", "rng"):
+        if key in ckpt and not isinstance(ckpt[key], dict):
+            return f"its {key!r} must be a dict, found a {type(ckpt[key]).__name__}"
+    if "iter_num" in ckpt and not is_count(ckpt["iter_num"]):
+        return f"its 'iter_num' must be a whole number >= 0, found {ckpt['iter_num']!r}"
+    best = ckpt.get("best_val_loss", 0.0)  # nanoGPT stores a 0-d tensor
+    if not (isinstance(best, (int, float)) or (torch.is_tensor(best) and best.numel() == 1)) or isinstance(best, bool):
+        return f"its 'best_val_loss' must be a number, found a {type(best).__name__}"
+    rng = ckpt.get("rng", {})
+    if not all(torch.is_tensor(v) and v.dtype == torch.uint8 for v in rng.values()) or (rng and not {"torch", "data"} <= rng.keys()):
+        return "its 'rng' must hold the random states as byte tensors ('torch', 'data')"
+    return None
 
 
 def _refusal_reason(error):
@@ -136,12 +183,16 @@ def model_from_checkpoint(ckpt):
     if nanogpt:
         args["activation"] = "gelu_exact"  # nanoGPT's MLP uses nn.GELU(), the exact (erf) GELU
     try:
-        model = GPT(GPTConfig(**args))
-    except (ValueError, TypeError) as e:
+        (config,) = build_configs([GPTConfig], args)  # the types and values, as from a config file
+    except UserError as e:
         raise UserError(f"the checkpoint describes an impossible model ({e}); it is damaged or not ours") from None
     state = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in ckpt["model"].items()}
     if nanogpt:  # nanoGPT without flash attention keeps its causal mask as a buffer named attn.bias
         state = {k: v for k, v in state.items() if not k.endswith(".attn.bias")}
+    mismatch = _args_against_weights(config, state)
+    if mismatch:  # before building: model_args from a damaged file could ask for a billion layers
+        raise UserError(f"the checkpoint's {mismatch}; it is damaged or was edited")
+    model = GPT(config)
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as e:  # missing, extra or misshapen weights
@@ -149,6 +200,22 @@ def model_from_checkpoint(ckpt):
         raise UserError(f"the checkpoint's weights do not fit the model it describes ({first}); "
                         f"it is damaged or was edited") from None
     return model
+
+
+def _args_against_weights(config, state):
+    """The model_args that the weights' own shapes contradict, as words (None: they agree)."""
+    wte = state.get("transformer.wte.weight")
+    if wte is None or wte.dim() != 2:
+        return "weights have no token embedding (transformer.wte.weight)"
+    layers = {int(k.split(".")[2]) for k in state if k.startswith("transformer.h.") and k.split(".")[2].isdigit()}
+    found = {"vocab_size": wte.shape[0], "n_embd": wte.shape[1], "n_layer": max(layers, default=-1) + 1}
+    if config.pos_encoding == "learned" and "transformer.wpe.weight" in state:
+        found["block_size"] = state["transformer.wpe.weight"].shape[0]
+    for key, value in found.items():
+        if getattr(config, key) != value:
+            held = f"{value} layers" if key == "n_layer" else f"{key} {value}"
+            return f"model_args say {key}={getattr(config, key)} but its weights hold {held}"
+    return None
 
 
 @dataclass
@@ -170,6 +237,9 @@ def load_trained(out_dir, ckpt="best", data_dir="data", device="cpu"):
     checkpoint = load_checkpoint(path)
     tokenizer = load_tokenizer(checkpoint_meta(checkpoint, data_dir))
     model = model_from_checkpoint(checkpoint).to(device).eval()
+    if tokenizer.vocab_size > model.config.vocab_size:  # its ids would index past the embedding
+        raise UserError(f"{path} does not hold together: the tokenizer has {tokenizer.vocab_size} tokens but the "
+                        f"model only {model.config.vocab_size}; it is damaged or was edited")
     return Trained(model, tokenizer, path, checkpoint.get("iter_num"))
 
 
@@ -310,10 +380,14 @@ def rng_state(generator, device):
 
 
 def restore_rng(state, generator, device):
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["data"])
-    if "cuda" in state and device.startswith("cuda"):
-        torch.cuda.set_rng_state(state["cuda"])
+    try:
+        torch.set_rng_state(state["torch"])
+        generator.set_state(state["data"])
+        if "cuda" in state and device.startswith("cuda"):
+            torch.cuda.set_rng_state(state["cuda"])
+    except (RuntimeError, ValueError, TypeError) as e:  # a state of the wrong size
+        raise UserError(f"the checkpoint's random state is damaged ({str(e).strip()[:120]}); it cannot be "
+                        f"resumed exactly") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -368,7 +442,7 @@ def checkpoint_meta(ckpt, data_dir="data"):
     if dataset and pkl.is_file():
         return read_meta_pkl(pkl)
     vocab_size = ckpt["model_args"].get("vocab_size", 0)
-    if vocab_size < 50257:
+    if not (isinstance(vocab_size, int) and vocab_size >= 50257):
         raise UserError(f"this nanoGPT checkpoint has a {vocab_size}-token vocabulary but {pkl} is missing; "
                         f"point --data_dir at the folder holding {dataset}/meta.pkl")
     return {"tokenizer": "gpt2", "vocab_size": 50257}

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from settings import UserError
+from settings import UserError, is_count
 
 IN_MEMORY_LIMIT = 1 << 30  # bytes per split; above this, read batches by memmap
 
@@ -61,14 +61,10 @@ def load_meta(dataset_dir):
     return meta
 
 
-def _is_count(value):
-    return type(value) is int and value >= 0  # noqa: E721 (bool is an int, and not a count)
-
-
 def check_meta(meta):
     """What is wrong with a meta.json's description of its data, or None. Token ids are uint16."""
     n = meta["vocab_size"]
-    if not (_is_count(n) and 1 <= n <= 2**16):
+    if not (is_count(n) and 1 <= n <= 2**16):
         return f"vocab_size={n!r}; expected a whole number from 1 to 65536 (the .bin files hold uint16 ids)"
     if meta.get("tokenizer") == "char":
         chars = meta.get("chars")
@@ -76,7 +72,7 @@ def check_meta(meta):
             shown = f"{len(chars)} characters" if isinstance(chars, str) else f"a {type(chars).__name__}"
             return f"'chars' holds {shown} but vocab_size is {n}"
     for key in ("train_tokens", "val_tokens", "train_max_id", "val_max_id"):
-        if key in meta and not _is_count(meta[key]):
+        if key in meta and not is_count(meta[key]):
             return f"{key}={meta[key]!r}; expected a count"
     if "shards" in meta:
         shards = meta["shards"]

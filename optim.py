@@ -88,6 +88,20 @@ class Optimizers:
             opt.load_state_dict(s)
 
 
+def load_optimizer_state(optimizer, state):
+    """Restore a saved optimizer state, or raise ValueError saying why it does not fit this optimizer and
+    model. torch checks the parameter counts but not the shapes, which would fail at the first step."""
+    try:
+        optimizer.load_state_dict(state)
+    except (ValueError, KeyError, TypeError, IndexError, RuntimeError, AttributeError) as e:
+        raise ValueError(str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__) from None
+    for opt in getattr(optimizer, "optimizers", [optimizer]):
+        for p, saved in opt.state.items():
+            for name, value in saved.items():
+                if torch.is_tensor(value) and value.dim() and value.shape != p.shape:  # `step` is 0-d
+                    raise ValueError(f"its {name} for a {tuple(p.shape)} parameter is {tuple(value.shape)}")
+
+
 def make_optimizer(model, cfg, device):
     """AdamW (fused on CUDA: one kernel for all parameters); or Muon for the 2-D weights inside blocks.
 

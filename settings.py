@@ -206,6 +206,11 @@ def _coerce(key, value, typ):
     raise UserError(f"{key} must be {typ.__name__}, got {shown} ({type(value).__name__})")
 
 
+def is_count(value):
+    """A whole number >= 0, as a count or an index read from a file must be (a bool is an int, not a count)."""
+    return type(value) is int and value >= 0  # noqa: E721
+
+
 def closest_key_hint(key, valid):
     """` (did you mean 'n_layer'?)` for a near miss, or for a prefix of a valid key (`attn`: 'attn_score')."""
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)

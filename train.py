@@ -28,7 +28,7 @@ from checkpoint import (LogFile, check_free_space, claim_out_dir, is_nanogpt_che
                         model_from_checkpoint, optimizer_state_from_nanogpt, restore_rng, rng_state, save_checkpoint)
 from data import TokenData, model_vocab_size
 from model import GPT, GPTConfig
-from optim import make_optimizer, set_lr, train_step
+from optim import load_optimizer_state, make_optimizer, set_lr, train_step
 from settings import NANOGPT_UNUSED, TrainConfig, UserError, parse_args, run_main
 from system import (Dist, StopRequest, broadcast_flag, maybe_compile, pick_device, pick_dtype, setup_distributed,
                     setup_torch, teardown_distributed)
@@ -68,7 +68,10 @@ def build(model_cfg, cfg, data, device):
         model_cfg.vocab_size = model_vocab_size(data.meta)
         model = GPT(model_cfg)
     elif cfg.init_from == "resume":
-        ckpt = load_checkpoint(Path(cfg.out_dir) / "ckpt.pt")
+        path = Path(cfg.out_dir) / "ckpt.pt"
+        ckpt = load_checkpoint(path)
+        if not {"optimizer", "iter_num"} <= ckpt.keys():
+            raise UserError(f"{path} holds no optimizer state: it can be sampled from, not resumed")
         model = model_from_checkpoint(ckpt)
     else:  # pretrained: OpenAI's GPT-2, or a local GPT-2 directory
         from gpt2_weights import PRETRAINED, load_hf_gpt2
@@ -86,7 +89,14 @@ def build(model_cfg, cfg, data, device):
         if cfg.optimizer != "adamw":
             raise UserError("a nanoGPT checkpoint holds AdamW's state; resume it with --optimizer=adamw")
         ckpt["optimizer"] = optimizer_state_from_nanogpt(ckpt["optimizer"], model)
-    optimizer.load_state_dict(ckpt["optimizer"])
+    try:
+        load_optimizer_state(optimizer, ckpt["optimizer"])
+    except ValueError as e:
+        trained_with = ckpt.get("train_config", {}).get("optimizer", "adamw")
+        if trained_with != cfg.optimizer:
+            raise UserError(f"optimizer={cfg.optimizer}, but the checkpoint was trained with optimizer={trained_with}, "
+                            f"whose state does not fit it; resume with --optimizer={trained_with}") from None
+        raise UserError(f"the checkpoint's optimizer state does not fit the model ({e}); it is damaged") from None
     # nanoGPT stores best_val_loss as a tensor and no RNG state (the data order then starts afresh)
     return model, optimizer, Progress(ckpt["iter_num"], float(ckpt["best_val_loss"]), ckpt.get("rng"))
 

@@ -129,6 +129,9 @@ def world(tmp_path_factory, shakespeare_text_session):
     bad.mkdir()
     (bad / "truncated.pt").write_bytes(ckpt[: len(ckpt) // 2])
     (bad / "empty.pt").write_bytes(b"")
+    (bad / "text.pt").write_text("not a checkpoint\n")
+    middle = len(ckpt) // 2
+    (bad / "flipped.pt").write_bytes(ckpt[:middle] + bytes([ckpt[middle] ^ 1]) + ckpt[middle + 1:])
     (bad / "payload_raw.pt").write_bytes(pickle.dumps(Payload()))
     torch.save({"model": Payload(), "model_args": {}}, bad / "payload_zip.pt")  # looks like a checkpoint
     torch.save(torch.zeros(3), bad / "tensor.pt")
@@ -187,7 +190,9 @@ CASES = [
     ("resume-no-checkpoint", "train.py", [*TINY, "--init_from=resume", "--out_dir=out_empty"], "no checkpoint at"),
     ("resume-vocab-mismatch", "train.py", [*TINY, "--init_from=resume", "--out_dir=out", "--dataset=letters"],
      "does not match dataset 'letters'"),
-    ("resume-truncated", "train.py", [*TINY, "--init_from=resume", "--out_dir=out_trunc"], "unreadable or truncated"),
+    ("resume-truncated", "train.py", [*TINY, "--init_from=resume", "--out_dir=out_trunc"], "damaged or truncated"),
+    ("resume-other-optimizer", "train.py", [*TINY, "--init_from=resume", "--out_dir=out", "--optimizer=muon"],
+     "resume with --optimizer=adamw"),
     ("resume-malicious", "train.py", [*TINY, "--init_from=resume", "--out_dir=out_payload"], "refused to load"),
     # sample.py
     ("sample-prompt-outside-vocab", "sample.py", ["--out_dir=out", "--start=price: \u20ac", "--device=cpu"],
@@ -196,8 +201,11 @@ CASES = [
     ("sample-prompt-file-missing", "sample.py", ["--out_dir=out", "--start=FILE:nope.txt"], "prompt file nope.txt not found"),
     ("sample-prompt-file-not-utf8", "sample.py", ["--out_dir=out", "--start=FILE:bad/latin1.txt"], "is not UTF-8"),
     ("sample-no-checkpoint", "sample.py", ["--out_dir=nowhere"], "no checkpoint at"),
-    ("sample-truncated", "sample.py", ["--ckpt=bad/truncated.pt"], "unreadable or truncated"),
-    ("sample-empty-file", "sample.py", ["--ckpt=bad/empty.pt"], "unreadable or truncated"),
+    ("sample-truncated", "sample.py", ["--ckpt=bad/truncated.pt"], "damaged or truncated"),
+    ("sample-empty-file", "sample.py", ["--ckpt=bad/empty.pt"], "is empty, not a checkpoint"),
+    ("sample-text-file", "sample.py", ["--ckpt=bad/text.pt"], "is not a checkpoint: torch.save writes zip archives"),
+    ("sample-directory", "sample.py", ["--ckpt=bad"], "bad is a directory, not a checkpoint file"),
+    ("sample-bit-flipped", "sample.py", ["--ckpt=bad/flipped.pt"], "is damaged or truncated (a checksum does not match"),
     ("sample-malicious-pickle", "sample.py", ["--ckpt=bad/payload_raw.pt"], "refused to load"),
     ("sample-malicious-checkpoint", "sample.py", ["--ckpt=bad/payload_zip.pt"], "refused to load"),
     ("sample-not-a-checkpoint", "sample.py", ["--ckpt=bad/tensor.pt"], "is not a model checkpoint"),

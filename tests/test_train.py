@@ -376,6 +376,36 @@ def test_unknown_config_file_and_bad_overrides_are_one_line_errors(capsys, tmp_p
     assert not any(tmp_path.iterdir())  # nothing was written
 
 
+def damage_optimizer_shapes(ckpt):
+    ckpt["optimizer"]["state"][0]["exp_avg"] = torch.zeros(3, 3)
+
+
+def scramble_rng(ckpt):
+    ckpt["rng"]["data"] = torch.zeros(7, dtype=torch.uint8)
+
+
+@pytest.mark.parametrize("damage, extra, phrase", [
+    (None, "--optimizer=muon", "optimizer=muon, but the checkpoint was trained with optimizer=adamw, whose state "
+                               "does not fit it; resume with --optimizer=adamw"),
+    (damage_optimizer_shapes, None, "the checkpoint's optimizer state does not fit the model (its exp_avg for a "),
+    (lambda ckpt: ckpt.pop("optimizer"), None, "holds no optimizer state: it can be sampled from, not resumed"),
+    (scramble_rng, None, "the checkpoint's random state is damaged"),
+], ids=["other-optimizer", "misshapen-state", "no-optimizer", "bad-rng"])
+def test_resume_from_a_checkpoint_it_cannot_continue_is_one_line_and_changes_nothing(capsys, tmp_path, tiny_run,
+                                                                                    tiny_train_args, damage, extra,
+                                                                                    phrase):
+    out_dir = tmp_path / "out"
+    shutil.copytree(tiny_run.out_dir, out_dir)
+    if damage is not None:
+        ckpt = torch.load(out_dir / "ckpt.pt", weights_only=True)
+        damage(ckpt)
+        torch.save(ckpt, out_dir / "ckpt.pt")
+    before = {p.name: p.read_bytes() for p in out_dir.iterdir()}
+    args = [*tiny_train_args, f"--out_dir={out_dir}", "--init_from=resume", "--max_iters=40", *filter(None, [extra])]
+    assert phrase in main_error_line(capsys, train, args)
+    assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before
+
+
 def test_resume_without_a_checkpoint_is_a_clear_error(capsys, tmp_path, tiny_train_args):
     line = main_error_line(capsys, train, [*tiny_train_args, f"--out_dir={tmp_path}", "--init_from=resume"])
     assert "no checkpoint" in line and str(tmp_path) in line
