@@ -161,7 +161,8 @@ def checkpoint_problem(ckpt):
     if not (isinstance(best, (int, float)) or (torch.is_tensor(best) and best.numel() == 1)) or isinstance(best, bool):
         return f"its 'best_val_loss' must be a number, found a {type(best).__name__}"
     rng = ckpt.get("rng", {})
-    if not all(torch.is_tensor(v) and v.dtype == torch.uint8 for v in rng.values()) or (rng and not {"torch", "data"} <= rng.keys()):
+    byte_tensors = all(torch.is_tensor(v) and v.dtype == torch.uint8 for v in rng.values())
+    if not byte_tensors or (rng and not {"torch", "data"} <= rng.keys()):
         return "its 'rng' must hold the random states as byte tensors ('torch', 'data')"
     return None
 
@@ -175,19 +176,24 @@ def _refusal_reason(error):
     return reasons[0] if reasons else type(error).__name__
 
 
-def model_from_checkpoint(ckpt):
-    """Build the GPT a checkpoint describes and load its weights (nanoGPT's ckpt.pt too)."""
+def checkpoint_config(ckpt):
+    """The GPTConfig a checkpoint describes (nanoGPT's too), its types and values checked as a config file's."""
     fields = set(GPTConfig.__dataclass_fields__)
     args = {k: v for k, v in ckpt["model_args"].items() if k in fields}
-    nanogpt = is_nanogpt_checkpoint(ckpt)
-    if nanogpt:
+    if is_nanogpt_checkpoint(ckpt):
         args["activation"] = "gelu_exact"  # nanoGPT's MLP uses nn.GELU(), the exact (erf) GELU
     try:
-        (config,) = build_configs([GPTConfig], args)  # the types and values, as from a config file
+        (config,) = build_configs([GPTConfig], args)
     except UserError as e:
         raise UserError(f"the checkpoint describes an impossible model ({e}); it is damaged or not ours") from None
+    return config
+
+
+def model_from_checkpoint(ckpt, config=None):
+    """Build the GPT a checkpoint describes (or `config`, of the same shape) and load its weights (nanoGPT's too)."""
+    config = config or checkpoint_config(ckpt)
     state = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in ckpt["model"].items()}
-    if nanogpt:  # nanoGPT without flash attention keeps its causal mask as a buffer named attn.bias
+    if is_nanogpt_checkpoint(ckpt):  # nanoGPT without flash attention keeps its causal mask as a buffer named attn.bias
         state = {k: v for k, v in state.items() if not k.endswith(".attn.bias")}
     mismatch = _args_against_weights(config, state)
     if mismatch:  # before building: model_args from a damaged file could ask for a billion layers

@@ -161,6 +161,13 @@ def read_args(argv, config_file=False, ignored=()):
     return pairs, positional
 
 
+def given_keys(argv, config_file=False, ignored=()):
+    """The keys the user set: in the config file (with config_file) or as --key=value, unlike those left
+    at their defaults. Both are what the user asked for: a resumed run checks them against its checkpoint."""
+    pairs, _ = read_args(argv, config_file, ignored)
+    return {key for key, _ in pairs} - set(ignored)
+
+
 def _coerce(key, value, typ):
     """Check `value` against the field type `typ`, allowing the safe widenings int->float and any->str."""
     origin = typing.get_origin(typ)

@@ -18,18 +18,19 @@ import math
 import signal
 import sys
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from checkpoint import (LogFile, check_free_space, claim_out_dir, is_nanogpt_checkpoint, load_checkpoint,
-                        model_from_checkpoint, optimizer_state_from_nanogpt, restore_rng, rng_state, save_checkpoint)
+from checkpoint import (LogFile, check_free_space, checkpoint_config, claim_out_dir, is_nanogpt_checkpoint,
+                        load_checkpoint, model_from_checkpoint, optimizer_state_from_nanogpt, restore_rng,
+                        rng_state, save_checkpoint)
 from data import TokenData, model_vocab_size
 from model import GPT, GPTConfig
 from optim import load_optimizer_state, make_optimizer, set_lr, train_step
-from settings import NANOGPT_UNUSED, TrainConfig, UserError, parse_args, run_main
+from settings import NANOGPT_UNUSED, TrainConfig, UserError, given_keys, parse_args, run_main
 from system import (Dist, StopRequest, broadcast_flag, maybe_compile, pick_device, pick_dtype, setup_distributed,
                     setup_torch, teardown_distributed)
 from visualize import print_shape_trace
@@ -61,8 +62,34 @@ class Progress:
     rng: dict | None = None  # the random states (checkpoint.rng_state) to continue from
 
 
-def build(model_cfg, cfg, data, device):
-    """The model and its optimizer, on the device, and the progress to start from."""
+# Model settings a resumed run takes from the user, not the checkpoint: they change how it trains, not
+# the shape or meaning of its weights (nanoGPT's resume lets dropout differ too). Every other model
+# setting is the checkpoint's; one given that contradicts it is an error.
+RESUME_MAY_CHANGE = ("dropout", "explicit_attention")
+
+
+def resume_config(saved, model_cfg, given):
+    """The checkpoint's model config `saved`, with the settings of RESUME_MAY_CHANGE that the user gave
+    (`given`: keys set in the config file or on the command line) in model_cfg."""
+    changed = {}
+    for key in sorted(given & {f.name for f in fields(GPTConfig)}):
+        ours, theirs = getattr(model_cfg, key), getattr(saved, key)
+        if ours == theirs:
+            continue
+        if key not in RESUME_MAY_CHANGE:
+            raise UserError(f"{key}={ours!r} contradicts the checkpoint, whose model has {key}={theirs!r}; a resumed "
+                            f"run keeps its checkpoint's model: drop {key} from the command line and config file, "
+                            f"or start a new run with another --out_dir")
+        changed[key] = ours
+    if changed:
+        print("resuming with " + ", ".join(f"{k}={v!r} (the checkpoint had {getattr(saved, k)!r})"
+                                           for k, v in changed.items()), file=sys.stderr)
+    return replace(saved, **changed)
+
+
+def build(model_cfg, cfg, data, device, given=frozenset()):
+    """The model and its optimizer, on the device, and the progress to start from.
+    given: the settings the user gave (settings.given_keys), checked against a checkpoint to resume."""
     ckpt = None
     if cfg.init_from == "scratch":
         model_cfg.vocab_size = model_vocab_size(data.meta)
@@ -72,7 +99,7 @@ def build(model_cfg, cfg, data, device):
         ckpt = load_checkpoint(path)
         if not {"optimizer", "iter_num"} <= ckpt.keys():
             raise UserError(f"{path} holds no optimizer state: it can be sampled from, not resumed")
-        model = model_from_checkpoint(ckpt)
+        model = model_from_checkpoint(ckpt, resume_config(checkpoint_config(ckpt), model_cfg, given))
     else:  # pretrained: OpenAI's GPT-2, or a local GPT-2 directory
         from gpt2_weights import PRETRAINED, load_hf_gpt2
 
@@ -283,7 +310,7 @@ def main(argv):
     writer = dist.master and not cfg.trace_shapes  # eval_only writes too: it appends to log.jsonl
     fresh = cfg.init_from != "resume" and not (cfg.overwrite or cfg.eval_only)
     with claim_out_dir(cfg.out_dir, protect_checkpoints=fresh) if writer else nullcontext():
-        model, optimizer, progress = build(model_cfg, cfg, data, device)
+        model, optimizer, progress = build(model_cfg, cfg, data, device, given_keys(argv, True, NANOGPT_UNUSED))
         generator = torch.Generator().manual_seed(cfg.seed)
         if progress.rng is not None:
             restore_rng(progress.rng, generator, device)

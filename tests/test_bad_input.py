@@ -191,6 +191,8 @@ CASES = [
     ("resume-vocab-mismatch", "train.py", [*TINY, "--init_from=resume", "--out_dir=out", "--dataset=letters"],
      "does not match dataset 'letters'"),
     ("resume-truncated", "train.py", [*TINY, "--init_from=resume", "--out_dir=out_trunc"], "damaged or truncated"),
+    ("resume-contradicts-checkpoint", "train.py", [*TINY, "--init_from=resume", "--out_dir=out", "--n_layer=3"],
+     "n_layer=3 contradicts the checkpoint, whose model has n_layer=2"),
     ("resume-other-optimizer", "train.py", [*TINY, "--init_from=resume", "--out_dir=out", "--optimizer=muon"],
      "resume with --optimizer=adamw"),
     ("resume-malicious", "train.py", [*TINY, "--init_from=resume", "--out_dir=out_payload"], "refused to load"),

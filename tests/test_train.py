@@ -406,6 +406,41 @@ def test_resume_from_a_checkpoint_it_cannot_continue_is_one_line_and_changes_not
     assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before
 
 
+@pytest.fixture
+def resumable(tmp_path, tiny_run, tiny_train_args):
+    """A copy of the tiny run to resume, and train.py arguments for it: (out_dir, args)."""
+    out_dir = tmp_path / "out"
+    shutil.copytree(tiny_run.out_dir, out_dir)
+    return out_dir, [*tiny_train_args, f"--out_dir={out_dir}", "--init_from=resume", "--max_iters=40"]
+
+
+def test_resume_refuses_model_settings_that_contradict_the_checkpoint(capsys, tmp_path, resumable):
+    """From the command line or from the config file: both say what the user asked for."""
+    out_dir, args = resumable
+    before = {p.name: p.read_bytes() for p in out_dir.iterdir()}
+    line = main_error_line(capsys, train, [*args, "--n_layer=3"])
+    assert "n_layer=3 contradicts the checkpoint, whose model has n_layer=2; a resumed run keeps its " \
+           "checkpoint's model" in line
+    config = tmp_path / "rope.py"
+    config.write_text("pos_encoding = 'rope'\nlearning_rate = 1e-3\n")
+    line = main_error_line(capsys, train, [str(config), *args])
+    assert "pos_encoding='rope' contradicts the checkpoint, whose model has pos_encoding='learned'" in line
+    assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before
+    train.main([*args, "--n_layer=2", "--max_iters=31"])  # agreeing with the checkpoint is fine
+
+
+def test_resume_applies_a_new_dropout_and_says_so(capsys, resumable):
+    """dropout (and explicit_attention) change how the run trains, not the weights: as in nanoGPT, a
+    resumed run takes the new value, and says so on stderr."""
+    out_dir, args = resumable
+    capsys.readouterr()
+    train.main([*args, "--dropout=0.1", "--explicit_attention=True"])
+    assert "resuming with dropout=0.1 (the checkpoint had 0.0), explicit_attention=True (the checkpoint had False)" \
+        in capsys.readouterr().err
+    saved = load_checkpoint(out_dir / "ckpt.pt")["model_args"]
+    assert saved["dropout"] == 0.1 and saved["explicit_attention"] is True and saved["n_layer"] == 2
+
+
 def test_resume_without_a_checkpoint_is_a_clear_error(capsys, tmp_path, tiny_train_args):
     line = main_error_line(capsys, train, [*tiny_train_args, f"--out_dir={tmp_path}", "--init_from=resume"])
     assert "no checkpoint" in line and str(tmp_path) in line
