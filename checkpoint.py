@@ -428,6 +428,8 @@ def read_meta_pkl(path):
                         f"accepted ({e})") from None
     try:
         itos, n = meta["itos"], meta["vocab_size"]
+        if not (is_count(n) and 1 <= n <= 2**16):  # uint16 token ids
+            raise TypeError
         chars = [itos[i] for i in range(n)]
         if not all(isinstance(c, str) and len(c) == 1 for c in chars):
             raise TypeError

@@ -97,8 +97,9 @@ def build(model_cfg, cfg, data, device, given=frozenset()):
     elif cfg.init_from == "resume":
         path = Path(cfg.out_dir) / "ckpt.pt"
         ckpt = load_checkpoint(path)
-        if not {"optimizer", "iter_num"} <= ckpt.keys():
-            raise UserError(f"{path} holds no optimizer state: it can be sampled from, not resumed")
+        missing = [key for key in ("optimizer", "iter_num", "best_val_loss") if key not in ckpt]
+        if missing:
+            raise UserError(f"{path} has no {' or '.join(missing)}: it can be sampled from, not resumed")
         model = model_from_checkpoint(ckpt, resume_config(checkpoint_config(ckpt), model_cfg, given))
     else:  # pretrained: OpenAI's GPT-2, or a local GPT-2 directory
         from gpt2_weights import PRETRAINED, load_hf_gpt2

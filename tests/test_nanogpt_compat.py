@@ -261,6 +261,15 @@ def test_checkpoint_without_meta_pkl_is_gpt2_or_a_clear_error(nano, tmp_path):
     assert checkpoint_meta(ckpt, tmp_path)["tokenizer"] == "gpt2"  # nanoGPT's sample.py does the same
 
 
+@pytest.mark.parametrize("vocab_size", [0, -3, True, 2**16 + 1, "65"])
+def test_meta_pkl_with_an_impossible_vocab_size_is_refused(tmp_path, vocab_size):
+    """Found by tests/test_fuzz.py: vocab_size=0 gave an empty vocabulary."""
+    path = tmp_path / "meta.pkl"
+    path.write_bytes(pickle.dumps({"vocab_size": vocab_size, "itos": {0: "a"}, "stoi": {"a": 0}}))
+    with pytest.raises(UserError, match="is not a nanoGPT char-level meta.pkl"):
+        read_meta_pkl(path)
+
+
 class Exploit:
     def __reduce__(self):
         return (os.system, ("touch pwned",))

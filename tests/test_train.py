@@ -388,9 +388,10 @@ def scramble_rng(ckpt):
     (None, "--optimizer=muon", "optimizer=muon, but the checkpoint was trained with optimizer=adamw, whose state "
                                "does not fit it; resume with --optimizer=adamw"),
     (damage_optimizer_shapes, None, "the checkpoint's optimizer state does not fit the model (its exp_avg for a "),
-    (lambda ckpt: ckpt.pop("optimizer"), None, "holds no optimizer state: it can be sampled from, not resumed"),
+    (lambda ckpt: ckpt.pop("optimizer"), None, "has no optimizer: it can be sampled from, not resumed"),
+    (lambda ckpt: ckpt.pop("best_val_loss"), None, "has no best_val_loss: it can be sampled from, not resumed"),
     (scramble_rng, None, "the checkpoint's random state is damaged"),
-], ids=["other-optimizer", "misshapen-state", "no-optimizer", "bad-rng"])
+], ids=["other-optimizer", "misshapen-state", "no-optimizer", "no-best-val-loss", "bad-rng"])
 def test_resume_from_a_checkpoint_it_cannot_continue_is_one_line_and_changes_nothing(capsys, tmp_path, tiny_run,
                                                                                     tiny_train_args, damage, extra,
                                                                                     phrase):
