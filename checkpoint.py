@@ -160,9 +160,9 @@ def checkpoint_problem(ckpt):
     best = ckpt.get("best_val_loss", 0.0)  # nanoGPT stores a 0-d tensor
     if not (isinstance(best, (int, float)) or (torch.is_tensor(best) and best.numel() == 1)) or isinstance(best, bool):
         return f"its 'best_val_loss' must be a number, found a {type(best).__name__}"
-    rng = ckpt.get("rng", {})
+    rng = ckpt.get("rng", {"torch": torch.zeros(0, dtype=torch.uint8), "data": torch.zeros(0, dtype=torch.uint8)})
     byte_tensors = all(torch.is_tensor(v) and v.dtype == torch.uint8 for v in rng.values())
-    if not byte_tensors or (rng and not {"torch", "data"} <= rng.keys()):
+    if not byte_tensors or not {"torch", "data"} <= rng.keys():
         return "its 'rng' must hold the random states as byte tensors ('torch', 'data')"
     return None
 
@@ -264,11 +264,12 @@ class OutDirLock:
     command line for the error a second writer gets. The kernel drops a flock when its process dies,
     however it dies, so a killed run leaves no stale lock: its file may stay, unlocked, and the next
     run takes it. Readers (sample.py, visualize.py, export.py, bench.py) never lock.
-    Used as `with OutDirLock(out_dir):`; leaving removes the file, so a failed run changes nothing.
+    Used as `with OutDirLock(out_dir):`; leaving removes the file, and after a failure the folders in
+    `created` (deepest first) that are still empty: a failed run changes nothing.
     """
 
-    def __init__(self, out_dir):
-        self.path, self.fd = Path(out_dir) / "train.lock", None
+    def __init__(self, out_dir, created=()):
+        self.path, self.fd, self.created = Path(out_dir) / "train.lock", None, list(created)
 
     def __enter__(self):
         if fcntl is None:
@@ -294,11 +295,17 @@ class OutDirLock:
             self.fd = fd
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type=None, *exc):
         if self.fd is not None:
             self.path.unlink(missing_ok=True)  # before unlocking: whoever opened it meanwhile sees a removed file
             os.close(self.fd)  # the lock goes with the last descriptor
             self.fd = None
+        if exc_type is not None:
+            for folder in self.created:
+                try:
+                    folder.rmdir()  # only if empty
+                except OSError:
+                    break
 
 
 def claim_out_dir(out_dir, protect_checkpoints):
@@ -309,6 +316,7 @@ def claim_out_dir(out_dir, protect_checkpoints):
     temporary file of a live run's checkpoint write is not a crash's leftover.
     """
     out = Path(out_dir)
+    created = [folder for folder in (out, *out.parents) if not folder.exists()]  # deepest first
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -318,7 +326,7 @@ def claim_out_dir(out_dir, protect_checkpoints):
             pass
     except OSError as e:
         raise UserError(f"out_dir {out} is not writable ({e.strerror}); choose another --out_dir") from None
-    lock = OutDirLock(out).__enter__()
+    lock = OutDirLock(out, created).__enter__()
     if protect_checkpoints and (out / "ckpt.pt").exists():
         lock.__exit__()
         raise UserError(f"{out} already holds a checkpoint; continue it with --init_from=resume, "
@@ -431,10 +439,11 @@ def read_meta_pkl(path):
         if not (is_count(n) and 1 <= n <= 2**16):  # uint16 token ids
             raise TypeError
         chars = [itos[i] for i in range(n)]
-        if not all(isinstance(c, str) and len(c) == 1 for c in chars):
+        if not all(isinstance(c, str) and len(c) == 1 for c in chars) or len(set(chars)) != n:
             raise TypeError
     except (KeyError, TypeError, IndexError):
-        raise UserError(f"{path} is not a nanoGPT char-level meta.pkl (vocab_size, itos, stoi)") from None
+        raise UserError(f"{path} is not a nanoGPT char-level meta.pkl (vocab_size, and itos mapping 0 .. "
+                        f"vocab_size - 1 to distinct characters)") from None
     return {"tokenizer": "char", "vocab_size": n, "chars": "".join(chars)}
 
 

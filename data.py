@@ -71,6 +71,8 @@ def check_meta(meta):
         if not isinstance(chars, str) or len(chars) != n:
             shown = f"{len(chars)} characters" if isinstance(chars, str) else f"a {type(chars).__name__}"
             return f"'chars' holds {shown} but vocab_size is {n}"
+        if len(set(chars)) != n:
+            return "'chars' lists a character twice"
     for key in ("train_tokens", "val_tokens", "train_max_id", "val_max_id"):
         if key in meta and not is_count(meta[key]):
             return f"{key}={meta[key]!r}; expected a count"

@@ -404,6 +404,8 @@ class TrainConfig:
     trace_shapes: bool = False  # print each named tensor's shape for one forward pass, then exit
 
     def validate(self):
+        if not self.out_dir:  # "" would be the current folder, named nowhere: say it
+            raise UserError("out_dir is empty; name the folder for checkpoints and log.jsonl, e.g. --out_dir=out")
         if self.init_from not in INIT_FROM and not Path(self.init_from).is_dir():
             raise UserError(f"init_from={self.init_from!r} is not one of {', '.join(INIT_FROM)} nor a directory "
                             f"holding a GPT-2 checkpoint{closest_key_hint(self.init_from, list(INIT_FROM))}")

@@ -31,8 +31,8 @@ from data import TokenData, model_vocab_size
 from model import GPT, GPTConfig
 from optim import load_optimizer_state, make_optimizer, set_lr, train_step
 from settings import NANOGPT_UNUSED, TrainConfig, UserError, given_keys, parse_args, run_main
-from system import (Dist, StopRequest, broadcast_flag, maybe_compile, pick_device, pick_dtype, setup_distributed,
-                    setup_torch, teardown_distributed)
+from system import (Dist, StopRequest, broadcast_flag, device_memory, maybe_compile, pick_device, pick_dtype,
+                    setup_distributed, setup_torch, teardown_distributed)
 from visualize import print_shape_trace
 
 
@@ -93,6 +93,7 @@ def build(model_cfg, cfg, data, device, given=frozenset()):
     ckpt = None
     if cfg.init_from == "scratch":
         model_cfg.vocab_size = model_vocab_size(data.meta)
+        check_memory(model_cfg, device)
         model = GPT(model_cfg)
     elif cfg.init_from == "resume":
         path = Path(cfg.out_dir) / "ckpt.pt"
@@ -127,6 +128,25 @@ def build(model_cfg, cfg, data, device, given=frozenset()):
         raise UserError(f"the checkpoint's optimizer state does not fit the model ({e}); it is damaged") from None
     # nanoGPT stores best_val_loss as a tensor and no RNG state (the data order then starts afresh)
     return model, optimizer, Progress(ckpt["iter_num"], float(ckpt["best_val_loss"]), ckpt.get("rng"))
+
+
+def estimated_params(config):
+    """Parameters of the GPT a config describes, without building it: 12 C^2 per block (q, k, v and the
+    output projection 4 C^2, the MLP 8 C^2), the token embedding (and a separate head), positions."""
+    C = config.n_embd
+    positions = config.block_size if config.pos_encoding == "learned" else 0
+    return config.n_layer * 12 * C * C + (config.vocab_size * (1 if config.tie_weights else 2) + positions) * C
+
+
+def check_memory(config, device):
+    """Refuse, before allocating anything, a model whose weights, gradients and AdamW moments (16 bytes per
+    parameter in float32) exceed the device's memory: --n_layer=100000 would otherwise allocate block
+    after block until the machine runs out."""
+    params, have = estimated_params(config), device_memory(device)
+    if have is not None and 16 * params > have:
+        raise UserError(f"a model of {params / 1e6:,.0f}M parameters needs about {16 * params / 2**30:,.0f} GiB for "
+                        f"its weights, gradients and optimizer state, more than this {device}'s {have / 2**30:,.0f} "
+                        f"GiB; lower n_layer or n_embd")
 
 
 def check_fits(model, data, cfg):

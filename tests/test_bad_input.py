@@ -108,8 +108,13 @@ CASES = [
     ("dropout-too-big", "train.py", [*TINY, "--dropout=1.5"], "dropout must be in [0, 1)"),
     ("beta-too-big", "train.py", [*TINY, "--beta2=1.5"], "beta2 must be in [0, 1)"),
     ("negative-lr", "train.py", [*TINY, "--learning_rate=-1e-3"], "learning_rate must be positive"),
+    ("model-larger-than-memory", "train.py", [*TINY, "--n_layer=1000000", "--out_dir=new"], "GiB for its weights, "
+     "gradients and optimizer state, more than this cpu's"),
     ("heads-dont-divide", "train.py", [*TINY, "--n_embd=30", "--n_head=4"], "n_embd=30 is not divisible by n_head=4"),
     ("no-cuda", "train.py", [*TINY, "--device=cuda"], "CUDA is not available"),
+    ("unknown-device", "train.py", [*TINY, "--device=xyz"], "device='xyz' is not one of auto, cpu, cuda, cuda:N, mps"),
+    ("meta-device", "train.py", [*TINY, "--device=meta", "--out_dir=new"], "device='meta' is not one of auto"),
+    ("sample-unknown-device", "sample.py", ["--out_dir=out", "--device=cuda:x"], "device='cuda:x' is not one of"),
     # train.py: config files
     ("missing-config", "train.py", ["config/nope.py"], "config file 'config/nope.py' not found"),
     ("config-with-code", "train.py", ["bad/code.py"], "expected `key = value`"),
@@ -124,10 +129,13 @@ CASES = [
     ("data-id-beyond-vocab", "train.py", [*TINY, "--dataset=beyond", "--out_dir=new"],
      "train.bin holds token id 200 (token 100) but meta.json's vocabulary has 58 ids"),
     ("data-half-a-token", "train.py", [*TINY, "--dataset=odd", "--out_dir=new"], "not a whole number of 2-byte token ids"),
+    ("empty-out-dir", "train.py", [*TINY, "--out_dir="], "out_dir is empty; name the folder"),  # found by fuzzing
     ("out-dir-exists", "train.py", [*TINY, "--out_dir=out"], "already holds a checkpoint"),
     ("out-dir-under-a-file", "train.py", [*TINY, "--out_dir=bad/a_file/out"], "cannot create out_dir"),
     # train.py: resuming
     ("resume-no-checkpoint", "train.py", [*TINY, "--init_from=resume", "--out_dir=out_empty"], "no checkpoint at"),
+    ("resume-in-a-new-folder", "train.py", [*TINY, "--init_from=resume", "--out_dir=new/deeper"],
+     "no checkpoint at new/deeper/ckpt.pt"),  # and the folders it made for the run are gone again
     ("resume-vocab-mismatch", "train.py", [*TINY, "--init_from=resume", "--out_dir=out", "--dataset=letters"],
      "does not match dataset 'letters'"),
     ("resume-truncated", "train.py", [*TINY, "--init_from=resume", "--out_dir=out_trunc"], "damaged or truncated"),

@@ -369,6 +369,23 @@ def test_out_dir_lock_is_exclusive_names_its_holder_and_leaves_no_file(tmp_path)
         pass
 
 
+def test_a_failed_run_removes_the_out_dir_it_created_and_keeps_one_it_did_not(tmp_path):
+    out_dir = tmp_path / "new" / "deeper"
+    with pytest.raises(UserError, match="stopped"):
+        with claim_out_dir(out_dir, protect_checkpoints=True):
+            assert out_dir.is_dir()
+            raise UserError("stopped")
+    assert list(tmp_path.iterdir()) == []
+    out_dir.mkdir(parents=True)
+    with pytest.raises(UserError, match="stopped"):
+        with claim_out_dir(out_dir, protect_checkpoints=True):
+            raise UserError("stopped")
+    assert out_dir.is_dir() and list(out_dir.iterdir()) == []
+    with claim_out_dir(tmp_path / "made", protect_checkpoints=True):  # a run that ends well keeps its folder
+        pass
+    assert (tmp_path / "made").is_dir()
+
+
 def test_out_dir_under_a_file_is_refused_before_training(tmp_path):
     (tmp_path / "a_file").write_text("")
     with pytest.raises(UserError, match="cannot create out_dir"):

@@ -148,6 +148,7 @@ def write_not_a_checkpoint(path, kind, good):
         "tokenizer-past-model": lambda: torch.save(edited(ckpt, meta={**ckpt["meta"], "chars": ckpt["meta"]["chars"]
                                                                       + "\u00e9\u00e8\u00ea"}), path),
         "iter-not-a-number": lambda: torch.save(edited(ckpt, iter_num="ten"), path),
+        "rng-without-states": lambda: torch.save(edited(ckpt, rng={}), path),  # found by tests/test_fuzz.py
     }
     writers[kind]()
 
@@ -166,6 +167,7 @@ NOT_A_CHECKPOINT = [  # (kind, phrase of the one error line)
     ("chars-not-a-string", "char-level metadata's 'chars' must be a string of characters"),
     ("tokenizer-past-model", "does not hold together: the tokenizer has 68 tokens but the model only 65"),
     ("iter-not-a-number", "is not a model checkpoint: its 'iter_num' must be a whole number >= 0, found 'ten'"),
+    ("rng-without-states", "is not a model checkpoint: its 'rng' must hold the random states as byte tensors"),
 ]
 
 

@@ -243,9 +243,11 @@ def test_a_memmapped_split_without_a_recorded_largest_id_is_checked_batch_by_bat
     (dict(vocab_size=True), "vocab_size=True; expected a whole number from 1 to 65536"),
     (dict(vocab_size=70000), "vocab_size=70000; expected a whole number from 1 to 65536"),
     (dict(chars="abc"), "'chars' holds 3 characters but vocab_size is"),
+    (dict(vocab_size=3, chars="aba", train_max_id=2, val_max_id=2), "'chars' lists a character twice"),
     (dict(train_tokens="many"), "train_tokens='many'; expected a count"),
     (dict(shards={"train": ["../../etc/passwd"], "val": []}), "shards must list .bin file names in its folder"),
-], ids=["zero-vocab", "bool-vocab", "vocab-past-uint16", "chars-vs-vocab", "count-not-a-number", "shard-outside"])
+], ids=["zero-vocab", "bool-vocab", "vocab-past-uint16", "chars-vs-vocab", "chars-twice", "count-not-a-number",
+        "shard-outside"])
 def test_meta_json_that_cannot_describe_the_data_is_refused(char_copy, meta_edit, phrase):
     copy, meta = char_copy
     (copy / "meta.json").write_text(json.dumps({**meta, **meta_edit}))
@@ -405,6 +407,13 @@ def test_resume_from_a_checkpoint_it_cannot_continue_is_one_line_and_changes_not
     args = [*tiny_train_args, f"--out_dir={out_dir}", "--init_from=resume", "--max_iters=40", *filter(None, [extra])]
     assert phrase in main_error_line(capsys, train, args)
     assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before
+
+
+@pytest.mark.parametrize("changes", [{}, dict(tie_weights=False), dict(pos_encoding="rope"), dict(n_layer=6, n_embd=96)])
+def test_the_memory_check_estimates_the_parameters_it_would_allocate(changes):
+    config = GPTConfig(**{**dict(n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=65), **changes})
+    actual = GPT(config).num_params(non_embedding=False)
+    assert abs(train.estimated_params(config) - actual) / actual < 0.05  # only biases and norm gains left out
 
 
 @pytest.fixture
