@@ -431,9 +431,10 @@ def read_meta_pkl(path):
     try:
         with path.open("rb") as f:
             meta = _PlainDataUnpickler(f).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            MemoryError, OverflowError, RecursionError) as e:  # MemoryError: a frame header claiming terabytes
         raise UserError(f"refused to read {path}: only plain dicts, lists, strings and numbers are "
-                        f"accepted ({e})") from None
+                        f"accepted ({e or type(e).__name__})") from None
     try:
         itos, n = meta["itos"], meta["vocab_size"]
         if not (is_count(n) and 1 <= n <= 2**16):  # uint16 token ids

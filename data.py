@@ -91,8 +91,11 @@ def rebuild_command(dataset_dir, meta=None):
     from prepare import DATASETS  # here: prepare.py's imports serve preparing, not training
 
     dataset_dir, meta = Path(dataset_dir), meta or {}
-    name, source = dataset_dir.name, str(meta.get("source", ""))
-    args = [f"--input={source}"] if source and Path(source).exists() else []
+    name, source = dataset_dir.name, meta.get("source")
+    try:  # the text it was prepared from, if it is still there (meta.json may hold anything here)
+        args = [f"--input={source}"] if isinstance(source, str) and source and Path(source).exists() else []
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        args = []
     if name not in DATASETS or name == "text":
         args = [*(args or ["--input=YOUR_TEXT.txt"]), f"--name={name}", f"--tokenizer={meta.get('tokenizer', 'char')}"]
         name = "text"

@@ -97,6 +97,8 @@ def load_optimizer_state(optimizer, state):
         raise ValueError(str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__) from None
     for opt in getattr(optimizer, "optimizers", [optimizer]):
         for p, saved in opt.state.items():
+            if not isinstance(saved, dict):
+                raise ValueError(f"its state for a {tuple(p.shape)} parameter is a {type(saved).__name__}, not a dict")
             for name, value in saved.items():
                 if torch.is_tensor(value) and value.dim() and value.shape != p.shape:  # `step` is 0-d
                     raise ValueError(f"its {name} for a {tuple(p.shape)} parameter is {tuple(value.shape)}")

@@ -20,6 +20,7 @@ which train.py, bench.py and experiment.py all read, are `TrainConfig` below; th
 import ast
 import dataclasses
 import difflib
+import errno
 import functools
 import inspect
 import math
@@ -39,8 +40,9 @@ class UserError(Exception):
 
 
 def run_main(main):
-    """Run a script's main(): a UserError becomes `error: ...` on stderr and exit code 2, Ctrl-C exit 130,
-    and output piped into a reader that stops early (`sample.py | head`) an exit without a traceback."""
+    """Run a script's main(): a UserError (or a path the file system refuses: too long, not permitted)
+    becomes `error: ...` on stderr and exit code 2, Ctrl-C exit 130, and output piped into a reader
+    that stops early (`sample.py | head`) an exit without a traceback."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
@@ -57,8 +59,19 @@ def run_main(main):
             # a process killed by SIGPIPE would (128 + 13), like any other Unix tool in a pipe
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(141)
+        except OSError as e:  # a path the user gave that the file system refuses, wherever it is first used
+            if e.errno not in PATH_ERRORS:
+                raise
+            name = str(e.filename)
+            shown = name if len(name) <= 120 else name[:117] + "..."
+            print(error_line(UserError(f"{e.strerror}: {shown}; check the paths in your settings")), file=sys.stderr)
+            sys.exit(2)
 
     return wrapper
+
+
+# a name longer than the file system allows, no permission, a file where a folder should be, a symlink loop
+PATH_ERRORS = {errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.ELOOP}
 
 
 def error_line(error):

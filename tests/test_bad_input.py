@@ -130,6 +130,7 @@ CASES = [
      "train.bin holds token id 200 (token 100) but meta.json's vocabulary has 58 ids"),
     ("data-half-a-token", "train.py", [*TINY, "--dataset=odd", "--out_dir=new"], "not a whole number of 2-byte token ids"),
     ("empty-out-dir", "train.py", [*TINY, "--out_dir="], "out_dir is empty; name the folder"),  # found by fuzzing
+    ("path-too-long", "train.py", [*TINY, "--init_from=" + "a" * 300], "error: File name too long: aaaa"),
     ("out-dir-exists", "train.py", [*TINY, "--out_dir=out"], "already holds a checkpoint"),
     ("out-dir-under-a-file", "train.py", [*TINY, "--out_dir=bad/a_file/out"], "cannot create out_dir"),
     # train.py: resuming
@@ -161,6 +162,7 @@ CASES = [
     ("sample-not-a-checkpoint", "sample.py", ["--ckpt=bad/tensor.pt"], "is not a model checkpoint"),
     ("sample-zero-samples", "sample.py", ["--out_dir=out", "--num_samples=0"], "num_samples must be positive"),
     ("sample-top-p", "sample.py", ["--out_dir=out", "--top_p=0"], "top_p must be in (0, 1]"),
+    ("sample-path-too-long", "sample.py", ["--ckpt=" + "a" * 300], "error: File name too long: aaaa"),
     ("sample-unknown-key", "sample.py", ["--temprature=0.5"], "did you mean 'temperature'?"),
     # prepare.py
     ("prepare-not-utf8", "prepare.py", ["text", "--input=bad/latin1.txt", "--name=x"],

@@ -42,7 +42,7 @@ from export import ExportConfig
 from model import GPTConfig
 from prepare import PrepareConfig
 from sample import SampleConfig
-from settings import NANOGPT_UNUSED, TrainConfig, UserError, error_line, field_types, parse_args
+from settings import NANOGPT_UNUSED, PATH_ERRORS, TrainConfig, UserError, error_line, field_types, parse_args
 from tokenizer import CharTokenizer, GPT2Tokenizer, prompt_ids, read_prompt
 
 settings.register_profile("ci", max_examples=100, derandomize=True, database=None, deadline=None,
@@ -98,11 +98,17 @@ def assert_user_error(error):
 
 
 def accepts_or_refuses(function, *args):
-    """function(*args), which must succeed or raise a UserError (one line): the result, or None."""
+    """function(*args), which must succeed or raise a UserError (one line), or an OSError that run_main
+    prints as one (a path the file system refuses): the result, or None."""
     try:
         result = function(*args)
     except UserError as e:
         assert_user_error(e)
+        return None
+    except OSError as e:
+        if e.errno not in PATH_ERRORS:
+            raise
+        outcome(f"error: {e.strerror.lower()}")
         return None
     finally:
         assert not MARKER.exists(), "a fuzzed input executed code"
@@ -116,6 +122,7 @@ def accepts_or_refuses(function, *args):
 KEYS = sorted({*GPTConfig.__dataclass_fields__, *TrainConfig.__dataclass_fields__, *SampleConfig.__dataclass_fields__,
                *PrepareConfig.__dataclass_fields__, *NANOGPT_UNUSED})
 unicode_text = st.text(st.characters(codec=None, exclude_categories=[]), max_size=30)  # surrogates too
+long_names = st.sampled_from(["a" * 256, "é" * 200, "a/" * 300, "x" * 5000])  # past what a file system allows
 keys = st.sampled_from(KEYS) | st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True) | unicode_text
 huge = st.sampled_from([2**31, 2**63, 2**64 + 1, 10**100, 10**308, 10**309, 10**1000, 10**4000])
 numbers = (st.integers() | huge | st.integers(-3, 3).map(lambda e: 10**e if e >= 0 else -10 ** -e)
@@ -195,7 +202,7 @@ def config_files(draw):
 
 FIELD_TYPES = field_types([GPTConfig, TrainConfig, SampleConfig, PrepareConfig, ExportConfig])
 WORDS = ["", "out", "new", "new/deeper", "bad", "resume", "scratch", "gpt2", "shakespeare_char", "cpu", "auto",
-         "best", "latest", "nope", "char", "text"]
+         "best", "latest", "nope", "char", "text", "a" * 256, "é" * 200, "a/" * 300]
 
 
 def typed_values(key):
@@ -212,7 +219,7 @@ def typed_values(key):
 
 well_typed = st.sampled_from(sorted(FIELD_TYPES)).flatmap(
     lambda k: typed_values(k).map(lambda v: f"--{k}={v!r}" if not isinstance(v, str) else f"--{k}={v}"))
-values = literal | unicode_text | st.sampled_from(CODE)
+values = literal | unicode_text | long_names | st.sampled_from(CODE)
 overrides = st.one_of(
     well_typed, well_typed,
     st.builds(lambda k, v: f"--{k}={v}", keys, values),
@@ -279,7 +286,8 @@ def gpt2_tokenizer():
 
 
 @examples(300)
-@given(prompt=unicode_text | st.builds(lambda s: "FILE:" + s, unicode_text), file_bytes=st.none() | st.binary(max_size=50))
+@given(prompt=unicode_text | st.builds(lambda s: "FILE:" + s, unicode_text | long_names),
+       file_bytes=st.none() | st.binary(max_size=50))
 def test_prompts_encode_within_the_vocabulary_or_are_refused(char_tokenizer, gpt2_tokenizer, prompt, file_bytes):
     with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
         if file_bytes is not None:  # FILE:<name> names a file that exists
@@ -513,7 +521,8 @@ def run_in_copy(forked, world, script, args, setup=None):
 
 
 # an argument from a shell cannot hold NUL; and no path out of the world's copy (the runs write where they are told)
-argv_text = unicode_text.map(lambda s: s.replace("\0", "")).filter(lambda s: not s.startswith(("/", "~")) and ".." not in s)
+argv_text = (unicode_text | long_names).map(lambda s: s.replace("\0", "")).filter(
+    lambda s: not s.startswith(("/", "~")) and ".." not in s)
 E2E_KEYS = ["learning_rate", "min_lr", "warmup_iters", "dropout", "pos_encoding", "attn_score", "mask", "norm",
             "activation", "bias", "residual", "tie_weights", "qk_norm", "optimizer", "weight_decay", "beta1",
             "beta2", "grad_clip", "decay_lr", "eval_first", "eval_full_val", "always_save_checkpoint",

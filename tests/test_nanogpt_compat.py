@@ -272,6 +272,14 @@ def test_meta_pkl_with_an_impossible_vocabulary_is_refused(tmp_path, vocab_size,
         read_meta_pkl(path)
 
 
+def test_meta_pkl_claiming_terabytes_is_refused(tmp_path):
+    """Found by tests/test_fuzz.py: a protocol 4 frame header announcing 2**40 bytes was a MemoryError."""
+    path = tmp_path / "meta.pkl"
+    path.write_bytes(b"\x80\x04\x95" + (2**40 + 50).to_bytes(8, "little") + pickle.dumps({"vocab_size": 1}, 4)[11:])
+    with pytest.raises(UserError, match="refused to read"):
+        read_meta_pkl(path)
+
+
 class Exploit:
     def __reduce__(self):
         return (os.system, ("touch pwned",))

@@ -245,9 +245,10 @@ def test_a_memmapped_split_without_a_recorded_largest_id_is_checked_batch_by_bat
     (dict(chars="abc"), "'chars' holds 3 characters but vocab_size is"),
     (dict(vocab_size=3, chars="aba", train_max_id=2, val_max_id=2), "'chars' lists a character twice"),
     (dict(train_tokens="many"), "train_tokens='many'; expected a count"),
+    (dict(vocab_size=0, source="1" * 400), "vocab_size=0; expected"),  # the rebuild command stats source
     (dict(shards={"train": ["../../etc/passwd"], "val": []}), "shards must list .bin file names in its folder"),
 ], ids=["zero-vocab", "bool-vocab", "vocab-past-uint16", "chars-vs-vocab", "chars-twice", "count-not-a-number",
-        "shard-outside"])
+        "source-too-long-a-name", "shard-outside"])
 def test_meta_json_that_cannot_describe_the_data_is_refused(char_copy, meta_edit, phrase):
     copy, meta = char_copy
     (copy / "meta.json").write_text(json.dumps({**meta, **meta_edit}))
@@ -382,6 +383,10 @@ def damage_optimizer_shapes(ckpt):
     ckpt["optimizer"]["state"][0]["exp_avg"] = torch.zeros(3, 3)
 
 
+def state_not_a_dict(ckpt):
+    ckpt["optimizer"]["state"][0] = torch.zeros(0)  # empty: torch itself loads it
+
+
 def scramble_rng(ckpt):
     ckpt["rng"]["data"] = torch.zeros(7, dtype=torch.uint8)
 
@@ -390,10 +395,11 @@ def scramble_rng(ckpt):
     (None, "--optimizer=muon", "optimizer=muon, but the checkpoint was trained with optimizer=adamw, whose state "
                                "does not fit it; resume with --optimizer=adamw"),
     (damage_optimizer_shapes, None, "the checkpoint's optimizer state does not fit the model (its exp_avg for a "),
+    (state_not_a_dict, None, "does not fit the model (its state for a (65, 32) parameter is a Tensor, not a dict)"),
     (lambda ckpt: ckpt.pop("optimizer"), None, "has no optimizer: it can be sampled from, not resumed"),
     (lambda ckpt: ckpt.pop("best_val_loss"), None, "has no best_val_loss: it can be sampled from, not resumed"),
     (scramble_rng, None, "the checkpoint's random state is damaged"),
-], ids=["other-optimizer", "misshapen-state", "no-optimizer", "no-best-val-loss", "bad-rng"])
+], ids=["other-optimizer", "misshapen-state", "state-not-a-dict", "no-optimizer", "no-best-val-loss", "bad-rng"])
 def test_resume_from_a_checkpoint_it_cannot_continue_is_one_line_and_changes_nothing(capsys, tmp_path, tiny_run,
                                                                                     tiny_train_args, damage, extra,
                                                                                     phrase):
