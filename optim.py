@@ -96,6 +96,9 @@ def load_optimizer_state(optimizer, state):
     except (ValueError, KeyError, TypeError, IndexError, RuntimeError, AttributeError) as e:
         raise ValueError(str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__) from None
     for opt in getattr(optimizer, "optimizers", [optimizer]):
+        params = {id(p): p for group in opt.param_groups for p in group["params"]}
+        if any(id(key) not in params for key in opt.state):  # torch keeps state it cannot match, as it was
+            raise ValueError("it holds state for parameters the model does not have")
         for p, saved in opt.state.items():
             if not isinstance(saved, dict):
                 raise ValueError(f"its state for a {tuple(p.shape)} parameter is a {type(saved).__name__}, not a dict")

@@ -387,6 +387,10 @@ def state_not_a_dict(ckpt):
     ckpt["optimizer"]["state"][0] = torch.zeros(0)  # empty: torch itself loads it
 
 
+def state_of_no_parameter(ckpt):
+    ckpt["optimizer"]["state"]["lm_head"] = {"exp_avg": torch.zeros(2)}
+
+
 def scramble_rng(ckpt):
     ckpt["rng"]["data"] = torch.zeros(7, dtype=torch.uint8)
 
@@ -396,10 +400,12 @@ def scramble_rng(ckpt):
                                "does not fit it; resume with --optimizer=adamw"),
     (damage_optimizer_shapes, None, "the checkpoint's optimizer state does not fit the model (its exp_avg for a "),
     (state_not_a_dict, None, "does not fit the model (its state for a (65, 32) parameter is a Tensor, not a dict)"),
+    (state_of_no_parameter, None, "does not fit the model (it holds state for parameters the model does not have)"),
     (lambda ckpt: ckpt.pop("optimizer"), None, "has no optimizer: it can be sampled from, not resumed"),
     (lambda ckpt: ckpt.pop("best_val_loss"), None, "has no best_val_loss: it can be sampled from, not resumed"),
     (scramble_rng, None, "the checkpoint's random state is damaged"),
-], ids=["other-optimizer", "misshapen-state", "state-not-a-dict", "no-optimizer", "no-best-val-loss", "bad-rng"])
+], ids=["other-optimizer", "misshapen-state", "state-not-a-dict", "state-of-no-parameter", "no-optimizer",
+        "no-best-val-loss", "bad-rng"])
 def test_resume_from_a_checkpoint_it_cannot_continue_is_one_line_and_changes_nothing(capsys, tmp_path, tiny_run,
                                                                                     tiny_train_args, damage, extra,
                                                                                     phrase):
