@@ -10,13 +10,16 @@ Writes go to a temporary file that is flushed, fsync'ed and renamed over the old
 at any instant leaves either the old checkpoint or the new one, never a broken file.
 
 The run folder (out_dir) also holds the run's log (runlog.py: log.jsonl and, when asked, TensorBoard
-and W&B); train.py checks the folder before training (check_out_dir, check_free_space) so a run fails
-at its start, not after an hour. nanoGPT's checkpoints and meta.pkl files are read too (last section).
+and W&B); train.py checks the folder before training (claim_out_dir, check_free_space) so a run fails
+at its start, not after an hour, and holds it for its whole life (OutDirLock): one writer per folder,
+any number of readers. nanoGPT's checkpoints and meta.pkl files are read too (last section).
 """
 
 import os
 import pickle
+import shlex
 import shutil
+import sys
 import tempfile
 import warnings
 import zipfile
@@ -26,7 +29,7 @@ from pathlib import Path
 import torch
 
 from model import GPT, GPTConfig
-from settings import UserError
+from settings import UserError, build_configs, is_count
 from tokenizer import load_tokenizer
 
 
@@ -94,25 +97,73 @@ def checkpoint_path(out_dir, ckpt="best"):
 def load_checkpoint(path, mmap=False):
     """Read a checkpoint onto the CPU (moving it to the GPU is the caller's choice: nanoGPT #158).
 
-    mmap=True maps the tensors instead of reading them: the settings of a large checkpoint, cheaply.
+    Anything else is one UserError saying what was expected: a missing file, a directory, an empty
+    or text file, another zip archive, a damaged one (every entry's CRC-32 is checked first, so a
+    flipped bit in the weights is caught too), a pickle that is not plain data, and a dict whose
+    entries have the wrong types. mmap=True maps the tensors instead of reading them (and skips the
+    checksums): the settings of a large checkpoint, cheaply.
     """
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a directory, not a checkpoint file; to read the checkpoints in it, "
+                        f"pass --out_dir={path}")
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}; train one first (python train.py ...) or check --out_dir")
+    damaged = f"checkpoint {path} is damaged or truncated"
+    retry = "use another checkpoint (best.pt or ckpt.pt) or train again"
     try:
+        with path.open("rb") as f:
+            head = f.read(16)
+        if not head:
+            raise UserError(f"{path} is empty, not a checkpoint; {retry}")
+        if head.startswith(b"PK"):  # a zip archive (what torch.save writes), perhaps cut short
+            with zipfile.ZipFile(path) as archive:
+                if not any(name.endswith("/data.pkl") or name == "data.pkl" for name in archive.namelist()):
+                    raise UserError(f"{path} is a zip archive but not a torch.save checkpoint (it has no data.pkl); "
+                                    f"pass a ckpt.pt or best.pt written by train.py")
+                bad = None if mmap else archive.testzip()
+            if bad is not None:
+                raise UserError(f"{damaged} (a checksum does not match in {bad}); {retry}")
+        elif head[0] != 0x80:  # nor a pickle (protocol 2 and up), torch's legacy format
+            raise UserError(f"{path} is not a checkpoint: torch.save writes zip archives, and this file starts "
+                            f"with {head!r}; pass a ckpt.pt or best.pt written by train.py")
         with warnings.catch_warnings():  # a foreign pickle protocol warns before it is refused: noise
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         raise UserError(f"refused to load {path}: it holds more than tensors and plain data ({_refusal_reason(e)}); "
                         f"only load checkpoints written by this repository or converted from a trusted source") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise UserError(f"checkpoint {path} is unreadable or truncated ({type(e).__name__}); "
-                        f"use another checkpoint (best.pt or ckpt.pt) or train again") from None
-    if not (isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict) and isinstance(ckpt.get("model_args"), dict)):
-        raise UserError(f"{path} is not a model checkpoint (it has no 'model' weights and 'model_args'); "
-                        f"pass a ckpt.pt or best.pt written by train.py")
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, TypeError, IndexError,
+            AttributeError, OverflowError, NotImplementedError, MemoryError, RecursionError) as e:
+        # what torch's reader and unpickler raise on bytes that are not what they expect
+        raise UserError(f"{damaged} ({type(e).__name__}); {retry}") from None
+    problem = checkpoint_problem(ckpt)
+    if problem:
+        raise UserError(f"{path} is not a model checkpoint: {problem}; pass a ckpt.pt or best.pt written by train.py")
     return ckpt
+
+
+
+def checkpoint_problem(ckpt):
+    """What is wrong with the entries of a loaded checkpoint (None: nothing), before anything uses them."""
+    if not (isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict) and isinstance(ckpt.get("model_args"), dict)):
+        return "it has no 'model' weights and 'model_args'"
+    wrong = next(((k, v) for k, v in ckpt["model"].items() if not (isinstance(k, str) and torch.is_tensor(v))), None)
+    if wrong is not None:
+        return f"its 'model' must map names to tensors, found {wrong[0]!r}: {type(wrong[1]).__name__}"
+    for key in ("meta", "optimizer", "train_config", "config", "rng"):
+        if key in ckpt and not isinstance(ckpt[key], dict):
+            return f"its {key!r} must be a dict, found a {type(ckpt[key]).__name__}"
+    if "iter_num" in ckpt and not is_count(ckpt["iter_num"]):
+        return f"its 'iter_num' must be a whole number >= 0, found {ckpt['iter_num']!r}"
+    best = ckpt.get("best_val_loss", 0.0)  # nanoGPT stores a 0-d tensor
+    if not (isinstance(best, (int, float)) or (torch.is_tensor(best) and best.numel() == 1)) or isinstance(best, bool):
+        return f"its 'best_val_loss' must be a number, found a {type(best).__name__}"
+    rng = ckpt.get("rng", {"torch": torch.zeros(0, dtype=torch.uint8), "data": torch.zeros(0, dtype=torch.uint8)})
+    byte_tensors = all(torch.is_tensor(v) and v.dtype == torch.uint8 for v in rng.values())
+    if not byte_tensors or not {"torch", "data"} <= rng.keys():
+        return "its 'rng' must hold the random states as byte tensors ('torch', 'data')"
+    return None
 
 
 def _refusal_reason(error):
@@ -124,20 +175,29 @@ def _refusal_reason(error):
     return reasons[0] if reasons else type(error).__name__
 
 
-def model_from_checkpoint(ckpt):
-    """Build the GPT a checkpoint describes and load its weights (nanoGPT's ckpt.pt too)."""
+def checkpoint_config(ckpt):
+    """The GPTConfig a checkpoint describes (nanoGPT's too), its types and values checked as a config file's."""
     fields = set(GPTConfig.__dataclass_fields__)
     args = {k: v for k, v in ckpt["model_args"].items() if k in fields}
-    nanogpt = is_nanogpt_checkpoint(ckpt)
-    if nanogpt:
+    if is_nanogpt_checkpoint(ckpt):
         args["activation"] = "gelu_exact"  # nanoGPT's MLP uses nn.GELU(), the exact (erf) GELU
     try:
-        model = GPT(GPTConfig(**args))
-    except (ValueError, TypeError) as e:
+        (config,) = build_configs([GPTConfig], args)
+    except UserError as e:
         raise UserError(f"the checkpoint describes an impossible model ({e}); it is damaged or not ours") from None
+    return config
+
+
+def model_from_checkpoint(ckpt, config=None):
+    """Build the GPT a checkpoint describes (or `config`, of the same shape) and load its weights (nanoGPT's too)."""
+    config = config or checkpoint_config(ckpt)
     state = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in ckpt["model"].items()}
-    if nanogpt:  # nanoGPT without flash attention keeps its causal mask as a buffer named attn.bias
+    if is_nanogpt_checkpoint(ckpt):  # nanoGPT without flash attention keeps its causal mask as a buffer named attn.bias
         state = {k: v for k, v in state.items() if not k.endswith(".attn.bias")}
+    mismatch = _args_against_weights(config, state)
+    if mismatch:  # before building: model_args from a damaged file could ask for a billion layers
+        raise UserError(f"the checkpoint's {mismatch}; it is damaged or was edited")
+    model = GPT(config)
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as e:  # missing, extra or misshapen weights
@@ -145,6 +205,22 @@ def model_from_checkpoint(ckpt):
         raise UserError(f"the checkpoint's weights do not fit the model it describes ({first}); "
                         f"it is damaged or was edited") from None
     return model
+
+
+def _args_against_weights(config, state):
+    """The model_args that the weights' own shapes contradict, as words (None: they agree)."""
+    wte = state.get("transformer.wte.weight")
+    if wte is None or wte.dim() != 2:
+        return "weights have no token embedding (transformer.wte.weight)"
+    layers = {int(k.split(".")[2]) for k in state if k.startswith("transformer.h.") and k.split(".")[2].isdigit()}
+    found = {"vocab_size": wte.shape[0], "n_embd": wte.shape[1], "n_layer": max(layers, default=-1) + 1}
+    if config.pos_encoding == "learned" and "transformer.wpe.weight" in state:
+        found["block_size"] = state["transformer.wpe.weight"].shape[0]
+    for key, value in found.items():
+        if getattr(config, key) != value:
+            held = f"{value} layers" if key == "n_layer" else f"{key} {value}"
+            return f"model_args say {key}={getattr(config, key)} but its weights hold {held}"
+    return None
 
 
 @dataclass
@@ -170,6 +246,9 @@ def load_trained(out_dir, ckpt="best", data_dir="data", device="cpu"):
     checkpoint = load_checkpoint(path)
     tokenizer = load_tokenizer(checkpoint_meta(checkpoint, data_dir))
     model = model_from_checkpoint(checkpoint).to(device).eval()
+    if tokenizer.vocab_size > model.config.vocab_size:  # its ids would index past the embedding
+        raise UserError(f"{path} does not hold together: the tokenizer has {tokenizer.vocab_size} tokens but the "
+                        f"model only {model.config.vocab_size}; it is damaged or was edited")
     return Trained(model, tokenizer, path, checkpoint.get("iter_num"))
 
 
@@ -177,10 +256,70 @@ def load_trained(out_dir, ckpt="best", data_dir="data", device="cpu"):
 # The run folder: checked before training; the RNG state a checkpoint carries
 
 
-def check_out_dir(out_dir, protect_checkpoints):
-    """Fail before training, not after: an unwritable out_dir, or (protect_checkpoints) checkpoints a
-    new run would replace. Then remove what a crash mid-write left behind."""
+try:
+    import fcntl
+except ImportError:  # Windows has no flock: runs there are not protected from a second writer
+    fcntl = None
+
+
+class OutDirLock:
+    """out_dir's one writer: an exclusive flock on out_dir/train.lock, which holds the holder's pid and
+    command line for the error a second writer gets. The kernel drops a flock when its process dies,
+    however it dies, so a killed run leaves no stale lock: its file may stay, unlocked, and the next
+    run takes it. Readers (sample.py, visualize.py, export.py, bench.py) never lock.
+    Used as `with OutDirLock(out_dir):`; leaving removes the file, and after a failure the folders in
+    `created` (deepest first) that are still empty: a failed run changes nothing.
+    """
+
+    def __init__(self, out_dir, created=()):
+        self.path, self.fd, self.created = Path(out_dir) / "train.lock", None, list(created)
+
+    def __enter__(self):
+        if fcntl is None:
+            return self
+        while self.fd is None:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # BlockingIOError: held by a live process
+                holder = os.read(fd, 4096).decode("utf-8", "replace").strip() or "not yet recorded"
+                os.close(fd)
+                raise UserError(f"{self.path.parent} is in use by a live training run (pid {holder}); wait for it "
+                                f"to end or stop it, or choose another --out_dir") from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # its holder removed the file as we opened it: lock the one at the path now
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}: {shlex.join(sys.argv)[:300]}\n".encode("utf-8", "replace"))
+            self.fd = fd
+        return self
+
+    def __exit__(self, exc_type=None, *exc):
+        if self.fd is not None:
+            self.path.unlink(missing_ok=True)  # before unlocking: whoever opened it meanwhile sees a removed file
+            os.close(self.fd)  # the lock goes with the last descriptor
+            self.fd = None
+        if exc_type is not None:
+            for folder in self.created:
+                try:
+                    folder.rmdir()  # only if empty
+                except OSError:
+                    break
+
+
+def claim_out_dir(out_dir, protect_checkpoints):
+    """Fail before training, not after: an unwritable out_dir, a live run in it, or (protect_checkpoints)
+    checkpoints a new run would replace. Then remove what a crash mid-write left behind.
+
+    Returns the held OutDirLock (`with claim_out_dir(...):`), taken before anything is removed: the
+    temporary file of a live run's checkpoint write is not a crash's leftover.
+    """
     out = Path(out_dir)
+    created = [folder for folder in (out, *out.parents) if not folder.exists()]  # deepest first
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -190,10 +329,13 @@ def check_out_dir(out_dir, protect_checkpoints):
             pass
     except OSError as e:
         raise UserError(f"out_dir {out} is not writable ({e.strerror}); choose another --out_dir") from None
+    lock = OutDirLock(out, created).__enter__()
     if protect_checkpoints and (out / "ckpt.pt").exists():
+        lock.__exit__()
         raise UserError(f"{out} already holds a checkpoint; continue it with --init_from=resume, "
                         f"start over with --overwrite=True, or pick another --out_dir")
     remove_partial_writes(out)
+    return lock
 
 
 def check_free_space(out_dir, model):
@@ -219,10 +361,14 @@ def rng_state(generator, device):
 
 
 def restore_rng(state, generator, device):
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["data"])
-    if "cuda" in state and device.startswith("cuda"):
-        torch.cuda.set_rng_state(state["cuda"])
+    try:
+        torch.set_rng_state(state["torch"])
+        generator.set_state(state["data"])
+        if "cuda" in state and device.startswith("cuda"):
+            torch.cuda.set_rng_state(state["cuda"])
+    except (RuntimeError, ValueError, TypeError) as e:  # a state of the wrong size
+        raise UserError(f"the checkpoint's random state is damaged ({str(e).strip()[:120]}); it cannot be "
+                        f"resumed exactly") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -252,16 +398,20 @@ def read_meta_pkl(path):
     try:
         with path.open("rb") as f:
             meta = _PlainDataUnpickler(f).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            MemoryError, OverflowError, RecursionError) as e:  # MemoryError: a frame header claiming terabytes
         raise UserError(f"refused to read {path}: only plain dicts, lists, strings and numbers are "
-                        f"accepted ({e})") from None
+                        f"accepted ({e or type(e).__name__})") from None
     try:
         itos, n = meta["itos"], meta["vocab_size"]
+        if not (is_count(n) and 1 <= n <= 2**16):  # uint16 token ids
+            raise TypeError
         chars = [itos[i] for i in range(n)]
-        if not all(isinstance(c, str) and len(c) == 1 for c in chars):
+        if not all(isinstance(c, str) and len(c) == 1 for c in chars) or len(set(chars)) != n:
             raise TypeError
     except (KeyError, TypeError, IndexError):
-        raise UserError(f"{path} is not a nanoGPT char-level meta.pkl (vocab_size, itos, stoi)") from None
+        raise UserError(f"{path} is not a nanoGPT char-level meta.pkl (vocab_size, and itos mapping 0 .. "
+                        f"vocab_size - 1 to distinct characters)") from None
     return {"tokenizer": "char", "vocab_size": n, "chars": "".join(chars)}
 
 
@@ -277,7 +427,7 @@ def checkpoint_meta(ckpt, data_dir="data"):
     if dataset and pkl.is_file():
         return read_meta_pkl(pkl)
     vocab_size = ckpt["model_args"].get("vocab_size", 0)
-    if vocab_size < 50257:
+    if not (isinstance(vocab_size, int) and vocab_size >= 50257):
         raise UserError(f"this nanoGPT checkpoint has a {vocab_size}-token vocabulary but {pkl} is missing; "
                         f"point --data_dir at the folder holding {dataset}/meta.pkl")
     return {"tokenizer": "gpt2", "vocab_size": 50257}

@@ -8,6 +8,13 @@ so its pages are not kept (nanoGPT issue #287).
 Web-scale datasets (prepare.py openwebtext, fineweb_edu) are split into shards instead,
 train_000000.bin, ... and val_000000.bin, ..., listed in meta.json under "shards"; they are always
 read by memmap (see Shards), so a dataset larger than memory trains.
+
+The data is checked before it is trusted, where it is cheap (check_meta, TokenData): every file a
+whole number of tokens, no split empty, the token counts meta.json records, and no id past the
+vocabulary: by a scan of each split held in memory, by the largest id prepare.py records for one
+too large for memory. A nanoGPT-prepared folder records neither: its splits are scanned when they
+fit in memory, else each batch read from disk is checked as it is made. Errors name the file and
+the prepare.py command that rebuilds the dataset.
 """
 
 import json
@@ -16,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from settings import UserError
+from settings import UserError, is_count
 
 IN_MEMORY_LIMIT = 1 << 30  # bytes per split; above this, read batches by memmap
 
@@ -43,12 +50,58 @@ def load_meta(dataset_dir):
                         f"create it with: python prepare.py {dataset_dir.name}")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise UserError(f"{path} is unreadable ({type(e).__name__}); prepare the dataset again with: "
-                        f"python prepare.py {dataset_dir.name}") from None
+    except (ValueError, OSError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise UserError(f"{path} is unreadable ({type(e).__name__}); rebuild it with: "
+                        f"{rebuild_command(dataset_dir)}") from None
     if not isinstance(meta, dict) or "vocab_size" not in meta:
-        raise UserError(f"{path} has no vocab_size; prepare the dataset again with: python prepare.py {dataset_dir.name}")
+        raise UserError(f"{path} has no vocab_size; rebuild it with: {rebuild_command(dataset_dir)}")
+    problem = check_meta(meta)
+    if problem:
+        raise UserError(f"{path}: {problem}; rebuild it with: {rebuild_command(dataset_dir, meta)}")
     return meta
+
+
+def check_meta(meta):
+    """What is wrong with a meta.json's description of its data, or None. Token ids are uint16."""
+    n = meta["vocab_size"]
+    if not (is_count(n) and 1 <= n <= 2**16):
+        return f"vocab_size={n!r}; expected a whole number from 1 to 65536 (the .bin files hold uint16 ids)"
+    if meta.get("tokenizer") == "char":
+        chars = meta.get("chars")
+        if not isinstance(chars, str) or len(chars) != n:
+            shown = f"{len(chars)} characters" if isinstance(chars, str) else f"a {type(chars).__name__}"
+            return f"'chars' holds {shown} but vocab_size is {n}"
+        if len(set(chars)) != n:
+            return "'chars' lists a character twice"
+    for key in ("train_tokens", "val_tokens", "train_max_id", "val_max_id"):
+        if key in meta and not is_count(meta[key]):
+            return f"{key}={meta[key]!r}; expected a count"
+    if "shards" in meta:
+        shards = meta["shards"]
+        names = [shards.get(split) for split in ("train", "val")] if isinstance(shards, dict) else [None]
+        if not all(isinstance(split, list) and all(isinstance(name, str) and Path(name).name == name
+                                                   and name.endswith(".bin") and not name.startswith(".")
+                                                   for name in split) for split in names):
+            return "shards must list .bin file names in its folder for train and val"
+    return None
+
+
+def rebuild_command(dataset_dir, meta=None):
+    """The prepare.py command that writes the dataset at dataset_dir again (from its recorded source)."""
+    from prepare import DATASETS  # here: prepare.py's imports serve preparing, not training
+
+    dataset_dir, meta = Path(dataset_dir), meta or {}
+    name, source = dataset_dir.name, meta.get("source")
+    try:  # the text it was prepared from, if it is still there (meta.json may hold anything here)
+        args = [f"--input={source}"] if isinstance(source, str) and source and Path(source).exists() else []
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        args = []
+    if name not in DATASETS or name == "text":
+        args = [*(args or ["--input=YOUR_TEXT.txt"]), f"--name={name}", f"--tokenizer={meta.get('tokenizer', 'char')}"]
+        name = "text"
+    if dataset_dir.parent != Path("data"):
+        args.append(f"--data_dir={dataset_dir.parent}")
+    return " ".join(["python prepare.py", name, *args])
 
 
 class Shards:
@@ -91,33 +144,78 @@ class TokenData:
     def __init__(self, dataset_dir, block_size, device="cpu"):
         self.dir, self.block_size, self.device = Path(dataset_dir), block_size, torch.device(device)
         self.meta = load_meta(self.dir)
+        self.vocab_size = self.meta["vocab_size"]
         self.splits = {split: self._open(split) for split in ("train", "val")}
+
+    def _error(self, problem):
+        return UserError(f"{problem}; rebuild it with: {rebuild_command(self.dir, self.meta)}")
+
+    def _count_tokens(self, paths, split, what):
+        """Tokens in the split's files, each checked to be whole 2-byte ids, the sum against meta.json's count."""
+        n_tokens = 0
+        for path in paths:
+            if not path.is_file():
+                raise self._error(f"{path} is missing")
+            size = path.stat().st_size
+            if size % 2:
+                raise self._error(f"{path} is {size:,} bytes, not a whole number of 2-byte token ids: it is "
+                                  f"damaged or was not written by prepare.py")
+            n_tokens += size // 2
+        one = len(paths) == 1
+        if n_tokens == 0:
+            raise self._error(f"{what} {'is' if one else 'are'} empty")
+        recorded = self.meta.get(f"{split}_tokens")
+        if recorded is not None and n_tokens != recorded:
+            raise self._error(f"{what} hold{'s' * one} {n_tokens:,} tokens but meta.json records "
+                              f"{recorded:,}: incomplete, or from another preparation")
+        return n_tokens
+
+    def _check_recorded_max_id(self, split, what):
+        largest = self.meta.get(f"{split}_max_id")
+        if largest is not None and largest >= self.vocab_size:
+            raise self._error(f"meta.json records {largest} as the largest token id in {what}, but its "
+                              f"vocabulary has {self.vocab_size} ids")
 
     def _open(self, split):
         if "shards" in self.meta:
             return self._open_shards(split)
         path = self.dir / f"{split}.bin"
-        if not path.is_file():
-            raise UserError(f"{path} is missing; prepare the dataset again with: python prepare.py {self.dir.name}")
-        n_tokens = path.stat().st_size // 2
+        n_tokens = self._count_tokens([path], split, str(path))
         if n_tokens < self.block_size + 1:
             raise UserError(f"{split} split of '{self.dir.name}' has {n_tokens} tokens, fewer than "
                             f"block_size + 1 = {self.block_size + 1}; lower block_size or use more text")
         if path.stat().st_size > IN_MEMORY_LIMIT:
+            self._check_recorded_max_id(split, path.name)
             return path
-        tokens = torch.from_numpy(np.fromfile(path, dtype=np.uint16).astype(np.int64))
-        return tokens.to(self.device)
+        tokens = np.fromfile(path, dtype=np.uint16)
+        if tokens.max() >= self.vocab_size:  # one pass over memory: cheap next to training
+            at = int(np.argmax(tokens >= self.vocab_size))
+            raise self._error(f"{path} holds token id {tokens[at]} (token {at:,}) but meta.json's vocabulary has "
+                              f"{self.vocab_size} ids (0 to {self.vocab_size - 1}): the data and meta.json come "
+                              f"from different preparations")
+        return torch.from_numpy(tokens.astype(np.int64)).to(self.device)
 
     def _open_shards(self, split):
         paths = [self.dir / name for name in self.meta["shards"][split]]
-        for path in paths:
-            if not path.is_file():
-                raise UserError(f"{path} is missing; prepare the dataset again with: python prepare.py {self.dir.name}")
-        shards = Shards(paths, self.block_size) if paths else None
-        if shards is None or shards.num_windows == 0:
+        if not paths:
+            raise self._error(f"the {split} split of '{self.dir.name}' is empty: meta.json lists no shards")
+        self._count_tokens(paths, split, f"the {split} shards")
+        self._check_recorded_max_id(split, f"the {split} shards")
+        shards = Shards(paths, self.block_size)
+        if shards.num_windows == 0:
             raise UserError(f"{split} split of '{self.dir.name}' has no shard longer than block_size + 1 = "
                             f"{self.block_size + 1} tokens; lower block_size or use more text")
         return shards
+
+    def _check_ids(self, split, window):
+        """A batch read from a split too large to scan must not reach past the vocabulary (a CUDA
+        embedding would fail with a device-side assert, far from the cause)."""
+        largest = int(window.max())
+        if largest >= self.vocab_size:
+            data = self.splits[split]
+            where = f"the {split} shards hold" if isinstance(data, Shards) else f"{data} holds"
+            raise self._error(f"{where} token id {largest} but meta.json's vocabulary has {self.vocab_size} ids "
+                              f"(0 to {self.vocab_size - 1})")
 
     def tokens(self, split):
         data = self.splits[split]
@@ -154,6 +252,8 @@ class TokenData:
                 # the host until the GPU finished all queued work, every step
                 offsets = offsets.pin_memory().to(data.device, non_blocking=True)
             window = data[offsets].long()  # (B, T+1), one gather for the whole batch
+        if isinstance(self.splits[split], (Shards, Path)):  # read from disk, on the host: never scanned whole
+            self._check_ids(split, window)
         x, y = window[:, :-1], window[:, 1:]
         if x.device.type != self.device.type:  # split held on the host: copy the batch over
             pin = self.device.type == "cuda"

@@ -88,6 +88,25 @@ class Optimizers:
             opt.load_state_dict(s)
 
 
+def load_optimizer_state(optimizer, state):
+    """Restore a saved optimizer state, or raise ValueError saying why it does not fit this optimizer and
+    model. torch checks the parameter counts but not the shapes, which would fail at the first step."""
+    try:
+        optimizer.load_state_dict(state)
+    except (ValueError, KeyError, TypeError, IndexError, RuntimeError, AttributeError) as e:
+        raise ValueError(str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__) from None
+    for opt in getattr(optimizer, "optimizers", [optimizer]):
+        params = {id(p): p for group in opt.param_groups for p in group["params"]}
+        if any(id(key) not in params for key in opt.state):  # torch keeps state it cannot match, as it was
+            raise ValueError("it holds state for parameters the model does not have")
+        for p, saved in opt.state.items():
+            if not isinstance(saved, dict):
+                raise ValueError(f"its state for a {tuple(p.shape)} parameter is a {type(saved).__name__}, not a dict")
+            for name, value in saved.items():
+                if torch.is_tensor(value) and value.dim() and value.shape != p.shape:  # `step` is 0-d
+                    raise ValueError(f"its {name} for a {tuple(p.shape)} parameter is {tuple(value.shape)}")
+
+
 def make_optimizer(model, cfg, device):
     """AdamW (fused on CUDA: one kernel for all parameters); or Muon for the 2-D weights inside blocks.
 

@@ -197,16 +197,18 @@ def prepare_text(text, out_dir, tokenizer_name, source):
     train_ids = encode(tokenizer, text[:split], "encoding train")
     val_ids = encode(tokenizer, text[split:], "encoding val")
     check_split(len(text), train_ids, val_ids)
+    arrays = {
+        "train.bin": np.array(train_ids, dtype=np.uint16),
+        "val.bin": np.array(val_ids, dtype=np.uint16),
+    }
     meta = {
         **tokenizer.meta(),
         "train_tokens": len(train_ids),
         "val_tokens": len(val_ids),
+        "train_max_id": int(arrays["train.bin"].max()),  # what data.py checks against the vocabulary
+        "val_max_id": int(arrays["val.bin"].max()),
         "source": source,
         "sha256": sha256(text.encode("utf-8")),
-    }
-    arrays = {
-        "train.bin": np.array(train_ids, dtype=np.uint16),
-        "val.bin": np.array(val_ids, dtype=np.uint16),
     }
     try:
         write_dataset(out_dir, arrays, meta)
@@ -293,10 +295,11 @@ class ShardWriter:
     def __init__(self, folder, split, shard_tokens):
         self.folder, self.split = folder, split
         self.buffer, self.filled = np.empty(shard_tokens, dtype=np.uint16), 0
-        self.names, self.tokens = [], 0
+        self.names, self.tokens, self.max_id = [], 0, 0
 
     def add(self, ids):
         self.tokens += len(ids)
+        self.max_id = max(self.max_id, int(ids.max(initial=0)))
         while len(ids):
             n = min(len(ids), len(self.buffer) - self.filled)
             self.buffer[self.filled:self.filled + n] = ids[:n]
@@ -346,6 +349,9 @@ def prepare_web(documents, out_dir, source, num_proc=1, shard_tokens=SHARD_TOKEN
             **tokenizer.meta(),
             "train_tokens": counts["train"],
             "val_tokens": counts["val"],
+            # data.py checks these without reading the shards, which may not fit in memory
+            "train_max_id": writers["train"].max_id,
+            "val_max_id": writers["val"].max_id,
             "documents": n_docs,
             "source": source,
             "shards": {split: w.names for split, w in writers.items()},

@@ -20,6 +20,7 @@ which train.py, bench.py and experiment.py all read, are `TrainConfig` below; th
 import ast
 import dataclasses
 import difflib
+import errno
 import functools
 import inspect
 import math
@@ -39,15 +40,16 @@ class UserError(Exception):
 
 
 def run_main(main):
-    """Run a script's main(): a UserError becomes `error: ...` on stderr and exit code 2, Ctrl-C exit 130,
-    and output piped into a reader that stops early (`sample.py | head`) an exit without a traceback."""
+    """Run a script's main(): a UserError (or a path the file system refuses: too long, not permitted)
+    becomes `error: ...` on stderr and exit code 2, Ctrl-C exit 130, and output piped into a reader
+    that stops early (`sample.py | head`) an exit without a traceback."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
         except UserError as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(error_line(e), file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:  # Ctrl-C: no traceback; 130 is the shell's code for death by SIGINT
             print("interrupted", file=sys.stderr)
@@ -57,8 +59,25 @@ def run_main(main):
             # a process killed by SIGPIPE would (128 + 13), like any other Unix tool in a pipe
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(141)
+        except OSError as e:  # a path the user gave that the file system refuses, wherever it is first used
+            if e.errno not in PATH_ERRORS:
+                raise
+            name = str(e.filename)
+            shown = name if len(name) <= 120 else name[:117] + "..."
+            print(error_line(UserError(f"{e.strerror}: {shown}; check the paths in your settings")), file=sys.stderr)
+            sys.exit(2)
 
     return wrapper
+
+
+# a name longer than the file system allows, no permission, a file where a folder should be, a symlink loop
+PATH_ERRORS = {errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.ELOOP}
+
+
+def error_line(error):
+    """What run_main prints for a UserError: one line, even when the message quotes what the user typed
+    or a file held (a newline, a carriage return, any control character: shown escaped, as in repr)."""
+    return "error: " + "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(error))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -80,27 +99,58 @@ def _ignored_statement(stmt):
         isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant))
 
 
+# Bounds on what a config file may compute: no setting needs a number larger than a float holds, and a
+# few lines that each square the last value (`x = x * x`) would otherwise take hours and all memory.
+MAX_INT_BITS = 1024
+MAX_ITEMS = 1 << 20  # characters of a string, items of a list
+
+
+def _too_large(value):
+    if isinstance(value, int):
+        return value.bit_length() > MAX_INT_BITS
+    return isinstance(value, (str, bytes, list)) and len(value) > MAX_ITEMS
+
+
+def _source(node):
+    """A node's source for an error message: one line, at most 80 characters."""
+    text = ast.unparse(node).splitlines()[0]
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _eval_node(node, names, where):
     if isinstance(node, ast.Constant):
-        return node.value
-    if isinstance(node, ast.Name):
-        if node.id in names:
-            return names[node.id]
-        raise UserError(f"{where}: name '{node.id}' is not defined earlier in the file")
-    try:
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-            left, right = _eval_node(node.left, names, where), _eval_node(node.right, names, where)
-            if isinstance(node.op, ast.Pow) and isinstance(right, int) and abs(right) > 1024:
-                raise OverflowError("exponent too large")  # 10 ** 10**9 would run for hours
-            return _BINOPS[type(node.op)](left, right)
-        if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARYOPS:
-            return _UNARYOPS[type(node.op)](_eval_node(node.operand, names, where))
-    except (ArithmeticError, TypeError, ValueError) as e:  # 1 / 0, 'a' - 1, 'x' * 10**12
-        raise UserError(f"{where}: cannot compute `{ast.unparse(node)}` ({e})") from None
-    if isinstance(node, (ast.List, ast.Tuple)):
+        value = node.value
+    elif isinstance(node, ast.Name):
+        if node.id not in names:
+            raise UserError(f"{where}: name '{node.id}' is not defined earlier in the file")
+        return names[node.id]
+    elif isinstance(node, (ast.List, ast.Tuple)):
         return [_eval_node(e, names, where) for e in node.elts]
-    raise UserError(f"{where}: only literals and arithmetic are allowed in a config file "
-                    f"(found `{ast.unparse(node)}`)")
+    elif isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+        left, right = _eval_node(node.left, names, where), _eval_node(node.right, names, where)
+        if isinstance(node.op, ast.Pow) and isinstance(right, int) and abs(right) > 1024:
+            raise UserError(f"{where}: cannot compute `{_source(node)}` (exponent too large)")
+        sequence, count = (left, right) if isinstance(right, int) else (right, left)
+        if isinstance(node.op, ast.Mult) and isinstance(sequence, (str, bytes, list)) and isinstance(count, int) \
+                and len(sequence) * count > MAX_ITEMS:  # refused before it is built
+            value = [None] * (MAX_ITEMS + 1)
+        else:
+            value = _compute(_BINOPS[type(node.op)], node, where, left, right)
+    elif isinstance(node, ast.UnaryOp) and type(node.op) in _UNARYOPS:
+        value = _compute(_UNARYOPS[type(node.op)], node, where, _eval_node(node.operand, names, where))
+    else:
+        raise UserError(f"{where}: only literals and arithmetic are allowed in a config file (found `{_source(node)}`)")
+    if _too_large(value):
+        raise UserError(f"{where}: `{_source(node)}` is too large for a setting (numbers below 2**{MAX_INT_BITS}, "
+                        f"strings and lists up to {MAX_ITEMS:,} items)")
+    return value
+
+
+def _compute(op, node, where, *operands):
+    try:
+        return op(*operands)
+    except (ArithmeticError, TypeError, ValueError) as e:  # 1 / 0, 'a' - 1, 10.0 ** 400
+        raise UserError(f"{where}: cannot compute `{_source(node)}` ({e})") from None
 
 
 def read_config_file(path):
@@ -117,16 +167,20 @@ def read_config_file(path):
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     except (SyntaxError, UnicodeDecodeError, ValueError) as e:  # ValueError: a NUL byte in the file
         raise UserError(f"{path}: not a valid `key = value` config file ({e})") from None
+    except (RecursionError, MemoryError):  # Python's own parser gives up on an expression nested thousands deep
+        raise UserError(f"{path}: not a valid `key = value` config file (an expression is nested too deeply)") from None
     values = {}
     for stmt in tree.body:
         where = f"{path}:{stmt.lineno}"
         if _ignored_statement(stmt):
             continue
         if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)):
-            raise UserError(f"{where}: expected `key = value`, found `{ast.unparse(stmt)[:80]}`")
+            raise UserError(f"{where}: expected `key = value`, found `{_source(stmt)}`")
         key = stmt.targets[0].id
         try:
             values[key] = _eval_node(stmt.value, values, where)
+        except RecursionError:  # `1 + 1 + ... + 1`, thousands of terms: a tree deeper than Python's stack
+            raise UserError(f"{where}: the expression is nested too deeply") from None
         except UserError as e:
             if key not in COMPUTED_IN_NANOGPT:
                 raise
@@ -165,6 +219,13 @@ def read_args(argv, config_file=False):
     if config_file and positional:
         pairs = [*read_config_file(positional.pop(0)).items(), *pairs]
     return pairs, positional
+
+
+def given_keys(argv, config_file=False):
+    """The keys the user set: in the config file (with config_file) or as --key=value, unlike those left
+    at their defaults. Both are what the user asked for: a resumed run checks them against its checkpoint."""
+    pairs, _ = read_args(argv, config_file)
+    return {key for key, _ in pairs}
 
 
 def _coerce(key, value, typ):
@@ -210,6 +271,11 @@ def _coerce(key, value, typ):
         return value
     shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
     raise UserError(f"{key} must be {typ.__name__}, got {shown} ({type(value).__name__})")
+
+
+def is_count(value):
+    """A whole number >= 0, as a count or an index read from a file must be (a bool is an int, not a count)."""
+    return type(value) is int and value >= 0  # noqa: E721
 
 
 def closest_key_hint(key, valid):
@@ -363,6 +429,8 @@ class TrainConfig:
     wandb_run_name: str = "gpt2"
 
     def validate(self):
+        if not self.out_dir:  # "" would be the current folder, named nowhere: say it
+            raise UserError("out_dir is empty; name the folder for checkpoints and log.jsonl, e.g. --out_dir=out")
         if self.init_from not in INIT_FROM and not Path(self.init_from).is_dir():
             raise UserError(f"init_from={self.init_from!r} is not one of {', '.join(INIT_FROM)} nor a directory "
                             f"holding a GPT-2 checkpoint{closest_key_hint(self.init_from, list(INIT_FROM))}")

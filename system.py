@@ -18,10 +18,20 @@ from settings import UserError
 
 
 def pick_device(name):
+    """auto, cpu, cuda, cuda:N or mps, checked to exist here; torch's own errors for others are tracebacks."""
     if name != "auto":
-        if name.startswith("cuda") and not torch.cuda.is_available():
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            device = None
+        if device is None or device.type not in ("cpu", "cuda", "mps"):
+            raise UserError(f"device={name!r} is not one of auto, cpu, cuda, cuda:N, mps")
+        if device.type == "cuda" and not torch.cuda.is_available():
             raise UserError(f"device={name} but CUDA is not available here; use --device=cpu (or auto)")
-        if name == "mps" and not torch.backends.mps.is_available():
+        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+            raise UserError(f"device={name} but this machine has {torch.cuda.device_count()} CUDA devices; "
+                            f"use --device=cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        if device.type == "mps" and not torch.backends.mps.is_available():
             raise UserError("device=mps but MPS is not available here; use --device=cpu (or auto)")
         return name
     if torch.cuda.is_available():
@@ -41,6 +51,16 @@ def pick_dtype(name, device):
     if name == "bfloat16" and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
         raise UserError("this GPU has no bfloat16; use --dtype=float16 (or auto)")
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def device_memory(device):
+    """Bytes of memory on the device (the host's RAM for cpu and mps); None where it cannot be told."""
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_properties(torch.device(device)).total_memory
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf on Windows
+        return None
 
 
 def autocast(device, dtype):

@@ -197,6 +197,6 @@ def load_tokenizer(meta):
         return GPT2Tokenizer()
     if kind != "char":
         raise UserError(f"unknown tokenizer {kind!r} in dataset metadata; expected char or gpt2")
-    if "chars" not in meta:
-        raise UserError("char-level dataset metadata has no 'chars'; re-run prepare.py")
+    if not isinstance(meta.get("chars"), str):
+        raise UserError("char-level metadata's 'chars' must be a string of characters; re-run prepare.py")
     return CharTokenizer(meta["chars"])

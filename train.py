@@ -18,21 +18,22 @@ import math
 import re
 import signal
 import sys
-from dataclasses import asdict, dataclass
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from checkpoint import (check_free_space, check_out_dir, is_nanogpt_checkpoint, load_checkpoint,
+from checkpoint import (check_free_space, checkpoint_config, claim_out_dir, is_nanogpt_checkpoint, load_checkpoint,
                         model_from_checkpoint, optimizer_state_from_nanogpt, restore_rng, rng_state, save_checkpoint)
 from data import TokenData, model_vocab_size
 from model import GPT, GPTConfig, stream
-from optim import make_optimizer, set_lr, train_step
+from optim import load_optimizer_state, make_optimizer, set_lr, train_step
 from runlog import RunLog, open_run_log
-from settings import TrainConfig, UserError, parse_args, run_main
-from system import (Dist, StopRequest, broadcast_flag, maybe_compile, pick_device, pick_dtype, setup_distributed,
-                    setup_torch, teardown_distributed)
+from settings import TrainConfig, UserError, given_keys, parse_args, run_main
+from system import (Dist, StopRequest, broadcast_flag, device_memory, maybe_compile, pick_device, pick_dtype,
+                    setup_distributed, setup_torch, teardown_distributed)
 from tokenizer import load_tokenizer, prompt_ids
 from visualize import print_shape_trace
 
@@ -63,15 +64,46 @@ class Progress:
     rng: dict | None = None  # the random states (checkpoint.rng_state) to continue from
 
 
-def build(model_cfg, cfg, data, device):
-    """The model and its optimizer, on the device, and the progress to start from."""
+# Model settings a resumed run takes from the user, not the checkpoint: they change how it trains, not
+# the shape or meaning of its weights (nanoGPT's resume lets dropout differ too). Every other model
+# setting is the checkpoint's; one given that contradicts it is an error.
+RESUME_MAY_CHANGE = ("dropout", "explicit_attention")
+
+
+def resume_config(saved, model_cfg, given):
+    """The checkpoint's model config `saved`, with the settings of RESUME_MAY_CHANGE that the user gave
+    (`given`: keys set in the config file or on the command line) in model_cfg."""
+    changed = {}
+    for key in sorted(given & {f.name for f in fields(GPTConfig)}):
+        ours, theirs = getattr(model_cfg, key), getattr(saved, key)
+        if ours == theirs:
+            continue
+        if key not in RESUME_MAY_CHANGE:
+            raise UserError(f"{key}={ours!r} contradicts the checkpoint, whose model has {key}={theirs!r}; a resumed "
+                            f"run keeps its checkpoint's model: drop {key} from the command line and config file, "
+                            f"or start a new run with another --out_dir")
+        changed[key] = ours
+    if changed:
+        print("resuming with " + ", ".join(f"{k}={v!r} (the checkpoint had {getattr(saved, k)!r})"
+                                           for k, v in changed.items()), file=sys.stderr)
+    return replace(saved, **changed)
+
+
+def build(model_cfg, cfg, data, device, given=frozenset()):
+    """The model and its optimizer, on the device, and the progress to start from.
+    given: the settings the user gave (settings.given_keys), checked against a checkpoint to resume."""
     ckpt = None
     if cfg.init_from == "scratch":
         model_cfg.vocab_size = model_vocab_size(data.meta)
+        check_memory(model_cfg, device)
         model = GPT(model_cfg)
     elif cfg.init_from == "resume":
-        ckpt = load_checkpoint(Path(cfg.out_dir) / "ckpt.pt")
-        model = model_from_checkpoint(ckpt)
+        path = Path(cfg.out_dir) / "ckpt.pt"
+        ckpt = load_checkpoint(path)
+        missing = [key for key in ("optimizer", "iter_num", "best_val_loss") if key not in ckpt]
+        if missing:
+            raise UserError(f"{path} has no {' or '.join(missing)}: it can be sampled from, not resumed")
+        model = model_from_checkpoint(ckpt, resume_config(checkpoint_config(ckpt), model_cfg, given))
     else:  # pretrained: OpenAI's GPT-2, or a local GPT-2 directory
         from gpt2_weights import PRETRAINED, load_hf_gpt2
 
@@ -88,9 +120,35 @@ def build(model_cfg, cfg, data, device):
         if cfg.optimizer != "adamw":
             raise UserError("a nanoGPT checkpoint holds AdamW's state; resume it with --optimizer=adamw")
         ckpt["optimizer"] = optimizer_state_from_nanogpt(ckpt["optimizer"], model)
-    optimizer.load_state_dict(ckpt["optimizer"])
+    try:
+        load_optimizer_state(optimizer, ckpt["optimizer"])
+    except ValueError as e:
+        trained_with = ckpt.get("train_config", {}).get("optimizer", "adamw")
+        if trained_with != cfg.optimizer:
+            raise UserError(f"optimizer={cfg.optimizer}, but the checkpoint was trained with optimizer={trained_with}, "
+                            f"whose state does not fit it; resume with --optimizer={trained_with}") from None
+        raise UserError(f"the checkpoint's optimizer state does not fit the model ({e}); it is damaged") from None
     # nanoGPT stores best_val_loss as a tensor and no RNG state (the data order then starts afresh)
     return model, optimizer, Progress(ckpt["iter_num"], float(ckpt["best_val_loss"]), ckpt.get("rng"))
+
+
+def estimated_params(config):
+    """Parameters of the GPT a config describes, without building it: 12 C^2 per block (q, k, v and the
+    output projection 4 C^2, the MLP 8 C^2), the token embedding (and a separate head), positions."""
+    C = config.n_embd
+    positions = config.block_size if config.pos_encoding == "learned" else 0
+    return config.n_layer * 12 * C * C + (config.vocab_size * (1 if config.tie_weights else 2) + positions) * C
+
+
+def check_memory(config, device):
+    """Refuse, before allocating anything, a model whose weights, gradients and AdamW moments (16 bytes per
+    parameter in float32) exceed the device's memory: --n_layer=100000 would otherwise allocate block
+    after block until the machine runs out."""
+    params, have = estimated_params(config), device_memory(device)
+    if have is not None and 16 * params > have:
+        raise UserError(f"a model of {params / 1e6:,.0f}M parameters needs about {16 * params / 2**30:,.0f} GiB for "
+                        f"its weights, gradients and optimizer state, more than this {device}'s {have / 2**30:,.0f} "
+                        f"GiB; lower n_layer or n_embd")
 
 
 def check_fits(model, data, cfg):
@@ -298,34 +356,14 @@ def train(run):
             bar.update(1)
 
 
-@run_main
-def main(argv):
-    model_cfg, cfg = parse_args([GPTConfig, TrainConfig], argv, config_file=True)
-    dist, device = setup_distributed(pick_device(cfg.device), cfg.backend)
-    if cfg.gradient_accumulation_steps % dist.world_size:
-        raise UserError(f"gradient_accumulation_steps={cfg.gradient_accumulation_steps} must be a multiple of "
-                        f"the number of processes ({dist.world_size}): each takes an equal share of the micro-batches")
-    dtype = pick_dtype(cfg.dtype, device)
-    if cfg.optimizer == "muon" and dtype == torch.float16:
-        raise UserError("optimizer=muon does not support float16 gradient scaling; use --dtype=bfloat16 or float32")
-    ctx = setup_torch(device, dtype, cfg.threads)
-    torch.manual_seed(cfg.seed + dist.rank)  # different dropout masks on each process
-
-    data = TokenData(Path(cfg.data_dir) / cfg.dataset, model_cfg.block_size, device)
-    if dist.master and not cfg.trace_shapes:
-        fresh = cfg.init_from != "resume" and not (cfg.overwrite or cfg.eval_only)
-        check_out_dir(cfg.out_dir, protect_checkpoints=fresh)
-    model, optimizer, progress = build(model_cfg, cfg, data, device)
+def start_run(model_cfg, cfg, data, dist, device, dtype, ctx, given):
+    """Build (or resume) the model and optimizer and everything the loop needs, ready to train."""
+    model, optimizer, progress = build(model_cfg, cfg, data, device, given)
     generator = torch.Generator().manual_seed(cfg.seed)
     if progress.rng is not None:
         restore_rng(progress.rng, generator, device)
-    if cfg.trace_shapes:
-        tokenizer = load_tokenizer(data.meta) if data.meta.get("tokenizer") in ("char", "gpt2") else None
-        print_shape_trace(model, *data.get_batch("train", 2, generator), tokenizer=tokenizer, values=cfg.trace_values)
-        return
     if dist.master and not cfg.eval_only:
         check_free_space(cfg.out_dir, model)
-
     eval_model = train_model = maybe_compile(model, cfg.compile)
     if dist.world_size > 1:
         device_ids = [dist.local_rank] if device.startswith("cuda") else None
@@ -335,26 +373,52 @@ def main(argv):
     samples = EvalSamples(cfg, data.meta, device, resume_iter) if dist.master and cfg.eval_sample_tokens else None
     scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
     tokens_per_iter = cfg.batch_size * model.config.block_size * cfg.gradient_accumulation_steps
-    run = Run(cfg, model, train_model, eval_model, optimizer, scaler, data, ctx, generator, progress, log, samples,
-              Speed(tokens_per_iter), dist, device)
     if dist.master and model.config.sees_the_future:
         print(f"note: mask={model.config.mask} lets each position see the token it must predict: the loss will fall "
               f"by copying it, not by learning (EXPERIMENTS.md, the mask)", file=sys.stderr)
     if dist.master:
         print(f"{model.num_params() / 1e6:.2f}M parameters, {tokens_per_iter:,} tokens per iteration, "
               f"device {device} x {dist.world_size}, dtype {str(dtype).removeprefix('torch.')}", file=sys.stderr)
+    return Run(cfg, model, train_model, eval_model, optimizer, scaler, data, ctx, generator, progress, log, samples,
+               Speed(tokens_per_iter), dist, device)
 
-    it, signum = train(run)
+
+@run_main
+def main(argv):
+    model_cfg, cfg = parse_args([GPTConfig, TrainConfig], argv, config_file=True)
+    given = given_keys(argv, config_file=True)  # what the user set, checked against a checkpoint to resume
+    dist, device = setup_distributed(pick_device(cfg.device), cfg.backend)
+    if cfg.gradient_accumulation_steps % dist.world_size:
+        raise UserError(f"gradient_accumulation_steps={cfg.gradient_accumulation_steps} must be a multiple of "
+                        f"the number of processes ({dist.world_size}): each takes an equal share of the micro-batches")
+    dtype = pick_dtype(cfg.dtype, device)
+    if cfg.optimizer == "muon" and dtype == torch.float16:
+        raise UserError("optimizer=muon does not support float16 gradient scaling; use --dtype=bfloat16 or float32")
+    ctx = setup_torch(device, dtype, cfg.threads)
+    torch.manual_seed(cfg.seed + dist.rank)  # different dropout masks on each process
+    data = TokenData(Path(cfg.data_dir) / cfg.dataset, model_cfg.block_size, device)
+
+    if cfg.trace_shapes:  # one forward pass, printed; nothing is written, so out_dir is not claimed
+        model = build(model_cfg, cfg, data, device, given)[0]
+        tokenizer = load_tokenizer(data.meta) if data.meta.get("tokenizer") in ("char", "gpt2") else None
+        x, y = data.get_batch("train", 2, torch.Generator().manual_seed(cfg.seed))
+        print_shape_trace(model, x, y, tokenizer=tokenizer, values=cfg.trace_values)
+        return
+    # one writer per out_dir for the run's whole life (eval_only too: it appends to log.jsonl)
+    fresh = cfg.init_from != "resume" and not (cfg.overwrite or cfg.eval_only)
+    with claim_out_dir(cfg.out_dir, protect_checkpoints=fresh) if dist.master else nullcontext():
+        run = start_run(model_cfg, cfg, data, dist, device, dtype, ctx, given)
+        it, signum = train(run)
+        if run.log is not None:
+            run.log.close()
     teardown_distributed(dist)
-    if log is not None:
-        log.close()
     if signum is not None:
         if dist.master:
             print(f"interrupted at iter {it}: saved {Path(cfg.out_dir) / 'ckpt.pt'}; continue with --init_from=resume",
                   file=sys.stderr)
         sys.exit(128 + signum)  # the shell's code for death by that signal
     if dist.master:
-        print(f"done: iter {it}, best val loss {progress.best_val_loss:.4f}, {time.time() - START_TIME:.1f} s, "
+        print(f"done: iter {it}, best val loss {run.progress.best_val_loss:.4f}, {time.time() - START_TIME:.1f} s, "
               f"{run.speed.rate:,.0f} tokens/s; checkpoints in {cfg.out_dir}/")
 
 

@@ -1,10 +1,16 @@
 """Shared fixtures and helpers: the real Tiny Shakespeare (shipped in corpus/), a char-level dataset
-prepared from it, one tiny checkpoint trained by train.py, tiny models, and ways to run scripts."""
+prepared from it, one tiny checkpoint trained by train.py, tiny models, and ways to run scripts
+(a fresh interpreter, or forked from a server that imported the modules once: `forked`)."""
 
+import hashlib
+import json
 import os
+import runpy
+import select
 import struct
 import subprocess
 import sys
+import traceback
 import types
 from pathlib import Path
 
@@ -103,6 +109,71 @@ def main_error_line(capsys, module, argv):
         module.main(argv)
     assert e.value.code == 2
     return one_error_line(capsys.readouterr().err)
+
+
+# ---------------------------------------------------------------------------------------------
+# scripts run as a user runs them, fast: forked from a server that imported the modules once
+
+
+def serve():
+    """The fork server: for each JSON request on stdin, fork a child that runs the script as __main__."""
+    sys.path.insert(0, str(REPO_ROOT))
+    import checkpoint, data, model, prepare, sample, settings, system, tokenizer, train  # noqa: F401, E401
+    for line in sys.stdin:
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.chdir(request["cwd"])
+                for fd, name in ((1, request["stdout"]), (2, request["stderr"])):
+                    os.dup2(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+                sys.argv = [request["script"], *request["args"]]
+                try:
+                    runpy.run_path(request["script"], run_name="__main__")
+                    code = 0
+                except SystemExit as e:  # what the interpreter does with it
+                    code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+                    if not isinstance(e.code, (int, type(None))):
+                        print(e.code, file=sys.stderr)
+                except BaseException:
+                    traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        print(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}), flush=True)
+
+
+@pytest.fixture(scope="module")
+def forked():
+    """forked(script, *args, cwd) -> CompletedProcess, run in a child of the fork server."""
+    server = subprocess.Popen([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+                               "import conftest; conftest.serve()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+    def run_forked(script, *args, cwd):
+        out, err = cwd.parent / f"{cwd.name}.stdout", cwd.parent / f"{cwd.name}.stderr"
+        request = dict(script=str(REPO_ROOT / script), args=list(map(str, args)), cwd=str(cwd),
+                       stdout=str(out), stderr=str(err))
+        server.stdin.write(json.dumps(request) + "\n")
+        server.stdin.flush()
+        if not select.select([server.stdout], [], [], 120)[0]:
+            raise TimeoutError(f"{script} {args} still running after 120 s")
+        reply = json.loads(server.stdout.readline())
+        return subprocess.CompletedProcess([script, *args], reply["returncode"], out.read_text(), err.read_text())
+
+    yield run_forked
+    server.stdin.close()
+    server.wait(timeout=30)
+
+
+def snapshot(root):
+    """Every folder and file under root, files by content."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(root.rglob("*"))}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,22 +11,16 @@ time: the script runs as __main__, exit code and stderr are the process's own). 
 per script, run in a really fresh interpreter too.
 """
 
-import hashlib
-import json
 import os
 import pickle
-import runpy
-import select
 import shutil
 import subprocess
 import sys
-import traceback
-from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, snapshot
 TINY = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=4", "--device=cpu",
         "--threads=1", "--eval_iters=2"]
 MARKER = "PWNED"  # what the malicious payloads would create in the working directory
@@ -49,60 +43,6 @@ def run(script, *args, cwd):
                           capture_output=True, text=True, timeout=120)
 
 
-def serve():
-    """The fork server: for each JSON request on stdin, fork a child that runs the script as __main__."""
-    sys.path.insert(0, str(REPO_ROOT))
-    import checkpoint, data, model, prepare, sample, settings, system, tokenizer, train  # noqa: F401, E401
-    for line in sys.stdin:
-        request = json.loads(line)
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                os.chdir(request["cwd"])
-                for fd, name in ((1, request["stdout"]), (2, request["stderr"])):
-                    os.dup2(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
-                sys.argv = [request["script"], *request["args"]]
-                try:
-                    runpy.run_path(request["script"], run_name="__main__")
-                    code = 0
-                except SystemExit as e:  # what the interpreter does with it
-                    code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-                    if not isinstance(e.code, (int, type(None))):
-                        print(e.code, file=sys.stderr)
-                except BaseException:
-                    traceback.print_exc()
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        print(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}), flush=True)
-
-
-@pytest.fixture(scope="module")
-def forked():
-    """forked(script, *args, cwd) -> CompletedProcess, run in a child of the fork server."""
-    server = subprocess.Popen([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-                               "import test_bad_input; test_bad_input.serve()"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=ENV)
-
-    def run_forked(script, *args, cwd):
-        out, err = cwd.parent / f"{cwd.name}.stdout", cwd.parent / f"{cwd.name}.stderr"
-        request = dict(script=str(REPO_ROOT / script), args=list(map(str, args)), cwd=str(cwd),
-                       stdout=str(out), stderr=str(err))
-        server.stdin.write(json.dumps(request) + "\n")
-        server.stdin.flush()
-        if not select.select([server.stdout], [], [], 120)[0]:
-            raise TimeoutError(f"{script} {args} still running after 120 s")
-        reply = json.loads(server.stdout.readline())
-        return subprocess.CompletedProcess([script, *args], reply["returncode"], out.read_text(), err.read_text())
-
-    yield run_forked
-    server.stdin.close()
-    server.wait(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, shakespeare_text_session):
     """The template every case copies: datasets, a checkpoint, and bad files of every kind."""
@@ -115,6 +55,12 @@ def world(tmp_path_factory, shakespeare_text_session):
     prepare.prepare_text("To be, or not to be." * 3, root / "data" / "small", "char", "test")  # 54 train tokens
     shutil.copytree(root / "data" / "small", root / "data" / "broken")
     (root / "data" / "broken" / "meta.json").write_text('{"tokenizer": "char", "vocab_')  # cut short
+    for name in ("beyond", "odd"):
+        shutil.copytree(root / "data" / "shakespeare_char", root / "data" / name)
+    beyond = root / "data" / "beyond" / "train.bin"  # a token id past the 58-character vocabulary
+    beyond.write_bytes(beyond.read_bytes()[:200] + (200).to_bytes(2, "little") + beyond.read_bytes()[202:])
+    with open(root / "data" / "odd" / "val.bin", "ab") as f:  # half a token at the end
+        f.write(b"\0")
     result = run("train.py", *TINY, "--max_iters=0", "--out_dir=out", cwd=root)
     assert result.returncode == 0, result.stderr
     ckpt = (root / "out" / "ckpt.pt").read_bytes()
@@ -123,6 +69,9 @@ def world(tmp_path_factory, shakespeare_text_session):
     bad.mkdir()
     (bad / "truncated.pt").write_bytes(ckpt[: len(ckpt) // 2])
     (bad / "empty.pt").write_bytes(b"")
+    (bad / "text.pt").write_text("not a checkpoint\n")
+    middle = len(ckpt) // 2
+    (bad / "flipped.pt").write_bytes(ckpt[:middle] + bytes([ckpt[middle] ^ 1]) + ckpt[middle + 1:])
     (bad / "payload_raw.pt").write_bytes(pickle.dumps(Payload()))
     torch.save({"model": Payload(), "model_args": {}}, bad / "payload_zip.pt")  # looks like a checkpoint
     torch.save(torch.zeros(3), bad / "tensor.pt")
@@ -159,8 +108,13 @@ CASES = [
     ("dropout-too-big", "train.py", [*TINY, "--dropout=1.5"], "dropout must be in [0, 1)"),
     ("beta-too-big", "train.py", [*TINY, "--beta2=1.5"], "beta2 must be in [0, 1)"),
     ("negative-lr", "train.py", [*TINY, "--learning_rate=-1e-3"], "learning_rate must be positive"),
+    ("model-larger-than-memory", "train.py", [*TINY, "--n_layer=1000000", "--out_dir=new"], "GiB for its weights, "
+     "gradients and optimizer state, more than this cpu's"),
     ("heads-dont-divide", "train.py", [*TINY, "--n_embd=30", "--n_head=4"], "n_embd=30 is not divisible by n_head=4"),
     ("no-cuda", "train.py", [*TINY, "--device=cuda"], "CUDA is not available"),
+    ("unknown-device", "train.py", [*TINY, "--device=xyz"], "device='xyz' is not one of auto, cpu, cuda, cuda:N, mps"),
+    ("meta-device", "train.py", [*TINY, "--device=meta", "--out_dir=new"], "device='meta' is not one of auto"),
+    ("sample-unknown-device", "sample.py", ["--out_dir=out", "--device=cuda:x"], "device='cuda:x' is not one of"),
     # train.py: config files
     ("missing-config", "train.py", ["config/nope.py"], "config file 'config/nope.py' not found"),
     ("config-with-code", "train.py", ["bad/code.py"], "expected `key = value`"),
@@ -171,14 +125,25 @@ CASES = [
     # train.py: datasets and out_dir
     ("dataset-not-prepared", "train.py", [*TINY, "--dataset=nope"], "python prepare.py nope"),
     ("block-size-over-dataset", "train.py", [*TINY, "--dataset=small", "--out_dir=new"], "fewer than block_size + 1"),
-    ("corrupt-meta-json", "train.py", [*TINY, "--dataset=broken"], "prepare the dataset again"),
+    ("corrupt-meta-json", "train.py", [*TINY, "--dataset=broken"], "rebuild it with: python prepare.py text"),
+    ("data-id-beyond-vocab", "train.py", [*TINY, "--dataset=beyond", "--out_dir=new"],
+     "train.bin holds token id 200 (token 100) but meta.json's vocabulary has 58 ids"),
+    ("data-half-a-token", "train.py", [*TINY, "--dataset=odd", "--out_dir=new"], "not a whole number of 2-byte token ids"),
+    ("empty-out-dir", "train.py", [*TINY, "--out_dir="], "out_dir is empty; name the folder"),  # found by fuzzing
+    ("path-too-long", "train.py", [*TINY, "--init_from=" + "a" * 300], "error: File name too long: aaaa"),
     ("out-dir-exists", "train.py", [*TINY, "--out_dir=out"], "already holds a checkpoint"),
     ("out-dir-under-a-file", "train.py", [*TINY, "--out_dir=bad/a_file/out"], "cannot create out_dir"),
     # train.py: resuming
     ("resume-no-checkpoint", "train.py", [*TINY, "--init_from=resume", "--out_dir=out_empty"], "no checkpoint at"),
+    ("resume-in-a-new-folder", "train.py", [*TINY, "--init_from=resume", "--out_dir=new/deeper"],
+     "no checkpoint at new/deeper/ckpt.pt"),  # and the folders it made for the run are gone again
     ("resume-vocab-mismatch", "train.py", [*TINY, "--init_from=resume", "--out_dir=out", "--dataset=letters"],
      "does not match dataset 'letters'"),
-    ("resume-truncated", "train.py", [*TINY, "--init_from=resume", "--out_dir=out_trunc"], "unreadable or truncated"),
+    ("resume-truncated", "train.py", [*TINY, "--init_from=resume", "--out_dir=out_trunc"], "damaged or truncated"),
+    ("resume-contradicts-checkpoint", "train.py", [*TINY, "--init_from=resume", "--out_dir=out", "--n_layer=3"],
+     "n_layer=3 contradicts the checkpoint, whose model has n_layer=2"),
+    ("resume-other-optimizer", "train.py", [*TINY, "--init_from=resume", "--out_dir=out", "--optimizer=muon"],
+     "resume with --optimizer=adamw"),
     ("resume-malicious", "train.py", [*TINY, "--init_from=resume", "--out_dir=out_payload"], "refused to load"),
     # sample.py
     ("sample-prompt-outside-vocab", "sample.py", ["--out_dir=out", "--start=price: \u20ac", "--device=cpu"],
@@ -187,13 +152,17 @@ CASES = [
     ("sample-prompt-file-missing", "sample.py", ["--out_dir=out", "--start=FILE:nope.txt"], "prompt file nope.txt not found"),
     ("sample-prompt-file-not-utf8", "sample.py", ["--out_dir=out", "--start=FILE:bad/latin1.txt"], "is not UTF-8"),
     ("sample-no-checkpoint", "sample.py", ["--out_dir=nowhere"], "no checkpoint in nowhere/ (neither best.pt nor ckpt.pt)"),
-    ("sample-truncated", "sample.py", ["--ckpt=bad/truncated.pt"], "unreadable or truncated"),
-    ("sample-empty-file", "sample.py", ["--ckpt=bad/empty.pt"], "unreadable or truncated"),
+    ("sample-truncated", "sample.py", ["--ckpt=bad/truncated.pt"], "damaged or truncated"),
+    ("sample-empty-file", "sample.py", ["--ckpt=bad/empty.pt"], "is empty, not a checkpoint"),
+    ("sample-text-file", "sample.py", ["--ckpt=bad/text.pt"], "is not a checkpoint: torch.save writes zip archives"),
+    ("sample-directory", "sample.py", ["--ckpt=bad"], "bad is a directory, not a checkpoint file"),
+    ("sample-bit-flipped", "sample.py", ["--ckpt=bad/flipped.pt"], "is damaged or truncated (a checksum does not match"),
     ("sample-malicious-pickle", "sample.py", ["--ckpt=bad/payload_raw.pt"], "refused to load"),
     ("sample-malicious-checkpoint", "sample.py", ["--ckpt=bad/payload_zip.pt"], "refused to load"),
     ("sample-not-a-checkpoint", "sample.py", ["--ckpt=bad/tensor.pt"], "is not a model checkpoint"),
     ("sample-zero-samples", "sample.py", ["--out_dir=out", "--num_samples=0"], "num_samples must be positive"),
     ("sample-top-p", "sample.py", ["--out_dir=out", "--top_p=0"], "top_p must be in (0, 1]"),
+    ("sample-path-too-long", "sample.py", ["--ckpt=" + "a" * 300], "error: File name too long: aaaa"),
     ("sample-unknown-key", "sample.py", ["--temprature=0.5"], "did you mean 'temperature'?"),
     # prepare.py
     ("prepare-not-utf8", "prepare.py", ["text", "--input=bad/latin1.txt", "--name=x"],
@@ -204,12 +173,6 @@ CASES = [
     ("prepare-unknown-option", "prepare.py", ["text", "--inptu=x.txt"], "unknown setting 'inptu' (did you mean 'input'?)"),
     ("prepare-too-short", "prepare.py", ["text", "--input=bad/short.txt", "--name=x"], "too short to split"),
 ]
-
-
-def snapshot(root):
-    """Every folder and file under root, files by content."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-            for p in sorted(root.rglob("*"))}
 
 
 PARAMS = [pytest.param(case, False, id=case[0]) for case in CASES] + [

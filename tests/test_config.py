@@ -136,6 +136,41 @@ def test_config_file_errors(tmp_path):
         parse([str(write(tmp_path, "a, b = 1, 2\n"))])
 
 
+def test_a_config_file_cannot_take_hours_or_all_memory(tmp_path):
+    """Found by tests/test_fuzz.py: each line may square the value of the last (a 2**30-fold growth in 30
+    lines); a sum of thousands of terms is a tree deeper than Python's stack (a RecursionError)."""
+    doubling = "seed = 9 ** 99\n" + "seed = seed * seed\n" * 30
+    for text, phrase in [
+        (doubling, ":3: `seed * seed` is too large for a setting (numbers below 2**1024"),
+        ("out_dir = 'x' * 10 ** 12\n", "`'x' * 10 ** 12` is too large for a setting"),
+        ("out_dir = 'x' * 1000\n" + "out_dir = out_dir + out_dir\n" * 40, "`out_dir + out_dir` is too large"),
+        ("max_iters = 10 ** 400\n", "`10 ** 400` is too large"),
+        ("max_iters = 1" + " + 1" * 900 + "\n", None),  # deep, but within reach
+        ("max_iters = 1" + " + 1" * 5000 + "\n", "nested too deeply"),
+    ]:
+        path = write(tmp_path, text)
+        if phrase is None:
+            assert read_config_file(path)["max_iters"] == 901
+            continue
+        with pytest.raises(UserError) as e:
+            read_config_file(path)
+        assert phrase in str(e.value), str(e.value)
+    assert read_config_file(write(tmp_path, "seed = 2 ** 1023\nx = 'ab' * 3\n")) == {"seed": 2**1023, "x": "ababab"}
+    with pytest.raises(UserError, match="nested too deeply"):  # deep enough for the evaluator, not the parser
+        read_config_file(write(tmp_path, "seed = " + "-" * 5000 + "1\n"))
+
+
+def test_an_error_is_printed_as_one_line_whatever_it_quotes(tmp_path):
+    """Found by tests/test_fuzz.py: an argument holding a carriage return or another control character,
+    a block statement in a config file: each made the `error:` message two lines."""
+    assert settings.error_line(UserError("unknown setting 'a\rb\x1ec\u2028'")) == \
+        "error: unknown setting 'a\\rb\\x1ec\\u2028'"
+    block = write(tmp_path, "def f():\n    open('x', 'w')\n")
+    assert error_of([str(block)]).endswith("expected `key = value`, found `def f():`")
+    line = settings.error_line(UserError(error_of(["--n_layer\r=2"])))
+    assert line == "error: unknown setting 'n_layer\\r' (did you mean 'n_layer'?)" and len(line.splitlines()) == 1
+
+
 # ---------------------------------------------------------------------------------------------
 # overrides
 

@@ -263,6 +263,25 @@ def test_checkpoint_without_meta_pkl_is_gpt2_or_a_clear_error(nano, tmp_path):
     assert checkpoint_meta(ckpt, tmp_path)["tokenizer"] == "gpt2"  # nanoGPT's sample.py does the same
 
 
+@pytest.mark.parametrize("vocab_size, itos", [(0, {0: "a"}), (-3, {0: "a"}), (True, {0: "a"}), (2**16 + 1, {0: "a"}),
+                                              ("65", {0: "a"}), (2, {0: "a", 1: "a"})])
+def test_meta_pkl_with_an_impossible_vocabulary_is_refused(tmp_path, vocab_size, itos):
+    """Found by tests/test_fuzz.py: vocab_size=0 gave an empty vocabulary; a character listed twice was
+    trained on, and refused only by sample.py."""
+    path = tmp_path / "meta.pkl"
+    path.write_bytes(pickle.dumps({"vocab_size": vocab_size, "itos": itos, "stoi": {"a": 0}}))
+    with pytest.raises(UserError, match="is not a nanoGPT char-level meta.pkl"):
+        read_meta_pkl(path)
+
+
+def test_meta_pkl_claiming_terabytes_is_refused(tmp_path):
+    """Found by tests/test_fuzz.py: a protocol 4 frame header announcing 2**40 bytes was a MemoryError."""
+    path = tmp_path / "meta.pkl"
+    path.write_bytes(b"\x80\x04\x95" + (2**40 + 50).to_bytes(8, "little") + pickle.dumps({"vocab_size": 1}, 4)[11:])
+    with pytest.raises(UserError, match="refused to read"):
+        read_meta_pkl(path)
+
+
 class Exploit:
     def __reduce__(self):
         return (os.system, ("touch pwned",))

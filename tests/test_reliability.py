@@ -9,6 +9,7 @@ code has no test hooks.
 """
 
 import errno
+import importlib.util
 import json
 import os
 import random
@@ -23,8 +24,8 @@ import torch
 
 import checkpoint
 import settings
-from checkpoint import check_free_space, check_out_dir, load_checkpoint, save_checkpoint
-from conftest import REPO_ROOT
+from checkpoint import OutDirLock, check_free_space, claim_out_dir, load_checkpoint, save_checkpoint
+from conftest import REPO_ROOT, main_error_line
 from model import GPT, GPTConfig
 from runlog import LogFile, read_log
 from settings import UserError
@@ -238,6 +239,61 @@ def test_full_disk_keeps_the_old_checkpoint_with_one_error_line(reference, data_
     assert not list(out_dir.glob(".*.tmp"))
 
 
+def test_one_writer_per_out_dir_readers_welcome_and_a_killed_run_leaves_no_stale_lock(data_dir, tmp_path, capsys):
+    """While train.py runs in out_dir, a second train.py there exits 2 naming the live run's process:
+    before its first checkpoint, and after it with --overwrite=True, --init_from=resume or
+    --eval_only=True. sample.py, visualize.py, bench.py and export.py read the live folder. A run
+    killed by SIGKILL leaves no stale lock. (The second runs and the readers run in this process:
+    the lock is the live run's, another process, and a fresh interpreter would only add seconds.)"""
+    import bench
+    import export
+    import sample
+    import train
+    import visualize
+
+    out_dir = tmp_path / "out"
+    args = [*TINY, f"--data_dir={data_dir}", "--dataset=tiny", f"--out_dir={out_dir}"]
+
+    def live_run(eval_interval, stderr_path):  # niced: what runs beside it gets the CPU
+        command = [sys.executable, str(REPO_ROOT / "train.py"), *args, "--max_iters=1000000", "--eval_first=False",
+                   f"--eval_interval={eval_interval}"]
+        with open(stderr_path, "w") as stderr:
+            proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, env=ENV,
+                                    preexec_fn=lambda: os.nice(19))
+        wait_for(lambda: "parameters" in stderr_path.read_text(), proc)  # the folder is held from here on
+        return proc
+
+    def assert_refused(live, *extra):
+        line = main_error_line(capsys, train, [*args, *extra])
+        assert f"{out_dir} is in use by a live training run (pid {live.pid}: " in line and "train.py" in line
+
+    live = live_run(10**6, tmp_path / "first.stderr")  # never writes a checkpoint
+    try:
+        assert_refused(live)
+    finally:
+        live.kill()
+        live.wait(timeout=60)
+    assert not (out_dir / "ckpt.pt").exists()
+
+    live = live_run(20, tmp_path / "second.stderr")  # takes the folder the killed run held
+    try:
+        wait_for(lambda: (out_dir / "ckpt.pt").exists(), live)
+        for extra in ("--overwrite=True", "--init_from=resume", "--eval_only=True"):
+            assert_refused(live, extra)
+        sample.main([f"--out_dir={out_dir}", "--ckpt=latest", "--max_new_tokens=5", "--num_samples=1", "--device=cpu"])
+        visualize.main(["loss", str(out_dir), f"--out={tmp_path / 'loss.png'}"])
+        bench.main(["time_to_loss", str(out_dir), "--target=9"])
+        if importlib.util.find_spec("transformers"):
+            export.main([f"--out_dir={out_dir}", "--ckpt=latest", "--to=hf", str(tmp_path / "hf")])
+        assert live.poll() is None, "the live run did not survive its readers"
+    finally:
+        live.kill()
+        live.wait(timeout=60)
+    resumed_at = load_checkpoint(out_dir / "ckpt.pt")["iter_num"]
+    train.main([*args, "--init_from=resume", f"--max_iters={resumed_at + 2}"])
+    assert not (out_dir / "train.lock").exists(), "a run that ended left its lock file behind"
+
+
 # ----------------------------------------------------------------------------------------------
 # in process: the atomic write, the checks before training, the log, the signal handler
 
@@ -302,10 +358,39 @@ def test_a_checkpoint_write_is_complete_and_loads_as_plain_data(saved):
     assert [p.name for p in path.parent.iterdir()] == ["ckpt.pt"]
 
 
+def test_out_dir_lock_is_exclusive_names_its_holder_and_leaves_no_file(tmp_path):
+    (tmp_path / "train.lock").write_text("4242: train.py (a run killed long ago)\n")  # a file, but no lock
+    with OutDirLock(tmp_path):
+        assert (tmp_path / "train.lock").read_text().startswith(f"{os.getpid()}: ")
+        with pytest.raises(UserError, match=f"in use by a live training run .pid {os.getpid()}: "):
+            with OutDirLock(tmp_path):  # another open file description: refused, even in the same process
+                pass
+    assert list(tmp_path.iterdir()) == []
+    with OutDirLock(tmp_path):  # free again
+        pass
+
+
+def test_a_failed_run_removes_the_out_dir_it_created_and_keeps_one_it_did_not(tmp_path):
+    out_dir = tmp_path / "new" / "deeper"
+    with pytest.raises(UserError, match="stopped"):
+        with claim_out_dir(out_dir, protect_checkpoints=True):
+            assert out_dir.is_dir()
+            raise UserError("stopped")
+    assert list(tmp_path.iterdir()) == []
+    out_dir.mkdir(parents=True)
+    with pytest.raises(UserError, match="stopped"):
+        with claim_out_dir(out_dir, protect_checkpoints=True):
+            raise UserError("stopped")
+    assert out_dir.is_dir() and list(out_dir.iterdir()) == []
+    with claim_out_dir(tmp_path / "made", protect_checkpoints=True):  # a run that ends well keeps its folder
+        pass
+    assert (tmp_path / "made").is_dir()
+
+
 def test_out_dir_under_a_file_is_refused_before_training(tmp_path):
     (tmp_path / "a_file").write_text("")
     with pytest.raises(UserError, match="cannot create out_dir"):
-        check_out_dir(tmp_path / "a_file" / "out", protect_checkpoints=True)
+        claim_out_dir(tmp_path / "a_file" / "out", protect_checkpoints=True)
 
 
 def test_unwritable_out_dir_is_refused_before_training(tmp_path, monkeypatch):
@@ -315,7 +400,7 @@ def test_unwritable_out_dir_is_refused_before_training(tmp_path, monkeypatch):
 
     monkeypatch.setattr(checkpoint.tempfile, "TemporaryFile", read_only)
     with pytest.raises(UserError, match="not writable .Read-only file system"):
-        check_out_dir(tmp_path / "out", protect_checkpoints=True)
+        claim_out_dir(tmp_path / "out", protect_checkpoints=True)
 
 
 def test_too_little_disk_space_is_refused_before_training(tmp_path, monkeypatch):

@@ -1,10 +1,12 @@
 """sample.py end to end on the tiny checkpoint trained by train.py (conftest's tiny_run)."""
 
+import io
 import os
 import pickle
 import shutil
 import subprocess
 import sys
+import zipfile
 
 import pytest
 import torch
@@ -138,12 +140,71 @@ def test_piping_into_a_reader_that_stops_early_is_no_traceback(tiny_run):
 
 def test_corrupt_checkpoint_is_a_clear_error(capsys, tiny_run, tmp_path):
     data = (tiny_run.out_dir / "ckpt.pt").read_bytes()
-    for name, cut in (("half.pt", len(data) // 2), ("head.pt", 100), ("empty.pt", 0)):
+    for name, cut in (("half.pt", len(data) // 2), ("head.pt", 100)):
         broken = tmp_path / name
         broken.write_bytes(data[:cut])
         line = main_error(capsys, sample_args(tiny_run, f"--ckpt={broken}"))
         assert str(broken) in line and "truncated" in line
         assert capsys.readouterr().out == ""
+
+
+def edited(ckpt, **changes):
+    """A copy of a loaded checkpoint dict with top-level entries replaced (None: removed)."""
+    out = {**ckpt, **changes}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def write_not_a_checkpoint(path, kind, good):
+    """Files that are not a checkpoint sample.py can use; `good` is a real one (bytes)."""
+    ckpt = torch.load(io.BytesIO(good), weights_only=True)
+    writers = {
+        "directory": lambda: path.mkdir(),
+        "text": lambda: path.write_text("ROMEO: a text file\n"),
+        "empty": lambda: path.write_bytes(b""),
+        "json": lambda: path.write_text('{"model": {}, "model_args": {}}'),
+        "zip-of-other": lambda: zipfile.ZipFile(path, "w").close(),
+        "bit-flipped": lambda: path.write_bytes(good[:len(good) // 2] + bytes([good[len(good) // 2] ^ 4])
+                                                + good[len(good) // 2 + 1:]),
+        "weights-not-tensors": lambda: torch.save(edited(ckpt, model={k: 1.5 for k in ckpt["model"]}), path),
+        "args-wrong-type": lambda: torch.save(edited(ckpt, model_args={**ckpt["model_args"], "n_layer": "2"}), path),
+        "args-beyond-weights": lambda: torch.save(edited(ckpt, model_args={**ckpt["model_args"], "n_layer": 10**9}),
+                                                  path),
+        "meta-not-a-dict": lambda: torch.save(edited(ckpt, meta=["char"]), path),
+        "chars-not-a-string": lambda: torch.save(edited(ckpt, meta={**ckpt["meta"], "chars": [1, 2]}), path),
+        "tokenizer-past-model": lambda: torch.save(edited(ckpt, meta={**ckpt["meta"], "chars": ckpt["meta"]["chars"]
+                                                                      + "\u00e9\u00e8\u00ea"}), path),
+        "iter-not-a-number": lambda: torch.save(edited(ckpt, iter_num="ten"), path),
+        "rng-without-states": lambda: torch.save(edited(ckpt, rng={}), path),  # found by tests/test_fuzz.py
+    }
+    writers[kind]()
+
+
+NOT_A_CHECKPOINT = [  # (kind, phrase of the one error line)
+    ("directory", "is a directory, not a checkpoint file; to read the checkpoints in it, pass --out_dir="),
+    ("text", "is not a checkpoint: torch.save writes zip archives, and this file starts with b'ROMEO: a text fi'"),
+    ("empty", "is empty, not a checkpoint"),
+    ("json", "is not a checkpoint: torch.save writes zip archives"),
+    ("zip-of-other", "is a zip archive but not a torch.save checkpoint (it has no data.pkl)"),
+    ("bit-flipped", "is damaged or truncated (a checksum does not match"),
+    ("weights-not-tensors", "is not a model checkpoint: its 'model' must map names to tensors, found "),
+    ("args-wrong-type", "describes an impossible model (n_layer must be int, got '2' (str))"),
+    ("args-beyond-weights", "model_args say n_layer=1000000000 but its weights hold 2 layers"),
+    ("meta-not-a-dict", "is not a model checkpoint: its 'meta' must be a dict, found a list"),
+    ("chars-not-a-string", "char-level metadata's 'chars' must be a string of characters"),
+    ("tokenizer-past-model", "does not hold together: the tokenizer has 68 tokens but the model only 65"),
+    ("iter-not-a-number", "is not a model checkpoint: its 'iter_num' must be a whole number >= 0, found 'ten'"),
+    ("rng-without-states", "is not a model checkpoint: its 'rng' must hold the random states as byte tensors"),
+]
+
+
+@pytest.mark.parametrize("kind, phrase", NOT_A_CHECKPOINT, ids=[k for k, _ in NOT_A_CHECKPOINT])
+def test_a_file_that_is_not_a_checkpoint_is_one_line_saying_what_was_expected(capsys, tiny_run, tmp_path, kind,
+                                                                              phrase):
+    path = tmp_path / f"{kind}.pt"
+    write_not_a_checkpoint(path, kind, (tiny_run.out_dir / "ckpt.pt").read_bytes())
+    line = main_error(capsys, sample_args(tiny_run, f"--ckpt={path}"))
+    assert phrase in line and "Traceback" not in line
+    assert capsys.readouterr().out == ""
 
 
 class RunsCode:

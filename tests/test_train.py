@@ -182,6 +182,82 @@ def test_missing_split_and_short_split_are_clear_errors(tmp_path, char_data_dir)
         TokenData(copy, block_size=8)
 
 
+@pytest.fixture
+def char_copy(tmp_path, char_data_dir):
+    """A copy of the prepared char dataset to damage: (folder, its meta)."""
+    copy = tmp_path / "data" / "shakespeare_char"
+    shutil.copytree(char_data_dir / "shakespeare_char", copy)
+    return copy, json.loads((copy / "meta.json").read_text())
+
+
+def set_token(path, index, value):
+    tokens = np.fromfile(path, dtype=np.uint16)
+    tokens[index] = value
+    tokens.tofile(path)
+
+
+def test_data_that_does_not_fit_its_meta_is_refused_before_training(char_copy, monkeypatch):
+    """Each message names the file, what is wrong, and the prepare.py command that rebuilds it."""
+    copy, meta = char_copy
+    rebuild = "rebuild it with: python prepare.py shakespeare_char --data_dir="
+    vocab = meta["vocab_size"]
+    original = {name: (copy / name).read_bytes() for name in ("train.bin", "val.bin")}
+    damages = [  # (file, damage, phrase of the error)
+        ("val.bin", lambda p: set_token(p, 1234, vocab), f"holds token id {vocab} (token 1,234) but meta.json's "
+                                                          f"vocabulary has {vocab} ids (0 to {vocab - 1})"),
+        ("train.bin", lambda p: p.write_bytes(p.read_bytes() + b"x"), "bytes, not a whole number of 2-byte token ids"),
+        ("val.bin", lambda p: p.write_bytes(b""), "is empty"),
+        ("train.bin", lambda p: p.write_bytes(p.read_bytes()[:-20]),
+         f"holds {meta['train_tokens'] - 10:,} tokens but meta.json records {meta['train_tokens']:,}"),
+    ]
+    for name, damage, phrase in damages:
+        damage(copy / name)
+        with pytest.raises(UserError) as e:
+            TokenData(copy, block_size=32)
+        assert str(copy / name) in str(e.value) and phrase in str(e.value) and rebuild in str(e.value), str(e.value)
+        (copy / name).write_bytes(original[name])
+    TokenData(copy, block_size=32)  # whole again
+
+    # a split too large for memory is memmapped, not scanned: prepare.py's recorded largest id is checked
+    monkeypatch.setattr("data.IN_MEMORY_LIMIT", 0)
+    (copy / "meta.json").write_text(json.dumps({**meta, "train_max_id": vocab + 5}))
+    with pytest.raises(UserError, match=f"meta.json records {vocab + 5} as the largest token id in train.bin"):
+        TokenData(copy, block_size=32)
+
+
+def test_a_memmapped_split_without_a_recorded_largest_id_is_checked_batch_by_batch(char_copy, monkeypatch):
+    """A nanoGPT-prepared folder records nothing: an id beyond the vocabulary stops at the batch holding
+    it, with one line, instead of an embedding error (on CUDA, a device-side assert)."""
+    copy, meta = char_copy
+    monkeypatch.setattr("data.IN_MEMORY_LIMIT", 0)
+    (copy / "meta.json").write_text(json.dumps({k: v for k, v in meta.items() if not k.endswith("_max_id")}))
+    tokens = np.full(np.fromfile(copy / "train.bin", dtype=np.uint16).shape, meta["vocab_size"], dtype=np.uint16)
+    tokens.tofile(copy / "train.bin")
+    data = TokenData(copy, block_size=32)
+    with pytest.raises(UserError, match=f"train.bin holds token id {meta['vocab_size']} but .* has {meta['vocab_size']} ids"):
+        data.get_batch("train", 4, torch.Generator().manual_seed(0))
+    data.get_batch("val", 4, torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("meta_edit, phrase", [
+    (dict(vocab_size=0), "vocab_size=0; expected a whole number from 1 to 65536"),
+    (dict(vocab_size=True), "vocab_size=True; expected a whole number from 1 to 65536"),
+    (dict(vocab_size=70000), "vocab_size=70000; expected a whole number from 1 to 65536"),
+    (dict(chars="abc"), "'chars' holds 3 characters but vocab_size is"),
+    (dict(vocab_size=3, chars="aba", train_max_id=2, val_max_id=2), "'chars' lists a character twice"),
+    (dict(train_tokens="many"), "train_tokens='many'; expected a count"),
+    (dict(vocab_size=0, source="1" * 400), "vocab_size=0; expected"),  # the rebuild command stats source
+    (dict(shards={"train": ["../../etc/passwd"], "val": []}), "shards must list .bin file names in its folder"),
+], ids=["zero-vocab", "bool-vocab", "vocab-past-uint16", "chars-vs-vocab", "chars-twice", "count-not-a-number",
+        "source-too-long-a-name", "shard-outside"])
+def test_meta_json_that_cannot_describe_the_data_is_refused(char_copy, meta_edit, phrase):
+    copy, meta = char_copy
+    (copy / "meta.json").write_text(json.dumps({**meta, **meta_edit}))
+    with pytest.raises(UserError, match="rebuild it with: python prepare.py shakespeare_char") as e:
+        TokenData(copy, block_size=32)
+    assert phrase in str(e.value) and str(copy / "meta.json") in str(e.value)
+
+
 # ---------------------------------------------------------------------------------------------
 # train.py end to end (the tiny run from conftest)
 
@@ -325,6 +401,90 @@ def test_unknown_config_file_and_bad_overrides_are_one_line_errors(capsys, tmp_p
     line = main_error_line(capsys, train, [*tiny_train_args, "max_iters=10", f"--out_dir={tmp_path}"])
     assert "--key=value" in line
     assert not any(tmp_path.iterdir())  # nothing was written
+
+
+def damage_optimizer_shapes(ckpt):
+    ckpt["optimizer"]["state"][0]["exp_avg"] = torch.zeros(3, 3)
+
+
+def state_not_a_dict(ckpt):
+    ckpt["optimizer"]["state"][0] = torch.zeros(0)  # empty: torch itself loads it
+
+
+def state_of_no_parameter(ckpt):
+    ckpt["optimizer"]["state"]["lm_head"] = {"exp_avg": torch.zeros(2)}
+
+
+def scramble_rng(ckpt):
+    ckpt["rng"]["data"] = torch.zeros(7, dtype=torch.uint8)
+
+
+@pytest.mark.parametrize("damage, extra, phrase", [
+    (None, "--optimizer=muon", "optimizer=muon, but the checkpoint was trained with optimizer=adamw, whose state "
+                               "does not fit it; resume with --optimizer=adamw"),
+    (damage_optimizer_shapes, None, "the checkpoint's optimizer state does not fit the model (its exp_avg for a "),
+    (state_not_a_dict, None, "does not fit the model (its state for a (65, 32) parameter is a Tensor, not a dict)"),
+    (state_of_no_parameter, None, "does not fit the model (it holds state for parameters the model does not have)"),
+    (lambda ckpt: ckpt.pop("optimizer"), None, "has no optimizer: it can be sampled from, not resumed"),
+    (lambda ckpt: ckpt.pop("best_val_loss"), None, "has no best_val_loss: it can be sampled from, not resumed"),
+    (scramble_rng, None, "the checkpoint's random state is damaged"),
+], ids=["other-optimizer", "misshapen-state", "state-not-a-dict", "state-of-no-parameter", "no-optimizer",
+        "no-best-val-loss", "bad-rng"])
+def test_resume_from_a_checkpoint_it_cannot_continue_is_one_line_and_changes_nothing(capsys, tmp_path, tiny_run,
+                                                                                    tiny_train_args, damage, extra,
+                                                                                    phrase):
+    out_dir = tmp_path / "out"
+    shutil.copytree(tiny_run.out_dir, out_dir)
+    if damage is not None:
+        ckpt = torch.load(out_dir / "ckpt.pt", weights_only=True)
+        damage(ckpt)
+        torch.save(ckpt, out_dir / "ckpt.pt")
+    before = {p.name: p.read_bytes() for p in out_dir.iterdir()}
+    args = [*tiny_train_args, f"--out_dir={out_dir}", "--init_from=resume", "--max_iters=40", *filter(None, [extra])]
+    assert phrase in main_error_line(capsys, train, args)
+    assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before
+
+
+@pytest.mark.parametrize("changes", [{}, dict(tie_weights=False), dict(pos_encoding="rope"), dict(n_layer=6, n_embd=96)])
+def test_the_memory_check_estimates_the_parameters_it_would_allocate(changes):
+    config = GPTConfig(**{**dict(n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=65), **changes})
+    actual = GPT(config).num_params(non_embedding=False)
+    assert abs(train.estimated_params(config) - actual) / actual < 0.05  # only biases and norm gains left out
+
+
+@pytest.fixture
+def resumable(tmp_path, tiny_run, tiny_train_args):
+    """A copy of the tiny run to resume, and train.py arguments for it: (out_dir, args)."""
+    out_dir = tmp_path / "out"
+    shutil.copytree(tiny_run.out_dir, out_dir)
+    return out_dir, [*tiny_train_args, f"--out_dir={out_dir}", "--init_from=resume", "--max_iters=40"]
+
+
+def test_resume_refuses_model_settings_that_contradict_the_checkpoint(capsys, tmp_path, resumable):
+    """From the command line or from the config file: both say what the user asked for."""
+    out_dir, args = resumable
+    before = {p.name: p.read_bytes() for p in out_dir.iterdir()}
+    line = main_error_line(capsys, train, [*args, "--n_layer=3"])
+    assert "n_layer=3 contradicts the checkpoint, whose model has n_layer=2; a resumed run keeps its " \
+           "checkpoint's model" in line
+    config = tmp_path / "rope.py"
+    config.write_text("pos_encoding = 'rope'\nlearning_rate = 1e-3\n")
+    line = main_error_line(capsys, train, [str(config), *args])
+    assert "pos_encoding='rope' contradicts the checkpoint, whose model has pos_encoding='learned'" in line
+    assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before
+    train.main([*args, "--n_layer=2", "--max_iters=31"])  # agreeing with the checkpoint is fine
+
+
+def test_resume_applies_a_new_dropout_and_says_so(capsys, resumable):
+    """dropout (and explicit_attention) change how the run trains, not the weights: as in nanoGPT, a
+    resumed run takes the new value, and says so on stderr."""
+    out_dir, args = resumable
+    capsys.readouterr()
+    train.main([*args, "--dropout=0.1", "--explicit_attention=True"])
+    assert "resuming with dropout=0.1 (the checkpoint had 0.0), explicit_attention=True (the checkpoint had False)" \
+        in capsys.readouterr().err
+    saved = load_checkpoint(out_dir / "ckpt.pt")["model_args"]
+    assert saved["dropout"] == 0.1 and saved["explicit_attention"] is True and saved["n_layer"] == 2
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(capsys, tmp_path, tiny_train_args):

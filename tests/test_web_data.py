@@ -6,6 +6,7 @@ train.py on the result. Offline: the hub is never contacted.
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 import torch
 
 from data import Shards, TokenData
+from settings import UserError
 from tokenizer import GPT2_EOT, GPT2Tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -108,6 +110,33 @@ def test_batches_from_shards_are_read_by_memmap_and_never_cross_a_shard(jsonl_da
     assert len({tuple(r) for r in rows}) > 100  # and they are drawn from all over
     sequential = list(data.sequential_batches("train", 8))
     assert sum(len(bx) for bx, _ in sequential) == sum((len(f) - 32 + 31) // 32 for f in files)
+
+
+def test_shards_record_their_count_and_largest_id_and_are_checked_against_them(jsonl_dataset, documents, bpe,
+                                                                               tmp_path):
+    """A split larger than memory cannot be scanned before training: prepare.py records what it knows."""
+    meta = json.loads((jsonl_dataset / "meta.json").read_text())
+    for split, docs in (("val", documents[:1]), ("train", documents[1:])):
+        assert meta[f"{split}_max_id"] == max(expected_ids(bpe, docs))
+    copy = tmp_path / "openwebtext"
+    shutil.copytree(jsonl_dataset, copy)
+    first = copy / meta["shards"]["train"][0]
+    rebuild = "rebuild it with: python prepare.py openwebtext"
+    for damage, phrase in [
+        (lambda: first.write_bytes(first.read_bytes() + b"x"), f"{first} is 601 bytes, not a whole number"),
+        (lambda: first.write_bytes(first.read_bytes()[:-2]),
+         f"train shards hold {meta['train_tokens'] - 1:,} tokens but meta.json records {meta['train_tokens']:,}"),
+        (lambda: (copy / "meta.json").write_text(json.dumps({**meta, "val_max_id": 60000})),
+         "meta.json records 60000 as the largest token id in the val shards, but its vocabulary has 50257 ids"),
+        (lambda: (copy / "meta.json").write_text(json.dumps({**meta, "shards": {"train": [], "val": []}})),
+         "the train split of 'openwebtext' is empty: meta.json lists no shards"),
+    ]:
+        damage()
+        with pytest.raises(UserError) as e:
+            TokenData(copy, block_size=32)
+        assert phrase in str(e.value) and rebuild in str(e.value), str(e.value)
+        shutil.rmtree(copy)
+        shutil.copytree(jsonl_dataset, copy)
 
 
 def test_train_on_shards(jsonl_dataset, tmp_path):
