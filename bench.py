@@ -6,6 +6,8 @@
                                                         float32 and int8 on the dataset it was trained on
   python bench.py int8 [--n_layer=6 ...]                  ms per token at batch 1, float32 vs each int8
                                                         implementation (PyTorch's dynamic int8, torchao's)
+  python bench.py llama_cpp FILE.gguf [--new_tokens=255]  the same batch-1 sampling in llama.cpp itself, on a
+                                                        file export.py wrote (needs llama-cpp-python)
   python bench.py train config/x.py [--key=value ...]      training tokens/s, MFU, peak memory
   python bench.py time_to_loss OUT_DIR [OUT_DIR ...] --target=1.4697
                                                         first time a run's val loss reached the target
@@ -45,6 +47,17 @@ class BenchConfig:
     bench_warmup: int = 10  # untimed iterations first (compilation, allocator warm-up)
     new_tokens: int = 500  # tokens generated per sample in the sampling benchmark
     peak_flops: float = 0.0  # the device's peak FLOP/s for MFU; 0: look it up by GPU name
+
+
+@dataclass
+class LlamaCppConfig:
+    gguf: str = ""  # the GGUF file export.py wrote (the positional argument)
+    new_tokens: int = 255  # tokens sampled after a one-token prompt, as bench.py sample does
+    threads: int = 0  # llama.cpp's CPU threads; 0: as many as torch uses here
+
+    def validate(self):
+        if not self.gguf:
+            raise UserError("name the file: python bench.py llama_cpp FILE.gguf (write one with export.py --to=gguf)")
 
 
 @dataclass
@@ -274,6 +287,40 @@ def time_linears(model, iters, ctx):
     return (time.perf_counter() - t0) / iters
 
 
+def bench_llama_cpp(cfg):
+    """Tokens/s of llama.cpp (through llama-cpp-python) sampling cfg.new_tokens at batch 1 after a one-token
+    prompt, temperature 0.8 and top_k 200 as bench.py sample: the figure to set beside sample.py's."""
+    try:
+        import llama_cpp
+    except ImportError:
+        raise UserError("bench.py llama_cpp needs llama-cpp-python: pip install llama-cpp-python "
+                        "(it compiles llama.cpp: 10 minutes or more)") from None
+    if not Path(cfg.gguf).is_file():
+        raise UserError(f"{cfg.gguf} not found; write it with: python export.py --out_dir=DIR --to=gguf {cfg.gguf}")
+    threads = cfg.threads or torch.get_num_threads()
+    llm = llama_cpp.Llama(cfg.gguf, n_ctx=0, n_threads=threads, n_threads_batch=threads, seed=0, verbose=False)
+    if cfg.new_tokens + 1 > llm.n_ctx():
+        raise UserError(f"new_tokens={cfg.new_tokens} does not fit the model's context ({llm.n_ctx()}): lower it")
+    prompt = llm.tokenize(b"\n", add_bos=False, special=False)[:1] or [0]
+
+    def generate(n):
+        llm.reset()
+        for i, _ in enumerate(llm.generate(prompt, temp=0.8, top_k=200, top_p=1.0, min_p=0.0, reset=True), 1):
+            if i == n:
+                break
+
+    generate(8)  # warm-up
+    dt = min(timed(generate, cfg.new_tokens) for _ in range(3))  # the best of 3: a busy machine only adds time
+    print(f"llama.cpp {llama_cpp.__version__} on {cfg.gguf}, batch 1, {cfg.new_tokens} new tokens, {threads} threads")
+    print_table(["tokens/s", "ms/token"], [(f"{cfg.new_tokens / dt:,.0f}", f"{1000 * dt / cfg.new_tokens:.2f}")])
+
+
+def timed(function, *args):
+    t0 = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - t0
+
+
 def machine(device):
     if device.startswith("cuda"):
         return f"{device} ({torch.cuda.get_device_name()}), torch {torch.__version__}"
@@ -306,11 +353,15 @@ def print_table(header, rows):
 @run_main
 def main(argv):
     speed = [GPTConfig, TrainConfig, BenchConfig]
-    commands = {"sample": speed, "int8": speed, "train": speed, "time_to_loss": [TimeToLossConfig]}
+    commands = {"sample": speed, "int8": speed, "llama_cpp": [LlamaCppConfig], "train": speed,
+                "time_to_loss": [TimeToLossConfig]}
     command, rest = command_args(argv, commands)
     if command == "time_to_loss":
         (cfg,) = parse_args([TimeToLossConfig], rest, positional="runs")
         return time_to_loss(cfg.runs, cfg.target)
+    if command == "llama_cpp":
+        (cfg,) = parse_args([LlamaCppConfig], rest, positional="gguf")
+        return bench_llama_cpp(cfg)
     positional = [a for a in rest if not a.startswith("-")]
     run_dir = positional[0] if command == "sample" and positional and Path(positional[0]).is_dir() else None
     if run_dir:

@@ -219,7 +219,9 @@ class TokenData:
 
     def tokens(self, split):
         data = self.splits[split]
-        return torch.from_numpy(np.memmap(data, dtype=np.uint16, mode="r")) if isinstance(data, Path) else data
+        if isinstance(data, Path):  # copy-on-write: a writable array for torch, and the file is never changed
+            return torch.from_numpy(np.memmap(data, dtype=np.uint16, mode="c"))
+        return data
 
     def num_tokens(self, split):
         data = self.splits[split]

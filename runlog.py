@@ -1,5 +1,6 @@
 """A run's log: out_dir/log.jsonl, one JSON line per evaluation, and, when asked, the same records in
-TensorBoard (`tensorboard = True`) and Weights & Biases (`wandb_log = True`).
+TensorBoard (`tensorboard = True`) and Weights & Biases (`wandb_log = True`); and samples.txt, a
+short sample at each evaluation (`eval_sample_tokens`, EvalSamples at the end).
 
 One writer (RunLog) sends each evaluation to log.jsonl and to those sinks; under torchrun only rank 0
 has one. A sink whose package is missing is one warning line, and training goes on without it.
@@ -12,10 +13,15 @@ out_dir/wandb_run_id) and skips the iterations it already holds, since W&B's his
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
+import torch
+
+from model import stream
 from settings import UserError
+from tokenizer import load_tokenizer, prompt_ids
 
 # log.jsonl's keys as TensorBoard and W&B name them: nanoGPT's W&B names where it logs the same thing
 METRICS = {"train_loss": "train/loss", "val_loss": "val/loss", "lr": "lr", "tokens": "tokens",
@@ -155,3 +161,39 @@ def optional_sink(setting, package, open_sink):
         print(f"warning: {setting}=True but the {package} package is not installed (pip install {package}); "
               f"training goes on without it", file=sys.stderr)
         return None
+
+
+class EvalSamples:
+    """A short sample at each evaluation, printed and appended to out_dir/samples.txt, so a learner watches
+    noise turn into text (the "Let's build GPT" lecture does this by hand). The same prompt and seed
+    every time: the samples differ only by what the model has learned. Its own generator leaves the
+    training's random state alone, so resuming stays exact.
+    """
+
+    HEADER = re.compile(r"^=== iter (\d+), val loss \S+ ===$", re.M)
+
+    def __init__(self, cfg, meta, device, resume_iter=None):
+        self.cfg, self.tokenizer = cfg, load_tokenizer(meta)
+        self.prompt = torch.tensor([prompt_ids(self.tokenizer, cfg.eval_sample_start)], device=device)  # (1, T)
+        self.path = Path(cfg.out_dir) / "samples.txt"
+        kept = ""
+        if resume_iter is not None and self.path.is_file():  # drop the samples past the checkpoint
+            text = self.path.read_text(encoding="utf-8")
+            later = [m.start() for m in self.HEADER.finditer(text) if int(m.group(1)) > resume_iter]
+            kept = text[:later[0]] if later else text
+        self.path.write_text(kept, encoding="utf-8")
+
+    @torch.no_grad()
+    def write(self, model, it, val_loss, ctx):
+        """Sample, append to samples.txt, and return the text with its header."""
+        generator = torch.Generator(device=self.prompt.device).manual_seed(self.cfg.seed)
+        model.eval()
+        with ctx:
+            new = stream(model, self.prompt, self.cfg.eval_sample_tokens, temperature=0.8, top_k=200,
+                         vocab_limit=self.tokenizer.vocab_size, generator=generator)
+            ids = self.prompt[0].tolist() + [t[0, 0].item() for t in new]
+        model.train()
+        block = f"=== iter {it}, val loss {val_loss:.4f} ===\n{self.tokenizer.decode(ids)}\n\n"
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(block)
+        return block

@@ -15,7 +15,6 @@ import time
 START_TIME = time.time()
 
 import math
-import re
 import signal
 import sys
 from contextlib import nullcontext
@@ -28,13 +27,13 @@ from tqdm import tqdm
 from checkpoint import (check_free_space, checkpoint_config, claim_out_dir, is_nanogpt_checkpoint, load_checkpoint,
                         model_from_checkpoint, optimizer_state_from_nanogpt, restore_rng, rng_state, save_checkpoint)
 from data import TokenData, model_vocab_size
-from model import GPT, GPTConfig, stream
+from model import GPT, GPTConfig
 from optim import load_optimizer_state, make_optimizer, set_lr, train_step
-from runlog import RunLog, open_run_log
+from runlog import EvalSamples, RunLog, open_run_log
 from settings import TrainConfig, UserError, given_keys, parse_args, run_main
-from system import (Dist, StopRequest, broadcast_flag, device_memory, maybe_compile, pick_device, pick_dtype,
+from system import (Dist, StopRequest, broadcast_flag, check_memory, maybe_compile, pick_device, pick_dtype,
                     setup_distributed, setup_torch, teardown_distributed)
-from tokenizer import load_tokenizer, prompt_ids
+from tokenizer import load_tokenizer
 from visualize import print_shape_trace
 
 
@@ -132,25 +131,6 @@ def build(model_cfg, cfg, data, device, given=frozenset()):
     return model, optimizer, Progress(ckpt["iter_num"], float(ckpt["best_val_loss"]), ckpt.get("rng"))
 
 
-def estimated_params(config):
-    """Parameters of the GPT a config describes, without building it: 12 C^2 per block (q, k, v and the
-    output projection 4 C^2, the MLP 8 C^2), the token embedding (and a separate head), positions."""
-    C = config.n_embd
-    positions = config.block_size if config.pos_encoding == "learned" else 0
-    return config.n_layer * 12 * C * C + (config.vocab_size * (1 if config.tie_weights else 2) + positions) * C
-
-
-def check_memory(config, device):
-    """Refuse, before allocating anything, a model whose weights, gradients and AdamW moments (16 bytes per
-    parameter in float32) exceed the device's memory: --n_layer=100000 would otherwise allocate block
-    after block until the machine runs out."""
-    params, have = estimated_params(config), device_memory(device)
-    if have is not None and 16 * params > have:
-        raise UserError(f"a model of {params / 1e6:,.0f}M parameters needs about {16 * params / 2**30:,.0f} GiB for "
-                        f"its weights, gradients and optimizer state, more than this {device}'s {have / 2**30:,.0f} "
-                        f"GiB; lower n_layer or n_embd")
-
-
 def check_fits(model, data, cfg):
     """The dataset must be the model's: the same vocabulary and a block_size the model has positions for."""
     source = "checkpoint" if cfg.init_from == "resume" else "pretrained model"
@@ -186,7 +166,7 @@ class Run:
     generator: torch.Generator  # draws the training batches
     progress: Progress
     log: RunLog | None  # rank 0 only
-    samples: "EvalSamples | None"  # rank 0 only, when eval_sample_tokens is set
+    samples: EvalSamples | None  # rank 0 only, when eval_sample_tokens is set
     speed: "Speed"
     dist: Dist
     device: str
@@ -258,42 +238,6 @@ def check_finite(loss, it, out_dir):
     if not math.isfinite(loss):
         raise UserError(f"loss is {loss} at iter {it}; stopped without saving, the last good checkpoint in "
                         f"{out_dir} is kept. Lower learning_rate, or use dtype=bfloat16 instead of float16")
-
-
-class EvalSamples:
-    """A short sample at each evaluation, printed and appended to out_dir/samples.txt, so a learner watches
-    noise turn into text (the "Let's build GPT" lecture does this by hand). The same prompt and seed
-    every time: the samples differ only by what the model has learned. Its own generator leaves the
-    training's random state alone, so resuming stays exact.
-    """
-
-    HEADER = re.compile(r"^=== iter (\d+), val loss \S+ ===$", re.M)
-
-    def __init__(self, cfg, meta, device, resume_iter=None):
-        self.cfg, self.tokenizer = cfg, load_tokenizer(meta)
-        self.prompt = torch.tensor([prompt_ids(self.tokenizer, cfg.eval_sample_start)], device=device)  # (1, T)
-        self.path = Path(cfg.out_dir) / "samples.txt"
-        kept = ""
-        if resume_iter is not None and self.path.is_file():  # drop the samples past the checkpoint
-            text = self.path.read_text(encoding="utf-8")
-            later = [m.start() for m in self.HEADER.finditer(text) if int(m.group(1)) > resume_iter]
-            kept = text[:later[0]] if later else text
-        self.path.write_text(kept, encoding="utf-8")
-
-    @torch.no_grad()
-    def write(self, model, it, val_loss, ctx):
-        """Sample, append to samples.txt, and return the text with its header."""
-        generator = torch.Generator(device=self.prompt.device).manual_seed(self.cfg.seed)
-        model.eval()
-        with ctx:
-            new = stream(model, self.prompt, self.cfg.eval_sample_tokens, temperature=0.8, top_k=200,
-                         vocab_limit=self.tokenizer.vocab_size, generator=generator)
-            ids = self.prompt[0].tolist() + [t[0, 0].item() for t in new]
-        model.train()
-        block = f"=== iter {it}, val loss {val_loss:.4f} ===\n{self.tokenizer.decode(ids)}\n\n"
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(block)
-        return block
 
 
 class Speed:

@@ -12,6 +12,8 @@ tokens as sample.py --temperature=0. llama-cpp-python compiles llama.cpp on inst
     pip install llama-cpp-python && python -m pytest tests/test_gguf.py
 """
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -372,3 +374,21 @@ def test_llama_cpp_refuses_a_character_outside_the_vocabulary(llama_cpp, exporte
     assert ids == [tokenizer.stoi["a"], -1, tokenizer.stoi["b"]]
     with pytest.raises(RuntimeError, match="llama_decode returned -1"):
         llm.eval(ids)
+
+
+def test_bench_times_llama_cpp_on_an_exported_file(llama_cpp, exported, capsys):
+    import bench
+
+    path = exported["char", "q8_0"][0]
+    bench.main(["llama_cpp", str(path), "--new_tokens=50", "--threads=1"])
+    out = capsys.readouterr().out
+    assert f"on {path}, batch 1, 50 new tokens, 1 threads" in out
+    tokens_per_s = float(out.splitlines()[-1].split("|")[1].replace(",", ""))
+    assert tokens_per_s > 0
+
+
+def test_bench_llama_cpp_without_the_package_or_file_is_one_line(tmp_path, capsys, monkeypatch):
+    import bench
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    assert "pip install llama-cpp-python" in main_error_line(capsys, bench, ["llama_cpp", str(tmp_path / "m.gguf")])
