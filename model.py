@@ -57,7 +57,7 @@ class GPTConfig:
     activation: Literal["gelu", "gelu_exact", "relu2"] = "gelu"
     qk_norm: bool = False  # RMS-normalise q and k per head before the score (speedrun trick)
     zero_init_proj: bool = False  # output projections start at zero, so each block starts as identity
-    explicit_attention: bool = False  # always take the step-by-step attention path (slower): to see an edit to it
+    explicit_attention: bool = False  # always take the step-by-step attention path: to see an edit to it
 
     @property
     def sees_the_future(self):
