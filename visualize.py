@@ -273,7 +273,7 @@ class AttentionConfig(ModelSource):
     text: str = PIZZA  # the text to run through the model; FILE:path reads it from a file
     query: str = ""  # draw only what this token attends to: a word of the text (its last token) or a position
     compare: str = ""  # a second text drawn beside the first, e.g. with two words swapped
-    out: str = ""  # the PNG to write; empty: out_dir/attention.png
+    out: str = ""  # the PNG to write; empty: out_dir/attention.png (attention_query.png with --query)
     width: int = 0  # pixels; 0: sized to the text and the grid
     height: int = 0
     dpi: int = 100
@@ -442,7 +442,8 @@ def attention_command(argv):
             print_query_summary(tokenizer, ids, maps, query, shown)
     settings = ", ".join(f"{k}={getattr(model.config, k)}" for k in ("pos_encoding", "attn_score", "mask"))
     title = f"attention of {name}; {settings}"
-    out = cfg.out or Path(cfg.out_dir if not cfg.init_from else ".") / "attention.png"
+    default = "attention.png" if cfg.query == "" else "attention_query.png"  # the two views side by side
+    out = cfg.out or Path(cfg.out_dir if not cfg.init_from else ".") / default
     draw = plot_attention if cfg.query == "" else plot_query
     out = draw(panels, out, title=title, width=cfg.width, height=cfg.height, dpi=cfg.dpi)
     n_layer, n_head, T, _ = panels[0].maps.shape

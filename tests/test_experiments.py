@@ -225,6 +225,17 @@ def test_the_query_is_a_words_last_character_or_a_position(tmp_path, query, posi
         visualize.find_query(tokenizer, ids, "pasta")
 
 
+def test_the_query_view_and_the_grid_do_not_overwrite_each_other(tmp_path):
+    """The README's lab runs both views of one run in a row: each keeps its own default file."""
+    mpl("matplotlib")
+    char_checkpoint(tmp_path, block_size=64)
+    visualize.main(["attention", f"--out_dir={tmp_path}", "--query=it"])
+    query_png = (tmp_path / "attention_query.png").read_bytes()
+    visualize.main(["attention", f"--out_dir={tmp_path}", "--text=ROMEO:"])
+    assert (tmp_path / "attention_query.png").read_bytes() == query_png
+    assert png_size(tmp_path / "attention.png") != png_size(tmp_path / "attention_query.png")
+
+
 def test_the_query_view_draws_and_prints_what_one_token_attends_to(tmp_path, capsys):
     mpl("matplotlib")
     tokenizer = char_checkpoint(tmp_path, block_size=64)
