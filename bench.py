@@ -36,6 +36,7 @@ from optim import make_optimizer, train_step
 from runlog import read_log
 from settings import TrainConfig, UserError, command_args, parse_args, run_main
 from system import maybe_compile, pick_device, pick_dtype, quantize, setup_torch
+from train import mean_loss
 
 # dense bf16 peak FLOP/s by device name, for MFU (nanoGPT measured against the A100 always: #182)
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "4090": 165e12}
@@ -212,19 +213,14 @@ def run_dataset(run_dir, block_size, device):
                      block_size, device)
 
 
-@torch.no_grad()
 def val_loss(model, data, batch_size, max_batches, ctx):
     """(mean loss, tokens) over consecutive val windows from the start of the split: all of it, or max_batches
     batches of batch_size windows (--eval_iters, --batch_size)."""
     windows = len(range(0, data.num_tokens("val") - data.block_size, data.block_size))
     n = min(max_batches, -(-windows // batch_size))
-    total, count = 0.0, 0
-    for x, y in tqdm(islice(data.sequential_batches("val", batch_size), n), total=n, desc="val loss",
-                     file=sys.stderr, leave=False):
-        with ctx:
-            _, loss = model(x, y)
-        total, count = total + loss.item() * y.numel(), count + y.numel()
-    return total / count, count
+    batches = tqdm(islice(data.sequential_batches("val", batch_size), n), total=n, desc="val loss", file=sys.stderr,
+                   leave=False)
+    return mean_loss(model, batches, ctx)
 
 
 def bench_int8(model_cfg, cfg, bench):

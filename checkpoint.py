@@ -46,25 +46,35 @@ def unwrap(model):
 def save_checkpoint(path, model, optimizer=None, **state):
     """Atomically write the model (and optimizer, and any plain `state`) to `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     raw = unwrap(model)
     ckpt = {"model": raw.state_dict(), "model_args": asdict(raw.config), **state}
     if optimizer is not None:
         ckpt["optimizer"] = optimizer.state_dict()
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise _write_error(path, e) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
+    def write(tmp):
+        with open(tmp, "wb") as f:
             torch.save(ckpt, f)
-            f.flush()
-            os.fsync(f.fileno())
+
+    try:
+        write_atomically(path, write)
+    except OSError as e:  # disk full, a read-only disk, out_dir removed
+        raise _write_error(path, e) from None
+
+
+def write_atomically(path, write):
+    """write(tmp) fills a temporary file beside `path`, which is then fsync'ed and renamed over it: a crash
+    at any instant leaves the old file or the new one, never a broken one. On any failure the temporary
+    file is removed and the exception (OSError: disk full, read-only) goes on; `path` is untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())  # the data on disk before the rename points at it
         os.replace(tmp, path)
-    except BaseException as e:
+    except BaseException:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):  # disk full, a read-only disk, out_dir removed
-            raise _write_error(path, e) from None
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:

@@ -39,11 +39,10 @@ and one f16 scale (34 bytes for 128), so a row whose length is not a multiple of
 q8_0: such a tensor is written F16, as the converter does.
 """
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
+from checkpoint import write_atomically
 from settings import UserError
 from gpt2_weights import check_exportable, gpt2_state_dict
 
@@ -200,7 +199,10 @@ def export_gguf(model, meta, path, gguf_type="f16"):
         data, qtype = encode(gguf, array, tensor_type(gguf, name, array, gguf_type))
         writer.add_tensor(name, data, raw_dtype=qtype)
         counts[qtype.name] = counts.get(qtype.name, 0) + 1
-    write_atomically(writer, path)
+    try:
+        write_atomically(path, lambda tmp: write_file(writer, tmp))
+    except OSError as e:  # disk full, a read-only folder
+        raise UserError(f"cannot write {path} ({e.strerror or e}); nothing was changed there") from None
 
     for note in llama_cpp_notes(config, meta):
         print(f"note: {note}", file=sys.stderr)
@@ -225,27 +227,11 @@ def llama_cpp_notes(config, meta):
     return notes
 
 
-def write_atomically(writer, path):
-    """The writer's header, metadata and tensors (with a progress bar) into a temporary file beside
-    `path`, flushed to disk, then renamed over it."""
+def write_file(writer, tmp):
+    """The writer's header, metadata and tensors (with a progress bar) into the file tmp."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
-    os.close(fd)
-    try:
-        writer.write_header_to_file(Path(tmp))
+        writer.write_header_to_file(tmp)
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file(progress=True)
-        writer.flush()
-        for f in writer.fout:
-            os.fsync(f.fileno())
+    finally:
         writer.close()
-        os.replace(tmp, path)
-    except BaseException as e:
-        writer.close()
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):  # disk full, a read-only folder
-            raise UserError(f"cannot write {path} ({e.strerror or e}); nothing was changed there") from None
-        raise

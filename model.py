@@ -65,6 +65,12 @@ class GPTConfig:
         the loss falls by copying it, and generation, where no future exists yet, produces garbage."""
         return self.mask != "causal"
 
+    @property
+    def fusable_attention(self):
+        """Whether attention may take the fused kernel, which knows only the dot-product score and the
+        causal mask or none (CausalSelfAttention.forward says when it then does)."""
+        return self.attn_score == "dot" and self.mask in ("causal", "none") and not self.explicit_attention
+
     def validate(self):
         """Raise ValueError naming the first impossible setting (the command line shows it as one line)."""
         for f in dataclasses.fields(self):
@@ -98,9 +104,7 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v in one matmul
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
-        # the fused kernel knows only the dot-product score and the causal mask or none
-        self.fusable = (config.attn_score == "dot" and config.mask in ("causal", "none")
-                        and not config.explicit_attention)
+        self.fusable = config.fusable_attention
 
     def forward(self, x, positions, rotary=None, kv_cache=None):
         B, T, C = x.size()

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 
-from model import stream
 from settings import UserError
 from tokenizer import load_tokenizer, prompt_ids
 
@@ -189,9 +188,8 @@ class EvalSamples:
         generator = torch.Generator(device=self.prompt.device).manual_seed(self.cfg.seed)
         model.eval()
         with ctx:
-            new = stream(model, self.prompt, self.cfg.eval_sample_tokens, temperature=0.8, top_k=200,
-                         vocab_limit=self.tokenizer.vocab_size, generator=generator)
-            ids = self.prompt[0].tolist() + [t[0, 0].item() for t in new]
+            ids = model.generate(self.prompt, self.cfg.eval_sample_tokens, temperature=0.8, top_k=200,
+                                 vocab_limit=self.tokenizer.vocab_size, generator=generator)[0].tolist()
         model.train()
         block = f"=== iter {it}, val loss {val_loss:.4f} ===\n{self.tokenizer.decode(ids)}\n\n"
         with self.path.open("a", encoding="utf-8") as f:

@@ -8,7 +8,6 @@ The same seed gives the same text.
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch

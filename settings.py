@@ -133,17 +133,20 @@ def _eval_node(node, names, where):
         sequence, count = (left, right) if isinstance(right, int) else (right, left)
         if isinstance(node.op, ast.Mult) and isinstance(sequence, (str, bytes, list)) and isinstance(count, int) \
                 and len(sequence) * count > MAX_ITEMS:  # refused before it is built
-            value = [None] * (MAX_ITEMS + 1)
-        else:
-            value = _compute(_BINOPS[type(node.op)], node, where, left, right)
+            raise _too_large_error(node, where)
+        value = _compute(_BINOPS[type(node.op)], node, where, left, right)
     elif isinstance(node, ast.UnaryOp) and type(node.op) in _UNARYOPS:
         value = _compute(_UNARYOPS[type(node.op)], node, where, _eval_node(node.operand, names, where))
     else:
         raise UserError(f"{where}: only literals and arithmetic are allowed in a config file (found `{_source(node)}`)")
     if _too_large(value):
-        raise UserError(f"{where}: `{_source(node)}` is too large for a setting (numbers below 2**{MAX_INT_BITS}, "
-                        f"strings and lists up to {MAX_ITEMS:,} items)")
+        raise _too_large_error(node, where)
     return value
+
+
+def _too_large_error(node, where):
+    return UserError(f"{where}: `{_source(node)}` is too large for a setting (numbers below 2**{MAX_INT_BITS}, "
+                     f"strings and lists up to {MAX_ITEMS:,} items)")
 
 
 def _compute(op, node, where, *operands):

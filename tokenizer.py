@@ -79,7 +79,7 @@ def gpt2_encoding_from_files(vocab_bpe_path, encoder_json_path):
     for kind, path in paths.items():
         # Checked here (tiktoken checks again) so a wrong file gets a clear message, not a
         # "corrupted download" one.
-        if hashlib.sha256(path.read_bytes()).hexdigest() != GPT2_FILE_SHA256[kind]:
+        if not is_gpt2_file(path, kind):
             raise UserError(f"{path} is not GPT-2's {kind} (sha256 differs)")
     # tiktoken's own converter reads local paths too, so the result is exactly its "gpt2".
     mergeable_ranks = tiktoken.load.data_gym_to_mergeable_bpe_ranks(
@@ -95,6 +95,11 @@ def gpt2_encoding_from_files(vocab_bpe_path, encoder_json_path):
         special_tokens={"<|endoftext|>": GPT2_EOT},
         explicit_n_vocab=GPT2_VOCAB_SIZE,
     )
+
+
+def is_gpt2_file(path, kind):
+    """Whether path holds, byte for byte, GPT-2's `kind` (vocab.bpe or encoder.json): its sha256 is tiktoken's."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() == GPT2_FILE_SHA256[kind]
 
 
 def _local_bpe_dirs():
@@ -114,8 +119,7 @@ def gpt2_bpe_files():
     tiktoken checks (sha256); None when no folder does. Wrong files in one folder are skipped."""
     for folder in _local_bpe_dirs():
         files = folder / "vocab.bpe", folder / "encoder.json"
-        if all(f.is_file() and hashlib.sha256(f.read_bytes()).hexdigest() == GPT2_FILE_SHA256[f.name]
-               for f in files):
+        if all(f.is_file() and is_gpt2_file(f, f.name) for f in files):
             return files
     return None
 

@@ -183,14 +183,20 @@ def evaluate(model, data, cfg, ctx):
         else:
             generator = torch.Generator().manual_seed(cfg.seed)
             batches = (data.get_batch(split, cfg.batch_size, generator) for _ in range(cfg.eval_iters))
-        total, count = 0.0, 0
-        for x, y in batches:
-            with ctx:
-                _, loss = model(x, y)
-            total, count = total + loss.float() * y.numel(), count + y.numel()
-        losses[split] = (total / count).item() if count else float("nan")
+        losses[split] = mean_loss(model, batches, ctx)[0]
     model.train()
     return losses
+
+
+@torch.no_grad()
+def mean_loss(model, batches, ctx):
+    """(mean loss per token, tokens) over batches of (x, y); summed on the device, so no sync per batch."""
+    total, count = 0.0, 0
+    for x, y in batches:
+        with ctx:
+            _, loss = model(x, y)
+        total, count = total + loss.float() * y.numel(), count + y.numel()
+    return ((total / count).item() if count else float("nan")), count
 
 
 def evaluation_due(it, cfg, resumed_at):
@@ -317,10 +323,10 @@ def start_run(model_cfg, cfg, data, dist, device, dtype, ctx, given):
     samples = EvalSamples(cfg, data.meta, device, resume_iter) if dist.master and cfg.eval_sample_tokens else None
     scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
     tokens_per_iter = cfg.batch_size * model.config.block_size * cfg.gradient_accumulation_steps
-    if dist.master and model.config.sees_the_future:
-        print(f"note: mask={model.config.mask} lets each position see the token it must predict: the loss will fall "
-              f"by copying it, not by learning (EXPERIMENTS.md, the mask)", file=sys.stderr)
     if dist.master:
+        if model.config.sees_the_future:
+            print(f"note: mask={model.config.mask} lets each position see the token it must predict: the loss will "
+                  f"fall by copying it, not by learning (EXPERIMENTS.md, the mask)", file=sys.stderr)
         print(f"{model.num_params() / 1e6:.2f}M parameters, {tokens_per_iter:,} tokens per iteration, "
               f"device {device} x {dist.world_size}, dtype {str(dtype).removeprefix('torch.')}", file=sys.stderr)
     return Run(cfg, model, train_model, eval_model, optimizer, scaler, data, ctx, generator, progress, log, samples,

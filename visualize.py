@@ -124,7 +124,7 @@ def attention_path(config):
     """Which attention path training and sampling take, in words (model.CausalSelfAttention.forward)."""
     if config.explicit_attention:
         return "explicit_attention, as here (explicit_attention=True)"
-    if config.attn_score != "dot" or config.mask == "anticausal":
+    if not config.fusable_attention:
         return (f"explicit_attention, as here: the fused kernel cannot compute "
                 f"{'attn_score=' + config.attn_score if config.attn_score != 'dot' else 'mask=anticausal'}")
     return "the fused kernel F.scaled_dot_product_attention, which computes the same in one step"
@@ -206,6 +206,11 @@ def load_model(cfg):
         return model, load_tokenizer({"tokenizer": "gpt2"}), f"GPT-2 ({cfg.init_from})"
     trained = load_trained(cfg.out_dir, cfg.ckpt, cfg.data_dir)
     return trained.model, trained.tokenizer, f"{trained.path} (iter {trained.iter_num})"
+
+
+def default_out(cfg, name):
+    """Where a picture goes without --out: into the run's folder, or here for GPT-2 itself."""
+    return Path(cfg.out_dir if not cfg.init_from else ".") / name
 
 
 def encode_text(tokenizer, text, block_size):
@@ -443,7 +448,7 @@ def attention_command(argv):
     settings = ", ".join(f"{k}={getattr(model.config, k)}" for k in ("pos_encoding", "attn_score", "mask"))
     title = f"attention of {name}; {settings}"
     default = "attention.png" if cfg.query == "" else "attention_query.png"  # the two views side by side
-    out = cfg.out or Path(cfg.out_dir if not cfg.init_from else ".") / default
+    out = cfg.out or default_out(cfg, default)
     draw = plot_attention if cfg.query == "" else plot_query
     out = draw(panels, out, title=title, width=cfg.width, height=cfg.height, dpi=cfg.dpi)
     n_layer, n_head, T, _ = panels[0].maps.shape
@@ -477,7 +482,7 @@ def next_token_probabilities(model, ids, temperature=1.0, vocab_size=None):
 
 def next_command(argv):
     (cfg,) = parse_args([NextConfig], argv)
-    matplotlib_figure()
+    new_figure, _ = matplotlib_figure()  # before loading: a missing matplotlib fails fast
     model, tokenizer, name = load_model(cfg)
     ids = prompt_ids(tokenizer, read_prompt(cfg.text))
     probs = next_token_probabilities(model, ids, cfg.temperature, tokenizer.vocab_size)
@@ -487,7 +492,6 @@ def next_command(argv):
     print(f"{'rank':>4}  {'token':<16} {'p':>7}  {'cumulative':>10}")
     for rank, (label, p, cum) in enumerate(zip(labels, top.values.tolist(), top.values.cumsum(0).tolist()), 1):
         print(f"{rank:>4}  {label:<16} {p:>7.4f}  {cum:>10.4f}")
-    new_figure, _ = matplotlib_figure()
     fig = new_figure(800, round((0.3 * len(labels) + 1.4) * cfg.dpi), cfg.dpi)
     ax = fig.subplots()
     ax.barh(range(len(labels)), top.values.numpy(), color="C0")
@@ -498,7 +502,7 @@ def next_command(argv):
     ax.set_xlim(0, min(1.0, top.values[0].item() * 1.25))
     ax.set_xlabel("probability of the next token")
     fig.suptitle(wrapped(f"after {tokenizer.decode(ids)!r}: {name}", 800 / cfg.dpi), fontsize=10)
-    out = save(fig, cfg.out or Path(cfg.out_dir if not cfg.init_from else ".") / "next.png", cfg.dpi)
+    out = save(fig, cfg.out or default_out(cfg, "next.png"), cfg.dpi)
     print(f"wrote {out}")
 
 
