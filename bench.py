@@ -29,14 +29,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from checkpoint import checkpoint_path, load_checkpoint, load_trained
-from data import TokenData, load_meta, model_vocab_size
+from gptkit.checkpoint import checkpoint_path, load_checkpoint, load_trained
+from gptkit.config import command_args, parse_args
+from gptkit.data import TokenData, load_meta, model_vocab_size
+from gptkit.errors import UserError, first_line, run_main
+from gptkit.optim import make_optimizer
+from gptkit.quantize import quantize
+from gptkit.runlog import read_log
+from gptkit.system import maybe_compile, pick_device, pick_dtype, setup_torch
 from model import GPT, GPTConfig, stream
-from optim import make_optimizer, train_step
-from runlog import read_log
-from settings import TrainConfig, UserError, command_args, parse_args, run_main
-from system import maybe_compile, pick_device, pick_dtype, quantize, setup_torch
-from train import mean_loss
+from train import TrainConfig, mean_loss, train_step
 
 # dense bf16 peak FLOP/s by device name, for MFU (nanoGPT measured against the A100 always: #182)
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "4090": 165e12}
@@ -234,7 +236,7 @@ def bench_int8(model_cfg, cfg, bench):
         try:
             variant = make(copy.deepcopy(model), device)
         except (ImportError, UserError) as e:
-            rows.append((name, "-", "-", "-", str(e).splitlines()[0][:70]))
+            rows.append((name, "-", "-", "-", first_line(e)[:70]))
             continue
         # the best of 3: a busy machine only ever adds time
         linear = min(time_linears(variant, bench.new_tokens, ctx) for _ in range(3))

@@ -35,12 +35,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-import visualize
-from data import load_meta, model_vocab_size
+from gptkit.config import build_configs, help_text, parse_override, read_args, read_config_file
+from gptkit.data import load_meta, model_vocab_size
+from gptkit.errors import UserError, run_main
+from gptkit.plots import matplotlib_figure, plot_loss
+from gptkit.runlog import read_log
 from model import GPT, GPTConfig
-from runlog import read_log
-from settings import (TrainConfig, UserError, build_configs, help_text, parse_override, read_args,
-                      read_config_file, run_main)
+from train import TrainConfig
 
 REPO = Path(__file__).resolve().parent
 NOT_COMPARED = {"out_dir", "overwrite"}  # settings that may differ between two runs of the same experiment
@@ -259,7 +260,7 @@ def main(argv):
     stem = "-".join(keys)
     plot_path = Path(exp.plot) if exp.plot else Path(exp.out_root) / f"{stem}.png"
     try:
-        visualize.matplotlib_figure()
+        matplotlib_figure()
     except UserError as e:
         print(f"warning: {e}; the table will be printed but no plot written", file=sys.stderr)
         plot_path = None
@@ -304,7 +305,7 @@ def main(argv):
         curves = [(", ".join(f"{k}={v}" for k, v in row["combo"]), row["records"]) for row in rows if row["records"]]
         config_name = Path(exp.config).name if exp.config else "the default settings"
         title = f"{', '.join(keys)} on {config_name}, all else equal"
-        print(f"plot saved to {visualize.plot_loss(curves, plot_path, title=title)}", file=sys.stderr)
+        print(f"plot saved to {plot_loss(curves, plot_path, title=title)}", file=sys.stderr)
     failed = [row["name"] for row in rows if row["status"] != "ok"]
     if failed:
         print(f"error: {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)

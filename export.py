@@ -6,7 +6,7 @@ files for GPT-2's BPE vocabulary) that `GPT2LMHeadModel.from_pretrained(DEST)` l
 the same logits. Needs `transformers` (pip install transformers).
 --to=gguf writes one GGUF file, tokenizer included, that llama.cpp (llama-cli, llama-cpp-python,
 Ollama) runs as its gpt2 architecture; --gguf_type=f16 (default), f32 or q8_0. Needs `gguf`
-(pip install gguf); gguf_export.py describes the format.
+(pip install gguf); gptkit/gguf_export.py describes the format.
 
 Only the GPT-2 architecture can be exported: learned positions, dot-product causal attention,
 residuals, LayerNorm, GELU, no QK-norm. A model without biases is exported with zero biases, which
@@ -17,8 +17,9 @@ import sys
 from dataclasses import dataclass
 from typing import Literal
 
-from checkpoint import load_trained
-from settings import UserError, parse_args, run_main
+from gptkit.checkpoint import load_trained
+from gptkit.config import parse_args
+from gptkit.errors import UserError, run_main
 
 
 @dataclass
@@ -39,8 +40,8 @@ class ExportConfig:
 @run_main
 def main(argv):
     (cfg,) = parse_args([ExportConfig], argv, positional="dest")
-    from gguf_export import export_gguf, require_gguf
-    from gpt2_weights import export_hf, require_transformers
+    from gptkit.gguf_export import export_gguf, require_gguf
+    from gptkit.gpt2_weights import export_hf, require_transformers
 
     if cfg.to == "gguf":  # the missing package is an error before reading a large checkpoint
         require_gguf()

@@ -7,13 +7,11 @@ Follow one batch through it: token ids (B, T) -> token embedding (B, T, C) + pos
 Shapes: B batch, T sequence length (time), C = n_embd channels, nh = n_head heads,
 hs = C // nh head size, S = number of key positions (T, or more with a KV cache).
 
-The defaults are GPT-2 (Radford et al. 2019). Every "what if" is a GPTConfig field, so an
-experiment is a config change, not a fork: positional encoding, attention score, mask, residual
-connections, normalisation, tied embeddings, MLP activation, QK-norm.
-
-The sections: GPTConfig; the model (attention, MLP, Block, GPT); the pieces it uses (positional
-encodings, masks, norms); generation (KV cache, sampling); the tracing hook that lets the shape
-trace and the attention pictures (visualize.py) watch a forward pass.
+The defaults are GPT-2 (Radford et al. 2019). Every "what if" is a GPTConfig field, acted on where it
+acts (the score and the mask in attention, the residual switch in Block, ...), so an experiment is a
+config change, not a fork. After the model: the pieces it uses (positional encodings, masks, norms),
+the checks on a config, generation (KV cache, sampling), and `tracing`, which lets the shape trace
+and the attention pictures watch a forward pass.
 
 References: "Attention Is All You Need" (Vaswani et al. 2017); GPT-2; RoFormer (Su et al. 2021)
 for rotary positions; karpathy/nanoGPT, whose layout and parameter names (the Hugging Face
@@ -35,11 +33,11 @@ import torch.nn.functional as F
 @dataclass
 class GPTConfig:
     block_size: int = 1024  # longest context the model is trained on
-    vocab_size: int = 50304  # GPT-2's 50257 padded up to a multiple of 64 for faster matmuls
-    n_layer: int = 12
-    n_head: int = 12
-    n_embd: int = 768
-    dropout: float = 0.0
+    vocab_size: int = 50304  # set from the dataset when training (GPT-2's 50257 padded to 50304: faster matmuls)
+    n_layer: int = 12  # how many Blocks are stacked
+    n_head: int = 12  # attention heads per Block; each sees n_embd / n_head channels
+    n_embd: int = 768  # channels: the width of every token's vector in the residual stream
+    dropout: float = 0.0  # on attention weights, after each residual branch and the embeddings (training only)
     bias: bool = True  # biases in Linear layers and LayerNorms, as GPT-2
     # learned: GPT-2's trained table; sinusoidal: PE(pos,2i)=sin(pos/10000^(2i/C)), PE(pos,2i+1)=cos(..);
     # rope: rotate q and k by their position (RoFormer); none: no position signal at all
@@ -57,7 +55,10 @@ class GPTConfig:
     activation: Literal["gelu", "gelu_exact", "relu2"] = "gelu"
     qk_norm: bool = False  # RMS-normalise q and k per head before the score (speedrun trick)
     zero_init_proj: bool = False  # output projections start at zero, so each block starts as identity
-    explicit_attention: bool = False  # always take the step-by-step attention path: to see an edit to it
+    explicit_attention: bool = False  # always run attention step by step (step_by_step below), training too
+
+    def validate(self):
+        check_config(self)  # below, after the model
 
     @property
     def sees_the_future(self):
@@ -71,26 +72,6 @@ class GPTConfig:
         causal mask or none (CausalSelfAttention.forward says when it then does)."""
         return self.attn_score == "dot" and self.mask in ("causal", "none") and not self.explicit_attention
 
-    def validate(self):
-        """Raise ValueError naming the first impossible setting (the command line shows it as one line)."""
-        for f in dataclasses.fields(self):
-            choices = typing.get_args(f.type) if typing.get_origin(f.type) is Literal else None
-            if choices and getattr(self, f.name) not in choices:
-                raise ValueError(f"{f.name}={getattr(self, f.name)!r} is not one of {', '.join(map(repr, choices))}")
-        for key in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
-            if getattr(self, key) <= 0:
-                raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}; "
-                             f"pick n_head among {[h for h in range(1, 17) if self.n_embd % h == 0]}")
-        head_size = self.n_embd // self.n_head
-        if self.pos_encoding == "rope" and head_size % 2:
-            raise ValueError(f"rope needs an even head size, got n_embd/n_head = {head_size}")
-        if self.pos_encoding == "sinusoidal" and self.n_embd % 2:
-            raise ValueError(f"sinusoidal encoding needs an even n_embd, got {self.n_embd}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-
 
 # ----------------------------------------------------------------------------------------------
 # The model
@@ -102,24 +83,24 @@ class CausalSelfAttention(nn.Module):
         self.config, self.layer = config, layer
         self.n_head, self.head_size = config.n_head, config.n_embd // config.n_head
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v in one matmul
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)  # mixes the heads' outputs
         self.resid_dropout = nn.Dropout(config.dropout)
-        self.fusable = config.fusable_attention
+        self.fusable = config.fusable_attention  # tracing turns it off: the fused kernel has no steps to see
 
     def forward(self, x, positions, rotary=None, kv_cache=None):
         B, T, C = x.size()
-        name = f"h.{self.layer}.attn"
         q, k, v = self.c_attn(x).split(C, dim=2)  # (B, T, C) each
         # split channels into heads: each head attends in its own hs-dimensional subspace
-        q = trace(f"{name}.q", q.view(B, T, self.n_head, self.head_size).transpose(1, 2))  # (B, nh, T, hs)
-        k = trace(f"{name}.k", k.view(B, T, self.n_head, self.head_size).transpose(1, 2))  # (B, nh, T, hs)
-        v = trace(f"{name}.v", v.view(B, T, self.n_head, self.head_size).transpose(1, 2))  # (B, nh, T, hs)
+        q = q.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+        self.tap(q=q, k=k, v=v)
         if self.config.qk_norm:
-            q = trace(f"{name}.q_norm", F.rms_norm(q, (self.head_size,)))  # (B, nh, T, hs), each row RMS 1
-            k = trace(f"{name}.k_norm", F.rms_norm(k, (self.head_size,)))
+            q, k = F.rms_norm(q, (self.head_size,)), F.rms_norm(k, (self.head_size,))  # each row to RMS 1
+            self.tap(q_norm=q, k_norm=k)
         if rotary is not None:
-            q = trace(f"{name}.q_rope", apply_rotary(q, *rotary))  # (B, nh, T, hs), rotated by position
-            k = trace(f"{name}.k_rope", apply_rotary(k, *rotary))
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)  # (B, nh, T, hs), rotated by position
+            self.tap(q_rope=q, k_rope=k)
         k_positions = positions
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer, k, v)  # (B, nh, S, hs): the past and the new positions
@@ -129,21 +110,19 @@ class CausalSelfAttention(nn.Module):
         dropout_p = self.config.dropout if self.training else 0.0  # never drop at eval (nanoGPT PR #240)
         # Which path runs: the fused kernel (F.scaled_dot_product_attention) computes the same softmax
         # without ever storing the (T, S) weights, which makes it fast, but it only knows the default
-        # score and masks, it cannot hand the weights to a tracer, and its causal mask assumes the
-        # queries start at the first key (true without a cache, or for one new query, which sees all).
-        fused = self.fusable and _tracer is None and (S == T or T == 1)
-        if fused:
+        # score and masks, and its causal mask assumes the queries start at the first key (true
+        # without a cache, or for one new query, which sees all).
+        if self.fusable and (S == T or T == 1):
             causal = self.config.mask == "causal" and T > 1
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=causal)  # (B, nh, T, hs)
         else:
-            y = self.explicit_attention(q, k, v, positions, k_positions, dropout_p)  # (B, nh, T, hs)
+            y = self.step_by_step(q, k, v, positions, k_positions, dropout_p)  # (B, nh, T, hs)
 
-        y = trace(f"{name}.merged", y.transpose(1, 2).contiguous().view(B, T, C))  # heads side by side: (B, T, C)
-        return trace(f"{name}.c_proj", self.resid_dropout(self.c_proj(y)))  # mixes the heads: (B, T, C)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again: (B, T, C)
+        return self.resid_dropout(self.c_proj(y))  # (B, T, C)
 
-    def explicit_attention(self, q, k, v, q_positions, k_positions, dropout_p):
+    def step_by_step(self, q, k, v, q_positions, k_positions, dropout_p):
         """softmax(score(q, k) + mask) v, one step at a time. q: (B, nh, T, hs), k, v: (B, nh, S, hs)."""
-        name = f"h.{self.layer}.attn"
         score = self.config.attn_score
         if score == "square_then_dot":
             scores = (q.square() @ k.square().transpose(-2, -1)) / math.sqrt(self.head_size)  # (B, nh, T, S)
@@ -153,12 +132,16 @@ class CausalSelfAttention(nn.Module):
             scores = scores.square()
         elif score == "neg_dot":
             scores = -scores
-        trace(f"{name}.scores", scores)
-        allowed = trace(f"{name}.mask", allowed_positions(self.config.mask, q_positions, k_positions))  # (T, S)
-        scores = scores.masked_fill(~allowed, float("-inf"))  # exp(-inf) = 0: hidden keys get no weight
-        weights = trace(f"{name}.softmax", F.softmax(scores, dim=-1))  # (B, nh, T, S), rows sum to 1
+        allowed = allowed_positions(self.config.mask, q_positions, k_positions)  # (T, S)
+        weights = F.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)  # exp(-inf) = 0 for hidden keys
+        self.tap(scores=scores, mask=allowed, softmax=weights)  # weights: (B, nh, T, S), rows sum to 1
         weights = F.dropout(weights, p=dropout_p, training=dropout_p > 0)
-        return trace(f"{name}.out", weights @ v)  # (B, nh, T, hs)
+        y = weights @ v  # (B, nh, T, hs): each query's weighted sum of the values
+        self.tap(out=y)
+        return y
+
+    def tap(self, **tensors):
+        """Nothing: `tracing` (at the end of this file) replaces it to see these steps by name."""
 
 
 class MLP(nn.Module):
@@ -190,20 +173,20 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config, layer)
         self.ln_2 = make_norm(config)
         self.mlp = MLP(config)
-        self.residual, self.layer = config.residual, layer
+        self.residual = config.residual
 
     def forward(self, x, positions, rotary=None, kv_cache=None):
-        name = f"h.{self.layer}"
-        a = self.attn(trace(f"{name}.ln_1", self.ln_1(x)), positions, rotary, kv_cache)  # (B, T, C)
-        x = trace(f"{name}.attn_residual", x + a if self.residual else a)  # the input carried past the sublayer
-        m = trace(f"{name}.mlp", self.mlp(trace(f"{name}.ln_2", self.ln_2(x))))  # (B, T, C)
-        return trace(f"{name}.out", x + m if self.residual else m)  # (B, T, C)
+        if not self.residual:  # the "what if" without residual connections: each sublayer sees only the last
+            return self.mlp(self.ln_2(self.attn(self.ln_1(x), positions, rotary, kv_cache)))
+        x = x + self.attn(self.ln_1(x), positions, rotary, kv_cache)  # (B, T, C): the input carried past
+        x = x + self.mlp(self.ln_2(x))  # (B, T, C)
+        return x
 
 
 class GPT(nn.Module):
     def __init__(self, config):
         super().__init__()
-        config.validate()
+        check_config(config)
         self.config = config
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
@@ -213,6 +196,8 @@ class GPT(nn.Module):
         ))
         if config.pos_encoding == "learned":
             self.transformer["wpe"] = nn.Embedding(config.block_size, config.n_embd)
+        elif config.pos_encoding == "sinusoidal":
+            self.sinusoidal = SinusoidalEncoding(config.n_embd)  # no weights: a formula
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_weights:
             # the input embedding and the output layer share one matrix: fewer parameters, better LM
@@ -246,16 +231,14 @@ class GPT(nn.Module):
                              f"for position {start + T - 1}. Feed at most the last {self.config.block_size} tokens "
                              f"(generate does), or train with pos_encoding=sinusoidal or rope, which extend further")
         positions = torch.arange(start, start + T, device=idx.device)  # (T,)
-        trace("idx", idx)
-        x = trace("tok_emb", self.transformer.wte(idx))  # (B, T, C): one learned vector per token id
+        x = self.transformer.wte(idx)  # (B, T, C): one learned vector per token id
         rotary = None
         if self.config.pos_encoding == "learned":
-            x = x + trace("pos_emb", self.transformer.wpe(positions))  # (T, C) broadcast over B
+            x = x + self.transformer.wpe(positions)  # (T, C) broadcast over B
         elif self.config.pos_encoding == "sinusoidal":
             # Vaswani et al. 3.4 scale the embeddings by sqrt(C) first: the encoding's entries are +-1,
             # and added to small token vectors (std 0.02) it would drown out which token this is
-            x = x * math.sqrt(self.config.n_embd)
-            x = x + trace("pos_emb", sinusoidal_encoding(positions, self.config.n_embd).to(x.dtype))  # (T, C)
+            x = x * math.sqrt(self.config.n_embd) + self.sinusoidal(positions).to(x.dtype)  # (T, C) broadcast
         elif self.config.pos_encoding == "rope":
             rotary = rotary_cos_sin(positions, self.config.n_embd // self.config.n_head)  # (T, hs/2) x 2
         x = self.transformer.drop(x)
@@ -265,13 +248,13 @@ class GPT(nn.Module):
             kv_cache.advance(T)
         if last_only:
             x = x[:, [-1], :]  # (B, 1, C)
-        x = trace("ln_f", self.transformer.ln_f(x))
-        logits = trace("logits", self.lm_head(x))  # (B, T, vocab)
+        x = self.transformer.ln_f(x)
+        logits = self.lm_head(x)  # (B, T, vocab)
         if targets is None:
             return logits, None
         # the next-token loss: average of -log p(target) over all B*T positions
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
-        return logits, trace("loss", loss)
+        return logits, loss
 
     def generate(self, idx, max_new_tokens, **kwargs):
         """Return idx (B, T) extended by max_new_tokens sampled tokens (B, T + max_new_tokens); see stream."""
@@ -334,6 +317,17 @@ def sinusoidal_encoding(positions, dim):
     return pe
 
 
+class SinusoidalEncoding(nn.Module):
+    """sinusoidal_encoding as a module, so the position signal has a name in the model (and in tracing)."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, positions):
+        return sinusoidal_encoding(positions, self.dim)  # (T, dim)
+
+
 def rotary_cos_sin(positions, head_size, base=10000.0):
     """Angles pos * theta_i with theta_i = base^(-2i/hs), for i < hs/2 (RoFormer, eq. 15).
 
@@ -370,6 +364,27 @@ def make_norm(config):
     if config.norm == "rmsnorm":
         return nn.RMSNorm(config.n_embd)
     return nn.Identity()
+
+
+def check_config(config):
+    """Raise ValueError naming the first impossible setting (the command line shows it as one line)."""
+    for f in dataclasses.fields(config):
+        choices = typing.get_args(f.type) if typing.get_origin(f.type) is Literal else None
+        if choices and getattr(config, f.name) not in choices:
+            raise ValueError(f"{f.name}={getattr(config, f.name)!r} is not one of {', '.join(map(repr, choices))}")
+    for key in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
+        if getattr(config, key) <= 0:
+            raise ValueError(f"{key} must be positive, got {getattr(config, key)}")
+    if config.n_embd % config.n_head:
+        raise ValueError(f"n_embd={config.n_embd} is not divisible by n_head={config.n_head}; "
+                         f"pick n_head among {[h for h in range(1, 17) if config.n_embd % h == 0]}")
+    head_size = config.n_embd // config.n_head
+    if config.pos_encoding == "rope" and head_size % 2:
+        raise ValueError(f"rope needs an even head size, got n_embd/n_head = {head_size}")
+    if config.pos_encoding == "sinusoidal" and config.n_embd % 2:
+        raise ValueError(f"sinusoidal encoding needs an even n_embd, got {config.n_embd}")
+    if not 0.0 <= config.dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -468,24 +483,56 @@ def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None)
 
 
 # ----------------------------------------------------------------------------------------------
-# Tracing: `with tracing(fn):` calls fn(name, tensor) at each named step of a forward pass. The
-# shape trace (visualize.print_shape_trace) prints them; the attention pictures collect the
-# softmax weights. Outside `tracing` every trace() call returns its tensor and does nothing else.
-
-_tracer = None
+# Tracing: `with tracing(model, fn):` calls fn(name, tensor) at each named step of the model's forward
+# passes: the shape trace (gptkit/shape_trace.py) prints them, the attention pictures keep the softmax
+# weights. Module outputs are seen through forward hooks; the steps inside attention through its tap().
+# Outside `tracing` nothing is hooked and tap() does nothing.
 
 
 @contextmanager
-def tracing(fn):
-    global _tracer
-    previous, _tracer = _tracer, fn
+def tracing(model, fn):
+    """Names: idx, tok_emb, pos_emb; per layer N h.N.ln_1, h.N.attn.{q,k,v,q_norm,k_norm,q_rope,k_rope,scores,
+    mask,softmax,out,merged,c_proj}, h.N.attn_residual (x + attention; attn_output without residuals),
+    h.N.ln_2, h.N.mlp, h.N.out; then ln_f, logits, loss. Attention runs step by step meanwhile."""
+    inputs = [(model, "idx")]  # (module, name): the module's first input, seen as it comes in
+    outputs = [(model.transformer.wte, "tok_emb")]  # (module, name): what the module returns
+    if "wpe" in model.transformer:
+        outputs.append((model.transformer.wpe, "pos_emb"))
+    if hasattr(model, "sinusoidal"):
+        outputs.append((model.sinusoidal, "pos_emb"))
+    for i, block in enumerate(model.transformer.h):
+        # what ln_2 normalises is the residual stream after attention: x + attn(ln_1(x))
+        inputs += [(block.attn.c_proj, f"h.{i}.attn.merged"),
+                   (block.ln_2, f"h.{i}.attn_residual" if block.residual else f"h.{i}.attn_output")]
+        outputs += [(block.ln_1, f"h.{i}.ln_1"), (block.attn.c_proj, f"h.{i}.attn.c_proj"),
+                    (block.ln_2, f"h.{i}.ln_2"), (block.mlp, f"h.{i}.mlp"), (block, f"h.{i}.out")]
+    outputs += [(model.transformer.ln_f, "ln_f"), (model.lm_head, "logits")]
+    def see_input(name):
+        def hook(module, args):
+            fn(name, args[0])  # a hook that returned something would replace the input
+        return hook
+
+    def see_output(name):
+        def hook(module, args, out):
+            fn(name, out)
+        return hook
+
+    def see_loss(module, args, out):
+        if out[1] is not None:
+            fn("loss", out[1])
+
+    handles = [module.register_forward_pre_hook(see_input(name)) for module, name in inputs]
+    handles += [module.register_forward_hook(see_output(name)) for module, name in outputs]
+    handles.append(model.register_forward_hook(see_loss))
+    attentions = [(i, block.attn, block.attn.fusable) for i, block in enumerate(model.transformer.h)]
+    for i, attn, _ in attentions:
+        attn.fusable = False
+        attn.tap = lambda prefix=f"h.{i}.attn", **named: [fn(f"{prefix}.{k}", t) for k, t in named.items()]
     try:
         yield
     finally:
-        _tracer = previous
-
-
-def trace(name, x):
-    if _tracer is not None:
-        _tracer(name, x)
-    return x
+        for handle in handles:
+            handle.remove()
+        for _, attn, fusable in attentions:
+            attn.fusable = fusable
+            del attn.tap  # back to the class's tap, which does nothing

@@ -38,16 +38,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from settings import UserError, closest_key_hint, parse_args, run_main
-from tokenizer import CharTokenizer, GPT2Tokenizer
+from gptkit.config import closest_key_hint, parse_args
+from gptkit.data import DATASETS
+from gptkit.errors import UserError, first_line, run_main
+from gptkit.tokenizer import CharTokenizer, GPT2Tokenizer
 
 REPO = Path(__file__).resolve().parent
 # Tiny Shakespeare (public domain; karpathy/char-rnn's data/tinyshakespeare/input.txt), xz-compressed
 SHIPPED_SHAKESPEARE = REPO / "corpus" / "tinyshakespeare.txt.xz"
 SHAKESPEARE_SOURCE = "corpus/tinyshakespeare.txt.xz (karpathy/char-rnn data/tinyshakespeare/input.txt)"
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
-DATASETS = {"shakespeare_char": "char", "shakespeare": "gpt2", "text": None,  # -> tokenizer
-            "openwebtext": "gpt2", "fineweb_edu": "gpt2"}
 # The web datasets on the Hugging Face hub: (repository, configuration); streamed, never downloaded whole
 WEB_DATASETS = {
     "openwebtext": ("Skylion007/openwebtext", None),
@@ -269,8 +269,7 @@ def hub_documents(dataset):
         for row in rows:
             yield row["text"]
     except (OSError, ValueError, RuntimeError) as e:  # offline: the hub cannot be reached
-        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"cannot stream {repo} from the Hugging Face hub ({first_line}); "
+        raise UserError(f"cannot stream {repo} from the Hugging Face hub ({first_line(e)}); "
                         f"are you online? Or pass --input=DIR with its .parquet files") from None
 
 

@@ -12,12 +12,14 @@ from typing import Literal
 
 import torch
 
-from checkpoint import load_trained
+from gptkit.checkpoint import load_trained
+from gptkit.config import parse_args
+from gptkit.errors import UserError, run_main
+from gptkit.quantize import quantize
+from gptkit.shape_trace import print_shape_trace
+from gptkit.system import maybe_compile, pick_device, pick_dtype, setup_torch
+from gptkit.tokenizer import prompt_ids, read_prompt
 from model import stream
-from settings import UserError, parse_args, run_main
-from system import maybe_compile, pick_device, pick_dtype, quantize, setup_torch
-from tokenizer import prompt_ids, read_prompt
-from visualize import print_shape_trace
 
 SEPARATOR = "\n---------------\n"
 

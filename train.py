@@ -2,10 +2,13 @@
 
 The algorithm: build the model and its optimizer (from scratch, from a checkpoint to resume, or
 from GPT-2's weights), then loop: every eval_interval iterations evaluate on train and val, log,
-keep the best checkpoint and maybe stop; otherwise take one optimizer step on
-gradient_accumulation_steps micro-batches. Settings are the fields of GPTConfig (model.py) and
-TrainConfig (settings.py), read from a plain `key = value` config file and `--key=value`
-overrides; --help lists them all.
+keep the best checkpoint and maybe stop; otherwise set the learning rate and take one step
+(train_step: batches, forward, loss, backward, clip, optimizer step). Settings are the fields of
+GPTConfig (model.py) and TrainConfig (below), read from a plain `key = value` config file and
+`--key=value` overrides; --help lists them all.
+
+To follow one step, read train_step here, GPT.forward in model.py and TokenData.get_batch in
+gptkit/data.py. Everything else train.py calls (checkpoints, logs, the run folder) is in gptkit/.
 """
 
 import time
@@ -20,21 +23,110 @@ import sys
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import Literal
 
 import torch
 from tqdm import tqdm
 
-from checkpoint import (check_free_space, checkpoint_config, claim_out_dir, is_nanogpt_checkpoint, load_checkpoint,
-                        model_from_checkpoint, optimizer_state_from_nanogpt, restore_rng, rng_state, save_checkpoint)
-from data import TokenData, model_vocab_size
+from gptkit.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint, save_checkpoint
+from gptkit.config import build_configs, closest_key_hint, read_command_line
+from gptkit.data import TokenData, model_vocab_size
+from gptkit.distributed import Dist, broadcast_flag, setup_distributed, teardown_distributed
+from gptkit.errors import UserError, run_main
+from gptkit.memory import check_memory
+from gptkit.nanogpt import is_nanogpt_checkpoint, optimizer_state_from_nanogpt
+from gptkit.optim import load_optimizer_state, make_optimizer
+from gptkit.rundir import check_free_space, claim_out_dir
+from gptkit.runlog import EvalSamples, RunLog, open_run_log
+from gptkit.shape_trace import print_shape_trace
+from gptkit.system import StopRequest, maybe_compile, pick_device, pick_dtype, restore_rng, rng_state, setup_torch
+from gptkit.tokenizer import load_tokenizer
 from model import GPT, GPTConfig
-from optim import load_optimizer_state, make_optimizer, set_lr, train_step
-from runlog import EvalSamples, RunLog, open_run_log
-from settings import TrainConfig, UserError, given_keys, parse_args, run_main
-from system import (Dist, StopRequest, broadcast_flag, check_memory, maybe_compile, pick_device, pick_dtype,
-                    setup_distributed, setup_torch, teardown_distributed)
-from tokenizer import load_tokenizer
-from visualize import print_shape_trace
+
+# ----------------------------------------------------------------------------------------------
+# the settings (the model's are GPTConfig in model.py)
+
+# init_from: a fresh model, out_dir/ckpt.pt, OpenAI's GPT-2 weights (gpt2_weights.py), or a GPT-2 directory
+INIT_FROM = ("scratch", "resume", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "out"
+    dataset: str = "shakespeare_char"  # a folder under data_dir written by prepare.py
+    data_dir: str = "data"
+    init_from: str = "scratch"  # scratch, resume, gpt2, gpt2-medium, gpt2-large, gpt2-xl, or a GPT-2 directory
+    overwrite: bool = False  # allow a scratch run to replace the checkpoints already in out_dir
+    # batch: tokens per optimizer step = batch_size * block_size * gradient_accumulation_steps
+    batch_size: int = 12
+    gradient_accumulation_steps: int = 1
+    # AdamW with linear warmup then cosine decay to min_lr at lr_decay_iters
+    max_iters: int = 5000
+    learning_rate: float = 6e-4
+    min_lr: float = 6e-5
+    warmup_iters: int = 100
+    lr_decay_iters: int = 0  # 0: decay over max_iters
+    decay_lr: bool = True
+    optimizer: Literal["adamw", "muon"] = "adamw"
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # clip the global gradient norm; 0 disables
+    # evaluation and checkpoints
+    eval_interval: int = 250
+    eval_iters: int = 200  # random batches per split for the loss estimate
+    eval_full_val: bool = False  # val loss over the whole val split instead of eval_iters batches
+    eval_first: bool = True  # also evaluate before the first step (the untrained loss, about ln(vocab_size))
+    eval_only: bool = False
+    log_interval: int = 10  # iterations between progress-bar updates of the loss
+    always_save_checkpoint: bool = True  # ckpt.pt at every evaluation; best.pt only when val improves
+    stop_at_val_loss: float = 0.0  # stop as soon as val loss reaches this (0: never)
+    # a sample at each evaluation, printed and appended to out_dir/samples.txt: watch noise become text
+    eval_sample_tokens: int = 0  # its length in tokens; 0: no samples
+    eval_sample_start: str = "\n"  # its prompt (the same seed each time: only the model changes)
+    # system
+    device: str = "auto"  # auto picks cuda, then mps, then cpu
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    compile: bool = False
+    backend: str = ""  # torch.distributed backend under torchrun; empty: nccl on CUDA, gloo on CPU
+    threads: int = 0  # CPU threads for torch; 0 keeps torch's default
+    seed: int = 1337
+    trace_shapes: bool = False  # print each named tensor's shape for one forward pass, then exit
+    trace_values: bool = False  # with trace_shapes: print the numbers too (try a tiny --block_size=8)
+    # logging beyond log.jsonl (runlog.py): rank 0 sends every evaluation there too
+    tensorboard: bool = False  # TensorBoard event files in out_dir (needs the tensorboard package)
+    wandb_log: bool = False  # Weights & Biases (needs the wandb package; WANDB_MODE=offline works offline)
+    wandb_project: str = "owt"
+    wandb_run_name: str = "gpt2"
+
+    def validate(self):
+        if not self.out_dir:  # "" would be the current folder, named nowhere: say it
+            raise UserError("out_dir is empty; name the folder for checkpoints and log.jsonl, e.g. --out_dir=out")
+        if self.init_from not in INIT_FROM and not Path(self.init_from).is_dir():
+            raise UserError(f"init_from={self.init_from!r} is not one of {', '.join(INIT_FROM)} nor a directory "
+                            f"holding a GPT-2 checkpoint{closest_key_hint(self.init_from, list(INIT_FROM))}")
+        for key in ("batch_size", "gradient_accumulation_steps", "eval_interval", "log_interval"):
+            if getattr(self, key) <= 0:
+                raise UserError(f"{key} must be positive, got {getattr(self, key)}")
+        for key in ("max_iters", "warmup_iters", "lr_decay_iters", "threads", "eval_sample_tokens"):
+            if getattr(self, key) < 0:
+                raise UserError(f"{key} must not be negative, got {getattr(self, key)}")
+        if self.eval_iters <= 0:  # no batches would make every evaluated loss NaN
+            raise UserError(f"eval_iters must be positive, got {self.eval_iters}")
+        if not (0 < self.learning_rate < math.inf and 0 <= self.min_lr < math.inf):
+            raise UserError("learning_rate must be positive and min_lr not negative (both finite)")
+        for key in ("weight_decay", "grad_clip"):
+            if not 0 <= getattr(self, key) < math.inf:
+                raise UserError(f"{key} must be a finite number >= 0, got {getattr(self, key)}")
+        for key in ("beta1", "beta2"):
+            if not 0 <= getattr(self, key) < 1:
+                raise UserError(f"{key} must be in [0, 1), got {getattr(self, key)}")
+        if not math.isfinite(self.stop_at_val_loss):
+            raise UserError(f"stop_at_val_loss must be a finite number, got {self.stop_at_val_loss}")
+
+
+# ----------------------------------------------------------------------------------------------
+# one training step
 
 
 def lr_at(it, cfg):
@@ -50,6 +142,33 @@ def lr_at(it, cfg):
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.learning_rate - cfg.min_lr)
 
 
+def train_step(model, optimizer, scaler, data, cfg, ctx, generator, rank=0, world_size=1):
+    """One optimizer step on gradient_accumulation_steps micro-batches, shared across processes.
+
+    Every process draws the same global batch from the same generator and takes its own share,
+    so N processes compute exactly what one process would (and the data order resumes exactly).
+    Returns the last micro-batch's loss (a tensor: reading it would wait for the GPU).
+    """
+    starts = data.random_starts("train", (cfg.gradient_accumulation_steps, cfg.batch_size), generator)
+    mine = starts[rank::world_size]
+    for micro, micro_starts in enumerate(mine):
+        x, y = data.get_batch("train", cfg.batch_size, None, starts=micro_starts)  # (B, T) each, y = x shifted by one
+        # DDP averages gradients over processes at each backward; only the last micro-step needs it
+        # (nanoGPT syncs every micro-step). no_sync must wrap the forward too (build-nanogpt PR #30).
+        last = micro == len(mine) - 1
+        with model.no_sync() if world_size > 1 and not last else nullcontext(), ctx:
+            _, loss = model(x, y)  # mean cross-entropy of the next token over the B*T positions
+            # average over micro-steps so k micro-batches equal one k-times larger batch (nanoGPT #168)
+            scaler.scale(loss / len(mine)).backward()
+    if cfg.grad_clip:
+        scaler.unscale_(optimizer)  # clip the true gradients, not the float16-scaled ones
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    scaler.step(optimizer)  # skipped when float16 gradients overflowed; a plain step otherwise
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
 # ----------------------------------------------------------------------------------------------
 # building
 
@@ -60,7 +179,7 @@ class Progress:
 
     iter_num: int = 0
     best_val_loss: float = math.inf
-    rng: dict | None = None  # the random states (checkpoint.rng_state) to continue from
+    rng: dict | None = None  # the random states (system.rng_state) to continue from
 
 
 # Model settings a resumed run takes from the user, not the checkpoint: they change how it trains, not
@@ -90,7 +209,7 @@ def resume_config(saved, model_cfg, given):
 
 def build(model_cfg, cfg, data, device, given=frozenset()):
     """The model and its optimizer, on the device, and the progress to start from.
-    given: the settings the user gave (settings.given_keys), checked against a checkpoint to resume."""
+    given: the keys of the settings the user gave, checked against a checkpoint to resume."""
     ckpt = None
     if cfg.init_from == "scratch":
         model_cfg.vocab_size = model_vocab_size(data.meta)
@@ -104,7 +223,7 @@ def build(model_cfg, cfg, data, device, given=frozenset()):
             raise UserError(f"{path} has no {' or '.join(missing)}: it can be sampled from, not resumed")
         model = model_from_checkpoint(ckpt, resume_config(checkpoint_config(ckpt), model_cfg, given))
     else:  # pretrained: OpenAI's GPT-2, or a local GPT-2 directory
-        from gpt2_weights import PRETRAINED, load_hf_gpt2
+        from gptkit.gpt2_weights import PRETRAINED, load_hf_gpt2
 
         if cfg.init_from in PRETRAINED and data.meta.get("tokenizer") != "gpt2":
             raise UserError(f"init_from={cfg.init_from} needs a GPT-2 BPE dataset, but '{cfg.dataset}' is "
@@ -277,7 +396,8 @@ def train(run):
               disable=not dist.master) as bar, StopRequest() as stop_request:
         while True:
             lr = lr_at(it, cfg)
-            set_lr(run.optimizer, lr)
+            for group in run.optimizer.param_groups:
+                group["lr"] = lr
             if evaluation_due(it, cfg, resumed_at):
                 if evaluate_and_save(run, it, lr, bar):
                     return it, None
@@ -335,8 +455,9 @@ def start_run(model_cfg, cfg, data, dist, device, dtype, ctx, given):
 
 @run_main
 def main(argv):
-    model_cfg, cfg = parse_args([GPTConfig, TrainConfig], argv, config_file=True)
-    given = given_keys(argv, config_file=True)  # what the user set, checked against a checkpoint to resume
+    settings = read_command_line([GPTConfig, TrainConfig], argv, config_file=True)
+    model_cfg, cfg = build_configs([GPTConfig, TrainConfig], settings)
+    given = {key for key, _ in settings}  # what the user set, checked against a checkpoint to resume
     dist, device = setup_distributed(pick_device(cfg.device), cfg.backend)
     if cfg.gradient_accumulation_steps % dist.world_size:
         raise UserError(f"gradient_accumulation_steps={cfg.gradient_accumulation_steps} must be a multiple of "

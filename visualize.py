@@ -11,16 +11,11 @@ along the bottom. Under the causal mask the upper-right triangle is empty: nobod
 loss: the train and val curves of each run, read from its out_dir/log.jsonl, each run labelled by
 the settings that differ between the runs (read from the runs' checkpoints).
 
-The shape trace (train.py or sample.py --trace_shapes=True) is print_shape_trace below: one
-forward pass, each named tensor with its shape and what it holds.
-
-matplotlib is optional: only the PNG pictures need it (pip install matplotlib).
+What the pictures read from the model is in gptkit/attention.py; how they are drawn, here and in
+gptkit/plots.py. matplotlib is optional: only the PNG pictures need it (pip install matplotlib).
 """
 
-import itertools
-import re
 import sys
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -28,245 +23,19 @@ from typing import Literal
 import numpy as np
 import torch
 
-from checkpoint import load_checkpoint, load_trained
-from model import tracing
-from runlog import read_log
-from settings import UserError, command_args, parse_args, run_main
-from tokenizer import load_tokenizer, prompt_ids, read_prompt
+from gptkit.attention import (ModelSource, attention_maps, default_out, encode_text, find_query, load_model,
+                              next_token_probabilities, token_text, word_tokens, word_weights)
+from gptkit.checkpoint import load_checkpoint
+from gptkit.config import command_args, parse_args
+from gptkit.errors import UserError, run_main
+from gptkit.plots import check_size, matplotlib_figure, plot_loss, save, wrapped
+from gptkit.runlog import read_log
+from gptkit.tokenizer import prompt_ids, read_prompt
 
 PIZZA = "The pizza came out of the oven and it tasted good."
 PIZZA_SWAPPED = "The oven came out of the pizza and it tasted good."  # the same sentence, the nouns swapped
 # settings that name or manage a run rather than change what it learns: never used as labels
 NOT_A_SETTING = {"out_dir", "overwrite", "init_from", "eval_only", "trace_shapes"}
-
-
-def matplotlib_figure():
-    """(new_figure, matplotlib): plots need matplotlib, nothing else in the repository does."""
-    try:
-        import matplotlib
-        import matplotlib.colors
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise UserError("matplotlib is not installed; the plots need it: pip install matplotlib") from None
-
-    def new_figure(width, height, dpi):
-        """A figure of exactly width x height pixels, drawn by Agg (files only, no window, no display)."""
-        fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, layout="constrained")
-        FigureCanvasAgg(fig)
-        return fig
-
-    return new_figure, matplotlib
-
-
-def save(fig, out, dpi):
-    out = Path(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=dpi, format="png")  # never bbox_inches="tight": the size is what was asked
-    except OSError as e:
-        raise UserError(f"cannot write {out} ({e.strerror or e})") from None
-    return out
-
-
-def check_size(width, height, dpi):
-    if width < 0 or height < 0 or dpi <= 0:
-        raise UserError("width and height must not be negative (0: automatic) and dpi must be positive")
-
-
-# ----------------------------------------------------------------------------------------------
-# the shape trace
-
-
-def describe_step(name, config):
-    """One line on what the traced tensor `name` holds (per-layer names lose their `h.N.` prefix)."""
-    step = name.split(".", 2)[2] if name.startswith("h.") else name
-    norm = {"layernorm": "LayerNorm: each position's C values to mean 0, variance 1, then a learned scale",
-            "rmsnorm": "RMSNorm: each position's C values divided by their root mean square, then scaled",
-            "none": "no normalisation (norm=none): the input unchanged"}[config.norm]
-    scores = {"dot": "q.k/sqrt(hs)", "dot_then_square": "(q.k/sqrt(hs))^2",
-              "square_then_dot": "sum_i q_i^2 k_i^2 / sqrt(hs)", "neg_dot": "-q.k/sqrt(hs)"}[config.attn_score]
-    if config.qk_norm:
-        scores += " (of the RMS-normalised q and k)"
-    return {
-        "idx": "token ids: the input, one integer per position",
-        "tok_emb": "token embedding: the row of wte for each token id",
-        "pos_emb": f"{config.pos_encoding} position encoding, added to tok_emb (broadcast over B)",
-        "ln_1": f"{norm} (before attention)",
-        "attn.q": "queries: what each position looks for, one set per head",
-        "attn.k": "keys: what each position can be found by",
-        "attn.v": "values: what each position passes on when attended to",
-        "attn.q_norm": "queries RMS-normalised per head (qk_norm): the score can no longer grow with |q|",
-        "attn.k_norm": "keys RMS-normalised per head (qk_norm)",
-        "attn.q_rope": "queries rotated by their position (rope): each pair of channels by pos * theta_i",
-        "attn.k_rope": "keys rotated by their position (rope): q.k now depends on the distance",
-        "attn.scores": f"{scores} for every (query, key) pair",
-        "attn.mask": {"causal": "True where the key is the query itself or in its past",
-                      "none": "all True: every position sees every other",
-                      "anticausal": "True where the key is the query itself or in its future"}[config.mask],
-        "attn.softmax": "attention weights: softmax of the masked scores over keys; rows sum to 1",
-        "attn.out": "per head, the attention-weighted sum of the values",
-        "attn.merged": "the heads side by side again",
-        "attn.c_proj": "c_proj: a Linear that mixes the heads' outputs (then dropout)",
-        "attn_residual": "x + attention: the residual stream" if config.residual
-                         else "the attention output alone (no residual connection)",
-        "ln_2": f"{norm} (before the MLP)",
-        "mlp": f"MLP: Linear to 4C, {config.activation}, Linear back to C",
-        "out": "block output: x + MLP (the residual stream)" if config.residual
-               else "block output: the MLP output alone (no residual connection)",
-        "ln_f": f"final {norm}",
-        "logits": "a score for every vocabulary entry as the next token",
-        "loss": "cross-entropy: mean of -log p(target) over all B*T positions",
-    }.get(step, "")
-
-
-def attention_path(config):
-    """Which attention path training and sampling take, in words (model.CausalSelfAttention.forward)."""
-    if config.explicit_attention:
-        return "explicit_attention, as here (explicit_attention=True)"
-    if not config.fusable_attention:
-        return (f"explicit_attention, as here: the fused kernel cannot compute "
-                f"{'attn_score=' + config.attn_score if config.attn_score != 'dot' else 'mask=anticausal'}")
-    return "the fused kernel F.scaled_dot_product_attention, which computes the same in one step"
-
-
-def print_shape_trace(model, idx, targets=None, tokenizer=None, values=False):
-    """Run one forward pass and print each named tensor: name, shape, what it holds (and with values,
-    the numbers of the first sequence and, in 4-D tensors, its first head).
-
-    Layers after the first that repeat its shapes are summarised in one line.
-    """
-    steps = []
-    with torch.no_grad(), tracing(lambda name, t: steps.append((name, t.detach().clone() if values else t.shape))):
-        model(idx, targets)
-    cfg = model.config
-    B, T = idx.shape
-    print(f"B={B} sequences of T={T} tokens" + (" (two: enough to show the batch dimension; training takes "
-                                               "batch_size of them)" if B == 2 else ""))
-    if tokenizer is not None:
-        print(f"sequence 0: {tokenizer.decode(idx[0].tolist())!r}")
-    print(f"C={cfg.n_embd} channels, nh={cfg.n_head} heads of hs={cfg.n_embd // cfg.n_head}, {cfg.n_layer} layers, "
-          f"vocab {cfg.vocab_size}")
-    print(f"this trace runs explicit_attention to show its steps; training and sampling run {attention_path(cfg)}")
-    if values:
-        print("values: of sequence 0, and of head 0 where there are heads")
-    print(f"{'step':<20} {'shape':<18} what it holds")
-    layer_of = lambda name: int(name.split(".")[1]) if name.startswith("h.") else None  # noqa: E731
-    shape_of = lambda x: tuple(x.shape if isinstance(x, torch.Tensor) else x)  # noqa: E731
-    first = [(n.split(".", 2)[2], shape_of(t)) for n, t in steps if layer_of(n) == 0]
-    done = set()
-    for name, tensor in steps:
-        layer = layer_of(name)
-        if layer is not None and layer > 0:
-            if layer in done:
-                continue
-            mine = [(n.split(".", 2)[2], shape_of(t)) for n, t in steps if layer_of(n) == layer]
-            if mine == first and not values:
-                done.add(layer)
-                if layer == 1:
-                    print(f"{f'h.1 .. h.{cfg.n_layer - 1}':<20} {'':<18} the same steps and shapes as h.0")
-                continue
-        print(f"{name:<20} {str(shape_of(tensor)):<18} {describe_step(name, cfg)}")
-        if values:
-            print(textwrap.indent(format_values(name, tensor), " " * 4))
-
-
-def format_values(name, t):
-    """The numbers of a traced tensor: of sequence 0, and of head 0 in (B, nh, T, ...) tensors."""
-    if name.split(".", 2)[-1] not in ("pos_emb", "attn.mask") and t.dim() >= 2:  # those have no batch dimension
-        t = t[0]
-    if t.dim() == 3:  # (nh, T, ...)
-        t = t[0]
-    torch.set_printoptions(precision=3, sci_mode=False, linewidth=110, edgeitems=4, threshold=256)
-    try:
-        text = str(t.float() if t.is_floating_point() else t)
-    finally:
-        torch.set_printoptions(profile="default")
-    return text.removeprefix("tensor(").removesuffix(")").replace("\n" + " " * len("tensor("), "\n")
-
-
-# ----------------------------------------------------------------------------------------------
-# which model to draw, and its tokens as text
-
-
-@dataclass
-class ModelSource:
-    out_dir: str = "out"  # the run whose checkpoint to draw
-    ckpt: str = "best"  # best (best.pt), latest (ckpt.pt), or a path to a .pt file
-    data_dir: str = "data"  # where a nanoGPT checkpoint's char-level vocabulary is: <dataset>/meta.pkl
-    init_from: str = ""  # gpt2 (or -medium, -large, -xl) or a GPT-2 directory: draw OpenAI's GPT-2 instead
-
-
-def load_model(cfg):
-    """(model, tokenizer, name) to draw: a trained checkpoint, or GPT-2 itself (init_from)."""
-    if cfg.init_from:
-        from gpt2_weights import load_hf_gpt2
-
-        model = load_hf_gpt2(cfg.init_from).eval()
-        return model, load_tokenizer({"tokenizer": "gpt2"}), f"GPT-2 ({cfg.init_from})"
-    trained = load_trained(cfg.out_dir, cfg.ckpt, cfg.data_dir)
-    return trained.model, trained.tokenizer, f"{trained.path} (iter {trained.iter_num})"
-
-
-def default_out(cfg, name):
-    """Where a picture goes without --out: into the run's folder, or here for GPT-2 itself."""
-    return Path(cfg.out_dir if not cfg.init_from else ".") / name
-
-
-def encode_text(tokenizer, text, block_size):
-    """The token ids of a text setting (FILE:path reads a file), at most block_size of them."""
-    ids = tokenizer.encode(read_prompt(text))
-    if not ids:
-        raise UserError("the text is empty; pass some with --text")
-    if len(ids) > block_size:
-        print(f"note: the text is {len(ids)} tokens; using the first block_size={block_size}", file=sys.stderr)
-    return ids[:block_size]
-
-
-def token_text(tokenizer, i):
-    """A token as a label: its text, with the whitespace made visible (a BPE word keeps no leading space)."""
-    text = tokenizer.decode([i])
-    if len(text) > 1 and text[0] == " " and text[1:].strip():
-        text = text[1:]  # " pizza" reads as the word it is
-    return text.replace(" ", "\u2423").replace("\n", "\u23ce").replace("\t", "\u21e5") or "\u2205"
-
-
-def token_spans(tokenizer, ids):
-    """(text, [(start, end)]): the decoded text and each token's character span in it."""
-    pieces = [tokenizer.decode([i]) for i in ids]
-    ends = list(itertools.accumulate(len(p) for p in pieces))
-    return "".join(pieces), [(end - len(p), end) for p, end in zip(pieces, ends)]
-
-
-def find_query(tokenizer, ids, query):
-    """The position of the query token: `query` is a position (0, 35, -1), or a word of the text, whose
-    last token is the query (the 't' of 'it' in a char-level model, ' it' with GPT-2's BPE)."""
-    if re.fullmatch(r"-?\d+", query):
-        position = int(query)
-        if not -len(ids) <= position < len(ids):
-            raise UserError(f"query position {position} is outside the text's {len(ids)} tokens")
-        return position % len(ids)
-    text, spans = token_spans(tokenizer, ids)
-    match = re.search(rf"(?<!\w){re.escape(query)}(?!\w)", text) or re.search(re.escape(query), text)
-    if match is None:
-        raise UserError(f"--query={query!r} is not in the text; give a word of it, or a position 0..{len(ids) - 1}")
-    last_char = match.end() - 1
-    return next(t for t, (start, end) in enumerate(spans) if start <= last_char < end)
-
-
-def word_tokens(tokenizer, ids):
-    """[(word, [token positions])] for each word of the text, in order."""
-    text, spans = token_spans(tokenizer, ids)
-    return [(m.group(), [t for t, (start, end) in enumerate(spans) if start < m.end() and end > m.start()])
-            for m in re.finditer(r"\w+", text)]
-
-
-def word_weights(tokenizer, ids, weights):
-    """{word: weight}, summing the weights (..., S) of each word's tokens (a repeated word: `the@2`)."""
-    words = {}
-    for n, (word, tokens) in enumerate(word_tokens(tokenizer, ids[:weights.size(-1)])):
-        words[word if word not in words else f"{word}@{n}"] = weights[..., tokens].sum(-1)
-    return words
 
 
 # ----------------------------------------------------------------------------------------------
@@ -285,27 +54,6 @@ class AttentionConfig(ModelSource):
 
     def validate(self):
         check_size(self.width, self.height, self.dpi)
-
-
-def attention_maps(model, ids):
-    """Attention weights of every layer and head for one sequence: (n_layer, nh, T, T).
-
-    Positions the mask hides are NaN (drawn grey), so a weight of almost 0 and "not allowed to
-    look" stay distinguishable.
-    """
-    maps, masks = {}, {}
-
-    def grab(name, t):
-        layer = name.split(".")[1] if name.startswith("h.") else None
-        if name.endswith(".attn.softmax"):
-            maps[int(layer)] = t[0].detach().float().cpu()  # (nh, T, S)
-        elif name.endswith(".attn.mask"):
-            masks[int(layer)] = t.detach().cpu()  # (T, S), True where allowed
-
-    model.eval()
-    with torch.no_grad(), tracing(grab):
-        model(torch.tensor([ids], dtype=torch.long, device=next(model.parameters()).device))
-    return torch.stack([maps[i].masked_fill(~masks[i], float("nan")) for i in sorted(maps)])
 
 
 @dataclass
@@ -406,11 +154,6 @@ def plot_query(panels, out, title="", width=0, height=0, dpi=100):
     return save(fig, out, dpi)
 
 
-def wrapped(text, inches, points=10):
-    """The text broken into lines that fit `inches` at about `points` size, so no title is cut off."""
-    return textwrap.fill(text, width=max(20, int(inches * 144 / points)))
-
-
 def print_query_summary(tokenizer, ids, maps, query, caption):
     """Per layer: each head's most-attended tokens; then the words by the weight they get."""
     weights = maps[:, :, query, :query + 1]  # (n_layer, nh, query + 1)
@@ -470,14 +213,6 @@ class NextConfig(ModelSource):
     def validate(self):
         if self.top < 1 or self.temperature <= 0:
             raise UserError("top must be at least 1 and temperature positive")
-
-
-def next_token_probabilities(model, ids, temperature=1.0, vocab_size=None):
-    """p(next token | ids) over the tokenizer's vocabulary: (vocab,)."""
-    model.eval()
-    with torch.no_grad():
-        logits, _ = model(torch.tensor([ids[-model.config.block_size:]]), last_only=True)
-    return torch.softmax(logits[0, -1, :vocab_size].float() / temperature, dim=-1)
 
 
 def next_command(argv):
@@ -566,47 +301,6 @@ def run_labels(run_dirs):
     if not keys or len(keys) > 3:
         return names, keys
     return [", ".join(f"{k}={s.get(k)}" for k in keys) for s in settings], keys
-
-
-LINE_STYLES = ["-", "--", "-.", ":"]
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
-
-
-def plot_loss(runs, out, title="", width=1200, height=480, dpi=100, x="iter", target=0.0):
-    """Write the curves of runs [(label, log records)]: train loss, val loss, and val loss again past the
-    first quarter with its own y-axis, where runs that start alike come apart. Each run has
-    its own colour, line style and marker, so a run drawn over another still shows. Returns the path."""
-    new_figure, _ = matplotlib_figure()
-    fig = new_figure(width, height, dpi)
-    axes = fig.subplots(1, 3)
-    x_name = {"iter": "iteration", "elapsed_s": "seconds from process start", "tokens": "tokens"}[x]
-    x_end = max((r[x] for _, records in runs for r in records if x in r), default=0)
-    panels = [("train", "train loss", 0), ("val", "val loss", 0), ("val", "val loss, zoomed: the last 3/4", x_end / 4)]
-    for ax, (split, name, x_from) in zip(axes, panels):
-        shown = []
-        for i, (label, records) in enumerate(runs):
-            points = [(r[x], r[f"{split}_loss"]) for r in records
-                      if r.get(f"{split}_loss") is not None and x in r and r[x] >= x_from]
-            if points:
-                ax.plot(*zip(*points), color=f"C{i % 10}", linestyle=LINE_STYLES[i % 4], marker=MARKERS[i % 8],
-                        markersize=3.5, linewidth=1.4, alpha=0.85, label=label)
-                shown += [y for _, y in points]
-        if target and split == "val":
-            ax.axhline(target, color="0.4", linestyle=(0, (4, 3)), linewidth=1, label=f"target {target}")
-            shown.append(target)
-        if shown and x_from:  # the zoom: fit the y-axis to what is drawn
-            low, high = min(shown), max(shown)
-            margin = 0.08 * (high - low) or 0.01
-            ax.set_ylim(low - margin, high + margin)
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel(x_name)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("cross-entropy loss")
-    handles, labels = axes[1].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize="small")
-    if title:
-        fig.suptitle(wrapped(title, width / dpi, 11), fontsize=11)
-    return save(fig, out, dpi)
 
 
 def loss_command(argv):

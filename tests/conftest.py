@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # so tests import the repository's modules from anywhere
 
 
 @pytest.fixture(scope="session")
@@ -117,8 +116,7 @@ def main_error_line(capsys, module, argv):
 
 def serve():
     """The fork server: for each JSON request on stdin, fork a child that runs the script as __main__."""
-    sys.path.insert(0, str(REPO_ROOT))
-    import checkpoint, data, model, prepare, sample, settings, system, tokenizer, train  # noqa: F401, E401
+    import gptkit.checkpoint, gptkit.data, gptkit.system, gptkit.tokenizer, model, prepare, sample, train  # noqa: F401, E401
     for line in sys.stdin:
         request = json.loads(line)
         pid = os.fork()
@@ -149,10 +147,11 @@ def serve():
 @pytest.fixture(scope="module")
 def forked():
     """forked(script, *args, cwd) -> CompletedProcess, run in a child of the fork server."""
-    server = subprocess.Popen([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-                               "import conftest; conftest.serve()"],
+    # the repository and tests/ importable, as pytest.ini's pythonpath has them for the tests themselves
+    pythonpath = os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")])
+    server = subprocess.Popen([sys.executable, "-c", "import conftest; conftest.serve()"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+                              env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": pythonpath})
 
     def run_forked(script, *args, cwd):
         out, err = cwd.parent / f"{cwd.name}.stdout", cwd.parent / f"{cwd.name}.stderr"

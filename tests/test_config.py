@@ -1,4 +1,4 @@
-"""settings.py: config files are read as data (never executed), overrides are typed and checked, and
+"""gptkit/config.py: config files are read as data (never executed), overrides are typed and checked, and
 every script reads its command line the same way."""
 
 import dataclasses
@@ -7,14 +7,15 @@ from typing import Literal
 
 import pytest
 
-import settings
 from conftest import run_script
+from gptkit.config import build_configs, parse_args, parse_override, read_config_file
+from gptkit.errors import UserError, error_line
 from model import GPTConfig
-from settings import UserError, build_configs, parse_args, parse_override, read_config_file
+from train import TrainConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_FILES = sorted((REPO_ROOT / "config").glob("*.py"))
-CLASSES = [GPTConfig, settings.TrainConfig]
+CLASSES = [GPTConfig, TrainConfig]
 
 
 def write(tmp_path, text, name="cfg.py"):
@@ -117,7 +118,7 @@ def test_nanogpt_style_imports_and_a_run_name_computed_by_code_are_accepted(tmp_
                            "wandb_run_name = 'ft-' + str(time.time())\nbatch_size = 1\n")
     model_cfg, cfg = parse([str(path)])
     assert cfg.batch_size == 1 and cfg.wandb_log and cfg.wandb_project == "ft"
-    assert cfg.wandb_run_name == settings.TrainConfig.wandb_run_name
+    assert cfg.wandb_run_name == TrainConfig.wandb_run_name
     warning = capsys.readouterr().err.strip()
     assert warning.startswith(f"warning: {path}:5:") and "str(time.time())" in warning and "default" in warning
     _, cfg = parse([str(path), "--wandb_log=False", "--wandb_run_name=mine", "--batch_size=2"])
@@ -163,11 +164,11 @@ def test_a_config_file_cannot_take_hours_or_all_memory(tmp_path):
 def test_an_error_is_printed_as_one_line_whatever_it_quotes(tmp_path):
     """Found by tests/test_fuzz.py: an argument holding a carriage return or another control character,
     a block statement in a config file: each made the `error:` message two lines."""
-    assert settings.error_line(UserError("unknown setting 'a\rb\x1ec\u2028'")) == \
+    assert error_line(UserError("unknown setting 'a\rb\x1ec\u2028'")) == \
         "error: unknown setting 'a\\rb\\x1ec\\u2028'"
     block = write(tmp_path, "def f():\n    open('x', 'w')\n")
     assert error_of([str(block)]).endswith("expected `key = value`, found `def f():`")
-    line = settings.error_line(UserError(error_of(["--n_layer\r=2"])))
+    line = error_line(UserError(error_of(["--n_layer\r=2"])))
     assert line == "error: unknown setting 'n_layer\\r' (did you mean 'n_layer'?)" and len(line.splitlines()) == 1
 
 
@@ -308,7 +309,7 @@ def test_positional_arguments_go_to_the_setting_that_takes_them():
 
 
 def test_commands_are_checked_with_a_suggestion():
-    from settings import command_args
+    from gptkit.config import command_args
 
     commands = {"attention": [], "loss": []}
     assert command_args(["loss", "a", "--x=1"], commands) == ("loss", ["a", "--x=1"])

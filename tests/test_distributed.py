@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from checkpoint import load_checkpoint
+from gptkit.checkpoint import load_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=16", "--batch_size=4", "--dropout=0.0",

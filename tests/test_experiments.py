@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import REPO_ROOT, make_model, png_size, random_tokens
 import experiment
+from gptkit.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from gptkit.errors import UserError
+from gptkit.runlog import read_log
+from gptkit.tokenizer import CharTokenizer, load_tokenizer
+from model import GPT, GPTConfig
 import sample
 import train
 import visualize
-from checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from runlog import read_log
-from conftest import REPO_ROOT, make_model, png_size, random_tokens
-from model import GPT, GPTConfig
-from settings import UserError
-from tokenizer import CharTokenizer, load_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -126,7 +126,7 @@ def test_train_py_trace_shapes_names_every_step_with_a_description(tiny_train_ar
     # it says why B=2, shows the text, and which attention path training really takes
     assert "B=2 sequences of T=32 tokens (two: enough to show the batch dimension" in out
     assert re.search(r"^sequence 0: (['\"]).{10,}\1$", out, re.M)  # its text, as repr shows it
-    assert "training and sampling run the fused kernel F.scaled_dot_product_attention" in out
+    assert "training and sampling use the fused kernel F.scaled_dot_product_attention" in out
     for step in ("h.0.ln_1", "h.0.attn.c_proj", "h.0.attn_residual", "h.0.ln_2", "ln_f"):
         assert step in lines and len(lines[step].split()) > 3, step
 
@@ -138,8 +138,15 @@ def test_the_trace_names_every_variants_steps_and_path(tiny_train_args, tmp_path
     assert "sum_i q_i^2 k_i^2 / sqrt(hs) (of the RMS-normalised q and k) for every (query, key) pair" in out
     for step in ("h.0.attn.q_norm", "h.0.attn.k_norm", "h.0.attn.q_rope", "h.0.attn.k_rope"):
         assert step in out
-    assert "training and sampling run explicit_attention, as here: the fused kernel cannot compute " \
-           "attn_score=square_then_dot" in out
+    assert "training and sampling run it step by step too: the fused kernel knows only the dot-product score " \
+           "under the causal mask or none, and this model has attn_score=square_then_dot" in out
+
+
+def test_without_residuals_the_trace_names_the_attention_output_for_what_it_is(tiny_train_args, tmp_path, capsys):
+    train.main([*tiny_train_args, "--trace_shapes=True", f"--out_dir={tmp_path}", "--residual=False"])
+    out = capsys.readouterr().out
+    assert "h.0.attn_output" in out and "attn_residual" not in out
+    assert "nothing carries x past it" in out
 
 
 def test_trace_values_prints_the_numbers_of_a_tiny_forward_pass(tiny_train_args, tmp_path, capsys):

@@ -33,17 +33,20 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-import prepare
-import train
-from checkpoint import load_trained, read_meta_pkl
 from conftest import snapshot
-from data import TokenData
 from export import ExportConfig
+from gptkit.checkpoint import load_trained
+from gptkit.config import field_types, parse_args
+from gptkit.data import TokenData
+from gptkit.errors import PATH_ERRORS, UserError, error_line
+from gptkit.nanogpt import read_meta_pkl
+from gptkit.tokenizer import CharTokenizer, GPT2Tokenizer, prompt_ids, read_prompt
 from model import GPTConfig
+import prepare
 from prepare import PrepareConfig
 from sample import SampleConfig
-from settings import PATH_ERRORS, TrainConfig, UserError, error_line, field_types, parse_args
-from tokenizer import CharTokenizer, GPT2Tokenizer, prompt_ids, read_prompt
+import train
+from train import TrainConfig
 
 settings.register_profile("ci", max_examples=100, derandomize=True, database=None, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

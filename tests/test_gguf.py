@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 import torch
 
-import export
-from checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from settings import UserError
 from conftest import CHAR_DATASET, main_error_line, run_script
-from gguf_export import GGUF_TYPES, export_gguf
+import export
+from gptkit.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from gptkit.errors import UserError
+from gptkit.gguf_export import GGUF_TYPES, export_gguf
 from model import GPT, GPTConfig
 
 gguf = pytest.importorskip("gguf", reason="the gguf package is not installed (pip install gguf; CI installs it)")
@@ -143,7 +143,7 @@ def test_char_tokens_are_escaped_as_llama_cpp_reads_them(tmp_path):
 
 @pytest.mark.parametrize("gguf_type", GGUF_TYPES)
 def test_gpt2_bpe_model_file_carries_gpt2_vocabulary_and_drops_the_padding(tmp_path, gguf_type):
-    from tokenizer import GPT2Tokenizer
+    from gptkit.tokenizer import GPT2Tokenizer
 
     model = random_model(vocab_size=50304)  # padded, as train.py pads GPT-2's 50257
     try:
@@ -290,7 +290,7 @@ def trained(llama_cpp, tmp_path_factory, char_data_dir, shakespeare_text_session
 @pytest.fixture(scope="module")
 def exported(trained, tmp_path_factory):
     """{(kind, gguf_type): (path, model, tokenizer)} for both models in every type."""
-    from tokenizer import load_tokenizer
+    from gptkit.tokenizer import load_tokenizer
 
     root, files = tmp_path_factory.mktemp("gguf_files"), {}
     for kind, (out_dir, _) in trained.items():

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 import export
-from checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from settings import UserError
-from gpt2_weights import check_exportable, export_hf, load_hf_gpt2, model_from_hf
+from gptkit.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from gptkit.errors import UserError
+from gptkit.gpt2_weights import check_exportable, export_hf, load_hf_gpt2, model_from_hf
 from model import GPT, GPTConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -194,8 +194,9 @@ def test_core_works_without_transformers(tmp_path):
     code = f"""
 import sys
 sys.modules["transformers"] = sys.modules["safetensors"] = None  # import fails as if not installed
-import train, sample, export, prepare, checkpoint, data, gpt2_weights
-from settings import UserError
+import train, sample, export, prepare
+from gptkit import checkpoint, data, gpt2_weights
+from gptkit.errors import UserError
 try:
     gpt2_weights.load_hf_gpt2("gpt2")
 except UserError as e:

@@ -1,4 +1,4 @@
-"""int8 sampling (sample.py --quantize=int8, system.quantize) on the tiny checkpoint trained by train.py:
+"""int8 sampling (sample.py --quantize=int8, gptkit/quantize.py) on the tiny checkpoint trained by train.py:
 int8 weights really, close to float32 on real text, deterministic for a seed, and one line where it
 cannot run."""
 
@@ -7,13 +7,13 @@ import copy
 import pytest
 import torch
 
-import sample
-import system
-from checkpoint import load_checkpoint, model_from_checkpoint
 from conftest import main_error_line, make_model
-from data import TokenData
+from gptkit.checkpoint import load_checkpoint, model_from_checkpoint
+from gptkit.data import TokenData
+from gptkit.errors import UserError
+from gptkit.quantize import quantize
 from model import stream
-from settings import UserError
+import sample
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -25,7 +25,7 @@ def trained(tiny_run):
     model = model_from_checkpoint(ckpt).eval()
     settings = ckpt["train_config"]
     data = TokenData(f"{settings['data_dir']}/{settings['dataset']}", model.config.block_size)
-    return model, system.quantize(copy.deepcopy(model), "int8", "cpu", torch.float32), data
+    return model, quantize(copy.deepcopy(model), "int8", "cpu", torch.float32), data
 
 
 def test_every_linear_layer_runs_with_int8_weights(trained):
@@ -74,14 +74,14 @@ def test_int8_sampling_is_deterministic_for_a_seed(tiny_run, cli):
 
 def test_a_gpu_another_dtype_or_a_cpu_without_kernels_gets_one_line(capsys, monkeypatch, tiny_run):
     with pytest.raises(UserError, match=r"CPU only.*--device=cpu"):
-        system.quantize(make_model(), "int8", "cuda", torch.float32)
+        quantize(make_model(), "int8", "cuda", torch.float32)
     args = [f"--out_dir={tiny_run.out_dir}", "--device=cpu", "--quantize=int8", "--max_new_tokens=4"]
     assert "--dtype" in main_error_line(capsys, sample, [*args, "--dtype=bfloat16"])
     monkeypatch.setattr(type(torch.backends.quantized), "supported_engines", property(lambda self: ["none"]))
     line = main_error_line(capsys, sample, args)
     assert "no int8 Linear kernels" in line and "without --quantize" in line
     model = make_model()
-    assert system.quantize(model, "none", "cuda", torch.bfloat16) is model  # none: nothing to refuse
+    assert quantize(model, "none", "cuda", torch.bfloat16) is model  # none: nothing to refuse
 
 
 def test_bench_sample_times_both_and_scores_a_trained_run_on_its_val_split(capsys, tiny_run, trained):

@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import model as model_module
 from conftest import make_model as make_tiny
 from conftest import random_tokens, tiny_config
-from data import TokenData
+from gptkit.data import TokenData
+import model as model_module
 from model import GPT, GPTConfig, KVCache, apply_rotary, rotary_cos_sin, sample_next, sinusoidal_encoding, tracing
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -121,9 +121,9 @@ def test_anticausal_hides_the_past_and_none_hides_nothing():
 @pytest.mark.parametrize("mask", ["causal", "none", "anticausal"])
 def test_attention_weights_rows_sum_to_one_and_the_mask_hides_its_half(mask):
     """The hidden half of the (query, key) grid gets exactly zero weight."""
-    weights = {}
-    with tracing(lambda name, t: weights.setdefault(name, t)):
-        logits_of(make_tiny(mask=mask).eval(), random_tokens((1, 8)))
+    weights, model = {}, make_tiny(mask=mask).eval()
+    with tracing(model, lambda name, t: weights.setdefault(name, t)):
+        logits_of(model, random_tokens((1, 8)))
     w = weights["h.1.attn.softmax"][0, 0]  # (T, S)
     upper, lower = torch.triu(w, diagonal=1), torch.tril(w, diagonal=-1)
     assert (upper == 0).all() == (mask == "causal")
@@ -224,18 +224,24 @@ def test_what_the_fused_kernel_cannot_compute_takes_the_explicit_path(overrides,
     model = make_tiny(**overrides).eval()
     monkeypatch.setattr(model_module.F, "scaled_dot_product_attention", refuse)
     logits_of(model, random_tokens((1, 8)))
-    model.train()  # training too: explicit_attention is how a learner's edit of explicit_attention runs in train.py
+    model.train()  # training too: explicit_attention=True is how a learner's edit of step_by_step runs in train.py
     model(random_tokens((2, 8)), random_tokens((2, 8)))[1].backward()
 
 
-def test_tracing_takes_the_explicit_path_and_gets_the_same_logits():
+def test_tracing_takes_the_step_by_step_path_and_gets_the_same_logits(monkeypatch):
     model = make_tiny().eval()
     x = random_tokens((2, 16))
     seen = []
-    with tracing(lambda name, t: seen.append(name)):
+    with tracing(model, lambda name, t: seen.append(name)):
         traced = logits_of(model, x)
-    assert "h.0.attn.softmax" in seen  # the explicit path really ran
+    assert "h.0.attn.softmax" in seen  # the step-by-step path really ran
     torch.testing.assert_close(traced, logits_of(model, x), rtol=1e-5, atol=1e-5)
+    # and afterwards nothing is hooked: the fused kernel runs again and no step is reported
+    fused = []
+    monkeypatch.setattr(model_module.F, "scaled_dot_product_attention",
+                        lambda *a, **k: fused.append(1) or torch.zeros(2, 2, 16, 8))
+    logits_of(model, x)
+    assert fused and not model.transformer.h[0].attn.c_proj._forward_hooks
 
 
 @pytest.mark.parametrize("attn_score, formula", [
@@ -246,9 +252,9 @@ def test_tracing_takes_the_explicit_path_and_gets_the_same_logits():
 ])
 def test_attention_scores_compute_their_formula(attn_score, formula):
     """dot: q.k/sqrt(hs); dot_then_square: (q.k/sqrt(hs))^2; square_then_dot: sum_i q_i^2 k_i^2 / sqrt(hs)."""
-    seen = {}
-    with tracing(lambda name, t: seen.setdefault(name, t)):
-        logits_of(make_tiny(attn_score=attn_score).eval(), random_tokens((1, 8)))
+    seen, model = {}, make_tiny(attn_score=attn_score).eval()
+    with tracing(model, lambda name, t: seen.setdefault(name, t)):
+        logits_of(model, random_tokens((1, 8)))
     q, k = seen["h.0.attn.q"], seen["h.0.attn.k"]  # (B, nh, T, hs)
     torch.testing.assert_close(seen["h.0.attn.scores"], formula(q, k, q.size(-1)))
 
@@ -260,18 +266,18 @@ def test_square_then_dot_squares_each_component_before_the_sum():
     q = torch.tensor([[[[1.0, -2.0, 0.0, 3.0]]]])  # (B=1, nh=1, T=1, hs=4)
     k = torch.tensor([[[[2.0, 1.0, -5.0, -1.0]]]])
     seen = {}
-    with tracing(lambda name, t: seen.setdefault(name, t)):
-        attn.explicit_attention(q, k, k, torch.arange(1), torch.arange(1), 0.0)
+    with tracing(model, lambda name, t: seen.setdefault(name, t)):
+        attn.step_by_step(q, k, k, torch.arange(1), torch.arange(1), 0.0)
     # 1*4 + 4*1 + 0*25 + 9*1 = 17, over sqrt(4); the plain dot product would be 2 - 2 + 0 - 3 = -3
     assert seen["h.0.attn.scores"].item() == pytest.approx(17 / 2)
 
 
-def test_the_fused_kernel_computes_what_explicit_attention_computes():
+def test_the_fused_kernel_computes_what_step_by_step_attention_computes():
     attn = make_tiny().eval().transformer.h[0].attn
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 2, 16, 8, generator=g) for _ in range(3))
     positions = torch.arange(16)
-    explicit = attn.explicit_attention(q, k, v, positions, positions, 0.0)
+    explicit = attn.step_by_step(q, k, v, positions, positions, 0.0)
     torch.testing.assert_close(explicit, F.scaled_dot_product_attention(q, k, v, is_causal=True), rtol=1e-5, atol=1e-6)
 
 

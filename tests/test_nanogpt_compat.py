@@ -22,11 +22,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import train
-from checkpoint import checkpoint_meta, load_checkpoint, load_trained, model_from_checkpoint, read_meta_pkl
-from settings import TrainConfig, UserError, parse_args
-from data import TokenData
+from gptkit.checkpoint import checkpoint_meta, load_checkpoint, load_trained, model_from_checkpoint
+from gptkit.config import parse_args
+from gptkit.data import TokenData
+from gptkit.errors import UserError
+from gptkit.nanogpt import read_meta_pkl
 from model import GPTConfig
+import train
+from train import TrainConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NANOGPT_CONFIGS = REPO_ROOT / "tests" / "fixtures" / "nanogpt_config"

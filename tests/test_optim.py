@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from optim import Muon, orthogonalize
+from gptkit.optim import Muon, orthogonalize
 
 
 @pytest.mark.parametrize("shape", [(32, 96), (96, 32), (40, 64)])

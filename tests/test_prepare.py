@@ -14,15 +14,9 @@ import tiktoken
 import tiktoken.load
 import tiktoken.registry
 
+from gptkit.errors import UserError
+from gptkit.tokenizer import CharTokenizer, GPT2Tokenizer, gpt2_encoding, gpt2_encoding_from_files, load_tokenizer
 import prepare
-from settings import UserError
-from tokenizer import (
-    CharTokenizer,
-    GPT2Tokenizer,
-    gpt2_encoding,
-    gpt2_encoding_from_files,
-    load_tokenizer,
-)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

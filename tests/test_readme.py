@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-import sample
-import settings
 from conftest import REPO_ROOT
 from model import GPTConfig
+import sample
+import train
 
 
 def readme_settings():
@@ -37,7 +37,7 @@ def documents(documented, default):
     return documented.strip("`") in (default, json.dumps(default)) or not default
 
 
-@pytest.mark.parametrize("config", [GPTConfig, settings.TrainConfig, sample.SampleConfig])
+@pytest.mark.parametrize("config", [GPTConfig, train.TrainConfig, sample.SampleConfig])
 def test_every_setting_is_in_the_readme_with_its_default(config):
     rows = readme_settings()
     for field in dataclasses.fields(config):

@@ -22,14 +22,16 @@ from pathlib import Path
 import pytest
 import torch
 
-import checkpoint
-import settings
-from checkpoint import OutDirLock, check_free_space, claim_out_dir, load_checkpoint, save_checkpoint
 from conftest import REPO_ROOT, main_error_line
+from gptkit.checkpoint import load_checkpoint, save_checkpoint
+from gptkit.errors import UserError
+import gptkit.rundir
+from gptkit.rundir import OutDirLock, check_free_space, claim_out_dir
+from gptkit.runlog import LogFile, read_log
+from gptkit.system import StopRequest
 from model import GPT, GPTConfig
-from runlog import LogFile, read_log
-from settings import UserError
-from system import StopRequest
+from train import TrainConfig
+
 MAX_ITERS = 100
 TINY = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=4", "--dropout=0.1",
         f"--max_iters={MAX_ITERS}", "--eval_interval=10", "--eval_iters=2", "--log_interval=5",
@@ -44,7 +46,8 @@ import io, os, runpy, signal, sys
 repo, phase, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 sys.argv = [os.path.join(repo, "train.py"), *sys.argv[4:]]
 sys.path.insert(0, repo)
-import torch, data
+from gptkit import data
+import torch
 calls = 0
 
 def nth():
@@ -398,7 +401,7 @@ def test_unwritable_out_dir_is_refused_before_training(tmp_path, monkeypatch):
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(checkpoint.tempfile, "TemporaryFile", read_only)
+    monkeypatch.setattr(gptkit.rundir.tempfile, "TemporaryFile", read_only)
     with pytest.raises(UserError, match="not writable .Read-only file system"):
         claim_out_dir(tmp_path / "out", protect_checkpoints=True)
 
@@ -407,7 +410,7 @@ def test_too_little_disk_space_is_refused_before_training(tmp_path, monkeypatch)
     model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=11))
     size = 3 * sum(p.numel() * 4 for p in model.parameters())  # weights and AdamW's two moments
     usage = type("usage", (), {"free": 2 * size - 1})
-    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda path: usage)
+    monkeypatch.setattr(gptkit.rundir.shutil, "disk_usage", lambda path: usage)
     with pytest.raises(UserError, match="MiB free but checkpoints need about"):
         check_free_space(tmp_path, model)  # best.pt and ckpt.pt both to come: 2x
     for name in ("best.pt", "ckpt.pt"):
@@ -459,5 +462,5 @@ def test_train_config_refuses_settings_the_optimizer_would_fail_on():
     for bad in (dict(beta1=1.0), dict(beta2=-0.1), dict(weight_decay=-1.0), dict(grad_clip=-1.0),
                 dict(learning_rate=float("inf")), dict(eval_iters=0)):
         with pytest.raises(UserError):
-            settings.TrainConfig(**bad).validate()
-    settings.TrainConfig(grad_clip=0.0, weight_decay=0.0, beta1=0.0).validate()
+            TrainConfig(**bad).validate()
+    TrainConfig(grad_clip=0.0, weight_decay=0.0, beta1=0.0).validate()

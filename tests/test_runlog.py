@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import one_error_line
-from runlog import METRICS, read_log
+from gptkit.runlog import METRICS, read_log
 
 BOTH = ("--tensorboard=True", "--wandb_log=True", "--wandb_project=tests", "--wandb_run_name=tiny")
 

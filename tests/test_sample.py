@@ -11,10 +11,10 @@ import zipfile
 import pytest
 import torch
 
-import sample
-from checkpoint import checkpoint_path, load_checkpoint, model_from_checkpoint
 from conftest import REPO_ROOT, main_error_line, one_error_line
-from tokenizer import load_tokenizer
+from gptkit.checkpoint import checkpoint_path, load_checkpoint, model_from_checkpoint
+from gptkit.tokenizer import load_tokenizer
+import sample
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -115,9 +115,9 @@ def test_missing_checkpoint_dir_is_a_clear_error(capsys, tmp_path):
 
 
 def test_a_model_that_saw_the_future_is_flagged_before_its_garbage(tmp_path, capsys):
-    from checkpoint import save_checkpoint
+    from gptkit.checkpoint import save_checkpoint
     from conftest import make_model
-    from tokenizer import CharTokenizer
+    from gptkit.tokenizer import CharTokenizer
 
     tokenizer = CharTokenizer.from_text("ROMEO: abc\n")
     save_checkpoint(tmp_path / "best.pt", make_model(mask="none", vocab_size=tokenizer.vocab_size), iter_num=0,

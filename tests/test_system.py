@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import bench
-import system
-from checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from settings import UserError
+from gptkit import memory, system
+from gptkit.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from gptkit.errors import UserError
 from model import GPT, GPTConfig
 
 
@@ -75,4 +75,4 @@ def test_mfu_is_against_the_devices_own_peak(monkeypatch):
 def test_the_memory_check_estimates_the_parameters_it_would_allocate(changes):
     config = GPTConfig(**{**dict(n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=65), **changes})
     actual = GPT(config).num_params(non_embedding=False)
-    assert abs(system.estimated_params(config) - actual) / actual < 0.05  # only biases and norm gains left out
+    assert abs(memory.estimated_params(config) - actual) / actual < 0.05  # only biases and norm gains left out

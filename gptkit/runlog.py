@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from settings import UserError
-from tokenizer import load_tokenizer, prompt_ids
+from gptkit.errors import UserError, first_line
+from gptkit.tokenizer import load_tokenizer, prompt_ids
 
 # log.jsonl's keys as TensorBoard and W&B name them: nanoGPT's W&B names where it logs the same thing
 METRICS = {"train_loss": "train/loss", "val_loss": "val/loss", "lr": "lr", "tokens": "tokens",
@@ -104,7 +104,7 @@ class WandB:
             self.run = wandb.init(project=project, name=name, config=settings, id=run_id,
                                   resume="allow" if run_id else None, dir=os.environ.get("WANDB_DIR", out_dir))
         except Exception as e:  # not logged in, no network, a bad project name: W&B's own message says which
-            raise UserError(f"wandb_log=True but W&B did not start ({str(e).strip().splitlines()[0]}); "
+            raise UserError(f"wandb_log=True but W&B did not start ({first_line(e)}); "
                             f"run `wandb login`, or set WANDB_MODE=offline, or drop wandb_log") from None
         id_file.write_text(self.run.id)
         # a run we continue holds every iteration logged before this process started

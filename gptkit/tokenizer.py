@@ -19,7 +19,7 @@ import tiktoken
 import tiktoken.load
 from tiktoken_ext.openai_public import r50k_pat_str
 
-from settings import UserError
+from gptkit.errors import UserError
 
 # The sha256 hashes tiktoken checks for its own download of the GPT-2 files
 # (tiktoken_ext/openai_public.py, gpt2()).

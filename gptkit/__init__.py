@@ -1,0 +1,24 @@
+"""What the scripts at the top of the repository lean on: one module per job, imported as
+`from gptkit.checkpoint import load_trained` from the repository root (no install step).
+
+    errors       UserError and run_main: one line of error, exit code 2, no traceback
+    config       config files read as data, --key=value arguments, did-you-mean hints
+    data         datasets on disk, and the one function that makes batches
+    tokenizer    characters and GPT-2 BPE (offline too)
+    checkpoint   the checkpoint format: written and read in one place each
+    rundir       the run folder: one writer (a lock), free space, atomic writes
+    runlog       log.jsonl, TensorBoard, W&B, samples.txt
+    nanogpt      nanoGPT's checkpoints, meta.pkl and optimizer state, read as ours
+    optim        AdamW and Muon
+    system       device, dtype, threads, compile, random states, Ctrl-C
+    distributed  several processes under torchrun
+    memory       what a model needs in memory, checked before it is built
+    quantize     int8 weights for CPU sampling
+    attention    reading attention weights and next-token probabilities out of a model
+    shape_trace  the named tensors of one forward pass, printed
+    plots        PNG plots (matplotlib)
+    gpt2_weights OpenAI's GPT-2 in, Hugging Face GPT-2 out
+    gguf_export  one GGUF file for llama.cpp and Ollama
+
+model.py, the GPT itself, stays at the top: it is the file to read, and needs only torch.
+"""

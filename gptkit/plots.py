@@ -1,0 +1,90 @@
+"""Plots as PNG files, drawn by matplotlib's Agg backend (files only, no window, no display).
+
+matplotlib is optional: only the pictures need it (pip install matplotlib), and without it the
+first plot is one line of error. visualize.py and experiment.py draw with these.
+"""
+
+import textwrap
+from pathlib import Path
+
+from gptkit.errors import UserError
+
+
+def matplotlib_figure():
+    """(new_figure, matplotlib): plots need matplotlib, nothing else in the repository does."""
+    try:
+        import matplotlib
+        import matplotlib.colors
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise UserError("matplotlib is not installed; the plots need it: pip install matplotlib") from None
+
+    def new_figure(width, height, dpi):
+        """A figure of exactly width x height pixels, drawn by Agg (files only, no window, no display)."""
+        fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, layout="constrained")
+        FigureCanvasAgg(fig)
+        return fig
+
+    return new_figure, matplotlib
+
+
+def save(fig, out, dpi):
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=dpi, format="png")  # never bbox_inches="tight": the size is what was asked
+    except OSError as e:
+        raise UserError(f"cannot write {out} ({e.strerror or e})") from None
+    return out
+
+
+def check_size(width, height, dpi):
+    if width < 0 or height < 0 or dpi <= 0:
+        raise UserError("width and height must not be negative (0: automatic) and dpi must be positive")
+
+
+def wrapped(text, inches, points=10):
+    """The text broken into lines that fit `inches` at about `points` size, so no title is cut off."""
+    return textwrap.fill(text, width=max(20, int(inches * 144 / points)))
+
+
+LINE_STYLES = ["-", "--", "-.", ":"]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+
+
+def plot_loss(runs, out, title="", width=1200, height=480, dpi=100, x="iter", target=0.0):
+    """Write the curves of runs [(label, log records)]: train loss, val loss, and val loss again past the
+    first quarter with its own y-axis, where runs that start alike come apart. Each run has
+    its own colour, line style and marker, so a run drawn over another still shows. Returns the path."""
+    new_figure, _ = matplotlib_figure()
+    fig = new_figure(width, height, dpi)
+    axes = fig.subplots(1, 3)
+    x_name = {"iter": "iteration", "elapsed_s": "seconds from process start", "tokens": "tokens"}[x]
+    x_end = max((r[x] for _, records in runs for r in records if x in r), default=0)
+    panels = [("train", "train loss", 0), ("val", "val loss", 0), ("val", "val loss, zoomed: the last 3/4", x_end / 4)]
+    for ax, (split, name, x_from) in zip(axes, panels):
+        shown = []
+        for i, (label, records) in enumerate(runs):
+            points = [(r[x], r[f"{split}_loss"]) for r in records
+                      if r.get(f"{split}_loss") is not None and x in r and r[x] >= x_from]
+            if points:
+                ax.plot(*zip(*points), color=f"C{i % 10}", linestyle=LINE_STYLES[i % 4], marker=MARKERS[i % 8],
+                        markersize=3.5, linewidth=1.4, alpha=0.85, label=label)
+                shown += [y for _, y in points]
+        if target and split == "val":
+            ax.axhline(target, color="0.4", linestyle=(0, (4, 3)), linewidth=1, label=f"target {target}")
+            shown.append(target)
+        if shown and x_from:  # the zoom: fit the y-axis to what is drawn
+            low, high = min(shown), max(shown)
+            margin = 0.08 * (high - low) or 0.01
+            ax.set_ylim(low - margin, high + margin)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel(x_name)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("cross-entropy loss")
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize="small")
+    if title:
+        fig.suptitle(wrapped(title, width / dpi, 11), fontsize=11)
+    return save(fig, out, dpi)

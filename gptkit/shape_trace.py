@@ -1,0 +1,120 @@
+"""The shape trace: one forward pass, each named tensor with its shape and what it holds.
+
+train.py and sample.py print it with --trace_shapes=True; the walkthrough notebook calls it too.
+The names are those model.tracing hands out (h.0.attn.q, h.0.attn.softmax, ...).
+"""
+
+import textwrap
+
+import torch
+
+from model import tracing
+
+
+def describe_step(name, config):
+    """One line on what the traced tensor `name` holds (per-layer names lose their `h.N.` prefix)."""
+    step = name.split(".", 2)[2] if name.startswith("h.") else name
+    norm = {"layernorm": "LayerNorm: each position's C values to mean 0, variance 1, then a learned scale",
+            "rmsnorm": "RMSNorm: each position's C values divided by their root mean square, then scaled",
+            "none": "no normalisation (norm=none): the input unchanged"}[config.norm]
+    scores = {"dot": "q.k/sqrt(hs)", "dot_then_square": "(q.k/sqrt(hs))^2",
+              "square_then_dot": "sum_i q_i^2 k_i^2 / sqrt(hs)", "neg_dot": "-q.k/sqrt(hs)"}[config.attn_score]
+    if config.qk_norm:
+        scores += " (of the RMS-normalised q and k)"
+    return {
+        "idx": "token ids: the input, one integer per position",
+        "tok_emb": "token embedding: the row of wte for each token id",
+        "pos_emb": f"{config.pos_encoding} position encoding, added to tok_emb (broadcast over B)",
+        "ln_1": f"{norm} (before attention)",
+        "attn.q": "queries: what each position looks for, one set per head",
+        "attn.k": "keys: what each position can be found by",
+        "attn.v": "values: what each position passes on when attended to",
+        "attn.q_norm": "queries RMS-normalised per head (qk_norm): the score can no longer grow with |q|",
+        "attn.k_norm": "keys RMS-normalised per head (qk_norm)",
+        "attn.q_rope": "queries rotated by their position (rope): each pair of channels by pos * theta_i",
+        "attn.k_rope": "keys rotated by their position (rope): q.k now depends on the distance",
+        "attn.scores": f"{scores} for every (query, key) pair",
+        "attn.mask": {"causal": "True where the key is the query itself or in its past",
+                      "none": "all True: every position sees every other",
+                      "anticausal": "True where the key is the query itself or in its future"}[config.mask],
+        "attn.softmax": "attention weights: softmax of the masked scores over keys; rows sum to 1",
+        "attn.out": "per head, the attention-weighted sum of the values",
+        "attn.merged": "the heads side by side again",
+        "attn.c_proj": "c_proj: a Linear that mixes the heads' outputs (then dropout)",
+        "attn_residual": "x + attention: the residual stream",
+        "attn_output": "the attention output alone (residual=False: nothing carries x past it)",
+        "ln_2": f"{norm} (before the MLP)",
+        "mlp": f"MLP: Linear to 4C, {config.activation}, Linear back to C",
+        "out": "block output: x + MLP (the residual stream)" if config.residual
+               else "block output: the MLP output alone (no residual connection)",
+        "ln_f": f"final {norm}",
+        "logits": "a score for every vocabulary entry as the next token",
+        "loss": "cross-entropy: mean of -log p(target) over all B*T positions",
+    }.get(step, "")
+
+
+def attention_path(config):
+    """How training and sampling run attention, in words (model.CausalSelfAttention.forward)."""
+    if config.explicit_attention:
+        return "run it step by step too, as explicit_attention=True asks"
+    if not config.fusable_attention:
+        what = f"attn_score={config.attn_score}" if config.attn_score != "dot" else f"mask={config.mask}"
+        return (f"run it step by step too: the fused kernel knows only the dot-product score under the causal mask "
+                f"or none, and this model has {what}")
+    return "use the fused kernel F.scaled_dot_product_attention: the same numbers in one step, the weights never stored"
+
+
+def print_shape_trace(model, idx, targets=None, tokenizer=None, values=False):
+    """Run one forward pass and print each named tensor: name, shape, what it holds (and with values,
+    the numbers of the first sequence and, in 4-D tensors, its first head).
+
+    Layers after the first that repeat its shapes are summarised in one line.
+    """
+    steps = []
+    with torch.no_grad(), tracing(model, lambda name, t: steps.append((name, t.detach().clone() if values else t.shape))):
+        model(idx, targets)
+    cfg = model.config
+    B, T = idx.shape
+    print(f"B={B} sequences of T={T} tokens" + (" (two: enough to show the batch dimension; training takes "
+                                               "batch_size of them)" if B == 2 else ""))
+    if tokenizer is not None:
+        print(f"sequence 0: {tokenizer.decode(idx[0].tolist())!r}")
+    print(f"C={cfg.n_embd} channels, nh={cfg.n_head} heads of hs={cfg.n_embd // cfg.n_head}, {cfg.n_layer} layers, "
+          f"vocab {cfg.vocab_size}")
+    print(f"attention: this trace runs it step by step (CausalSelfAttention.step_by_step) to show each step; "
+          f"training and sampling {attention_path(cfg)}")
+    if values:
+        print("values: of sequence 0, and of head 0 where there are heads")
+    print(f"{'step':<20} {'shape':<18} what it holds")
+    layer_of = lambda name: int(name.split(".")[1]) if name.startswith("h.") else None  # noqa: E731
+    shape_of = lambda x: tuple(x.shape if isinstance(x, torch.Tensor) else x)  # noqa: E731
+    first = [(n.split(".", 2)[2], shape_of(t)) for n, t in steps if layer_of(n) == 0]
+    done = set()
+    for name, tensor in steps:
+        layer = layer_of(name)
+        if layer is not None and layer > 0:
+            if layer in done:
+                continue
+            mine = [(n.split(".", 2)[2], shape_of(t)) for n, t in steps if layer_of(n) == layer]
+            if mine == first and not values:
+                done.add(layer)
+                if layer == 1:
+                    print(f"{f'h.1 .. h.{cfg.n_layer - 1}':<20} {'':<18} the same steps and shapes as h.0")
+                continue
+        print(f"{name:<20} {str(shape_of(tensor)):<18} {describe_step(name, cfg)}")
+        if values:
+            print(textwrap.indent(format_values(name, tensor), " " * 4))
+
+
+def format_values(name, t):
+    """The numbers of a traced tensor: of sequence 0, and of head 0 in (B, nh, T, ...) tensors."""
+    if name.split(".", 2)[-1] not in ("pos_emb", "attn.mask") and t.dim() >= 2:  # those have no batch dimension
+        t = t[0]
+    if t.dim() == 3:  # (nh, T, ...)
+        t = t[0]
+    torch.set_printoptions(precision=3, sci_mode=False, linewidth=110, edgeitems=4, threshold=256)
+    try:
+        text = str(t.float() if t.is_floating_point() else t)
+    finally:
+        torch.set_printoptions(profile="default")
+    return text.removeprefix("tensor(").removesuffix(")").replace("\n" + " " * len("tensor("), "\n")
