@@ -32,6 +32,7 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,23 +166,33 @@ def check_split(n_chars, train_ids, val_ids):
         )
 
 
-def write_dataset(out_dir, arrays, meta):
-    """Write arrays (file name -> np.ndarray) and meta.json into out_dir, all or nothing.
-
-    Everything is written into a temporary folder next to out_dir first and moved into place
-    only once it all succeeded, so an error (disk full, Ctrl-C) leaves the old dataset intact.
-    """
+@contextmanager
+def staging_folder(out_dir):
+    """A temporary folder beside out_dir to write a new dataset into, removed afterwards whatever happens:
+    until publish() moves the files into out_dir, an error (disk full, Ctrl-C) leaves the old dataset intact."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        for name, array in arrays.items():
-            array.tofile(tmp_dir / name)
-        (tmp_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        out_dir.mkdir(exist_ok=True)
-        for name in [*arrays, "meta.json"]:  # meta.json last: it describes the .bin files
-            os.replace(tmp_dir / name, out_dir / name)
+        yield tmp_dir
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def publish(tmp_dir, out_dir, names, meta):
+    """Write meta.json into tmp_dir, then move the files `names` and meta.json into out_dir: meta.json last,
+    since it describes them."""
+    (tmp_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    out_dir.mkdir(exist_ok=True)
+    for name in [*names, "meta.json"]:
+        os.replace(tmp_dir / name, out_dir / name)
+
+
+def write_dataset(out_dir, arrays, meta):
+    """Write arrays (file name -> np.ndarray) and meta.json into out_dir, all or nothing."""
+    with staging_folder(out_dir) as tmp_dir:
+        for name, array in arrays.items():
+            array.tofile(tmp_dir / name)
+        publish(tmp_dir, out_dir, arrays, meta)
 
 
 def prepare_text(text, out_dir, tokenizer_name, source):
@@ -322,53 +333,53 @@ def prepare_web(documents, out_dir, source, num_proc=1, shard_tokens=SHARD_TOKEN
     """
     out_dir = Path(out_dir)
     tokenizer = GPT2Tokenizer()  # here first: a missing BPE file is one clear error, not one per worker
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    writers = {split: ShardWriter(tmp_dir, split, shard_tokens) for split in ("train", "val")}
     if max_docs:
         documents = itertools.islice(documents, max_docs)
-    try:
-        with multiprocessing.Pool(num_proc, initializer=_init_worker) as pool, \
-                tqdm(desc="tokenizing", unit="doc", unit_scale=True, total=max_docs or None, disable=None) as bar:
-            n_docs = 0
-            for i, ids in enumerate(pool.imap(tokenize_document, documents, chunksize=16)):
-                writers["val" if i % VAL_EVERY == 0 else "train"].add(ids)
-                n_docs = i + 1
-                bar.update(1)
-                if n_docs % 1000 == 0:
-                    bar.set_postfix(tokens=f"{writers['train'].tokens + writers['val'].tokens:,}")
-        for writer in writers.values():
-            writer.flush()
-        counts = {split: w.tokens for split, w in writers.items()}
-        if min(counts.values()) < MIN_SPLIT_TOKENS:
-            raise UserError(f"{n_docs} documents gave {counts['train']} train + {counts['val']} val tokens; "
-                            f"need at least {MIN_SPLIT_TOKENS} in each (document 0 goes to val, then every "
-                            f"{VAL_EVERY}th)")
-        meta = {
-            **tokenizer.meta(),
-            "train_tokens": counts["train"],
-            "val_tokens": counts["val"],
-            # data.py checks these without reading the shards, which may not fit in memory
-            "train_max_id": writers["train"].max_id,
-            "val_max_id": writers["val"].max_id,
-            "documents": n_docs,
-            "source": source,
-            "shards": {split: w.names for split, w in writers.items()},
-        }
-        (tmp_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        out_dir.mkdir(exist_ok=True)
-        new = [*meta["shards"]["train"], *meta["shards"]["val"]]
-        for name in [*new, "meta.json"]:  # meta.json last: it lists the shards
-            os.replace(tmp_dir / name, out_dir / name)
-        for split in ("train", "val"):  # then the shards of an earlier, longer run, which nothing lists now
-            for stale in out_dir.glob(f"{split}_[0-9][0-9][0-9][0-9][0-9][0-9].bin"):
-                if stale.name not in new:
-                    stale.unlink()
-    except OSError as e:
-        raise UserError(f"cannot write dataset {out_dir}: {e}") from None
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+    with staging_folder(out_dir) as tmp_dir:
+        writers = {split: ShardWriter(tmp_dir, split, shard_tokens) for split in ("train", "val")}
+        try:
+            n_docs = tokenize_into(writers, documents, num_proc, max_docs)
+            counts = {split: w.tokens for split, w in writers.items()}
+            if min(counts.values()) < MIN_SPLIT_TOKENS:
+                raise UserError(f"{n_docs} documents gave {counts['train']} train + {counts['val']} val tokens; "
+                                f"need at least {MIN_SPLIT_TOKENS} in each (document 0 goes to val, then every "
+                                f"{VAL_EVERY}th)")
+            meta = {
+                **tokenizer.meta(),
+                "train_tokens": counts["train"],
+                "val_tokens": counts["val"],
+                # data.py checks these without reading the shards, which may not fit in memory
+                "train_max_id": writers["train"].max_id,
+                "val_max_id": writers["val"].max_id,
+                "documents": n_docs,
+                "source": source,
+                "shards": {split: w.names for split, w in writers.items()},
+            }
+            new = [*meta["shards"]["train"], *meta["shards"]["val"]]
+            publish(tmp_dir, out_dir, new, meta)
+            for split in ("train", "val"):  # then the shards of an earlier, longer run, which nothing lists now
+                for stale in out_dir.glob(f"{split}_[0-9][0-9][0-9][0-9][0-9][0-9].bin"):
+                    if stale.name not in new:
+                        stale.unlink()
+        except OSError as e:
+            raise UserError(f"cannot write dataset {out_dir}: {e}") from None
     return meta
+
+
+def tokenize_into(writers, documents, num_proc, max_docs):
+    """Tokenize documents in num_proc processes into the train and val ShardWriters; returns how many."""
+    n_docs = 0
+    with multiprocessing.Pool(num_proc, initializer=_init_worker) as pool, \
+            tqdm(desc="tokenizing", unit="doc", unit_scale=True, total=max_docs or None, disable=None) as bar:
+        for i, ids in enumerate(pool.imap(tokenize_document, documents, chunksize=16)):
+            writers["val" if i % VAL_EVERY == 0 else "train"].add(ids)
+            n_docs = i + 1
+            bar.update(1)
+            if n_docs % 1000 == 0:
+                bar.set_postfix(tokens=f"{writers['train'].tokens + writers['val'].tokens:,}")
+    for writer in writers.values():
+        writer.flush()
+    return n_docs
 
 
 def check_name(name):

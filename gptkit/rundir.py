@@ -43,8 +43,8 @@ def write_atomically(path, write):
 
 
 def remove_partial_writes(folder):
-    """Delete the temporary files of checkpoint writes that a crash (SIGKILL, power loss) cut short."""
-    for tmp in Path(folder).glob(".*.pt.*.tmp"):
+    """Delete the temporary files of writes (checkpoints, log.jsonl) that a crash (SIGKILL, power loss) cut short."""
+    for tmp in Path(folder).glob(".*.tmp"):
         tmp.unlink(missing_ok=True)
 
 

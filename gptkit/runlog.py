@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from gptkit.errors import UserError, first_line
+from gptkit.rundir import write_atomically
 from gptkit.tokenizer import load_tokenizer, prompt_ids
 
 # log.jsonl's keys as TensorBoard and W&B name them: nanoGPT's W&B names where it logs the same thing
@@ -56,9 +57,8 @@ class LogFile:
         previous = read_log(out_dir) if resume_iter is not None else []
         self.kept = [r for r in previous if r["iter"] <= resume_iter]  # the history this run continues
         self.last_logged = max((r["iter"] for r in previous), default=None)  # before this run started
-        tmp = self.path.with_name(self.path.name + ".tmp")  # a kill mid-rewrite keeps the old log
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.kept))
-        os.replace(tmp, self.path)
+        kept = "".join(json.dumps(r) + "\n" for r in self.kept)
+        write_atomically(self.path, lambda tmp: tmp.write_text(kept))  # a kill mid-rewrite keeps the old log
 
     def write(self, record):
         with self.path.open("a") as f:
