@@ -1,5 +1,5 @@
 # The experiment lab's baseline: a small GPT-2 (learned positions, GELU, LayerNorm, biases) on
-# character-level Shakespeare, sized so one run takes about a minute on a 2-core CPU.
+# character-level Shakespeare, sized for a 2-core CPU (one run's measured time: docs/experiments.md).
 # Every sweep changes one setting from here: python experiment.py config/lab_char_cpu.py --vary KEY=v1,v2
 # Prepare the data first: python prepare.py shakespeare_char
 # The architecture keys (pos_encoding, qk_norm, activation, zero_init_proj, bias) are left at the
@@ -16,7 +16,7 @@ n_embd = 128
 dropout = 0.0  # the baseline does not regularise; the dropout sweep adds it
 
 learning_rate = 2e-3  # high for GPT-2 but fine at this size and with warmup
-max_iters = 300  # short on purpose: each run is a minute, so a sweep of 3-4 values is a few minutes
+max_iters = 300  # short on purpose: a sweep of 3-4 values then takes minutes on a CPU
 lr_decay_iters = 300
 min_lr = 2e-4
 beta2 = 0.99  # few tokens per step: a longer second-moment average steadies the noisy updates

@@ -1,7 +1,7 @@
 # The baby GPT on character-level Tiny Shakespeare, for one GPU (nanoGPT's train_shakespeare_char.py).
 # Prepare the data first: python prepare.py shakespeare_char
 # Measured on one H100: val 1.4667 at iter 1500, 38.9 s from process start, without the samples
-# (--eval_sample_tokens=0; README, Performance).
+# (--eval_sample_tokens=0; docs/performance.md).
 out_dir = 'out-shakespeare-char'
 dataset = 'shakespeare_char'
 eval_interval = 50  # cheap on a GPU, and the run stops being useful soon after the best val (it overfits)

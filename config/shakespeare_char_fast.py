@@ -1,5 +1,5 @@
 # The baby GPT on one GPU, tuned for time to val 1.4697 with the modded-nanogpt speedrun's levers.
-# Measured on one H100: val 1.4679 at iter 550, 31.4 s from process start (README, Performance).
+# Measured on one H100: val 1.4679 at iter 550, 31.4 s from process start (docs/performance.md).
 # Trades: not GPT-2's architecture (export.py refuses it), Muon needs bf16 or fp32 (not fp16).
 out_dir = 'out-shakespeare-char-fast'
 dataset = 'shakespeare_char'
