@@ -1,7 +1,8 @@
 """Benchmarks that print figures (never timed unit tests).
 
   python bench.py sample [--n_layer=6 --n_embd=384 ...]   sampling tokens/s, batch 1 and 8: nanoGPT's loop
-                                                        (no cache), the KV cache, the cache with int8 weights
+                                                        (no cache), the KV cache, the cache with int8 weights,
+                                                        and the static cache with a compiled step (gpt-fast)
   python bench.py sample OUT_DIR                          the same for a trained run, and its val loss in
                                                         float32 and int8 on the dataset it was trained on
   python bench.py int8 [--n_layer=6 ...]                  ms per token at batch 1, float32 vs each int8
@@ -13,10 +14,12 @@
                                                         first time a run's val loss reached the target
 
 Without OUT_DIR, sampling and training run on random weights and random tokens: speed does not
-depend on them. Without a config file, sample and int8 time the README's 6x384 Shakespeare model.
+depend on them. Without a config file, sample and int8 time the 6x384 Shakespeare model of docs/sampling.md.
 """
 
+import contextlib
 import copy
+import importlib.util
 import json
 import sys
 import tempfile
@@ -32,6 +35,7 @@ from tqdm import tqdm
 from gptkit.checkpoint import checkpoint_path, load_checkpoint, load_trained
 from gptkit.config import command_args, parse_args
 from gptkit.data import TokenData, load_meta, model_vocab_size
+from gptkit.decode import StaticDecoder
 from gptkit.errors import UserError, first_line, run_main
 from gptkit.optim import make_optimizer
 from gptkit.quantize import quantize
@@ -49,6 +53,8 @@ class BenchConfig:
     bench_iters: int = 50  # timed training iterations
     bench_warmup: int = 10  # untimed iterations first (compilation, allocator warm-up)
     new_tokens: int = 500  # tokens generated per sample in the sampling benchmark
+    bench_compile: bool = True  # sample: also time the compiled static-cache step (each variant compiles: minutes)
+    nanogpt_dir: str = ""  # sample: a karpathy/nanoGPT checkout, to time its own model.py's generate too
     peak_flops: float = 0.0  # the device's peak FLOP/s for MFU; 0: look it up by GPU name
 
 
@@ -144,41 +150,58 @@ def bench_train(model_cfg, cfg, bench):
 
 
 def bench_sample(model_cfg, cfg, bench, run_dir=None):
-    """Tokens/s at batch 1 and 8 for nanoGPT's loop, the KV cache, and the cache with int8 weights.
+    """Tokens/s at batch 1 and 8 for nanoGPT's loop, the KV cache, the cache with int8 weights, and gpt-fast's
+    static cache with a compiled one-token step (float32, and weight-only int8 on a CPU).
 
     "no cache" is nanoGPT's generate loop: crop the context to block_size, run all of it through the
     model for every token, top-k sample (model.stream with use_cache=False, on our model). Sampling as
-    sample.py's defaults (and nanoGPT's sample.py): temperature 0.8, top_k 200.
+    sample.py's defaults (and nanoGPT's sample.py): temperature 0.8, top_k 200. A compiled row's
+    "compile s" is its first step, compilation included, which the tokens/s leave out.
     With run_dir, the trained model in it, and its val loss in float32 and int8.
     """
     device = pick_device(cfg.device)
     dtype = pick_dtype(cfg.dtype, device)
     ctx = setup_torch(device, dtype, cfg.threads)
     model = load_trained(run_dir, device=device).model if run_dir else GPT(model_cfg).to(device).eval()
-    models, note = {"fp32": model}, None
+    models, notes = {"fp32": model}, []
+    variants = [("no cache (nanoGPT)", "fp32"), ("kv cache", "fp32"), ("kv cache", "int8")]
     try:
         models["int8"] = quantize(copy.deepcopy(model), "int8", device, dtype)
     except UserError as e:
-        note = f"int8: {e}"
+        notes.append(f"int8: {e}")
+    if bench.bench_compile:
+        variants.append(("static cache, compiled", "fp32"))
+        try:
+            models["int8, weight-only"] = quantize(copy.deepcopy(model), "int8", device, dtype, compiled=True)
+            variants.append(("static cache, compiled", "int8, weight-only"))
+        except UserError as e:
+            notes.append(f"compiled int8: {e}")
+    nanogpt = nanogpt_model(bench.nanogpt_dir, model, device) if bench.nanogpt_dir else None
     rows = []
     for batch in (1, 8):
         base = None
-        for loop, weights in (("no cache (nanoGPT)", "fp32"), ("kv cache", "fp32"), ("kv cache", "int8")):
+        if nanogpt is not None:
+            base = time_nanogpt_generate(nanogpt, batch, bench.new_tokens, ctx, device)
+            rows.append((batch, "nanoGPT's own generate", "fp32", f"{batch * bench.new_tokens / base:,.0f}",
+                         f"{1000 * base / bench.new_tokens:.2f}", "1.0x", ""))
+        for loop, weights in variants:
             if weights not in models:
                 continue
-            dt = time_generation(models[weights], batch, bench.new_tokens, loop == "kv cache", ctx, device)
+            dt, compiled = time_generation(models[weights], batch, bench.new_tokens, loop, ctx, device)
             base = base or dt
             rows.append((batch, loop, weights, f"{batch * bench.new_tokens / dt:,.0f}",
-                         f"{1000 * dt / bench.new_tokens:.2f}", f"{base / dt:.1f}x"))
+                         f"{1000 * dt / bench.new_tokens:.2f}", f"{base / dt:.1f}x",
+                         f"{compiled:.1f}" if compiled is not None else ""))
     config = model.config
     print(f"sampling {bench.new_tokens} new tokens, {model.num_params() / 1e6:.1f}M parameters "
           f"({config.n_layer}x{config.n_embd}, block {config.block_size}, vocab {config.vocab_size}"
           f"{', ' + str(run_dir) if run_dir else ', random weights'}), {machine(device)}")
-    print_table(["batch", "loop", "weights", "tokens/s", "ms/step", "vs nanoGPT"], rows)
-    if note:
+    print_table(["batch", "loop", "weights", "tokens/s", "ms/step", "vs nanoGPT", "compile s"], rows)
+    for note in notes:
         print(note)
     if run_dir:
-        print_val_losses(models, run_dataset(run_dir, config.block_size, device), cfg, ctx)
+        print_val_losses({k: v for k, v in models.items() if k in ("fp32", "int8")},
+                         run_dataset(run_dir, config.block_size, device), cfg, ctx)
 
 
 def print_val_losses(models, data, cfg, ctx):
@@ -189,20 +212,64 @@ def print_val_losses(models, data, cfg, ctx):
                 [(weights, f"{loss:.4f}", f"{100 * (loss / fp32 - 1):+.3f}%") for weights, (loss, _) in losses.items()])
 
 
-def time_generation(model, batch, new_tokens, use_cache, ctx, device):
-    """Seconds to sample new_tokens after a one-token prompt, as sample.py does, after a short warm-up."""
+def time_generation(model, batch, new_tokens, loop, ctx, device):
+    """(seconds to sample new_tokens after a one-token prompt, as sample.py does, compile seconds or None).
+    loop: "no cache (nanoGPT)", "kv cache" or "static cache, compiled". Eager loops get a short warm-up;
+    a compiled one is timed after its first (compiling) step."""
     idx = torch.zeros(batch, 1, dtype=torch.long, device=device)
     generator = torch.Generator(device=device).manual_seed(0)
 
-    def generate(n):
-        for _ in stream(model, idx, n, temperature=0.8, top_k=200, use_cache=use_cache, generator=generator):
+    def generate(n, decoder=None):
+        for _ in stream(model, idx, n, temperature=0.8, top_k=200, use_cache=loop != "no cache (nanoGPT)",
+                        generator=generator, decoder=decoder):
             pass
 
     with ctx:
+        if loop == "static cache, compiled":
+            decoder = StaticDecoder(model, idx)
+            stream_steps = stream(model, idx, new_tokens + 2, temperature=0.8, top_k=200, generator=generator,
+                                  decoder=decoder)
+            next(stream_steps), next(stream_steps)  # the prefill, then the first step, which compiles
+            sync(device)
+            t0 = time.perf_counter()
+            for _ in stream_steps:
+                pass
+            sync(device)
+            return time.perf_counter() - t0, decoder.compile_seconds
         generate(8)  # warm-up
         sync(device)
         t0 = time.perf_counter()
         generate(new_tokens)
+        sync(device)
+    return time.perf_counter() - t0, None
+
+
+def nanogpt_model(folder, model, device):
+    """nanoGPT's own GPT (its model.py, imported from a checkout that is not part of this repository) of the
+    same shape, holding the same weights."""
+    path = Path(folder) / "model.py"
+    if not path.is_file():
+        raise UserError(f"no nanoGPT model.py in {folder}; pass --nanogpt_dir=PATH/TO/nanoGPT (a git clone)")
+    spec = importlib.util.spec_from_file_location("nanogpt_model", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    c = model.config
+    with contextlib.redirect_stdout(sys.stderr):  # it prints its parameter count
+        theirs = module.GPT(module.GPTConfig(block_size=c.block_size, vocab_size=c.vocab_size, n_layer=c.n_layer,
+                                             n_head=c.n_head, n_embd=c.n_embd, dropout=0.0, bias=c.bias))
+    theirs.load_state_dict(model.state_dict(), strict=False)  # the same names; nanoGPT may add a mask buffer
+    return theirs.to(device).eval()
+
+
+@torch.no_grad()
+def time_nanogpt_generate(model, batch, new_tokens, ctx, device):
+    """Seconds for nanoGPT's GPT.generate to sample new_tokens after a one-token prompt, after a short warm-up."""
+    idx = torch.zeros(batch, 1, dtype=torch.long, device=device)
+    with ctx:
+        model.generate(idx, 8, temperature=0.8, top_k=200)
+        sync(device)
+        t0 = time.perf_counter()
+        model.generate(idx, new_tokens, temperature=0.8, top_k=200)
         sync(device)
     return time.perf_counter() - t0
 
@@ -240,7 +307,7 @@ def bench_int8(model_cfg, cfg, bench):
             continue
         # the best of 3: a busy machine only ever adds time
         linear = min(time_linears(variant, bench.new_tokens, ctx) for _ in range(3))
-        dt = min(time_generation(variant, 1, bench.new_tokens, True, ctx, device) for _ in range(3))
+        dt = min(time_generation(variant, 1, bench.new_tokens, "kv cache", ctx, device)[0] for _ in range(3))
         rows.append((name, f"{1000 * linear:.2f}", f"{1000 * dt / bench.new_tokens:.2f}",
                      f"{bench.new_tokens / dt:,.0f}", ""))
     print(f"batch 1, kv cache, {bench.new_tokens} new tokens, {model_cfg.n_layer}x{model_cfg.n_embd} "
@@ -365,7 +432,7 @@ def main(argv):
     if run_dir:
         rest = [a for a in rest if a != run_dir]
     elif command in ("sample", "int8") and not positional:
-        # without a config file: the 6x384 Shakespeare model of the README
+        # without a config file: the 6x384 Shakespeare model of docs/sampling.md
         defaults = ["--n_layer=6", "--n_head=6", "--n_embd=384", "--block_size=256", "--vocab_size=65", "--device=cpu"]
         rest = defaults + rest
     model_cfg, cfg, bench = parse_args(speed, rest, config_file=True)

@@ -249,7 +249,7 @@ def results_table(keys, rows):
     if any(row["model_cfg"].sees_the_future for row in rows):
         lines += ["", f"{LEAK}: under mask=none or anticausal each position sees the token it is trained to predict, "
                       "so the loss falls by copying it. It is not comparable with a causal model's, and the model "
-                      "cannot generate: there is no future to copy (EXPERIMENTS.md, the mask)."]
+                      "cannot generate: there is no future to copy (docs/experiments.md, the mask)."]
     return "\n".join(lines)
 
 

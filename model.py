@@ -103,18 +103,19 @@ class CausalSelfAttention(nn.Module):
             self.tap(q_rope=q, k_rope=k)
         k_positions = positions
         if kv_cache is not None:
-            k, v = kv_cache.update(self.layer, k, v)  # (B, nh, S, hs): the past and the new positions
-            k_positions = torch.arange(k.size(2), device=x.device)
+            k, v, k_positions = kv_cache.update(self.layer, k, v, positions)  # (B, nh, S, hs): past and new
         S = k.size(2)
 
         dropout_p = self.config.dropout if self.training else 0.0  # never drop at eval (nanoGPT PR #240)
         # Which path runs: the fused kernel (F.scaled_dot_product_attention) computes the same softmax
         # without ever storing the (T, S) weights, which makes it fast, but it only knows the default
-        # score and masks, and its causal mask assumes the queries start at the first key (true
-        # without a cache, or for one new query, which sees all).
-        if self.fusable and (S == T or T == 1):
-            causal = self.config.mask == "causal" and T > 1
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=causal)  # (B, nh, T, hs)
+        # score and masks. Its is_causal assumes the queries start at the first key, true without a
+        # cache; with one, the queries come after the cached keys and the mask is given in full.
+        if self.fusable:
+            causal = self.config.mask == "causal" and S == T
+            mask = None if S == T else allowed_positions(self.config.mask, positions, k_positions)  # (T, S)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
+                                               is_causal=causal)  # (B, nh, T, hs)
         else:
             y = self.step_by_step(q, k, v, positions, k_positions, dropout_p)  # (B, nh, T, hs)
 
@@ -218,19 +219,20 @@ class GPT(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def forward(self, idx, targets=None, kv_cache=None, last_only=False):
+    def forward(self, idx, targets=None, kv_cache=None, last_only=False, label_smoothing=0.0):
         """idx: (B, T) token ids -> logits (B, T, vocab) and the loss if targets (B, T) are given.
 
         With a kv_cache, idx holds only the new positions; earlier ones come from the cache.
         last_only computes logits for the last position alone (generation needs no more).
+        label_smoothing e trains against (1 - e) on the target plus e / vocab on every token.
         """
         B, T = idx.size()
-        start = kv_cache.pos if kv_cache is not None else 0
-        if self.config.pos_encoding == "learned" and start + T > self.config.block_size:
+        if self.config.pos_encoding == "learned" and kv_cache is None and T > self.config.block_size:
             raise ValueError(f"learned positions stop at block_size={self.config.block_size}: there is no embedding "
-                             f"for position {start + T - 1}. Feed at most the last {self.config.block_size} tokens "
+                             f"for position {T - 1}. Feed at most the last {self.config.block_size} tokens "
                              f"(generate does), or train with pos_encoding=sinusoidal or rope, which extend further")
-        positions = torch.arange(start, start + T, device=idx.device)  # (T,)
+        # the positions of these T tokens: 0 .. T-1, or after those a cache holds
+        positions = torch.arange(T, device=idx.device) if kv_cache is None else kv_cache.positions(T, idx.device)
         x = self.transformer.wte(idx)  # (B, T, C): one learned vector per token id
         rotary = None
         if self.config.pos_encoding == "learned":
@@ -253,7 +255,8 @@ class GPT(nn.Module):
         if targets is None:
             return logits, None
         # the next-token loss: average of -log p(target) over all B*T positions
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1,
+                               label_smoothing=label_smoothing)
         return logits, loss
 
     def generate(self, idx, max_new_tokens, **kwargs):
@@ -396,7 +399,8 @@ class KVCache:
     """Keys and values of every layer for the last max_len positions.
 
     Positions [0, pos) have been seen. Once more than max_len have, the cache is a ring buffer:
-    each new position overwrites the oldest. Only RoPE uses that (see stream).
+    each new position overwrites the oldest. Only RoPE uses that (see Decoder).
+    (gptkit/decode.py has gpt-fast's static variant, whose every step has the same shapes.)
     """
 
     def __init__(self, n_layer, max_len):
@@ -404,8 +408,13 @@ class KVCache:
         self.k = self.v = None  # (n_layer, B, nh, max_len, hs), allocated on first use
         self.pos = 0
 
-    def update(self, layer, k, v):
-        """Store this layer's new k, v (B, nh, T, hs); return the cached keys and values (B, nh, S, hs)."""
+    def positions(self, T, device):
+        """The positions (T,) of T new tokens: right after those seen."""
+        return torch.arange(self.pos, self.pos + T, device=device)
+
+    def update(self, layer, k, v, positions):
+        """Store this layer's new k, v (B, nh, T, hs) (at `positions`, which follow those seen); return the
+        cached keys and values (B, nh, S, hs) and the positions of those keys (S,)."""
         if self.k is None:
             B, nh, _, hs = k.shape
             self.k = k.new_zeros(self.n_layer, B, nh, self.max_len, hs)
@@ -415,47 +424,80 @@ class KVCache:
             end = self.pos + T
             self.k[layer, :, :, self.pos:end] = k
             self.v[layer, :, :, self.pos:end] = v
-            return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+            return self.k[layer, :, :, :end], self.v[layer, :, :, :end], torch.arange(end, device=k.device)
         assert T == 1, "past max_len the cache takes one position at a time"
         # key order does not matter to attention (a softmax-weighted sum), so the ring needs no shifting
         slot = self.pos % self.max_len
         self.k[layer, :, :, slot:slot + 1] = k
         self.v[layer, :, :, slot:slot + 1] = v
-        return self.k[layer], self.v[layer]
+        slots = torch.arange(self.max_len, device=k.device)
+        return self.k[layer], self.v[layer], self.pos - (self.pos - slots) % self.max_len  # what each slot holds
 
     def advance(self, n):
         self.pos += n
 
+    def keep(self, rows):
+        """Keep the sequences `rows` (B',) of the batch, in that order (beam search reorders its beams)."""
+        if self.k is not None:
+            self.k, self.v = self.k[:, rows], self.v[:, rows]
 
-@torch.no_grad()
-def stream(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, use_cache=True,
-           vocab_limit=None, generator=None):
-    """Yield (B, 1) next tokens one step at a time, continuing the prompts idx (B, T).
+
+class Decoder:
+    """A batch of contexts being extended, and the logits of each one's next token.
 
     Without the cache, every step runs the last block_size tokens through the model (nanoGPT).
     With it, the prompt is run once (prefill) and each step feeds only the newest token; the
-    tokens are identical. The cache is valid only under the causal mask: with other masks,
+    logits are the same. The cache is valid only under the causal mask: with other masks,
     earlier positions change when a token is added, so they are recomputed.
     Past block_size: with RoPE the cache slides (each query sees the last block_size keys at
     relative distances it was trained on); other encodings recompute the window every step,
-    exactly as without the cache. vocab_limit drops the padding ids past the tokenizer's vocabulary.
+    exactly as without the cache.
     """
-    config = model.config
-    block_size = config.block_size
-    use_cache = use_cache and config.mask == "causal"
-    sliding = config.pos_encoding == "rope"
-    cache, context = None, idx
-    for _ in range(max_new_tokens):
-        if use_cache and cache is None:
-            cache = KVCache(config.n_layer, block_size)
-            logits, _ = model(context[:, -block_size:], kv_cache=cache, last_only=True)  # prefill
-        elif use_cache and (cache.pos < block_size or sliding):
-            logits, _ = model(context[:, -1:], kv_cache=cache)  # one new position
+
+    def __init__(self, model, idx, use_cache=True):
+        self.model, self.context = model, idx  # (B, T) token ids
+        self.use_cache = use_cache and model.config.mask == "causal"
+        self.sliding = model.config.pos_encoding == "rope"
+        self.cache = None
+
+    @torch.no_grad()
+    def next_logits(self):
+        """(B, vocab): the logits of the token after each context."""
+        model, block_size = self.model, self.model.config.block_size
+        if self.use_cache and self.cache is None:
+            self.cache = KVCache(model.config.n_layer, block_size)
+            logits, _ = model(self.context[:, -block_size:], kv_cache=self.cache, last_only=True)  # prefill
+        elif self.use_cache and (self.cache.pos < block_size or self.sliding):
+            logits, _ = model(self.context[:, -1:], kv_cache=self.cache)  # one new position
         else:
-            logits, _ = model(context[:, -block_size:], last_only=True)
-        logits = logits[:, -1, :vocab_limit]  # (B, vocab)
+            logits, _ = model(self.context[:, -block_size:], last_only=True)
+        return logits[:, -1, :]
+
+    def append(self, tokens):
+        """Extend each context by its token: tokens (B, 1)."""
+        self.context = torch.cat([self.context, tokens], dim=1)
+
+    def keep(self, rows):
+        """Keep the contexts `rows` (and their cached keys and values), in that order."""
+        self.context = self.context[rows]
+        if self.cache is not None:
+            self.cache.keep(rows)
+
+
+@torch.no_grad()
+def stream(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, use_cache=True,
+           vocab_limit=None, generator=None, decoder=None):
+    """Yield (B, 1) next tokens one step at a time, continuing the prompts idx (B, T).
+
+    The tokens are the same with and without the cache (see Decoder). vocab_limit drops the padding
+    ids past the tokenizer's vocabulary. decoder: another Decoder to run the steps (gptkit/decode.py's
+    static, compiled one); by default Decoder(model, idx, use_cache).
+    """
+    decoder = decoder or Decoder(model, idx, use_cache)
+    for _ in range(max_new_tokens):
+        logits = decoder.next_logits()[:, :vocab_limit]  # (B, vocab)
         next_token = sample_next(logits, temperature, top_k, top_p, generator)  # (B, 1)
-        context = torch.cat([context, next_token], dim=1)
+        decoder.append(next_token)
         yield next_token
 
 

@@ -2,7 +2,9 @@
 
 Streams the first sample to the terminal as its tokens are made (all samples are decoded together,
 as one batch), then prints the others. --start=FILE:prompt.txt reads the prompt from a file.
-The same seed gives the same text.
+The same seed gives the same text. --beam_width=N decodes by beam search instead of sampling and prints
+the num_samples best continuations with their scores. --compile=True decodes with gpt-fast's static
+cache and a compiled one-token step (gptkit/decode.py), and says how long compiling took.
 """
 
 import sys
@@ -15,11 +17,12 @@ import torch
 from gptkit.checkpoint import load_trained
 from gptkit.config import parse_args
 from gptkit.errors import UserError, run_main
+from gptkit.decode import StaticDecoder, beam_search
 from gptkit.quantize import quantize
 from gptkit.shape_trace import print_shape_trace
-from gptkit.system import maybe_compile, pick_device, pick_dtype, setup_torch
+from gptkit.system import pick_device, pick_dtype, setup_torch
 from gptkit.tokenizer import prompt_ids, read_prompt
-from model import stream
+from model import Decoder, stream
 
 SEPARATOR = "\n---------------\n"
 
@@ -37,9 +40,13 @@ class SampleConfig:
     top_p: float = 1.0  # keep the smallest set of tokens whose probability reaches p; 1.0: no limit
     seed: int = 1337
     use_cache: bool = True  # KV cache: run the prompt once, then one position per token
-    device: str = "auto"
+    # beam search instead of sampling: keep the beam_width most likely continuations at each step and print
+    # the num_samples best (temperature, top_k and top_p do not apply); 0: sample; 1: greedy
+    beam_width: int = 0
+    length_penalty: float = 0.0  # GNMT's alpha: rank beams by log p / ((5 + length) / 6)^alpha (ended ones)
+    device: str = "auto"  # auto picks cuda, then mps, then cpu
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    compile: bool = False
+    compile: bool = False  # a static KV cache and a compiled one-token step (gpt-fast); compile time on stderr
     quantize: Literal["none", "int8"] = "none"  # int8: Linear layers with int8 weights, for faster CPU sampling
     trace_shapes: bool = False  # print each named tensor's shape for one forward pass, then exit
     trace_values: bool = False  # with trace_shapes: print the numbers too (try a short --start)
@@ -49,6 +56,8 @@ class SampleConfig:
             raise UserError("num_samples must be positive and max_new_tokens not negative")
         if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
             raise UserError("temperature and top_k must not be negative, and top_p must be in (0, 1]")
+        if self.beam_width < 0 or self.length_penalty < 0:
+            raise UserError("beam_width and length_penalty must not be negative (beam_width 0: sample)")
 
 
 class Printer:
@@ -73,11 +82,12 @@ def main(argv):
     dtype = pick_dtype(cfg.dtype, device)
     ctx = setup_torch(device, dtype)
     trained = load_trained(cfg.out_dir, cfg.ckpt, cfg.data_dir, device)
-    model, tokenizer = quantize(trained.model, cfg.quantize, device, dtype), trained.tokenizer
+    model, tokenizer = trained.model, trained.tokenizer
+    model = quantize(model, cfg.quantize, device, dtype, compiled=cfg.compile)
     if model.config.sees_the_future:
         print(f"warning: this model was trained with mask={model.config.mask}, so it saw the tokens it had to predict "
               f"and learned to copy them; generating, there is no future to copy, so expect garbage "
-              f"(EXPERIMENTS.md, the mask)", file=sys.stderr)
+              f"(docs/experiments.md, the mask)", file=sys.stderr)
 
     prompt = prompt_ids(tokenizer, read_prompt(cfg.start))
     idx = torch.tensor([prompt] * cfg.num_samples, dtype=torch.long, device=device)  # (B, T)
@@ -85,16 +95,17 @@ def main(argv):
         print_shape_trace(model, idx, tokenizer=tokenizer, values=cfg.trace_values)
         return
     torch.manual_seed(cfg.seed)
+    if cfg.beam_width:
+        return print_beams(model, tokenizer, idx[:1], cfg, ctx)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    model = maybe_compile(model, cfg.compile)
+    decoder = make_decoder(model, idx, cfg)
 
     out = Printer(tokenizer)
     sys.stdout.write(tokenizer.decode(prompt))
     rows, t0 = [], time.time()
     with ctx:
         for token in stream(model, idx, cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k or None,
-                            top_p=cfg.top_p, use_cache=cfg.use_cache, vocab_limit=tokenizer.vocab_size,
-                            generator=generator):
+                            top_p=cfg.top_p, vocab_limit=tokenizer.vocab_size, generator=generator, decoder=decoder):
             rows.append(token)
             out.add(token[0, 0].item())
     elapsed = time.time() - t0
@@ -103,7 +114,43 @@ def main(argv):
         sys.stdout.write(SEPARATOR + tokenizer.decode(row))
     sys.stdout.write("\n")
     n = cfg.num_samples * cfg.max_new_tokens
+    compiled = getattr(decoder, "compile_seconds", None)
+    if compiled is not None:  # the first step compiled: time it apart from the tokens/s
+        elapsed -= compiled
+        print(f"compiled the decode step in {compiled:.1f} s", file=sys.stderr)
     print(f"{cfg.num_samples} x {cfg.max_new_tokens} tokens in {elapsed:.2f} s: {n / max(elapsed, 1e-9):,.0f} tokens/s",
+          file=sys.stderr)
+
+
+def make_decoder(model, idx, cfg):
+    """model.Decoder, or with --compile=True gptkit/decode.py's static cache and compiled step, where it can run:
+    a causal mask, the KV cache on, and the whole generation within block_size."""
+    if not cfg.compile:
+        return Decoder(model, idx, cfg.use_cache)
+    fits = idx.size(1) + cfg.max_new_tokens <= model.config.block_size
+    if cfg.use_cache and model.config.mask == "causal" and fits:
+        return StaticDecoder(model, idx)
+    why = ("the static cache holds block_size positions" if not fits else
+           "it needs the KV cache (use_cache) and the causal mask")
+    print(f"note: --compile=True decodes with a static KV cache, and {why}; decoding without compiling",
+          file=sys.stderr)
+    return Decoder(model, idx, cfg.use_cache)
+
+
+def print_beams(model, tokenizer, prompt, cfg, ctx):
+    """Beam search from the prompt (1, T); print the num_samples best continuations, each with its score."""
+    if cfg.compile:
+        print("note: beam search runs without compiling (its batch of beams changes as they end)", file=sys.stderr)
+    eos = getattr(tokenizer, "eot", None)  # GPT-2's <|endoftext|> ends a beam; characters have no end token
+    t0 = time.time()
+    with ctx:
+        beams = beam_search(model, prompt, cfg.max_new_tokens, cfg.beam_width, cfg.length_penalty,
+                            vocab_limit=tokenizer.vocab_size, eos=eos, use_cache=cfg.use_cache)
+    text = tokenizer.decode(prompt[0].tolist())
+    for i, (tokens, score) in enumerate(beams[:cfg.num_samples]):
+        sys.stdout.write((SEPARATOR if i else "") + f"[beam {i + 1}, score {score:.3f}]\n" + text + tokenizer.decode(tokens))
+    sys.stdout.write("\n")
+    print(f"beam search, width {cfg.beam_width}: {cfg.max_new_tokens} tokens in {time.time() - t0:.2f} s",
           file=sys.stderr)
 
 

@@ -60,13 +60,20 @@ class TrainConfig:
     # batch: tokens per optimizer step = batch_size * block_size * gradient_accumulation_steps
     batch_size: int = 12
     gradient_accumulation_steps: int = 1
-    # AdamW with linear warmup then cosine decay to min_lr at lr_decay_iters
-    max_iters: int = 5000
-    learning_rate: float = 6e-4
-    min_lr: float = 6e-5
-    warmup_iters: int = 100
+    # the learning rate: linear warmup then cosine decay to min_lr at lr_decay_iters (GPT-2, nanoGPT)
+    max_iters: int = 5000  # optimizer steps
+    learning_rate: float = 6e-4  # the peak learning rate, reached at the end of the warmup
+    min_lr: float = 6e-5  # where the cosine decay ends
+    warmup_iters: int = 100  # linear warmup steps, starting above 0 (also the warmup of the noam schedule)
     lr_decay_iters: int = 0  # 0: decay over max_iters
-    decay_lr: bool = True
+    decay_lr: bool = True  # False: a constant learning_rate
+    # cosine: as above; noam: "Attention Is All You Need" eq. 3, noam_factor * n_embd^-0.5 *
+    # min(step^-0.5, step * warmup_iters^-1.5), which ignores learning_rate and min_lr
+    lr_schedule: Literal["cosine", "noam"] = "cosine"
+    noam_factor: float = 1.0  # the noam schedule's overall scale (the paper's is 1)
+    # smooth the training targets: (1 - e) on the right token, e spread over the vocabulary (Szegedy et al.
+    # 2016; the Transformer paper's e_ls = 0.1); evaluation still reports the plain cross-entropy
+    label_smoothing: float = 0.0
     optimizer: Literal["adamw", "muon"] = "adamw"
     weight_decay: float = 0.1
     beta1: float = 0.9
@@ -118,9 +125,11 @@ class TrainConfig:
         for key in ("weight_decay", "grad_clip"):
             if not 0 <= getattr(self, key) < math.inf:
                 raise UserError(f"{key} must be a finite number >= 0, got {getattr(self, key)}")
-        for key in ("beta1", "beta2"):
+        for key in ("beta1", "beta2", "label_smoothing"):
             if not 0 <= getattr(self, key) < 1:
                 raise UserError(f"{key} must be in [0, 1), got {getattr(self, key)}")
+        if not 0 < self.noam_factor < math.inf:
+            raise UserError(f"noam_factor must be a positive finite number, got {self.noam_factor}")
         if not math.isfinite(self.stop_at_val_loss):
             raise UserError(f"stop_at_val_loss must be a finite number, got {self.stop_at_val_loss}")
 
@@ -129,8 +138,12 @@ class TrainConfig:
 # one training step
 
 
-def lr_at(it, cfg):
-    """Linear warmup from lr/(warmup+1) (never 0: nanoGPT PR #578), then cosine decay to min_lr."""
+def lr_at(it, cfg, n_embd):
+    """The learning rate of step `it`: linear warmup from lr/(warmup+1) (never 0: nanoGPT PR #578), then
+    cosine decay to min_lr; or the noam schedule, counting steps from 1 (its step 0 would be 0)."""
+    if cfg.lr_schedule == "noam":
+        step = it + 1
+        return cfg.noam_factor * n_embd ** -0.5 * min(step ** -0.5, step * max(cfg.warmup_iters, 1) ** -1.5)
     if not cfg.decay_lr:
         return cfg.learning_rate
     if it < cfg.warmup_iters:
@@ -157,7 +170,7 @@ def train_step(model, optimizer, scaler, data, cfg, ctx, generator, rank=0, worl
         # (nanoGPT syncs every micro-step). no_sync must wrap the forward too (build-nanogpt PR #30).
         last = micro == len(mine) - 1
         with model.no_sync() if world_size > 1 and not last else nullcontext(), ctx:
-            _, loss = model(x, y)  # mean cross-entropy of the next token over the B*T positions
+            _, loss = model(x, y, label_smoothing=cfg.label_smoothing)  # mean cross-entropy of the next token
             # average over micro-steps so k micro-batches equal one k-times larger batch (nanoGPT #168)
             scaler.scale(loss / len(mine)).backward()
     if cfg.grad_clip:
@@ -395,7 +408,7 @@ def train(run):
     with tqdm(total=cfg.max_iters, initial=it, unit="it", dynamic_ncols=True, file=sys.stderr,
               disable=not dist.master) as bar, StopRequest() as stop_request:
         while True:
-            lr = lr_at(it, cfg)
+            lr = lr_at(it, cfg, run.model.config.n_embd)
             for group in run.optimizer.param_groups:
                 group["lr"] = lr
             if evaluation_due(it, cfg, resumed_at):
@@ -446,7 +459,7 @@ def start_run(model_cfg, cfg, data, dist, device, dtype, ctx, given):
     if dist.master:
         if model.config.sees_the_future:
             print(f"note: mask={model.config.mask} lets each position see the token it must predict: the loss will "
-                  f"fall by copying it, not by learning (EXPERIMENTS.md, the mask)", file=sys.stderr)
+                  f"fall by copying it, not by learning (docs/experiments.md, the mask)", file=sys.stderr)
         print(f"{model.num_params() / 1e6:.2f}M parameters, {tokens_per_iter:,} tokens per iteration, "
               f"device {device} x {dist.world_size}, dtype {str(dtype).removeprefix('torch.')}", file=sys.stderr)
     return Run(cfg, model, train_model, eval_model, optimizer, scaler, data, ctx, generator, progress, log, samples,

@@ -233,7 +233,7 @@ def test_the_query_is_a_words_last_character_or_a_position(tmp_path, query, posi
 
 
 def test_the_query_view_and_the_grid_do_not_overwrite_each_other(tmp_path):
-    """The README's lab runs both views of one run in a row: each keeps its own default file."""
+    """docs/lab.md runs both views of one run in a row: each keeps its own default file."""
     mpl("matplotlib")
     char_checkpoint(tmp_path, block_size=64)
     visualize.main(["attention", f"--out_dir={tmp_path}", "--query=it"])

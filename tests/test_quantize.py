@@ -57,6 +57,26 @@ def test_int8_stays_close_to_float32_on_real_text(trained):
     assert torch.equal(greedy["int8", False], greedy["fp32", True])
 
 
+@torch.no_grad()
+def test_weight_only_int8_for_compiled_decoding_stores_int8_and_stays_close_to_float32(trained):
+    """gpt-fast's weight-only int8 (what the compiled step runs): each weight row within half a step of its
+    scale, the same tolerance on the logits as the dynamic int8 above, and the same greedy tokens."""
+    model, _, data = trained
+    weight_only = quantize(copy.deepcopy(model), "int8", "cpu", torch.float32, compiled=True)
+    original = model.transformer.h[0].mlp.c_fc.weight  # (4C, C)
+    layer = weight_only.transformer.h[0].mlp.c_fc
+    assert layer.weight.dtype == torch.int8 and layer.scale.shape == (original.size(0),)
+    assert ((layer.weight.float() * layer.scale[:, None] - original).abs() <= layer.scale[:, None] / 2 + 1e-7).all()
+    x, y = data.get_batch("val", 8, torch.Generator().manual_seed(0))
+    logits, loss = model(x, y)
+    logits_int8, loss_int8 = weight_only(x, y)
+    assert (logits_int8 - logits).abs().max() < 0.05 * logits.std()
+    assert abs(loss_int8.item() / loss.item() - 1) < 0.01
+    prompt = x[:2, :8]
+    assert torch.equal(torch.cat(list(stream(weight_only, prompt, 40, temperature=0)), dim=1),
+                       torch.cat(list(stream(model, prompt, 40, temperature=0)), dim=1))
+
+
 def test_int8_sampling_is_deterministic_for_a_seed(tiny_run, cli):
     def run(seed):
         result = cli("sample.py", f"--out_dir={tiny_run.out_dir}", "--device=cpu", "--quantize=int8",
@@ -87,7 +107,9 @@ def test_a_gpu_another_dtype_or_a_cpu_without_kernels_gets_one_line(capsys, monk
 def test_bench_sample_times_both_and_scores_a_trained_run_on_its_val_split(capsys, tiny_run, trained):
     import bench
 
-    bench.main(["sample", str(tiny_run.out_dir), "--new_tokens=4", "--batch_size=4", "--eval_iters=3"])
+    # the compiled rows compile four times (minutes); test_decode.py tests the compiled step itself
+    bench.main(["sample", str(tiny_run.out_dir), "--new_tokens=4", "--batch_size=4", "--eval_iters=3",
+                "--bench_compile=False"])
     out = capsys.readouterr().out
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in out.splitlines() if line.startswith("| ")]
     assert [row[:3] for row in rows if row[0] in ("1", "8")] == [

@@ -2,16 +2,18 @@
 data, and train.py end to end (logs, checkpoints, exact resume, shape trace, refusals)."""
 
 import contextlib
+import dataclasses
 import json
 import math
 import re
 import shutil
+import types
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import main_error_line, one_error_line
+from conftest import main_error_line, make_model, one_error_line, random_tokens
 from gptkit.checkpoint import load_checkpoint, model_from_checkpoint
 from gptkit.data import TokenData
 from gptkit.errors import UserError
@@ -19,8 +21,7 @@ from gptkit.runlog import read_log
 from gptkit.tokenizer import load_tokenizer
 from model import GPT, GPTConfig
 import train
-from train import train_step
-from train import TrainConfig
+from train import TrainConfig, train_step
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -44,13 +45,13 @@ def data(char_data_dir):
 
 def test_lr_warmup_then_cosine_then_min_lr():
     cfg = TrainConfig(learning_rate=1e-3, min_lr=1e-4, warmup_iters=10, lr_decay_iters=100, max_iters=200)
-    lrs = [train.lr_at(it, cfg) for it in range(150)]
+    lrs = [train.lr_at(it, cfg, 64) for it in range(150)]
     assert 0 < lrs[0] < cfg.learning_rate  # never 0 at the first step
     assert all(a < b for a, b in zip(lrs[:10], lrs[1:11]))  # rising through warmup
     assert lrs[10] == pytest.approx(cfg.learning_rate)  # the peak at warmup's end
     assert all(a > b for a, b in zip(lrs[10:100], lrs[11:101]))  # cosine decay
     mid = (10 + 100) / 2
-    assert train.lr_at(int(mid), cfg) == pytest.approx((cfg.learning_rate + cfg.min_lr) / 2, rel=1e-9)
+    assert train.lr_at(int(mid), cfg, 64) == pytest.approx((cfg.learning_rate + cfg.min_lr) / 2, rel=1e-9)
     for it in (25, 77):
         progress = (it - 10) / 90
         assert lrs[it] == pytest.approx(cfg.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (1e-3 - 1e-4))
@@ -61,11 +62,52 @@ def test_lr_warmup_then_cosine_then_min_lr():
 
 def test_lr_decays_over_max_iters_by_default_and_is_constant_without_decay():
     cfg = TrainConfig(learning_rate=1e-3, min_lr=1e-4, warmup_iters=0, lr_decay_iters=0, max_iters=50)
-    assert train.lr_at(0, cfg) == pytest.approx(1e-3)
-    assert train.lr_at(50, cfg) == pytest.approx(1e-4)
-    assert train.lr_at(49, cfg) > 1e-4
+    assert train.lr_at(0, cfg, 64) == pytest.approx(1e-3)
+    assert train.lr_at(50, cfg, 64) == pytest.approx(1e-4)
+    assert train.lr_at(49, cfg, 64) > 1e-4
     flat = TrainConfig(learning_rate=1e-3, decay_lr=False, warmup_iters=10)
-    assert {train.lr_at(it, flat) for it in (0, 5, 10, 5000, 10**6)} == {1e-3}
+    assert {train.lr_at(it, flat, 64) for it in (0, 5, 10, 5000, 10**6)} == {1e-3}
+
+
+def test_noam_schedule_is_the_transformer_papers_equation_3():
+    """lr = d_model^-0.5 * min(step^-0.5, step * warmup^-1.5), steps counted from 1 (Vaswani et al. 5.3)."""
+    cfg = TrainConfig(lr_schedule="noam", warmup_iters=4000, max_iters=100_000)
+    lrs = {it: train.lr_at(it, cfg, 512) for it in (0, 1999, 3999, 4000, 15999, 99_999)}
+    assert lrs[0] == pytest.approx(512 ** -0.5 * 1 * 4000 ** -1.5) and lrs[0] > 0
+    assert lrs[1999] == pytest.approx(lrs[3999] / 2)  # linear warmup: half the steps, half the rate
+    assert lrs[3999] == pytest.approx(512 ** -0.5 * 4000 ** -0.5)  # the peak, 6.99e-4, at step = warmup
+    assert lrs[3999] == pytest.approx(6.9877e-4, rel=1e-4)
+    assert lrs[15999] == pytest.approx(lrs[3999] / 2)  # then 1/sqrt(step): 4x the steps, half the rate
+    assert max(lrs.values()) == lrs[3999]
+    doubled = TrainConfig(lr_schedule="noam", warmup_iters=4000, noam_factor=2.0)
+    assert train.lr_at(77, doubled, 512) == pytest.approx(2 * train.lr_at(77, cfg, 512))
+
+
+def test_label_smoothing_is_szegedys_mixture_and_evaluation_stays_plain_cross_entropy(one_thread):
+    """(1 - e) * -log p(target) + e * mean over the vocabulary of -log p(v), Szegedy et al. 2016, eq. in 7."""
+    model = make_model().eval()
+    x, y = random_tokens((2, 16)), random_tokens((2, 16), seed=1)
+    logits, plain = model(x, y)
+    _, smoothed = model(x, y, label_smoothing=0.1)
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (B, T, vocab)
+    nll = -logp.gather(-1, y[..., None]).mean()
+    uniform = -logp.mean()
+    torch.testing.assert_close(smoothed, 0.9 * nll + 0.1 * uniform)
+    torch.testing.assert_close(plain, nll)
+    # a step on the smoothed objective is a different step; evaluation reports the plain loss either way
+    cfg = TrainConfig(batch_size=2, label_smoothing=0.1, grad_clip=0.0)
+    data = types.SimpleNamespace(random_starts=lambda split, shape, g: torch.zeros(shape, dtype=torch.long),
+                                 get_batch=lambda split, n, g, starts=None: (x, y))
+    grads = {}
+    for e in (0.0, 0.1):
+        m = make_model()
+        optimizer = RecordGrads(m)
+        train.train_step(m, optimizer, torch.amp.GradScaler(enabled=False), data,
+                         dataclasses.replace(cfg, label_smoothing=e), contextlib.nullcontext(), None)
+        grads[e] = optimizer.grads["transformer.wte.weight"]  # the head, tied to the embedding
+    assert not torch.allclose(grads[0.0], grads[0.1])
+    losses = train.evaluate(model, data, dataclasses.replace(cfg, eval_iters=1), contextlib.nullcontext())
+    assert losses == {"train": pytest.approx(nll.item()), "val": pytest.approx(nll.item())}
 
 
 # ---------------------------------------------------------------------------------------------

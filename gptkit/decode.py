@@ -1,0 +1,146 @@
+"""Decoding beyond model.py's sampling loop: gpt-fast's static cache with a compiled one-token step, and
+beam search.
+
+Static cache (meta-pytorch/gpt-fast): the keys and values of every layer are allocated to block_size
+at once, each step writes its position in place, and attention runs over the whole buffer with the
+mask hiding what is not written yet. Every one-token step then has the same shapes and no Python
+number that changes, so torch.compile compiles it once (on CUDA with CUDA graphs, which replay the
+whole step as one launch). The tokens are those of model.Decoder, cached or not (the tests check it).
+
+Beam search keeps the beam_width most likely continuations at each step instead of sampling one
+(the Transformer paper decodes translations this way); model.Decoder's cache follows the beams.
+"""
+
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from model import Decoder
+
+
+class StaticKVCache:
+    """Keys and values of every layer in buffers of max_len positions, written in place.
+
+    next_pos is a tensor, not a Python number, so a compiled step reads it as data and is never
+    recompiled for a new position.
+    """
+
+    def __init__(self, n_layer, max_len, device):
+        self.n_layer, self.max_len = n_layer, max_len
+        self.k = self.v = None  # (n_layer, B, nh, max_len, hs), allocated by the first (eager) update
+        self.next_pos = torch.zeros((), dtype=torch.long, device=device)  # the position of the next token
+        self.key_positions = torch.arange(max_len, device=device)  # (max_len,) what each slot holds
+
+    def positions(self, T, device):
+        return self.next_pos + torch.arange(T, device=device)  # (T,)
+
+    def update(self, layer, k, v, positions):
+        """Write k, v (B, nh, T, hs) at `positions`; return the whole buffers (B, nh, max_len, hs) and the
+        positions they hold: the mask hides the slots past the query, including those not written yet."""
+        if self.k is None:
+            B, nh, _, hs = k.shape
+            self.k = k.new_zeros(self.n_layer, B, nh, self.max_len, hs)
+            self.v = torch.zeros_like(self.k)
+        self.k[layer].index_copy_(2, positions, k)
+        self.v[layer].index_copy_(2, positions, v)
+        return self.k[layer], self.v[layer], self.key_positions
+
+    def advance(self, n):
+        self.next_pos += n  # in place: the same tensor every step
+
+
+class StaticDecoder:
+    """model.Decoder's interface over a StaticKVCache, the one-token step compiled (or not: compile=False).
+
+    Only for generations that fit in block_size (prompt + new tokens): a static buffer cannot slide.
+    compile_seconds is the time the first compiled step took, compilation included.
+    """
+
+    def __init__(self, model, idx, compile=True):
+        if model.config.mask != "causal":
+            raise ValueError("a KV cache needs the causal mask")
+        self.model, self.context = model, idx  # (B, T)
+        self.cache = StaticKVCache(model.config.n_layer, model.config.block_size, idx.device)
+        self.step = self.compiled_step() if compile else self.one_token
+        self.compile_seconds = None
+
+    def one_token(self, token):
+        """(B, 1) the newest tokens -> (B, vocab) the logits after them: one position through the model."""
+        logits, _ = self.model(token, kv_cache=self.cache)
+        return logits[:, -1, :]
+
+    def compiled_step(self):
+        if sys.platform == "win32":  # no inductor backend there (nanoGPT PR #242)
+            print("warning: torch.compile is not supported on Windows; decoding without it", file=sys.stderr)
+            return self.one_token
+        if self.context.is_cuda:  # CUDA graphs: the whole step replays as one launch
+            return torch.compile(self.one_token, mode="reduce-overhead", fullgraph=True)
+        # On a CPU inductor's C++ GEMM templates (max-autotune) include a weight-only int8 one, which
+        # `freezing` (weights as constants) lets it use for gptkit.quantize.int8_weight_only's Linears.
+        options = {**torch._inductor.list_mode_options("max-autotune-no-cudagraphs"), "freezing": True}
+        return torch.compile(self.one_token, options=options, fullgraph=True)
+
+    @torch.no_grad()
+    def next_logits(self):
+        T = self.context.size(1)
+        if T > self.model.config.block_size:
+            raise ValueError(f"the static cache holds block_size={self.model.config.block_size} positions")
+        if self.cache.k is None:  # prefill: the prompt at once, eagerly (its length is seen once)
+            logits, _ = self.model(self.context, kv_cache=self.cache, last_only=True)
+            return logits[:, -1, :]
+        newest = self.newest.to(memory_format=torch.contiguous_format)  # (B, 1): same strides, no recompiling
+        if self.compile_seconds is None:
+            t0 = time.perf_counter()
+            logits = self.step(newest).clone()
+            self.compile_seconds = time.perf_counter() - t0
+            return logits
+        return self.step(newest).clone()  # a CUDA graph reuses its output buffer
+
+    def append(self, tokens):
+        self.context = torch.cat([self.context, tokens], dim=1)
+        self.newest = tokens  # (B, 1)
+
+
+def length_penalty(n, alpha):
+    """GNMT's lp(n) = ((5 + n) / 6)^alpha (Wu et al. 2016, eq. 14): alpha 0 ranks by log-probability alone;
+    larger alpha favours longer hypotheses, whose log-probability is lower just for being longer."""
+    return ((5 + n) / 6) ** alpha
+
+
+@torch.no_grad()
+def beam_search(model, idx, max_new_tokens, beam_width, alpha=0.0, vocab_limit=None, eos=None, use_cache=True):
+    """The most likely continuations of one prompt idx (1, T) under the model, best first:
+    [(tokens: list of ids, score)], at most beam_width of them.
+
+    Each step extends every beam by every token, scores each extension by its total log-probability
+    log p(continuation | prompt), and keeps the beam_width best (Decoder.keep reorders the KV cache to
+    follow them). A beam that produces `eos` is finished. Finished and surviving beams are ranked by
+    log p / length_penalty(length, alpha). beam_width=1 is greedy decoding.
+    """
+    decoder = Decoder(model, idx, use_cache)
+    scores = torch.zeros(1, device=idx.device)  # (W,) log-probability of each beam's continuation
+    start, finished = idx.size(1), []
+    for _ in range(max_new_tokens):
+        logp = F.log_softmax(decoder.next_logits()[:, :vocab_limit].float(), dim=-1)  # (W, V)
+        vocab = logp.size(-1)
+        total = (scores[:, None] + logp).flatten()  # (W * V,) every beam extended by every token
+        # 2W candidates: even if W of them end, W go on
+        top = total.topk(min(2 * beam_width if eos is not None else beam_width, total.numel()))
+        keep = []
+        for score, index in zip(top.values.tolist(), top.indices.tolist()):
+            row, token = divmod(index, vocab)
+            if token == eos:
+                finished.append((decoder.context[row, start:].tolist() + [token], score))
+            elif len(keep) < beam_width:
+                keep.append((row, token, score))
+        if not keep:
+            break
+        rows = torch.tensor([r for r, _, _ in keep], device=idx.device)
+        decoder.keep(rows)
+        decoder.append(torch.tensor([[t] for _, t, _ in keep], device=idx.device))  # (W, 1)
+        scores = torch.tensor([s for _, _, s in keep], device=idx.device)
+    beams = finished + [(row[start:], s) for row, s in zip(decoder.context.tolist(), scores.tolist())]
+    ranked = sorted(beams, key=lambda b: -b[1] / length_penalty(len(b[0]), alpha))
+    return [(tokens, score / length_penalty(len(tokens), alpha)) for tokens, score in ranked[:beam_width]]
