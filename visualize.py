@@ -1,12 +1,20 @@
-"""Pictures of a model and of its training: attention maps and loss curves as PNG, the shape trace as text.
+"""Pictures of a model and of its training: attention maps and loss curves as PNG, attention as a page to explore.
 
     python visualize.py attention --out_dir=out-shakespeare-char --text="The pizza came out of the oven and it tasted good."
+    python visualize.py explore --out_dir=out-shakespeare-char [--text="..."] [--compare="..."] [--compare_out_dir=DIR2]
+    python visualize.py next --out_dir=out-shakespeare-char --text="ROMEO:"
     python visualize.py loss out-a out-b ... [--out=loss.png]
 
 attention: one forward pass over the text, with model.tracing collecting every layer's attention
 weights softmax(score + mask), shape (1, nh, T, T). They are drawn as a grid, one row per layer and
 one column per head: the query (the token that looks) down the side, the key (the token looked at)
 along the bottom. Under the causal mask the upper-right triangle is empty: nobody sees the future.
+
+explore: the same weights as one HTML page to explore in a browser, offline (gptkit/explore.py):
+point at a token to see where it looks, layer by layer and head by head, and what the model expects
+next; beside it a second text (--compare) or a second model (--compare_out_dir).
+
+next: the most likely next tokens after a prompt, with their probabilities.
 
 loss: the train and val curves of each run, read from its out_dir/log.jsonl, each run labelled by
 the settings that differ between the runs (read from the runs' checkpoints).
@@ -28,6 +36,7 @@ from gptkit.attention import (ModelSource, attention_maps, default_out, encode_t
 from gptkit.checkpoint import load_checkpoint
 from gptkit.config import command_args, parse_args
 from gptkit.errors import UserError, run_main
+from gptkit.explore import page_html, panel, write_page
 from gptkit.plots import check_size, matplotlib_figure, plot_loss, save, wrapped
 from gptkit.runlog import read_log
 from gptkit.tokenizer import prompt_ids, read_prompt
@@ -199,6 +208,38 @@ def attention_command(argv):
 
 
 # ----------------------------------------------------------------------------------------------
+# the page to explore
+
+
+@dataclass
+class ExploreConfig(ModelSource):
+    text: str = PIZZA  # the text to explore, up to block_size tokens; FILE:path reads it from a file
+    compare: str = ""  # a second text shown under the first, same layer, head and position (e.g. two words swapped)
+    compare_out_dir: str = ""  # a second run's out_dir, shown under the first on the same text (or on --compare)
+    out: str = ""  # the HTML file to write; empty: out_dir/attention.html (./attention.html for GPT-2)
+
+
+def explore_command(argv):
+    (cfg,) = parse_args([ExploreConfig], argv)
+    model, tokenizer, name = load_model(cfg)
+    panels = [panel(model, tokenizer, cfg.text, name)]
+    if cfg.compare_out_dir:
+        second = ModelSource(out_dir=cfg.compare_out_dir, ckpt=cfg.ckpt, data_dir=cfg.data_dir)
+        model, tokenizer, name = load_model(second)
+    if cfg.compare or cfg.compare_out_dir:
+        panels.append(panel(model, tokenizer, cfg.compare or cfg.text, name))
+    page = page_html(panels, title=f"attention of {panels[0]['name']}")
+    out = write_page(page, cfg.out or default_out(cfg, "attention.html"))
+    shape, size = panels[0]["shape"], out.stat().st_size
+    tokens = " and ".join(str(len(p["tokens"])) for p in panels)
+    print(f"wrote {out} ({size / 1e3:,.0f} kB): {len(panels)} panel(s), {shape['n_layer']} layers x "
+          f"{shape['n_head']} heads, {tokens} tokens; open it in a browser (it needs no network)")
+    if size > 20e6:  # the weights grow as layers x heads x tokens^2 / 2
+        print(f"note: the page is {size / 1e6:.0f} MB; a shorter --text makes it smaller and quicker to open",
+              file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------------------------
 # the next token
 
 
@@ -322,8 +363,10 @@ def loss_command(argv):
 
 @run_main
 def main(argv):
-    command, rest = command_args(argv, {"attention": [AttentionConfig], "next": [NextConfig], "loss": [LossConfig]})
-    {"attention": attention_command, "next": next_command, "loss": loss_command}[command](rest)
+    command, rest = command_args(argv, {"attention": [AttentionConfig], "explore": [ExploreConfig],
+                                        "next": [NextConfig], "loss": [LossConfig]})
+    {"attention": attention_command, "explore": explore_command, "next": next_command,
+     "loss": loss_command}[command](rest)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@
     memory       what a model needs in memory, checked before it is built
     quantize     int8 weights for CPU sampling
     attention    reading attention weights and next-token probabilities out of a model
+    explore      the attention as one HTML page to explore offline (visualize.py explore, notebooks)
     shape_trace  the named tensors of one forward pass, printed
     plots        PNG plots (matplotlib)
     gpt2_weights OpenAI's GPT-2 in, Hugging Face GPT-2 out

@@ -101,7 +101,13 @@ def attention_maps(model, ids):
     Positions the mask hides are NaN (drawn grey), so a weight of almost 0 and "not allowed to
     look" stay distinguishable.
     """
-    maps, masks = {}, {}
+    return attention_and_logits(model, ids)[0]
+
+
+def attention_and_logits(model, ids):
+    """One forward pass over one sequence: attention_maps (n_layer, nh, T, T), and the logits at every
+    position (T, vocab), position t's predicting token t + 1."""
+    maps, masks, logits = {}, {}, []
 
     def grab(name, t):
         layer = name.split(".")[1] if name.startswith("h.") else None
@@ -109,11 +115,13 @@ def attention_maps(model, ids):
             maps[int(layer)] = t[0].detach().float().cpu()  # (nh, T, S)
         elif name.endswith(".attn.mask"):
             masks[int(layer)] = t.detach().cpu()  # (T, S), True where allowed
+        elif name == "logits":
+            logits.append(t[0].detach().float().cpu())  # (T, vocab)
 
     model.eval()
     with torch.no_grad(), tracing(model, grab):
         model(torch.tensor([ids], dtype=torch.long, device=next(model.parameters()).device))
-    return torch.stack([maps[i].masked_fill(~masks[i], float("nan")) for i in sorted(maps)])
+    return torch.stack([maps[i].masked_fill(~masks[i], float("nan")) for i in sorted(maps)]), logits[0]
 
 
 def next_token_probabilities(model, ids, temperature=1.0, vocab_size=None):

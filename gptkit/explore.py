@@ -1,0 +1,130 @@
+"""One HTML page to explore a model's attention in a browser: `python visualize.py explore` writes it,
+and a notebook shows the same page inline (`inline`).
+
+The page is gptkit/explore.html (its HTML, CSS and JavaScript) with the data put in where it says
+__EXPLORE_DATA__: one file that loads nothing from anywhere (no CDN, no server, no web font), so it
+works from disk and offline. The data is a list of panels; a panel is one text run through one model
+(`panel`): its tokens, its settings, every layer's and head's attention weights, and at every position
+the model's most likely next tokens, all from one forward pass.
+
+The weights are most of the file, so they are stored compactly: of each query's row only the keys the
+mask allows (under the causal mask, row t has keys 0..t), one byte per weight, round(255 * sqrt(w))
+(the square-root scale the PNG pictures draw with, so small weights keep their resolution), the bytes of
+all layers, heads and rows in that order deflated (zlib) and base64'd. The page inflates them with the
+browser's own DecompressionStream and reads w = (byte / 255)^2, within sqrt(w) / 255 + 1 / (4 * 255^2)
+of the model's weight.
+"""
+
+import base64
+import html
+import json
+import zlib
+from pathlib import Path
+
+import torch
+
+from gptkit.attention import attention_and_logits, encode_text, token_text, word_tokens
+from gptkit.errors import UserError
+from gptkit.rundir import write_atomically
+
+LEVELS = 255  # a weight w is stored as the byte round(LEVELS * sqrt(w))
+TOP_NEXT = 5  # the most likely next tokens kept for each position
+SETTINGS = ("pos_encoding", "attn_score", "mask", "norm", "activation", "qk_norm", "residual")  # shown as chips
+SHAPE = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")
+TEMPLATE = Path(__file__).with_name("explore.html")
+
+
+def future_warning(config):
+    """What the page says above a model whose mask lets it see the future (None for a causal one)."""
+    if not config.sees_the_future:
+        return None
+    return (f"This model was trained with mask={config.mask}: each position also sees the tokens after it, the "
+            f"very token it has to predict included. It learned to copy that token, so its attention looks at the "
+            f"future and its next-token guesses are copies; generating, with no future to copy, it writes "
+            f"garbage (EXPERIMENTS.md, the mask).")
+
+
+def key_ranges(maps):
+    """[(first, last)] for each query: the keys its row may attend to, a contiguous run under every mask
+    (causal: 0..t, anticausal: t..T-1, none: all). maps: (n_layer, nh, T, T), NaN where hidden."""
+    allowed = ~maps[0, 0].isnan()  # (T, T): the same mask in every layer and head
+    ranges = []
+    for row in allowed:
+        keys = row.nonzero().flatten().tolist()
+        ranges.append((keys[0], keys[-1]))
+    return ranges
+
+
+def packed_weights(maps, ranges):
+    """The allowed weights of every layer, head and query row, in that order, one byte each
+    (round(LEVELS * sqrt(w))), deflated and base64'd: what the page's inflate() reads back."""
+    rows = [maps[:, :, t, first:last + 1] for t, (first, last) in enumerate(ranges)]  # (n_layer, nh, keys) each
+    allowed = torch.cat(rows, dim=-1)  # (n_layer, nh, sum of the rows' lengths)
+    levels = (allowed.clamp(0, 1).sqrt() * LEVELS).round().to(torch.uint8)
+    return base64.b64encode(zlib.compress(levels.numpy().tobytes(), 9)).decode("ascii")
+
+
+def next_tokens(tokenizer, ids, logits, top=TOP_NEXT):
+    """For each position t: the `top` most likely tokens t + 1 as [[label, p]], and what token t + 1 really
+    is, as [label, p, its rank among the guesses] (None at the last position)."""
+    probs = torch.softmax(logits[:, :tokenizer.vocab_size], dim=-1)  # (T, vocab)
+    best = probs.topk(min(top, probs.size(-1)))
+    rows = []
+    for t in range(len(ids)):
+        guesses = [[token_text(tokenizer, i), round(p, 4)] for i, p in zip(best.indices[t].tolist(), best.values[t].tolist())]
+        actual = None
+        if t + 1 < len(ids):
+            p = probs[t, ids[t + 1]]
+            actual = [token_text(tokenizer, ids[t + 1]), round(p.item(), 4), int((probs[t] > p).sum()) + 1]
+        rows.append({"top": guesses, "actual": actual})
+    return rows
+
+
+def panel(model, tokenizer, text, name):
+    """One text (at most block_size tokens; FILE:path reads a file) through one model, as the page's data."""
+    ids = encode_text(tokenizer, text, model.config.block_size)
+    maps, logits = attention_and_logits(model, ids)  # (n_layer, nh, T, T), (T, vocab)
+    word_of = {t: word for word, positions in word_tokens(tokenizer, ids) for t in positions}
+    ranges = key_ranges(maps)
+    config = model.config
+    return {
+        "name": name,
+        "text": tokenizer.decode(ids),
+        "tokens": [{"label": token_text(tokenizer, i), "text": tokenizer.decode([i]), "id": i, "word": word_of.get(t, "")}
+                   for t, i in enumerate(ids)],
+        "shape": {k: getattr(config, k) for k in SHAPE},
+        "settings": {k: getattr(config, k) for k in SETTINGS},
+        "warning": future_warning(config),
+        "ranges": ranges,
+        "weights": packed_weights(maps, ranges),
+        "next": next_tokens(tokenizer, ids, logits),
+    }
+
+
+def page_html(panels, title="attention"):
+    """The page, as one string of HTML, showing `panels` (from `panel`) one above the other."""
+    data = json.dumps({"title": title, "levels": LEVELS, "panels": panels}, ensure_ascii=False)
+    # inside <script> only "</script" could end the data early: JSON may write "<" as \u003c everywhere
+    return TEMPLATE.read_text(encoding="utf-8").replace("__EXPLORE_DATA__", data.replace("<", "\\u003c"))
+
+
+def write_page(page, out):
+    """Write the page atomically (a failed write keeps the old file); return the path."""
+    out = Path(out)
+    if out.is_dir():
+        raise UserError(f"--out={out} is a folder; name the HTML file to write, e.g. --out={out / 'attention.html'}")
+    try:
+        def write(tmp):
+            tmp.write_text(page, encoding="utf-8")
+            tmp.chmod(0o644)  # a page to share and open, not private like the temporary file it was
+        write_atomically(out, write)
+    except OSError as e:
+        raise UserError(f"cannot write {out} ({e.strerror or e})") from None
+    return out
+
+
+def inline(page, height=760):
+    """The page inside an <iframe srcdoc>, for Jupyter: IPython.display.HTML(inline(page)) shows it in the
+    notebook, its scripts running in the frame (sandboxed: they cannot touch the notebook)."""
+    return (f'<iframe srcdoc="{html.escape(page, quote=True)}" sandbox="allow-scripts" '
+            f'style="width: 100%; height: {height}px; border: 1px solid #ddd; border-radius: 6px"></iframe>')
