@@ -415,27 +415,37 @@ def print_table(header, rows):
         print(line(row))
 
 
-@run_main
-def main(argv):
-    speed = [GPTConfig, TrainConfig, BenchConfig]
-    commands = {"sample": speed, "int8": speed, "llama_cpp": [LlamaCppConfig], "train": speed,
-                "time_to_loss": [TimeToLossConfig]}
-    command, rest = command_args(argv, commands)
+SPEED = [GPTConfig, TrainConfig, BenchConfig]
+COMMANDS = {"sample": SPEED, "int8": SPEED, "llama_cpp": [LlamaCppConfig], "train": SPEED,
+            "time_to_loss": [TimeToLossConfig]}
+
+
+def parse(argv):
+    """(command, its validated settings, the run folder `sample` reads or None), without running anything."""
+    command, rest = command_args(argv, COMMANDS)
     if command == "time_to_loss":
-        (cfg,) = parse_args([TimeToLossConfig], rest, positional="runs")
-        return time_to_loss(cfg.runs, cfg.target)
+        return command, parse_args([TimeToLossConfig], rest, positional="runs"), None
     if command == "llama_cpp":
-        (cfg,) = parse_args([LlamaCppConfig], rest, positional="gguf")
-        return bench_llama_cpp(cfg)
+        return command, parse_args([LlamaCppConfig], rest, positional="gguf"), None
     positional = [a for a in rest if not a.startswith("-")]
-    run_dir = positional[0] if command == "sample" and positional and Path(positional[0]).is_dir() else None
+    run_dir = positional[0] if command == "sample" and positional and not positional[0].endswith(".py") else None
     if run_dir:
         rest = [a for a in rest if a != run_dir]
     elif command in ("sample", "int8") and not positional:
         # without a config file: the 6x384 Shakespeare model of docs/sampling.md
         defaults = ["--n_layer=6", "--n_head=6", "--n_embd=384", "--block_size=256", "--vocab_size=65", "--device=cpu"]
         rest = defaults + rest
-    model_cfg, cfg, bench = parse_args(speed, rest, config_file=True)
+    return command, parse_args(SPEED, rest, config_file=True), run_dir
+
+
+@run_main
+def main(argv):
+    command, configs, run_dir = parse(argv)
+    if command == "time_to_loss":
+        return time_to_loss(configs[0].runs, configs[0].target)
+    if command == "llama_cpp":
+        return bench_llama_cpp(configs[0])
+    model_cfg, cfg, bench = configs
     if command == "sample":
         return bench_sample(model_cfg, cfg, bench, run_dir)
     (bench_int8 if command == "int8" else bench_train)(model_cfg, cfg, bench)

@@ -38,7 +38,7 @@ from tqdm import tqdm
 from gptkit.config import build_configs, help_text, parse_override, read_args, read_config_file
 from gptkit.data import load_meta, model_vocab_size
 from gptkit.errors import UserError, run_main
-from gptkit.plots import matplotlib_figure, plot_loss
+from gptkit.plots import LEAK, matplotlib_figure, plot_loss
 from gptkit.runlog import read_log
 from model import GPT, GPTConfig
 from train import TrainConfig
@@ -226,9 +226,6 @@ def train_all(todo, jobs, bar, on_done):
         raise
 
 
-LEAK = "leak: saw the future"
-
-
 def results_table(keys, rows):
     """A Markdown table, one row per run; a run whose mask let it see the tokens it predicts is marked,
     and a note under the table says why its low loss ranks nowhere."""
@@ -302,10 +299,12 @@ def main(argv):
     table_path.write_text(table + "\n")
     print(f"table saved to {table_path}", file=sys.stderr)
     if plot_path is not None:
-        curves = [(", ".join(f"{k}={v}" for k, v in row["combo"]), row["records"]) for row in rows if row["records"]]
+        drawn = [row for row in rows if row["records"]]
+        curves = [(", ".join(f"{k}={v}" for k, v in row["combo"]), row["records"]) for row in drawn]
+        leaks = {i for i, row in enumerate(drawn) if row["model_cfg"].sees_the_future}
         config_name = Path(exp.config).name if exp.config else "the default settings"
         title = f"{', '.join(keys)} on {config_name}, all else equal"
-        print(f"plot saved to {plot_loss(curves, plot_path, title=title)}", file=sys.stderr)
+        print(f"plot saved to {plot_loss(curves, plot_path, title=title, leaks=leaks)}", file=sys.stderr)
     failed = [row["name"] for row in rows if row["status"] != "ok"]
     if failed:
         print(f"error: {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)

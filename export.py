@@ -24,7 +24,7 @@ from gptkit.errors import UserError, run_main
 
 @dataclass
 class ExportConfig:
-    out_dir: str = "out"
+    out_dir: str = "out"  # the run folder train.py wrote
     ckpt: str = "best"  # best (best.pt, lowest val loss), latest (ckpt.pt), or a path to a .pt file
     to: Literal["hf", "gguf"] = "hf"  # hf: a Hugging Face GPT-2 directory; gguf: one file for llama.cpp
     gguf_type: Literal["f32", "f16", "q8_0"] = "f16"  # --to=gguf: how the weight matrices are stored
@@ -37,9 +37,15 @@ class ExportConfig:
             raise UserError(f"give the {what} to write: python export.py --out_dir=DIR --to={self.to} DEST")
 
 
+def parse(argv):
+    """The validated settings of a command line, without running anything."""
+    (cfg,) = parse_args([ExportConfig], argv, positional="dest")
+    return cfg
+
+
 @run_main
 def main(argv):
-    (cfg,) = parse_args([ExportConfig], argv, positional="dest")
+    cfg = parse(argv)
     from gptkit.gguf_export import export_gguf, require_gguf
     from gptkit.gpt2_weights import export_hf, require_transformers
 

@@ -48,7 +48,7 @@ class GPTConfig:
     # causal: see self and the past; none: see everything; anticausal: see self and the future
     mask: Literal["causal", "none", "anticausal"] = "causal"
     residual: bool = True  # x + f(x) around attention and MLP, or just f(x)
-    norm: Literal["layernorm", "rmsnorm", "none"] = "layernorm"
+    norm: Literal["layernorm", "rmsnorm", "none"] = "layernorm"  # before each sublayer and at the end (pre-LN)
     tie_weights: bool = True  # lm_head shares the token embedding matrix (Press & Wolf 2017)
     # gelu: GPT-2's tanh approximation; gelu_exact: the erf GELU (nanoGPT's nn.GELU, set when loading its
     # checkpoints); relu2 = relu(x)^2, from the modded-nanogpt speedrun

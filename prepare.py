@@ -396,15 +396,17 @@ class PrepareConfig:
     input: str = ""  # text: the file; Tiny Shakespeare: another copy; web datasets: a folder of .parquet/.jsonl
     name: str = ""  # the folder under data_dir; empty: the dataset's name
     tokenizer: str = ""  # char or gpt2, for the text dataset (empty: char)
-    data_dir: str = "data"
+    data_dir: str = "data"  # the datasets go to data_dir/NAME
     num_proc: int = 0  # tokenizing processes for the web datasets; 0: one per core
     shard_tokens: int = SHARD_TOKENS  # tokens per shard of the web datasets
     max_docs: int = 0  # stop after this many documents of a web dataset; 0: all
 
     def validate(self):
+        if not self.dataset:
+            raise UserError(f"name a dataset: one of {', '.join(DATASETS)} (python prepare.py shakespeare_char)")
         if self.dataset not in DATASETS:
-            raise UserError(f"name a dataset: one of {', '.join(DATASETS)}"
-                            f"{closest_key_hint(self.dataset, list(DATASETS)) if self.dataset else ''}")
+            raise UserError(f"unknown dataset '{self.dataset}'{closest_key_hint(self.dataset, list(DATASETS))}; "
+                            f"the datasets are {', '.join(DATASETS)}")
         if self.dataset == "text" and not (self.input and self.name):
             raise UserError("the text dataset needs --input=PATH and --name=NAME")
         if self.tokenizer not in ("", "char", "gpt2"):
@@ -416,10 +418,16 @@ class PrepareConfig:
         check_name(self.name or self.dataset)
 
 
+def parse(argv):
+    """The validated settings of a command line, without running anything."""
+    (cfg,) = parse_args([PrepareConfig], argv, positional="dataset")
+    return cfg
+
+
 @run_main
 def main(argv):
     start = time.time()
-    (cfg,) = parse_args([PrepareConfig], argv, positional="dataset")
+    cfg = parse(argv)
     out_dir = Path(cfg.data_dir) / (cfg.name or cfg.dataset)
     source_path = Path(cfg.input) if cfg.input else None
     if cfg.dataset in WEB_DATASETS:

@@ -29,27 +29,28 @@ SEPARATOR = "\n---------------\n"
 
 @dataclass
 class SampleConfig:
-    out_dir: str = "out"
+    out_dir: str = "out"  # the run folder train.py wrote
     ckpt: str = "best"  # best (best.pt, lowest val loss), latest (ckpt.pt), or a path to a .pt file
     data_dir: str = "data"  # where a nanoGPT checkpoint's char-level vocabulary is: <dataset>/meta.pkl
     start: str = "\n"  # the prompt, or FILE:path to read it from a file
-    num_samples: int = 3
-    max_new_tokens: int = 500
+    num_samples: int = 3  # how many samples (one batch)
+    max_new_tokens: int = 500  # tokens to generate after the prompt
     temperature: float = 0.8  # 0: greedy (always the most likely token); higher: more random
     top_k: int = 200  # keep only the k most likely tokens; 0: no limit
     top_p: float = 1.0  # keep the smallest set of tokens whose probability reaches p; 1.0: no limit
-    seed: int = 1337
+    seed: int = 1337  # the same seed gives the same text
     use_cache: bool = True  # KV cache: run the prompt once, then one position per token
     # beam search instead of sampling: keep the beam_width most likely continuations at each step and print
     # the num_samples best (temperature, top_k and top_p do not apply); 0: sample; 1: greedy
     beam_width: int = 0
     length_penalty: float = 0.0  # GNMT's alpha: rank beams by log p / ((5 + length) / 6)^alpha (ended ones)
     device: str = "auto"  # auto picks cuda, then mps, then cpu
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bfloat16 (else float16) on CUDA, float32 elsewhere
     compile: bool = False  # a static KV cache and a compiled one-token step (gpt-fast); compile time on stderr
     quantize: Literal["none", "int8"] = "none"  # int8: Linear layers with int8 weights, for faster CPU sampling
     trace_shapes: bool = False  # print each named tensor's shape for one forward pass, then exit
     trace_values: bool = False  # with trace_shapes: print the numbers too (try a short --start)
+    trace_layer: int | None = None  # with trace_shapes: show only this layer's steps (0 is the first)
 
     def validate(self):
         if self.num_samples <= 0 or self.max_new_tokens < 0:
@@ -77,7 +78,7 @@ class Printer:
 
 @run_main
 def main(argv):
-    (cfg,) = parse_args([SampleConfig], argv)
+    cfg = parse(argv)
     device = pick_device(cfg.device)
     dtype = pick_dtype(cfg.dtype, device)
     ctx = setup_torch(device, dtype)
@@ -92,7 +93,9 @@ def main(argv):
     prompt = prompt_ids(tokenizer, read_prompt(cfg.start))
     idx = torch.tensor([prompt] * cfg.num_samples, dtype=torch.long, device=device)  # (B, T)
     if cfg.trace_shapes:
-        print_shape_trace(model, idx, tokenizer=tokenizer, values=cfg.trace_values)
+        source = f"trained: {trained.path} (iter {trained.iter_num})"
+        print_shape_trace(model, idx, tokenizer=tokenizer, values=cfg.trace_values, layer=cfg.trace_layer,
+                          source=source)
         return
     torch.manual_seed(cfg.seed)
     if cfg.beam_width:
@@ -120,6 +123,12 @@ def main(argv):
         print(f"compiled the decode step in {compiled:.1f} s", file=sys.stderr)
     print(f"{cfg.num_samples} x {cfg.max_new_tokens} tokens in {elapsed:.2f} s: {n / max(elapsed, 1e-9):,.0f} tokens/s",
           file=sys.stderr)
+
+
+def parse(argv):
+    """The validated settings of a command line, without running anything."""
+    (cfg,) = parse_args([SampleConfig], argv)
+    return cfg
 
 
 def make_decoder(model, idx, cfg):

@@ -17,6 +17,7 @@ import time
 # importing torch takes on a small CPU are in it, as they are in a user's wall-clock time.
 START_TIME = time.time()
 
+import itertools
 import math
 import signal
 import sys
@@ -52,14 +53,14 @@ INIT_FROM = ("scratch", "resume", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"
 
 @dataclass
 class TrainConfig:
-    out_dir: str = "out"
+    out_dir: str = "out"  # checkpoints (ckpt.pt, best.pt), log.jsonl and samples.txt
     dataset: str = "shakespeare_char"  # a folder under data_dir written by prepare.py
-    data_dir: str = "data"
+    data_dir: str = "data"  # where prepare.py wrote the datasets
     init_from: str = "scratch"  # scratch, resume, gpt2, gpt2-medium, gpt2-large, gpt2-xl, or a GPT-2 directory
     overwrite: bool = False  # allow a scratch run to replace the checkpoints already in out_dir
-    # batch: tokens per optimizer step = batch_size * block_size * gradient_accumulation_steps
-    batch_size: int = 12
-    gradient_accumulation_steps: int = 1
+    # tokens per optimizer step = batch_size * block_size * gradient_accumulation_steps
+    batch_size: int = 12  # sequences per micro-batch (per forward and backward pass)
+    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step (a multiple of the processes)
     # the learning rate: linear warmup then cosine decay to min_lr at lr_decay_iters (GPT-2, nanoGPT)
     max_iters: int = 5000  # optimizer steps
     learning_rate: float = 6e-4  # the peak learning rate, reached at the end of the warmup
@@ -74,37 +75,38 @@ class TrainConfig:
     # smooth the training targets: (1 - e) on the right token, e spread over the vocabulary (Szegedy et al.
     # 2016; the Transformer paper's e_ls = 0.1); evaluation still reports the plain cross-entropy
     label_smoothing: float = 0.0
-    optimizer: Literal["adamw", "muon"] = "adamw"
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
+    optimizer: Literal["adamw", "muon"] = "adamw"  # muon: Muon for the blocks' matrices, AdamW for the rest
+    weight_decay: float = 0.1  # decoupled, on 2-D weights only (never biases or norm gains)
+    beta1: float = 0.9  # AdamW's first-moment (momentum) decay
+    beta2: float = 0.95  # AdamW's second-moment decay
     grad_clip: float = 1.0  # clip the global gradient norm; 0 disables
     # evaluation and checkpoints
-    eval_interval: int = 250
+    eval_interval: int = 250  # steps between evaluations (and checkpoints)
     eval_iters: int = 200  # random batches per split for the loss estimate
     eval_full_val: bool = False  # val loss over the whole val split instead of eval_iters batches
     eval_first: bool = True  # also evaluate before the first step (the untrained loss, about ln(vocab_size))
-    eval_only: bool = False
+    eval_only: bool = False  # evaluate once and exit
     log_interval: int = 10  # iterations between progress-bar updates of the loss
     always_save_checkpoint: bool = True  # ckpt.pt at every evaluation; best.pt only when val improves
     stop_at_val_loss: float = 0.0  # stop as soon as val loss reaches this (0: never)
     # a sample at each evaluation, printed and appended to out_dir/samples.txt: watch noise become text
-    eval_sample_tokens: int = 0  # its length in tokens; 0: no samples
-    eval_sample_start: str = "\n"  # its prompt (the same seed each time: only the model changes)
+    eval_sample_tokens: int = 0  # the sample's length in tokens; 0: no samples
+    eval_sample_start: str = "\n"  # the sample's prompt (the same seed each time: only the model changes)
     # system
     device: str = "auto"  # auto picks cuda, then mps, then cpu
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    compile: bool = False
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bfloat16 (else float16) on CUDA, float32 elsewhere
+    compile: bool = False  # torch.compile the model (eager where it cannot: Windows)
     backend: str = ""  # torch.distributed backend under torchrun; empty: nccl on CUDA, gloo on CPU
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default
-    seed: int = 1337
+    seed: int = 1337  # the initial weights, the data order and dropout
     trace_shapes: bool = False  # print each named tensor's shape for one forward pass, then exit
     trace_values: bool = False  # with trace_shapes: print the numbers too (try a tiny --block_size=8)
+    trace_layer: int | None = None  # with trace_shapes: show only this layer's steps (0 is the first)
     # logging beyond log.jsonl (runlog.py): rank 0 sends every evaluation there too
     tensorboard: bool = False  # TensorBoard event files in out_dir (needs the tensorboard package)
     wandb_log: bool = False  # Weights & Biases (needs the wandb package; WANDB_MODE=offline works offline)
-    wandb_project: str = "owt"
-    wandb_run_name: str = "gpt2"
+    wandb_project: str = "owt"  # the W&B project (nanoGPT's default)
+    wandb_run_name: str = "gpt2"  # the W&B run's name (nanoGPT's default)
 
     def validate(self):
         if not self.out_dir:  # "" would be the current folder, named nowhere: say it
@@ -193,6 +195,9 @@ class Progress:
     iter_num: int = 0
     best_val_loss: float = math.inf
     rng: dict | None = None  # the random states (system.rng_state) to continue from
+    evaluated: bool = True  # whether iter_num was evaluated before the checkpoint was saved
+    started_at: int = 0  # the iteration this run started from (iter_num when it started)
+    saved: bool = False  # whether this run has written a checkpoint
 
 
 # Model settings a resumed run takes from the user, not the checkpoint: they change how it trains, not
@@ -260,7 +265,8 @@ def build(model_cfg, cfg, data, device, given=frozenset()):
                             f"whose state does not fit it; resume with --optimizer={trained_with}") from None
         raise UserError(f"the checkpoint's optimizer state does not fit the model ({e}); it is damaged") from None
     # nanoGPT stores best_val_loss as a tensor and no RNG state (the data order then starts afresh)
-    return model, optimizer, Progress(ckpt["iter_num"], float(ckpt["best_val_loss"]), ckpt.get("rng"))
+    return model, optimizer, Progress(ckpt["iter_num"], float(ckpt["best_val_loss"]), ckpt.get("rng"),
+                                      ckpt.get("evaluated", True), ckpt["iter_num"])
 
 
 def check_fits(model, data, cfg):
@@ -305,19 +311,30 @@ class Run:
 
 
 @torch.no_grad()
-def evaluate(model, data, cfg, ctx):
-    """Mean loss on each split. The same batches every time (fixed seed), so evaluations compare."""
+def evaluate(model, data, cfg, ctx, stop=lambda: False):
+    """Mean loss on each split. The same batches every time (fixed seed), so evaluations compare.
+
+    An evaluation that takes more than a second shows its own progress bar. None when stop() became true
+    (Ctrl-C, SIGTERM) before it ended: evaluating a large model on a CPU takes minutes, a signal must not wait.
+    """
     model.eval()
     losses = {}
     for split in ("train", "val"):
         if split == "val" and cfg.eval_full_val:
             batches = data.sequential_batches(split, cfg.batch_size)
+            total = -(-len(range(0, data.num_tokens(split) - data.block_size, data.block_size)) // cfg.batch_size)
         else:
             generator = torch.Generator().manual_seed(cfg.seed)
             batches = (data.get_batch(split, cfg.batch_size, generator) for _ in range(cfg.eval_iters))
-        losses[split] = mean_loss(model, batches, ctx)[0]
+            total = cfg.eval_iters
+        batches = itertools.takewhile(lambda _: not stop(), batches)
+        with tqdm(batches, total=total, desc=f"evaluating {split}", unit="batch", leave=False, delay=1.0,
+                  dynamic_ncols=True, file=sys.stderr) as bar:
+            losses[split] = mean_loss(model, bar, ctx)[0]
+        if stop():
+            break
     model.train()
-    return losses
+    return None if stop() else losses
 
 
 @torch.no_grad()
@@ -339,12 +356,22 @@ def evaluation_due(it, cfg, resumed_at):
     return it % cfg.eval_interval == 0 or it == cfg.max_iters
 
 
-def evaluate_and_save(run, it, lr, bar):
-    """Evaluate, log, keep the best checkpoint and the latest; True when training should stop."""
+def evaluate_and_save(run, it, lr, bar, stop_request):
+    """Evaluate, log, keep the best checkpoint and the latest; True when training should stop.
+
+    A signal during the evaluation stops it: the run then saves ckpt.pt at this iteration marked not evaluated,
+    so that a resumed run evaluates it first (and runs exactly as if never stopped), unless this run has not
+    trained a step (its checkpoint, if any, holds this iteration already).
+    """
     cfg = run.cfg
     stop = cfg.eval_only
     if run.dist.master:
-        losses = evaluate(run.eval_model, run.data, cfg, run.ctx)
+        losses = evaluate(run.eval_model, run.data, cfg, run.ctx, stop=lambda: stop_request.signum is not None)
+        if losses is None:
+            bar.write(f"{signal.Signals(stop_request.signum).name}: the evaluation at iter {it} stopped")
+            if it > run.progress.started_at:
+                save(run, "ckpt.pt", it, evaluated=False)
+            return broadcast_flag(True, run.dist, run.device)
         for value in losses.values():
             check_finite(value, it, cfg.out_dir)
         run.log.write(iter=it, train_loss=losses["train"], val_loss=losses["val"], lr=lr,
@@ -365,10 +392,12 @@ def evaluate_and_save(run, it, lr, bar):
     return broadcast_flag(stop, run.dist, run.device)
 
 
-def save(run, name, it):
+def save(run, name, it, evaluated=True):
+    """Write out_dir/name. evaluated: whether iteration `it` was evaluated (logged, best.pt updated) first."""
     save_checkpoint(Path(run.cfg.out_dir) / name, run.model, run.optimizer, iter_num=it,
                     best_val_loss=run.progress.best_val_loss, train_config=asdict(run.cfg), meta=run.data.meta,
-                    rng=rng_state(run.generator, run.device))
+                    rng=rng_state(run.generator, run.device), evaluated=evaluated)
+    run.progress.saved = True
 
 
 def check_finite(loss, it, out_dir):
@@ -404,7 +433,9 @@ def train(run):
     """Evaluate when due, then step, until max_iters, a stop, or a signal; returns (iter, signal or None)."""
     cfg, dist, speed = run.cfg, run.dist, run.speed
     it, loss = run.progress.iter_num, None
-    resumed_at = it if cfg.init_from == "resume" and not cfg.eval_only else None
+    # the iteration a run resumes at was evaluated before its checkpoint was saved, unless a signal stopped that
+    evaluated = cfg.init_from == "resume" and not cfg.eval_only and run.progress.evaluated
+    resumed_at = it if evaluated else None
     with tqdm(total=cfg.max_iters, initial=it, unit="it", dynamic_ncols=True, file=sys.stderr,
               disable=not dist.master) as bar, StopRequest() as stop_request:
         while True:
@@ -412,8 +443,9 @@ def train(run):
             for group in run.optimizer.param_groups:
                 group["lr"] = lr
             if evaluation_due(it, cfg, resumed_at):
-                if evaluate_and_save(run, it, lr, bar):
-                    return it, None
+                if evaluate_and_save(run, it, lr, bar, stop_request):
+                    return it, stop_request.signum
+                bar.unpause()  # the evaluation's time is not the steps': the ETA counts steps only
                 speed.restart()
             if it >= cfg.max_iters:
                 return it, None
@@ -422,7 +454,7 @@ def train(run):
             # torchrun rank 0 decides, every log_interval steps (a broadcast is a GPU sync).
             if (dist.world_size == 1 or it % cfg.log_interval == 0) and broadcast_flag(
                     stop_request.signum is not None, dist, run.device):
-                if dist.master:
+                if dist.master and it > run.progress.started_at:  # nothing trained: nothing new to keep
                     if loss is not None:
                         check_finite(loss.item(), it, cfg.out_dir)
                     save(run, "ckpt.pt", it)
@@ -466,11 +498,16 @@ def start_run(model_cfg, cfg, data, dist, device, dtype, ctx, given):
                Speed(tokens_per_iter), dist, device)
 
 
+def parse(argv):
+    """(GPTConfig, TrainConfig, the keys the user gave) of a command line, without running anything: the
+    keys given are what a resumed run checks against its checkpoint."""
+    settings = read_command_line([GPTConfig, TrainConfig], argv, config_file=True)
+    return (*build_configs([GPTConfig, TrainConfig], settings), {key for key, _ in settings})
+
+
 @run_main
 def main(argv):
-    settings = read_command_line([GPTConfig, TrainConfig], argv, config_file=True)
-    model_cfg, cfg = build_configs([GPTConfig, TrainConfig], settings)
-    given = {key for key, _ in settings}  # what the user set, checked against a checkpoint to resume
+    model_cfg, cfg, given = parse(argv)
     dist, device = setup_distributed(pick_device(cfg.device), cfg.backend)
     if cfg.gradient_accumulation_steps % dist.world_size:
         raise UserError(f"gradient_accumulation_steps={cfg.gradient_accumulation_steps} must be a multiple of "
@@ -486,20 +523,27 @@ def main(argv):
         model = build(model_cfg, cfg, data, device, given)[0]
         tokenizer = load_tokenizer(data.meta) if data.meta.get("tokenizer") in ("char", "gpt2") else None
         x, y = data.get_batch("train", 2, torch.Generator().manual_seed(cfg.seed))
-        print_shape_trace(model, x, y, tokenizer=tokenizer, values=cfg.trace_values)
+        source = {"scratch": f"untrained: the initial weights of seed {cfg.seed} (sample.py --trace_shapes=True "
+                             f"traces a trained checkpoint)",
+                  "resume": f"the checkpoint {Path(cfg.out_dir) / 'ckpt.pt'}"}.get(cfg.init_from, cfg.init_from)
+        print_shape_trace(model, x, y, tokenizer=tokenizer, values=cfg.trace_values, layer=cfg.trace_layer,
+                          source=source)
         return
     # one writer per out_dir for the run's whole life (eval_only too: it appends to log.jsonl)
     fresh = cfg.init_from != "resume" and not (cfg.overwrite or cfg.eval_only)
-    with claim_out_dir(cfg.out_dir, protect_checkpoints=fresh) if dist.master else nullcontext():
+    with claim_out_dir(cfg.out_dir, protect_checkpoints=fresh) if dist.master else nullcontext() as lock:
         run = start_run(model_cfg, cfg, data, dist, device, dtype, ctx, given)
         it, signum = train(run)
         if run.log is not None:
             run.log.close()
+        if lock is not None and not run.progress.saved:
+            lock.leave_as_found = True  # a run stopped before it saved anything changes nothing, as a refused one
     teardown_distributed(dist)
     if signum is not None:
         if dist.master:
-            print(f"interrupted at iter {it}: saved {Path(cfg.out_dir) / 'ckpt.pt'}; continue with --init_from=resume",
-                  file=sys.stderr)
+            saved = f"saved {Path(cfg.out_dir) / 'ckpt.pt'}; continue with --init_from=resume" if run.progress.saved \
+                else f"nothing was saved, {cfg.out_dir} is as it was"
+            print(f"interrupted at iter {it}: {saved}", file=sys.stderr)
         sys.exit(128 + signum)  # the shell's code for death by that signal
     if dist.master:
         print(f"done: iter {it}, best val loss {run.progress.best_val_loss:.4f}, {time.time() - START_TIME:.1f} s, "

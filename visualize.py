@@ -1,6 +1,6 @@
 """Pictures of a model and of its training: attention maps and loss curves as PNG, attention as a page to explore.
 
-    python visualize.py attention --out_dir=out-shakespeare-char --text="The pizza came out of the oven and it tasted good."
+    python visualize.py attention --out_dir=out-shakespeare-char [--text="..."] [--query=it] [--compare="..."]
     python visualize.py explore --out_dir=out-shakespeare-char [--text="..."] [--compare="..."] [--compare_out_dir=DIR2]
     python visualize.py next --out_dir=out-shakespeare-char --text="ROMEO:"
     python visualize.py loss out-a out-b ... [--out=loss.png]
@@ -20,9 +20,10 @@ loss: the train and val curves of each run, read from its out_dir/log.jsonl, eac
 the settings that differ between the runs (read from the runs' checkpoints).
 
 What the pictures read from the model is in gptkit/attention.py; how they are drawn, here and in
-gptkit/plots.py. matplotlib is optional: only the PNG pictures need it (pip install matplotlib).
+gptkit/plots.py. The PNG pictures need matplotlib (in requirements.txt).
 """
 
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,12 +32,12 @@ from typing import Literal
 import numpy as np
 import torch
 
+from gptkit import explore
 from gptkit.attention import (ModelSource, attention_maps, default_out, encode_text, find_query, load_model,
                               next_token_probabilities, token_text, word_tokens, word_weights)
 from gptkit.checkpoint import load_checkpoint
 from gptkit.config import command_args, parse_args
 from gptkit.errors import UserError, run_main
-from gptkit.explore import page_html, panel, write_page
 from gptkit.plots import check_size, matplotlib_figure, plot_loss, save, wrapped
 from gptkit.runlog import read_log
 from gptkit.tokenizer import prompt_ids, read_prompt
@@ -58,8 +59,8 @@ class AttentionConfig(ModelSource):
     compare: str = ""  # a second text drawn beside the first, e.g. with two words swapped
     out: str = ""  # the PNG to write; empty: out_dir/attention.png (attention_query.png with --query)
     width: int = 0  # pixels; 0: sized to the text and the grid
-    height: int = 0
-    dpi: int = 100
+    height: int = 0  # pixels; 0: sized to the text and the grid
+    dpi: int = 100  # pixels per inch: the scale of the text in the picture
 
     def validate(self):
         check_size(self.width, self.height, self.dpi)
@@ -182,29 +183,62 @@ def print_query_summary(tokenizer, ids, maps, query, caption):
         print(f"    {word:<14} {w.mean().item():.3f}   (layer {layer} head {head}: {w.max().item():.3f})")
 
 
-def attention_command(argv):
-    (cfg,) = parse_args([AttentionConfig], argv)
+def attention_command(cfg):
     matplotlib_figure()  # fail before loading anything when matplotlib is missing
     model, tokenizer, name = load_model(cfg)
-    panels = []
+    panels, rankings = [], []
     for text in [cfg.text] + ([cfg.compare] if cfg.compare else []):
         ids = encode_text(tokenizer, text, model.config.block_size)
         query = find_query(tokenizer, ids, cfg.query) if cfg.query else None
         maps = attention_maps(model, ids)
         shown = repr(tokenizer.decode(ids))
-        caption = shown if query is None else f"{shown}: what {token_text(tokenizer, ids[query])!r} attends to"
-        panels.append(Panel(maps, [token_text(tokenizer, i) for i in ids], query, caption,
-                            word_tokens(tokenizer, ids)))
+        caption = shown
         if query is not None:
             print_query_summary(tokenizer, ids, maps, query, shown)
+            ranking = ranked_words(tokenizer, ids, maps, query)
+            rankings.append(ranking)
+            top = ", ".join(f"{word} {weight:.2f}" for word, weight in ranking[:3])
+            caption = f"{shown}: what {token_text(tokenizer, ids[query])!r} attends to; most weight: {top}"
+        panels.append(Panel(maps, [token_text(tokenizer, i) for i in ids], query, caption,
+                            word_tokens(tokenizer, ids)))
     settings = ", ".join(f"{k}={getattr(model.config, k)}" for k in ("pos_encoding", "attn_score", "mask"))
     title = f"attention of {name}; {settings}"
+    reading = swap_reading([cfg.text, cfg.compare], rankings) if len(rankings) == 2 else None
+    if reading:
+        print(reading)
+        title += f"\n{reading}"
     default = "attention.png" if cfg.query == "" else "attention_query.png"  # the two views side by side
     out = cfg.out or default_out(cfg, default)
     draw = plot_attention if cfg.query == "" else plot_query
     out = draw(panels, out, title=title, width=cfg.width, height=cfg.height, dpi=cfg.dpi)
     n_layer, n_head, T, _ = panels[0].maps.shape
     print(f"wrote {out}: {n_layer} layers x {n_head} heads, {T} tokens" + (" and the comparison" if cfg.compare else ""))
+
+
+def ranked_words(tokenizer, ids, maps, query):
+    """[(word, weight)] of the words before the query (the query's own word left out), by the weight the query
+    gives them, averaged over layers and heads."""
+    weights = word_weights(tokenizer, ids[:query + 1], maps[:, :, query, :query + 1])  # {word: (n_layer, nh)}
+    own = next((w for w, tokens in word_tokens(tokenizer, ids) if query in tokens), None)
+    return sorted(((w, v.mean().item()) for w, v in weights.items() if w != own), key=lambda wv: -wv[1])
+
+
+def swap_reading(texts, rankings):
+    """For two texts that swap two words (pizza and oven), one line saying what the weight follows: the same word
+    in both (the meaning, perhaps), or the word in the same place (the position). None for other pairs."""
+    first, second = (re.findall(r"\w+", text) for text in texts)
+    moved = [i for i, (a, b) in enumerate(zip(first, second)) if a != b]
+    if len(first) != len(second) or len(moved) != 2 or sorted(first) != sorted(second):
+        return None
+    near, far = first[moved[1]], first[moved[0]]  # in the first text, the later one is nearer the query
+    scores = [dict(ranking) for ranking in rankings]
+    if not all(near in s and far in s for s in scores):
+        return None
+    winners = [max((near, far), key=s.get) for s in scores]
+    detail = "; ".join(f"text {n + 1}: {near} {s[near]:.2f}, {far} {s[far]:.2f}" for n, s in enumerate(scores))
+    if winners[0] == winners[1]:
+        return f"the weight follows the word: '{winners[0]}' gets more in both texts ({detail})"
+    return f"the weight follows the position: the nearer of '{near}' and '{far}' gets more in both texts ({detail})"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -219,17 +253,16 @@ class ExploreConfig(ModelSource):
     out: str = ""  # the HTML file to write; empty: out_dir/attention.html (./attention.html for GPT-2)
 
 
-def explore_command(argv):
-    (cfg,) = parse_args([ExploreConfig], argv)
+def explore_command(cfg):
     model, tokenizer, name = load_model(cfg)
-    panels = [panel(model, tokenizer, cfg.text, name)]
+    panels = [explore.panel(model, tokenizer, cfg.text, name)]
     if cfg.compare_out_dir:
         second = ModelSource(out_dir=cfg.compare_out_dir, ckpt=cfg.ckpt, data_dir=cfg.data_dir)
         model, tokenizer, name = load_model(second)
     if cfg.compare or cfg.compare_out_dir:
-        panels.append(panel(model, tokenizer, cfg.compare or cfg.text, name))
-    page = page_html(panels, title=f"attention of {panels[0]['name']}")
-    out = write_page(page, cfg.out or default_out(cfg, "attention.html"))
+        panels.append(explore.panel(model, tokenizer, cfg.compare or cfg.text, name))
+    page = explore.page_html(panels, title=f"attention of {panels[0]['name']}")
+    out = explore.write_page(page, cfg.out or default_out(cfg, "attention.html"))
     shape, size = panels[0]["shape"], out.stat().st_size
     tokens = " and ".join(str(len(p["tokens"])) for p in panels)
     print(f"wrote {out} ({size / 1e3:,.0f} kB): {len(panels)} panel(s), {shape['n_layer']} layers x "
@@ -249,15 +282,14 @@ class NextConfig(ModelSource):
     top: int = 10  # how many of the most likely next tokens to show
     temperature: float = 1.0  # divides the logits before the softmax, as in sampling
     out: str = ""  # the PNG to write; empty: out_dir/next.png
-    dpi: int = 100
+    dpi: int = 100  # pixels per inch: the scale of the text in the picture
 
     def validate(self):
         if self.top < 1 or self.temperature <= 0:
             raise UserError("top must be at least 1 and temperature positive")
 
 
-def next_command(argv):
-    (cfg,) = parse_args([NextConfig], argv)
+def next_command(cfg):
     new_figure, _ = matplotlib_figure()  # before loading: a missing matplotlib fails fast
     model, tokenizer, name = load_model(cfg)
     ids = prompt_ids(tokenizer, read_prompt(cfg.text))
@@ -268,13 +300,17 @@ def next_command(argv):
     print(f"{'rank':>4}  {'token':<16} {'p':>7}  {'cumulative':>10}")
     for rank, (label, p, cum) in enumerate(zip(labels, top.values.tolist(), top.values.cumsum(0).tolist()), 1):
         print(f"{rank:>4}  {label:<16} {p:>7.4f}  {cum:>10.4f}")
-    fig = new_figure(800, round((0.3 * len(labels) + 1.4) * cfg.dpi), cfg.dpi)
+    fig = new_figure(800, round((0.34 * len(labels) + 1.4) * cfg.dpi), cfg.dpi)
+    fig.get_layout_engine().set(w_pad=0.12)  # room for glyphs wider than their font metrics (⏎)
     ax = fig.subplots()
     ax.barh(range(len(labels)), top.values.numpy(), color="C0")
-    ax.set_yticks(range(len(labels)), labels, parse_math=False)
+    names = {"\u23ce": "⏎ newline", "\u2423": "␣ space", "\u21e5": "⇥ tab"}
+    ax.set_yticks(range(len(labels)), [names.get(label, label) for label in labels], fontsize=12, parse_math=False)
     ax.invert_yaxis()  # the most likely on top
     for i, p in enumerate(top.values.tolist()):
-        ax.text(p, i, f" {p:.3f}", va="center", fontsize=8)
+        inside = p > 0.6 * top.values[0].item() and p > 0.5  # a long bar holds its own number
+        ax.text(p, i, f" {100 * p:.2g}% " if inside else f" {100 * p:.2g}%", va="center", fontsize=9,
+                ha="right" if inside else "left", color="white" if inside else "black")
     ax.set_xlim(0, min(1.0, top.values[0].item() * 1.25))
     ax.set_xlabel("probability of the next token")
     fig.suptitle(wrapped(f"after {tokenizer.decode(ids)!r}: {name}", 800 / cfg.dpi), fontsize=10)
@@ -289,13 +325,13 @@ def next_command(argv):
 @dataclass
 class LossConfig:
     runs: list[str] = field(default_factory=list)  # the out_dirs to compare (positional arguments)
-    out: str = "loss.png"
+    out: str = "loss.png"  # the PNG to write
     title: str = ""  # empty: names the settings that differ
     x: Literal["iter", "elapsed_s", "tokens"] = "iter"  # elapsed_s: wall seconds, for time-to-loss
     target: float = 0.0  # a loss to draw as a dashed line, e.g. a time-to-loss target; 0: none
     width: int = 1200  # pixels
-    height: int = 480
-    dpi: int = 100
+    height: int = 480  # pixels
+    dpi: int = 100  # pixels per inch: the scale of the text in the picture
 
     def validate(self):
         check_size(self.width, self.height, self.dpi)
@@ -331,10 +367,10 @@ def differing_keys(settings):
     return [k for k in keys if len({repr(s.get(k)) for s in settings}) > 1]
 
 
-def run_labels(run_dirs):
+def run_labels(run_dirs, settings):
     """(label per run, the keys that differ): the differing settings (`pos_encoding=rope`) when there are
-    at most three of them, else the folder names (a label of 17 settings helps nobody)."""
-    settings = [run_settings(d) for d in run_dirs]
+    at most three of them, else the folder names (a label of 17 settings helps nobody).
+    settings: run_settings of each run."""
     names = [Path(d).name or str(d) for d in run_dirs]
     if len(run_dirs) < 2 or any(s is None for s in settings):
         return names, []
@@ -344,29 +380,41 @@ def run_labels(run_dirs):
     return [", ".join(f"{k}={s.get(k)}" for k in keys) for s in settings], keys
 
 
-def loss_command(argv):
-    (cfg,) = parse_args([LossConfig], argv, positional="runs")
+def loss_command(cfg):
     run_dirs = cfg.runs
     matplotlib_figure()
     logs = [logged_evaluations(d) for d in run_dirs]
-    labels, keys = run_labels(run_dirs)
+    settings = [run_settings(d) for d in run_dirs]
+    labels, keys = run_labels(run_dirs, settings)
     if len(keys) > 3:
         default_title = f"{len(keys)} settings differ: {', '.join(keys)}"
     else:
         default_title = f"by {', '.join(keys)}, all else equal" if keys else ""
     title = cfg.title or default_title
+    leaks = {i for i, s in enumerate(settings) if (s or {}).get("mask", "causal") != "causal"}
     out = plot_loss(list(zip(labels, logs)), cfg.out, title=title, width=cfg.width, height=cfg.height, dpi=cfg.dpi,
-                    x=cfg.x, target=cfg.target)
+                    x=cfg.x, target=cfg.target, leaks=leaks)
     labelled = f", labelled by {', '.join(keys)}" if 0 < len(keys) <= 3 else ", labelled by folder"
     print(f"wrote {out}: {len(run_dirs)} runs{labelled}")
 
 
 @run_main
 def main(argv):
-    command, rest = command_args(argv, {"attention": [AttentionConfig], "explore": [ExploreConfig],
-                                        "next": [NextConfig], "loss": [LossConfig]})
-    {"attention": attention_command, "explore": explore_command, "next": next_command,
-     "loss": loss_command}[command](rest)
+    command, cfg = parse(argv)
+    COMMANDS[command][2](cfg)
+
+
+# command: (its settings, the setting its positional arguments fill, what it runs)
+COMMANDS = {"attention": (AttentionConfig, None, attention_command), "explore": (ExploreConfig, None, explore_command),
+            "next": (NextConfig, None, next_command), "loss": (LossConfig, "runs", loss_command)}
+
+
+def parse(argv):
+    """(command, its validated settings) of a command line, without running anything."""
+    command, rest = command_args(argv, {name: [settings] for name, (settings, _, _) in COMMANDS.items()})
+    settings, positional, _ = COMMANDS[command]
+    (cfg,) = parse_args([settings], rest, positional=positional)
+    return command, cfg
 
 
 if __name__ == "__main__":

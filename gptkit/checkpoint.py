@@ -128,6 +128,8 @@ def checkpoint_problem(ckpt):
     for key in ("meta", "optimizer", "train_config", "config", "rng"):
         if key in ckpt and not isinstance(ckpt[key], dict):
             return f"its {key!r} must be a dict, found a {type(ckpt[key]).__name__}"
+    if "evaluated" in ckpt and not isinstance(ckpt["evaluated"], bool):
+        return f"its 'evaluated' must be True or False, found {ckpt['evaluated']!r}"
     if "iter_num" in ckpt and not is_count(ckpt["iter_num"]):
         return f"its 'iter_num' must be a whole number >= 0, found {ckpt['iter_num']!r}"
     best = ckpt.get("best_val_loss", 0.0)  # nanoGPT stores a 0-d tensor

@@ -7,7 +7,8 @@ Every script reads its command line the same way:
 A config file is read as data, never executed: each line must be `name = expression`, where the
 expression uses only literals, arithmetic and names assigned earlier in the same file (so nanoGPT's
 `gradient_accumulation_steps = 5 * 8` works). Anything else (calls, attribute access, loops) is an
-error. This is why a config file from a stranger is safe to run. `--key=value` arguments apply on
+error, and so is an import (nanoGPT's own `import time`, whose only use is code we skip anyway,
+excepted). This is why a config file from a stranger is safe to run. `--key=value` arguments apply on
 top, in order; a list setting collects every value it is given. `--help` prints the script's
 docstring and every setting with its type, default and comment.
 
@@ -42,11 +43,16 @@ _UNARYOPS = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.n
 COMPUTED_IN_NANOGPT = ("wandb_run_name",)
 
 
+# the one import nanoGPT's own config files contain (finetune_shakespeare.py, for its W&B run name)
+NANOGPT_IMPORTS = {"time"}
+
+
 def _ignored_statement(stmt):
-    """Statements nanoGPT's own config files contain that carry no setting (`import time`, a docstring).
-    A bare expression is skipped only when it is a constant: a call such as `print(...)` is code."""
-    return isinstance(stmt, (ast.Import, ast.ImportFrom)) or (
-        isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant))
+    """Statements nanoGPT's own config files contain that carry no setting: `import time` and a docstring.
+    Any other import is code, as is a bare expression that is not a constant (a call such as `print(...)`)."""
+    if isinstance(stmt, ast.Import):
+        return all(alias.name in NANOGPT_IMPORTS and alias.asname is None for alias in stmt.names)
+    return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
 
 
 # Bounds on what a config file may compute: no setting needs a number larger than a float holds, and a
@@ -127,6 +133,9 @@ def read_config_file(path):
         where = f"{path}:{stmt.lineno}"
         if _ignored_statement(stmt):
             continue
+        if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            raise UserError(f"{where}: a config file holds settings, not code: `{_source(stmt)}` is refused "
+                            f"(only nanoGPT's `import time` is skipped); remove the line")
         if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)):
             raise UserError(f"{where}: expected `key = value`, found `{_source(stmt)}`")
         key = stmt.targets[0].id
@@ -278,7 +287,9 @@ def read_command_line(classes, argv, config_file=False, positional=None):
     pairs, rest = read_args(argv, config_file)
     if rest:
         if positional is None:
-            raise UserError(f"unexpected argument '{rest[0]}': settings look like --key=value")
+            hint = (f"; did you mean --out_dir={rest[0]}?" if "out_dir" in field_types(classes) and Path(rest[0]).is_dir()
+                    else "")
+            raise UserError(f"unexpected argument '{rest[0]}': settings look like --key=value{hint}")
         if typing.get_origin(field_types(classes)[positional][1]) is not list and len(rest) > 1:
             raise UserError(f"expected one {positional}, got {len(rest)}: {' '.join(rest)}")
         pairs += [(positional, value) for value in rest]
@@ -309,14 +320,30 @@ def _type_name(typ):
     return getattr(typ, "__name__", str(typ))
 
 
+def field_comments(source):
+    """{field: its comment} in a dataclass's source: the comment on the field's line, or else the comment
+    lines right above it (where a long explanation of the choices of a Literal goes)."""
+    comments, above = {}, []
+    for line in source.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            above.append(stripped.lstrip("# "))
+            continue
+        field = re.match(r"^\s+(\w+):[^#=]*(=[^#]*)?(#\s*(.*))?$", line)
+        if field and not stripped.startswith(("def ", "@", "return")):
+            comments[field.group(1)] = field.group(4) or " ".join(above)
+        above = []
+    return comments
+
+
 def help_text(classes):
     """The running script's docstring, then every setting with its type, default and comment."""
     doc = (sys.modules["__main__"].__doc__ or "").strip()
     lines = [doc, "", "settings (config file `key = value`, or --key=value):"]
     for cls in dict.fromkeys(classes):
-        sources = [inspect.getsource(c) for c in cls.__mro__ if dataclasses.is_dataclass(c)]
-        comments = {k: v for source in reversed(sources)
-                    for k, v in re.findall(r"^\s+(\w+):[^#\n]*#\s*(.*)$", source, re.M)}
+        comments = {}
+        for source in reversed([inspect.getsource(c) for c in cls.__mro__ if dataclasses.is_dataclass(c)]):
+            comments.update(field_comments(source))
         lines.append(f"  {cls.__name__}:")
         for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()

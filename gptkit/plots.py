@@ -1,7 +1,7 @@
 """Plots as PNG files, drawn by matplotlib's Agg backend (files only, no window, no display).
 
-matplotlib is optional: only the pictures need it (pip install matplotlib), and without it the
-first plot is one line of error. visualize.py and experiment.py draw with these.
+matplotlib is in requirements.txt; where it is missing anyway, the first plot is one line of error
+(pip install matplotlib). visualize.py and experiment.py draw with these.
 """
 
 import textwrap
@@ -46,39 +46,58 @@ def check_size(width, height, dpi):
 
 def wrapped(text, inches, points=10):
     """The text broken into lines that fit `inches` at about `points` size, so no title is cut off."""
-    return textwrap.fill(text, width=max(20, int(inches * 144 / points)))
+    return "\n".join(textwrap.fill(line, width=max(20, int(inches * 144 / points))) for line in text.splitlines())
 
 
 LINE_STYLES = ["-", "--", "-.", ":"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 
 
-def plot_loss(runs, out, title="", width=1200, height=480, dpi=100, x="iter", target=0.0):
-    """Write the curves of runs [(label, log records)]: train loss, val loss, and val loss again past the
-    first quarter with its own y-axis, where runs that start alike come apart. Each run has
-    its own colour, line style and marker, so a run drawn over another still shows. Returns the path."""
+LEAK = "leak: saw the future"
+
+
+def plot_loss(runs, out, title="", width=1200, height=480, dpi=100, x="iter", target=0.0, leaks=()):
+    """Write loss_figure(...) to `out` as PNG; returns the path."""
+    return save(loss_figure(runs, title, width, height, dpi, x, target, leaks), out, dpi)
+
+
+def loss_figure(runs, title="", width=1200, height=480, dpi=100, x="iter", target=0.0, leaks=()):
+    """The curves of runs [(label, log records)]: train loss, val loss, and val loss again from a
+    quarter of the way in, on its own y-axis, where runs that start alike come apart. Each run has
+    its own colour, line style and marker, so a run drawn over another still shows. The runs whose index is in
+    `leaks` saw the tokens they predict (mask=none, anticausal): their low loss is marked as the leak it is,
+    on the curve and in the legend."""
     new_figure, _ = matplotlib_figure()
     fig = new_figure(width, height, dpi)
     axes = fig.subplots(1, 3)
     x_name = {"iter": "iteration", "elapsed_s": "seconds from process start", "tokens": "tokens"}[x]
-    x_end = max((r[x] for _, records in runs for r in records if x in r), default=0)
-    panels = [("train", "train loss", 0), ("val", "val loss", 0), ("val", "val loss, zoomed: the last 3/4", x_end / 4)]
+    logged = sorted({r[x] for _, records in runs for r in records if x in r})
+    zoom_from = next((v for v in logged if v >= logged[-1] / 4), 0) if logged else 0  # the first point shown
+    zoom_name = f"val loss from {x_name} {zoom_from:,g} on, zoomed"
+    panels = [("train", "train loss", 0), ("val", "val loss", 0), ("val", zoom_name, zoom_from)]
     for ax, (split, name, x_from) in zip(axes, panels):
         shown = []
         for i, (label, records) in enumerate(runs):
             points = [(r[x], r[f"{split}_loss"]) for r in records
                       if r.get(f"{split}_loss") is not None and x in r and r[x] >= x_from]
-            if points:
-                ax.plot(*zip(*points), color=f"C{i % 10}", linestyle=LINE_STYLES[i % 4], marker=MARKERS[i % 8],
-                        markersize=3.5, linewidth=1.4, alpha=0.85, label=label)
-                shown += [y for _, y in points]
+            if not points:
+                continue
+            leak = i in leaks
+            ax.plot(*zip(*points), color=f"C{i % 10}", linestyle=":" if leak else LINE_STYLES[i % 4],
+                    marker="x" if leak else MARKERS[i % 8], markersize=3.5, linewidth=1.4, alpha=0.85,
+                    label=f"{label} ({LEAK})" if leak else label)
+            if leak:
+                ax.annotate(LEAK, points[-1], xytext=(-4, 6), textcoords="offset points", ha="right", fontsize=8,
+                            color=f"C{i % 10}")
+            shown += [y for _, y in points]
         if target and split == "val":
             ax.axhline(target, color="0.4", linestyle=(0, (4, 3)), linewidth=1, label=f"target {target}")
             shown.append(target)
-        if shown and x_from:  # the zoom: fit the y-axis to what is drawn
+        if shown and x_from:  # the zoom: fit both axes to what is drawn
             low, high = min(shown), max(shown)
             margin = 0.08 * (high - low) or 0.01
             ax.set_ylim(low - margin, high + margin)
+            ax.set_xlim(x_from - 0.03 * (logged[-1] - x_from), logged[-1] + 0.03 * (logged[-1] - x_from))
         ax.set_title(name, fontsize=10)
         ax.set_xlabel(x_name)
         ax.grid(alpha=0.3)
@@ -87,4 +106,4 @@ def plot_loss(runs, out, title="", width=1200, height=480, dpi=100, x="iter", ta
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize="small")
     if title:
         fig.suptitle(wrapped(title, width / dpi, 11), fontsize=11)
-    return save(fig, out, dpi)
+    return fig

@@ -62,12 +62,14 @@ class OutDirLock:
     command line for the error a second writer gets. The kernel drops a flock when its process dies,
     however it dies, so a killed run leaves no stale lock: its file may stay, unlocked, and the next
     run takes it. Readers (sample.py, visualize.py, export.py, bench.py) never lock.
-    Used as `with OutDirLock(out_dir):`; leaving removes the file, and after a failure the folders in
-    `created` (deepest first) that are still empty: a failed run changes nothing.
+    Used as `with OutDirLock(out_dir):`; leaving removes the file, and after a failure (or a run that wrote
+    nothing: leave_as_found) the folders in `created` (deepest first) that are still empty: such a run changes
+    nothing.
     """
 
     def __init__(self, out_dir, created=()):
         self.path, self.fd, self.created = Path(out_dir) / "train.lock", None, list(created)
+        self.leave_as_found = False  # set by a run that wrote nothing: the folders it made go too
 
     def __enter__(self):
         if fcntl is None:
@@ -98,7 +100,7 @@ class OutDirLock:
             self.path.unlink(missing_ok=True)  # before unlocking: whoever opened it meanwhile sees a removed file
             os.close(self.fd)  # the lock goes with the last descriptor
             self.fd = None
-        if exc_type is not None:
+        if exc_type is not None or self.leave_as_found:
             for folder in self.created:
                 try:
                     folder.rmdir()  # only if empty

@@ -49,7 +49,11 @@ def read_log(out_dir):
 
 
 class LogFile:
-    """out_dir/log.jsonl, appended to at each evaluation. On resume, records past the checkpoint are dropped."""
+    """out_dir/log.jsonl, appended to at each evaluation. On resume, records past the checkpoint are dropped.
+
+    The file is rewritten at the first record, not before: a run stopped before it evaluated once leaves
+    the log (or its absence) as it found it.
+    """
 
     def __init__(self, out_dir, resume_iter=None):
         """resume_iter: the checkpoint's iteration when resuming; None starts a fresh log."""
@@ -57,10 +61,13 @@ class LogFile:
         previous = read_log(out_dir) if resume_iter is not None else []
         self.kept = [r for r in previous if r["iter"] <= resume_iter]  # the history this run continues
         self.last_logged = max((r["iter"] for r in previous), default=None)  # before this run started
-        kept = "".join(json.dumps(r) + "\n" for r in self.kept)
-        write_atomically(self.path, lambda tmp: tmp.write_text(kept))  # a kill mid-rewrite keeps the old log
+        self.started = False
 
     def write(self, record):
+        if not self.started:  # the history this run continues, atomically: a kill mid-rewrite keeps the old log
+            kept = "".join(json.dumps(r) + "\n" for r in self.kept)
+            write_atomically(self.path, lambda tmp: tmp.write_text(kept))
+            self.started = True
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -71,24 +78,31 @@ def metrics(record):
 
 
 class TensorBoard:
-    """Event files in out_dir, so `tensorboard --logdir out_dir` (or its parent, for several runs) shows them."""
+    """Event files in out_dir, so `tensorboard --logdir out_dir` (or its parent, for several runs) shows them.
+    Written afresh from log.jsonl's history at the first record, as log.jsonl itself."""
 
     def __init__(self, out_dir, history):
         from torch.utils.tensorboard import SummaryWriter  # ImportError without the tensorboard package
 
-        for old in Path(out_dir).glob("events.out.tfevents.*"):
-            old.unlink()  # written afresh from log.jsonl's history below
-        self.writer = SummaryWriter(str(out_dir))
-        for record in history:
-            self.write(record)
+        self.out_dir, self.history, self.open_writer, self.writer = out_dir, history, SummaryWriter, None
 
     def write(self, record):
+        if self.writer is None:
+            for old in Path(self.out_dir).glob("events.out.tfevents.*"):
+                old.unlink()
+            self.writer = self.open_writer(str(self.out_dir))
+            for earlier in self.history:
+                self.add(earlier)
+        self.add(record)
+
+    def add(self, record):
         for name, value in metrics(record).items():
             self.writer.add_scalar(name, value, record["iter"])
         self.writer.flush()  # on disk now: the curves are live, and a killed run loses nothing
 
     def close(self):
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
 
 
 class WandB:
@@ -175,12 +189,11 @@ class EvalSamples:
         self.cfg, self.tokenizer = cfg, load_tokenizer(meta)
         self.prompt = torch.tensor([prompt_ids(self.tokenizer, cfg.eval_sample_start)], device=device)  # (1, T)
         self.path = Path(cfg.out_dir) / "samples.txt"
-        kept = ""
+        self.kept = ""  # written at the first sample, as log.jsonl's history (LogFile)
         if resume_iter is not None and self.path.is_file():  # drop the samples past the checkpoint
             text = self.path.read_text(encoding="utf-8")
             later = [m.start() for m in self.HEADER.finditer(text) if int(m.group(1)) > resume_iter]
-            kept = text[:later[0]] if later else text
-        self.path.write_text(kept, encoding="utf-8")
+            self.kept = text[:later[0]] if later else text
 
     @torch.no_grad()
     def write(self, model, it, val_loss, ctx):
@@ -192,6 +205,10 @@ class EvalSamples:
                                  vocab_limit=self.tokenizer.vocab_size, generator=generator)[0].tolist()
         model.train()
         block = f"=== iter {it}, val loss {val_loss:.4f} ===\n{self.tokenizer.decode(ids)}\n\n"
+        if self.kept is not None:
+            kept = self.kept
+            write_atomically(self.path, lambda tmp: tmp.write_text(kept, encoding="utf-8"))
+            self.kept = None
         with self.path.open("a", encoding="utf-8") as f:
             f.write(block)
         return block

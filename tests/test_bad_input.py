@@ -117,7 +117,7 @@ CASES = [
     ("sample-unknown-device", "sample.py", ["--out_dir=out", "--device=cuda:x"], "device='cuda:x' is not one of"),
     # train.py: config files
     ("missing-config", "train.py", ["config/nope.py"], "config file 'config/nope.py' not found"),
-    ("config-with-code", "train.py", ["bad/code.py"], "expected `key = value`"),
+    ("config-with-code", "train.py", ["bad/code.py"], "`import os` is refused"),
     ("config-call-in-value", "train.py", ["bad/call.py"], "only literals and arithmetic are allowed"),
     ("config-syntax-error", "train.py", ["bad/syntax.py"], "not a valid `key = value` config file"),
     ("config-unknown-key", "train.py", ["bad/typo.py"], "did you mean 'n_layer'?"),

@@ -128,6 +128,16 @@ def test_nanogpt_style_imports_and_a_run_name_computed_by_code_are_accepted(tmp_
         parse([str(write(tmp_path, "import time\nout_dir = 'out-' + str(time.time())\n"))])
 
 
+@pytest.mark.parametrize("line", ["import os", "import time as t", "import time, os", "from time import time",
+                                  "import torch"])
+def test_an_import_other_than_nanogpts_import_time_is_refused_not_skipped(tmp_path, line):
+    """A newcomer's `import os` beside `n_layer = 4` once trained a default-shaped model in silence."""
+    path = write(tmp_path, f"n_layer = 4\n{line}\n")
+    with pytest.raises(UserError) as e:
+        parse([str(path)])
+    assert f"{path}:2: a config file holds settings, not code: `{line}` is refused" in str(e.value)
+
+
 def test_config_file_errors(tmp_path):
     with pytest.raises(UserError, match="not found"):
         parse([str(tmp_path / "nope.py")])
@@ -322,3 +332,13 @@ def test_commands_are_checked_with_a_suggestion():
 def test_a_two_word_setting_says_how_to_write_it():
     assert "(--vary=VALUE, one word)" in error_of(["--vary", "n_head=1,2"])
     assert "did you mean 'attn_score'" in error_of(["--attn=dot"])  # a prefix of a setting is a near miss
+
+
+@pytest.mark.parametrize("script", ["train.py", "sample.py", "prepare.py", "bench.py", "visualize.py", "experiment.py",
+                                    "export.py"])
+def test_every_setting_in_help_says_what_it_does(script):
+    """--help is the settings' documentation: a setting listed with only its type says nothing."""
+    result = run_script(script, "--help")
+    assert result.returncode == 0, result.stderr
+    settings = [line.split() for line in result.stdout.splitlines() if line.startswith("    --")]
+    assert settings and [words[0] for words in settings if len(words) < 3] == []

@@ -153,14 +153,35 @@ def test_trace_values_prints_the_numbers_of_a_tiny_forward_pass(tiny_train_args,
     train.main([*tiny_train_args, "--trace_shapes=True", "--trace_values=True", "--block_size=4", "--n_layer=1",
                 f"--out_dir={tmp_path}"])
     out = capsys.readouterr().out
-    softmax = out[out.index("h.0.attn.softmax"):out.index("h.0.attn.out")]
-    rows = re.findall(r"\[([-\d., ]+)\]", softmax)  # head 0's (T, T) weights of sequence 0
-    assert len(rows) == 4
-    weights = [[float(v) for v in row.split(",")] for row in rows]
+    assert "weights: untrained: the initial weights of seed 1337" in out  # which model the numbers come from
+    text = re.search(r"^sequence 0: '(.{4})'$", out, re.M).group(1)
+    softmax = out[out.index("h.0.attn.softmax"):out.index("h.0.attn.out")].splitlines()[1:]
+    keys, rows = softmax[0].split(), [line.split() for line in softmax[1:]]
+    labels = [c.replace(" ", "\u2423").replace("\n", "\u23ce") for c in text]
+    assert keys == labels and [row[0] for row in rows] == labels  # rows and columns named by their tokens
+    weights = [[float(v) for v in row[1:]] for row in rows]  # head 0's (T, T) weights of sequence 0
     assert all(abs(sum(row) - 1) < 0.01 for row in weights)  # rows sum to 1
     assert all(w == 0 for t, row in enumerate(weights) for w in row[t + 1:])  # the future gets no weight
     loss = float(out.split("loss")[-1].split()[-1])
     assert 3 < loss < 5  # about ln(65) for a fresh model
+
+
+def test_trace_layer_shows_one_layer_and_says_what_it_left_out(tiny_train_args, tmp_path, capsys):
+    args = [*tiny_train_args, "--trace_shapes=True", "--trace_values=True", "--block_size=8", "--n_layer=3",
+            f"--out_dir={tmp_path}"]
+    train.main(args)
+    every_layer = capsys.readouterr().out
+    train.main([*args, "--trace_layer=1"])
+    one = capsys.readouterr().out
+    assert "h.1.attn.softmax" in one and "h.0.attn.q" not in one and "h.2.mlp" not in one
+    assert "h.0                                     (not shown: --trace_layer=1)" in one
+    assert "h.2                                     (not shown: --trace_layer=1)" in one
+    assert "tok_emb" in one and "logits" in one  # what comes before and after every layer
+    assert len(one.splitlines()) < 0.5 * len(every_layer.splitlines())
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        train.main([*args, "--trace_layer=3"])
+    assert "trace_layer=3 is not a layer of this model: 0 to 2" in capsys.readouterr().err
 
 
 def test_sample_py_trace_shapes(tmp_path, capsys):
@@ -174,7 +195,7 @@ def test_sample_py_trace_shapes(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------
 # pictures
 
-mpl = pytest.importorskip  # matplotlib is optional for users, not for these tests
+mpl = pytest.importorskip  # matplotlib is in requirements.txt; the tests also run where it is missing
 
 
 def test_plot_attention_writes_a_png_of_the_asked_size(tmp_path):
@@ -194,12 +215,53 @@ def test_plot_loss_writes_a_png_of_the_asked_size(tmp_path):
     assert png_size(out) == (500, 300)
 
 
+def test_the_loss_plot_names_its_zoom_and_marks_a_leak_on_the_curve():
+    """The zoom's title says where it starts (the first evaluation a quarter of the way in, as its axis shows),
+    and a run that saw the future is marked on its curve and in the legend, not drawn as a better run."""
+    mpl("matplotlib")
+    from gptkit.plots import LEAK, loss_figure
+
+    log = [{"iter": i, "train_loss": 4 - i / 100, "val_loss": 4.1 - i / 110} for i in range(0, 301, 50)]
+    leak = [{**r, "train_loss": r["train_loss"] / 10, "val_loss": r["val_loss"] / 10} for r in log]
+    fig = loss_figure([("mask=causal", log), ("mask=none", leak)], leaks={1})
+    zoom = fig.axes[2]
+    assert zoom.get_title() == "val loss from iteration 100 on, zoomed"  # 300 / 4 = 75: the first point past it
+    assert 90 < zoom.get_xlim()[0] < 100 and zoom.get_xlim()[1] > 300  # a margin around iterations 100..300
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert texts.count(LEAK) == 3  # on the curve in each panel
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["mask=causal", f"mask=none ({LEAK})"]
+
+
+@pytest.mark.parametrize("weights, expected", [
+    ({"oven": [0.17, 0.05], "pizza": [0.05, 0.18]}, "the weight follows the position: the nearer of 'oven' and 'pizza'"),
+    ({"oven": [0.04, 0.05], "pizza": [0.2, 0.18]}, "the weight follows the word: 'pizza' gets more in both texts"),
+])
+def test_the_query_view_states_its_reading_for_two_texts_that_swap_two_words(weights, expected):
+    rankings = [[(w, v[n]) for w, v in weights.items()] + [("The", 0.3)] for n in range(2)]
+    reading = visualize.swap_reading([visualize.PIZZA, visualize.PIZZA_SWAPPED], rankings)
+    assert reading.startswith(expected)
+    assert visualize.swap_reading([visualize.PIZZA, "The pizza came out of the box and it tasted good."],
+                                  rankings) is None  # not a swap: no reading
+
+
+def test_the_query_view_puts_its_reading_on_the_picture(tmp_path, capsys):
+    mpl("matplotlib")
+    char_checkpoint(tmp_path, block_size=64)
+    visualize.main(["attention", f"--out_dir={tmp_path}", "--query=it", f"--compare={visualize.PIZZA_SWAPPED}"])
+    out = capsys.readouterr().out
+    reading = next(line for line in out.splitlines() if line.startswith("the weight follows the "))
+    assert "text 1: oven" in reading and "text 2: oven" in reading
+    assert png_size(tmp_path / "attention_query.png")[0] > 0
+
+
 def test_runs_that_differ_in_many_settings_are_labelled_by_folder(tmp_path):
     """17 differing settings in each legend entry helps nobody: more than three, and the folder names it."""
     for name, n_layer in (("small", 1), ("big", 2)):
         overrides = dict(n_layer=n_layer, n_embd=8 * n_layer, dropout=0.1 * n_layer, bias=n_layer == 1)
         save_checkpoint(tmp_path / name / "ckpt.pt", make_model(**overrides), iter_num=0)
-    labels, keys = visualize.run_labels([tmp_path / "small", tmp_path / "big"])
+    dirs = [tmp_path / "small", tmp_path / "big"]
+    labels, keys = visualize.run_labels(dirs, [visualize.run_settings(d) for d in dirs])
     assert labels == ["small", "big"] and len(keys) == 4
 
 
@@ -381,7 +443,8 @@ def test_experiment_py_end_to_end(tmp_path, char_data_dir, capsys, monkeypatch):
     monkeypatch.undo()
 
     # the loss plot of any runs, labelled by the setting that differs
-    assert visualize.run_labels([root / "pos_encoding=learned", root / "pos_encoding=rope"]) == (
+    dirs = [root / "pos_encoding=learned", root / "pos_encoding=rope"]
+    assert visualize.run_labels(dirs, [visualize.run_settings(d) for d in dirs]) == (
         ["pos_encoding=learned", "pos_encoding=rope"], ["pos_encoding"])
     visualize.main(["loss", str(root / "pos_encoding=learned"), str(root / "pos_encoding=rope"),
                     f"--out={tmp_path / 'loss.png'}", "--width=800", "--height=300"])

@@ -252,6 +252,7 @@ def test_failure_while_writing_keeps_the_old_dataset(tmp_path):
         (["text", "--input=in.txt", "--name=../escape"], "plain folder name"),
         (["shakespeare", "--tokenizer=char"], "always gpt2"),
         (["shakespear"], "did you mean 'shakespeare'"),
+        (["shakespear_char"], "unknown dataset 'shakespear_char' (did you mean 'shakespeare_char'?)"),
         ([], "name a dataset"),
         (["text", "--input", "in.txt"], "(--input=VALUE, one word)"),
         (["shakespeare_char", "--num_proc=-1"], "must not be negative"),

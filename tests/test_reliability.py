@@ -69,11 +69,11 @@ if phase == "write":  # the n-th checkpoint write: half its bytes reach the temp
         f.flush()
         die()
     torch.save = patched_save
-elif phase == "eval":  # the n-th evaluation batch (evaluate draws its batches from its own generator)
+elif phase in ("eval", "term-eval"):  # the n-th evaluation batch (evaluate draws from its own generator)
     get_batch = data.TokenData.get_batch
     def patched_get_batch(self, split, batch_size, generator, starts=None):
         if generator is not None and nth():
-            die()
+            die() if phase == "eval" else os.kill(os.getpid(), signal.SIGTERM)  # kill, or ask to stop
         return get_batch(self, split, batch_size, generator, starts)
     data.TokenData.get_batch = patched_get_batch
 elif phase == "step":  # the n-th backward pass: in the middle of an optimizer step
@@ -178,6 +178,35 @@ def test_signal_saves_the_current_iteration_and_resume_is_exact(signum, code, re
     result = run_train(out_dir, data_dir)
     assert result.returncode == 0, result.stderr
     assert_exactly_the_reference(out_dir, reference)
+
+
+def test_a_signal_during_an_evaluation_stops_it_and_resume_evaluates_it_first(reference, data_dir, tmp_path):
+    """SIGTERM at the 10th evaluation batch: the third evaluation (iter 20; 4 batches each) stops after that
+    batch instead of finishing, ckpt.pt is saved at iter 20 marked not evaluated, and the resumed run evaluates
+    iter 20 first and ends exactly as the uninterrupted one."""
+    out_dir = tmp_path / "out"
+    result = run_train(out_dir, data_dir, phase="term-eval", n=10)
+    assert result.returncode == 143, result.stderr
+    assert "SIGTERM: the evaluation at iter 20 stopped" in result.stdout  # where the evaluations report
+    assert result.stderr.rstrip("\n").splitlines()[-1] == \
+        f"interrupted at iter 20: saved {out_dir / 'ckpt.pt'}; continue with --init_from=resume"
+    ckpt = load_checkpoint(out_dir / "ckpt.pt")
+    assert ckpt["iter_num"] == 20 and ckpt["evaluated"] is False
+    assert [r["iter"] for r in read_log(out_dir)] == [0, 10]
+
+    result = run_train(out_dir, data_dir)
+    assert result.returncode == 0, result.stderr
+    assert_exactly_the_reference(out_dir, reference)
+
+
+def test_a_run_stopped_before_it_saved_anything_leaves_out_dir_as_it_found_it(data_dir, tmp_path):
+    """Stopped during its first evaluation, before any checkpoint: no folder, no empty log.jsonl left."""
+    out_dir = tmp_path / "new" / "out"
+    result = run_train(out_dir, data_dir, phase="term-eval", n=1)
+    assert result.returncode == 143, result.stderr
+    assert result.stderr.rstrip("\n").splitlines()[-1] == \
+        f"interrupted at iter 0: nothing was saved, {out_dir} is as it was"
+    assert not (tmp_path / "new").exists()
 
 
 def test_sigkill_at_any_moment_then_resume_finishes_exactly_as_uninterrupted(reference, data_dir, tmp_path):

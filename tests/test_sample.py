@@ -269,3 +269,9 @@ def test_checkpoint_path_choices(tiny_run, tmp_path):
     only_latest.mkdir()
     shutil.copy(tiny_run.out_dir / "ckpt.pt", only_latest / "ckpt.pt")
     assert checkpoint_path(only_latest) == only_latest / "ckpt.pt"
+
+
+def test_an_out_dir_given_without_its_key_gets_the_fix(capsys, tiny_run):
+    line = main_error_line(capsys, sample, [str(tiny_run.out_dir)])
+    assert line == (f"error: unexpected argument '{tiny_run.out_dir}': settings look like --key=value; "
+                    f"did you mean --out_dir={tiny_run.out_dir}?")

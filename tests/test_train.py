@@ -525,3 +525,36 @@ def test_resume_applies_a_new_dropout_and_says_so(capsys, resumable):
 def test_resume_without_a_checkpoint_is_a_clear_error(capsys, tmp_path, tiny_train_args):
     line = main_error_line(capsys, train, [*tiny_train_args, f"--out_dir={tmp_path}", "--init_from=resume"])
     assert "no checkpoint" in line and str(tmp_path) in line
+
+
+def test_the_progress_bar_times_steps_only_not_evaluations(tiny_train_args, tmp_path, monkeypatch):
+    """Its ETA once counted the iteration-0 evaluation as a step (`1/800 [00:12<2:47:53, 12.61s/it]`). On a
+    clock where a step takes 1 s and an evaluation 100 s, the bar's time is the steps' alone."""
+    import tqdm.std
+
+    clock = [0.0]
+    monkeypatch.setattr(tqdm.std, "time", lambda: clock[0])
+    bars = []
+
+    class Recorded(tqdm.std.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    step, evaluate = train.train_step, train.evaluate
+
+    def one_second_step(*args, **kwargs):
+        clock[0] += 1.0
+        return step(*args, **kwargs)
+
+    def long_evaluation(*args, **kwargs):
+        clock[0] += 100.0
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train, "tqdm", Recorded)
+    monkeypatch.setattr(train, "train_step", one_second_step)
+    monkeypatch.setattr(train, "evaluate", long_evaluation)
+    train.main([*tiny_train_args, f"--out_dir={tmp_path}"])  # 30 steps, 4 evaluations
+    (bar,) = [b for b in bars if b.total == 30]
+    assert bar.n == 30
+    assert 29 <= bar.last_print_t - bar.start_t <= 31  # 30 s of steps; the 400 s of evaluations left out
