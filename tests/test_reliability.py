@@ -450,10 +450,13 @@ def test_too_little_disk_space_is_refused_before_training(tmp_path, monkeypatch)
 def test_log_on_resume_keeps_lines_up_to_the_checkpoint_and_drops_a_torn_line(tmp_path):
     path = tmp_path / "log.jsonl"
     lines = [json.dumps({"iter": i, "val_loss": 1.0}) for i in (0, 10, 20)]
+    torn = "\n".join(lines) + '\n{"iter": 30, "val_lo'  # killed while writing iter 30
     for resume_iter, kept in ((None, []), (0, lines[:1]), (10, lines[:2]), (20, lines)):
-        path.write_text("\n".join(lines) + '\n{"iter": 30, "val_lo')  # killed while writing iter 30
-        LogFile(tmp_path, resume_iter)
-        assert path.read_text().splitlines() == kept
+        path.write_text(torn)
+        log = LogFile(tmp_path, resume_iter)
+        assert path.read_text() == torn  # untouched until the run logs: a run stopped before that changes nothing
+        log.write({"iter": 99, "val_loss": 0.5})
+        assert path.read_text().splitlines() == [*kept, json.dumps({"iter": 99, "val_loss": 0.5})]
     assert [p.name for p in tmp_path.iterdir()] == ["log.jsonl"]
 
 
