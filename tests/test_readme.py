@@ -13,9 +13,11 @@ import train
 
 
 def readme_settings():
-    """{key: default column} from every `| key, key | default | meaning |` row of the README."""
+    """{key: default column} from every `| key, key | default | meaning |` row of the README and of the
+    pages under docs/ it links to (a feature's settings may be on its own page)."""
     rows = {}
-    for line in (REPO_ROOT / "README.md").read_text().splitlines():
+    pages = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+    for line in (line for page in pages for line in page.read_text().splitlines()):
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 3 and re.fullmatch(r"[a-z_0-9]+(, [a-z_0-9]+)*", cells[0]):
             keys, defaults = cells[0].split(", "), cells[1].split(", ")
@@ -41,5 +43,5 @@ def documents(documented, default):
 def test_every_setting_is_in_the_readme_with_its_default(config):
     rows = readme_settings()
     for field in dataclasses.fields(config):
-        assert field.name in rows, f"README's settings tables lack {field.name}"
+        assert field.name in rows, f"the settings tables of README.md and docs/*.md lack {field.name}"
         assert documents(rows[field.name], field.default), (field.name, rows[field.name], field.default)
