@@ -12,6 +12,11 @@
   python bench.py train config/x.py [--key=value ...]      training tokens/s, MFU, peak memory
   python bench.py time_to_loss OUT_DIR [OUT_DIR ...] --target=1.4697
                                                         first time a run's val loss reached the target
+  python bench.py memory config/x.py [--gpus=8 --gpu_memory=80GB]
+                                                        memory per GPU (weights, gradients, optimizer state,
+                                                        activations) under DDP and FSDP, with and without
+                                                        activation checkpointing, and the largest micro-batch
+                                                        that fits: the planner of gptkit/memory.py, no GPU needed
 
 Without OUT_DIR, sampling and training run on random weights and random tokens: speed does not
 depend on them. Without a config file, sample and int8 time the 6x384 Shakespeare model of docs/sampling.md.
@@ -37,6 +42,7 @@ from gptkit.config import command_args, parse_args
 from gptkit.data import TokenData, load_meta, model_vocab_size
 from gptkit.decode import StaticDecoder
 from gptkit.errors import UserError, first_line, run_main
+from gptkit.memory import USABLE
 from gptkit.optim import make_optimizer
 from gptkit.quantize import quantize
 from gptkit.runlog import read_log
@@ -56,6 +62,30 @@ class BenchConfig:
     bench_compile: bool = True  # sample: also time the compiled static-cache step (each variant compiles: minutes)
     nanogpt_dir: str = ""  # sample: a karpathy/nanoGPT checkout, to time its own model.py's generate too
     peak_flops: float = 0.0  # the device's peak FLOP/s for MFU; 0: look it up by GPU name
+
+
+@dataclass
+class MemoryConfig:
+    gpus: int = 8  # GPUs the run is spread over (torchrun's processes)
+    gpu_memory: str = "80GB"  # each GPU's memory, e.g. 24GB, 40GB, 80GB (GPU makers' GB: GiB, 2**30 bytes)
+
+    def validate(self):
+        if self.gpus <= 0:
+            raise UserError(f"gpus must be positive, got {self.gpus}")
+        gpu_memory_bytes(self.gpu_memory)
+
+
+def gpu_memory_bytes(text):
+    """'80GB', '80GiB', '80' (GB), '24576MB' -> bytes; a GPU's "80GB" is 80 GiB (2**30 bytes each)."""
+    number = text.upper().removesuffix("B").removesuffix("I")
+    unit = {"G": 2**30, "M": 2**20, "T": 2**40}.get(number[-1:], None)
+    try:
+        value = float(number[:-1] if unit else number) * (unit or 2**30)
+    except ValueError:
+        value = 0
+    if not value > 0:
+        raise UserError(f"gpu_memory={text!r} is not a size; write it as 24GB, 40GB or 80GB")
+    return int(value)
 
 
 @dataclass
@@ -406,6 +436,36 @@ def time_to_loss(out_dirs, target):
     print_table(["run", f"seconds to val <= {target}", "iter", "best val"], rows)
 
 
+def bench_memory(model_cfg, cfg, memory):
+    """The planner's bytes per GPU for DDP and FSDP, with and without activation checkpointing."""
+    from gptkit.memory import estimated_params, plan_memory
+
+    model_cfg.vocab_size = model_vocab_size({"vocab_size": dataset_vocab_size(cfg) or model_cfg.vocab_size})
+    gpu, n = gpu_memory_bytes(memory.gpu_memory), memory.gpus
+    rows = []
+    for parallel in ("ddp", "fsdp"):
+        for checkpointing in (False, True):
+            plan = plan_memory(model_cfg, cfg, n, parallel, checkpointing)
+            rows.append((parallel, "yes" if checkpointing else "no", gib(plan.weights + plan.weight_copies),
+                         gib(plan.gradients + plan.gradient_buffers), gib(plan.optimizer),
+                         gib(plan.activations + plan.activation_peak), gib(plan.total),
+                         "yes" if plan.fits(gpu) else "no", plan.largest_batch(gpu)))
+    dtype = "bfloat16" if cfg.dtype == "auto" else cfg.dtype
+    print(f"{estimated_params(model_cfg) / 1e6:.1f}M parameters ({model_cfg.n_layer}x{model_cfg.n_embd}, block "
+          f"{model_cfg.block_size}, vocab {model_cfg.vocab_size}), {cfg.optimizer}, {dtype}, batch_size "
+          f"{cfg.batch_size}, gradient_accumulation_steps {cfg.gradient_accumulation_steps}, on {n} "
+          f"GPU{'s' if n > 1 else ''} of {gpu / 2**30:g} GiB; GiB per GPU:")
+    print_table(["parallel", "activation checkpointing", "weights", "gradients", "optimizer", "activations",
+                 "total", f"fits in {gpu / 2**30 * USABLE:g} GiB", "largest batch_size"], rows)
+    print(f"A plan (gptkit/memory.py, docs/memory.md): weights, gradients and optimizer state are counted exactly; "
+          f"activations are Korthikanti et al.'s count plus a model of the peaks; {100 * USABLE:.0f}% of each GPU "
+          f"is planned on.")
+
+
+def gib(n):
+    return f"{n / 2**30:.2f}"
+
+
 def print_table(header, rows):
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
@@ -417,12 +477,14 @@ def print_table(header, rows):
 
 SPEED = [GPTConfig, TrainConfig, BenchConfig]
 COMMANDS = {"sample": SPEED, "int8": SPEED, "llama_cpp": [LlamaCppConfig], "train": SPEED,
-            "time_to_loss": [TimeToLossConfig]}
+            "time_to_loss": [TimeToLossConfig], "memory": [GPTConfig, TrainConfig, MemoryConfig]}
 
 
 def parse(argv):
     """(command, its validated settings, the run folder `sample` reads or None), without running anything."""
     command, rest = command_args(argv, COMMANDS)
+    if command == "memory":
+        return command, parse_args(COMMANDS["memory"], rest, config_file=True), None
     if command == "time_to_loss":
         return command, parse_args([TimeToLossConfig], rest, positional="runs"), None
     if command == "llama_cpp":
@@ -445,6 +507,8 @@ def main(argv):
         return time_to_loss(configs[0].runs, configs[0].target)
     if command == "llama_cpp":
         return bench_llama_cpp(configs[0])
+    if command == "memory":
+        return bench_memory(*configs)
     model_cfg, cfg, bench = configs
     if command == "sample":
         return bench_sample(model_cfg, cfg, bench, run_dir)

@@ -19,6 +19,7 @@ START_TIME = time.time()
 
 import itertools
 import math
+import os
 import signal
 import sys
 from contextlib import nullcontext
@@ -29,10 +30,11 @@ from typing import Literal
 import torch
 from tqdm import tqdm
 
-from gptkit.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint, save_checkpoint
+from gptkit.checkpoint import checkpoint_config, model_from_checkpoint, save_checkpoint
 from gptkit.config import build_configs, closest_key_hint, read_command_line
 from gptkit.data import TokenData, model_vocab_size
-from gptkit.distributed import Dist, broadcast_flag, setup_distributed, teardown_distributed
+from gptkit.distributed import (Dist, barrier, broadcast_flag, broadcast_values, no_sync, setup_distributed,
+                                shard_model, teardown_distributed, wrap_model)
 from gptkit.errors import UserError, run_main
 from gptkit.memory import check_memory
 from gptkit.nanogpt import is_nanogpt_checkpoint, optimizer_state_from_nanogpt
@@ -40,7 +42,8 @@ from gptkit.optim import load_optimizer_state, make_optimizer
 from gptkit.rundir import check_free_space, claim_out_dir
 from gptkit.runlog import EvalSamples, RunLog, open_run_log
 from gptkit.shape_trace import print_shape_trace
-from gptkit.system import StopRequest, maybe_compile, pick_device, pick_dtype, restore_rng, rng_state, setup_torch
+from gptkit.sharded import files_from_sharded, load_sharded, load_whole_optimizer_state, newest_checkpoint, save_sharded
+from gptkit.system import StopRequest, pick_device, pick_dtype, restore_rng, rng_state, setup_torch
 from gptkit.tokenizer import load_tokenizer
 from model import GPT, GPTConfig
 
@@ -97,6 +100,13 @@ class TrainConfig:
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bfloat16 (else float16) on CUDA, float32 elsewhere
     compile: bool = False  # torch.compile the model (eager where it cannot: Windows)
     backend: str = ""  # torch.distributed backend under torchrun; empty: nccl on CUDA, gloo on CPU
+    # under torchrun: ddp keeps a whole copy of the weights, gradients and AdamW state on every GPU; fsdp
+    # (FSDP2) splits each of them across the GPUs, for models one GPU cannot hold (docs/memory.md)
+    parallel: Literal["ddp", "fsdp"] = "ddp"  # ddp: a whole copy per GPU; fsdp: 1/N of everything per GPU
+    # True holds the least; False keeps every Block's gathered weights until backward: one all-gather less each
+    fsdp_reshard_after_forward: bool = True  # fsdp: free each Block's gathered weights after its forward
+    # under fsdp, False accumulates whole float32 gradients on each GPU between syncs (docs/memory.md)
+    sync_every_micro_step: bool = False  # average gradients at every micro-step, as nanoGPT: more traffic
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default
     seed: int = 1337  # the initial weights, the data order and dropout
     trace_shapes: bool = False  # print each named tensor's shape for one forward pass, then exit
@@ -134,6 +144,10 @@ class TrainConfig:
             raise UserError(f"noam_factor must be a positive finite number, got {self.noam_factor}")
         if not math.isfinite(self.stop_at_val_loss):
             raise UserError(f"stop_at_val_loss must be a finite number, got {self.stop_at_val_loss}")
+        if self.parallel == "fsdp" and self.optimizer == "muon":
+            raise UserError("optimizer=muon cannot run under parallel=fsdp: its Newton-Schulz step needs each "
+                            "weight matrix whole, and FSDP leaves each process a slice; use --optimizer=adamw or "
+                            "--parallel=ddp")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -168,16 +182,16 @@ def train_step(model, optimizer, scaler, data, cfg, ctx, generator, rank=0, worl
     mine = starts[rank::world_size]
     for micro, micro_starts in enumerate(mine):
         x, y = data.get_batch("train", cfg.batch_size, None, starts=micro_starts)  # (B, T) each, y = x shifted by one
-        # DDP averages gradients over processes at each backward; only the last micro-step needs it
+        # DDP and FSDP average gradients over processes at each backward; only the last micro-step needs it
         # (nanoGPT syncs every micro-step). no_sync must wrap the forward too (build-nanogpt PR #30).
-        last = micro == len(mine) - 1
-        with model.no_sync() if world_size > 1 and not last else nullcontext(), ctx:
+        sync = micro == len(mine) - 1 or cfg.sync_every_micro_step
+        with no_sync(model) if world_size > 1 and not sync else nullcontext(), ctx:
             _, loss = model(x, y, label_smoothing=cfg.label_smoothing)  # mean cross-entropy of the next token
             # average over micro-steps so k micro-batches equal one k-times larger batch (nanoGPT #168)
             scaler.scale(loss / len(mine)).backward()
     if cfg.grad_clip:
         scaler.unscale_(optimizer)  # clip the true gradients, not the float16-scaled ones
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)  # FSDP: the norm of all the slices
     scaler.step(optimizer)  # skipped when float16 gradients overflowed; a plain step otherwise
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
@@ -203,7 +217,7 @@ class Progress:
 # Model settings a resumed run takes from the user, not the checkpoint: they change how it trains, not
 # the shape or meaning of its weights (nanoGPT's resume lets dropout differ too). Every other model
 # setting is the checkpoint's; one given that contradicts it is an error.
-RESUME_MAY_CHANGE = ("dropout", "explicit_attention")
+RESUME_MAY_CHANGE = ("dropout", "explicit_attention", "activation_checkpointing")
 
 
 def resume_config(saved, model_cfg, given):
@@ -225,21 +239,25 @@ def resume_config(saved, model_cfg, given):
     return replace(saved, **changed)
 
 
-def build(model_cfg, cfg, data, device, given=frozenset()):
-    """The model and its optimizer, on the device, and the progress to start from.
-    given: the keys of the settings the user gave, checked against a checkpoint to resume."""
+def build(model_cfg, cfg, data, device, given=frozenset(), dist=Dist()):
+    """The model and its optimizer, on the device (under parallel=fsdp each process holds its slices of
+    both), and the progress to start from. given: the keys of the settings the user gave, checked
+    against a checkpoint to resume."""
     ckpt = None
     if cfg.init_from == "scratch":
         model_cfg.vocab_size = model_vocab_size(data.meta)
-        check_memory(model_cfg, device)
+        check_memory(model_cfg, cfg, device, dist.world_size)
         model = GPT(model_cfg)
     elif cfg.init_from == "resume":
-        path = Path(cfg.out_dir) / "ckpt.pt"
-        ckpt = load_checkpoint(path)
+        # ckpt.pt, or the sharded ckpt.dcp/ of an fsdp run when it was written later: its weights are read
+        # after sharding (load_checkpoint_state), so that no process holds them all
+        ckpt = newest_checkpoint(cfg.out_dir, sharded_first=cfg.parallel == "fsdp")
         missing = [key for key in ("optimizer", "iter_num", "best_val_loss") if key not in ckpt]
-        if missing:
-            raise UserError(f"{path} has no {' or '.join(missing)}: it can be sampled from, not resumed")
-        model = model_from_checkpoint(ckpt, resume_config(checkpoint_config(ckpt), model_cfg, given))
+        if missing and "sharded" not in ckpt:
+            raise UserError(f"{Path(cfg.out_dir) / 'ckpt.pt'} has no {' or '.join(missing)}: it can be sampled from, "
+                            f"not resumed")
+        config = resume_config(checkpoint_config(ckpt), model_cfg, given)
+        model = GPT(config) if "sharded" in ckpt else model_from_checkpoint(ckpt, config)
     else:  # pretrained: OpenAI's GPT-2, or a local GPT-2 directory
         from gptkit.gpt2_weights import PRETRAINED, load_hf_gpt2
 
@@ -248,25 +266,45 @@ def build(model_cfg, cfg, data, device, given=frozenset()):
                             f"{data.meta.get('tokenizer')}-level; prepare one with: python prepare.py shakespeare")
         model = load_hf_gpt2(cfg.init_from, dropout=model_cfg.dropout)
     check_fits(model, data, cfg)
-    model.to(device)
+    if cfg.parallel == "fsdp":
+        shard_model(model, cfg, dist, device)  # in place: each process keeps its slice of every weight
+    else:
+        model.to(device)
     optimizer = make_optimizer(model, cfg, device)
     if ckpt is None:
         return model, optimizer, Progress()
+    load_checkpoint_state(model, optimizer, ckpt, cfg)
+    # nanoGPT stores best_val_loss as a tensor and no RNG state (the data order then starts afresh)
+    return model, optimizer, Progress(ckpt["iter_num"], float(ckpt["best_val_loss"]), ckpt.get("rng"),
+                                      ckpt.get("evaluated", True), ckpt["iter_num"])
+
+
+def load_checkpoint_state(model, optimizer, ckpt, cfg):
+    """The checkpoint's optimizer state into the optimizer (and a sharded checkpoint's weights into the
+    model), or one error line saying why it does not fit."""
+    trained_with = ckpt.get("train_config", {}).get("optimizer", "adamw")
+    other_optimizer = UserError(f"optimizer={cfg.optimizer}, but the checkpoint was trained with "
+                                f"optimizer={trained_with}, whose state does not fit it; resume with "
+                                f"--optimizer={trained_with}")
+    if "sharded" in ckpt:
+        if trained_with != cfg.optimizer:
+            raise other_optimizer
+        # each process reads its slices, however many processes wrote them
+        load_sharded(ckpt["sharded"], model, optimizer, ckpt.get("optimizer_empty", False))
+        return
     if is_nanogpt_checkpoint(ckpt):  # nanoGPT numbers its AdamW's parameters in another order
         if cfg.optimizer != "adamw":
             raise UserError("a nanoGPT checkpoint holds AdamW's state; resume it with --optimizer=adamw")
         ckpt["optimizer"] = optimizer_state_from_nanogpt(ckpt["optimizer"], model)
     try:
-        load_optimizer_state(optimizer, ckpt["optimizer"])
+        if cfg.parallel == "fsdp":
+            load_whole_optimizer_state(model, optimizer, ckpt["optimizer"])  # each process keeps its slices
+        else:
+            load_optimizer_state(optimizer, ckpt["optimizer"])
     except ValueError as e:
-        trained_with = ckpt.get("train_config", {}).get("optimizer", "adamw")
         if trained_with != cfg.optimizer:
-            raise UserError(f"optimizer={cfg.optimizer}, but the checkpoint was trained with optimizer={trained_with}, "
-                            f"whose state does not fit it; resume with --optimizer={trained_with}") from None
+            raise other_optimizer from None
         raise UserError(f"the checkpoint's optimizer state does not fit the model ({e}); it is damaged") from None
-    # nanoGPT stores best_val_loss as a tensor and no RNG state (the data order then starts afresh)
-    return model, optimizer, Progress(ckpt["iter_num"], float(ckpt["best_val_loss"]), ckpt.get("rng"),
-                                      ckpt.get("evaluated", True), ckpt["iter_num"])
 
 
 def check_fits(model, data, cfg):
@@ -294,7 +332,7 @@ class Run:
     """Everything the loop works with, built once by main()."""
 
     cfg: TrainConfig
-    model: GPT  # the plain model: what is saved
+    model: GPT  # the plain model (sharded in place under FSDP): what is saved
     train_model: torch.nn.Module  # the same, compiled and/or wrapped by DDP: what is trained
     eval_model: torch.nn.Module  # the same, compiled: what is evaluated
     optimizer: torch.optim.Optimizer
@@ -358,28 +396,37 @@ def evaluation_due(it, cfg, resumed_at):
 
 def evaluate_and_save(run, it, lr, bar, stop_request):
     """Evaluate, log, keep the best checkpoint and the latest; True when training should stop.
+    Rank 0 does it alone, except under FSDP: there every process holds slices of the weights that each
+    forward pass gathers, and writes its slices of the checkpoints, so all take part (rank 0 logs).
 
     A signal during the evaluation stops it: the run then saves ckpt.pt at this iteration marked not evaluated,
     so that a resumed run evaluates it first (and runs exactly as if never stopped), unless this run has not
     trained a step (its checkpoint, if any, holds this iteration already).
     """
-    cfg = run.cfg
+    cfg, master = run.cfg, run.dist.master
     stop = cfg.eval_only
-    if run.dist.master:
+    if master or cfg.parallel == "fsdp":
         losses = evaluate(run.eval_model, run.data, cfg, run.ctx, stop=lambda: stop_request.signum is not None)
+        if cfg.parallel == "fsdp":  # rank 0's: all processes decide alike (None: a signal stopped it)
+            losses = broadcast_values(losses, run.dist, run.device)
         if losses is None:
-            bar.write(f"{signal.Signals(stop_request.signum).name}: the evaluation at iter {it} stopped")
+            if master:
+                bar.write(f"{signal.Signals(stop_request.signum or signal.SIGTERM).name}: the evaluation at iter "
+                          f"{it} stopped")
             if it > run.progress.started_at:
                 save(run, "ckpt.pt", it, evaluated=False)
             return broadcast_flag(True, run.dist, run.device)
         for value in losses.values():
             check_finite(value, it, cfg.out_dir)
-        run.log.write(iter=it, train_loss=losses["train"], val_loss=losses["val"], lr=lr,
-                      tokens=it * run.speed.tokens_per_iter, tokens_per_s=round(run.speed.rate) or None,
-                      elapsed_s=round(time.time() - START_TIME, 3))
-        bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+        if master:
+            run.log.write(iter=it, train_loss=losses["train"], val_loss=losses["val"], lr=lr,
+                          tokens=it * run.speed.tokens_per_iter, tokens_per_s=round(run.speed.rate) or None,
+                          elapsed_s=round(time.time() - START_TIME, 3))
+            bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
         if run.samples is not None:
-            bar.write(run.samples.write(run.model, it, losses["val"], run.ctx).rstrip("\n"))
+            sample = run.samples.write(run.model, it, losses["val"], run.ctx)
+            if master:
+                bar.write(sample.rstrip("\n"))
         if not cfg.eval_only:
             if losses["val"] < run.progress.best_val_loss:
                 run.progress.best_val_loss = losses["val"]
@@ -387,17 +434,30 @@ def evaluate_and_save(run, it, lr, bar, stop_request):
             if cfg.always_save_checkpoint or it == cfg.max_iters:
                 save(run, "ckpt.pt", it)
         if losses["val"] <= cfg.stop_at_val_loss:
-            bar.write(f"val loss {losses['val']:.4f} reached stop_at_val_loss={cfg.stop_at_val_loss}")
+            if master:
+                bar.write(f"val loss {losses['val']:.4f} reached stop_at_val_loss={cfg.stop_at_val_loss}")
             stop = True
     return broadcast_flag(stop, run.dist, run.device)
 
 
 def save(run, name, it, evaluated=True):
-    """Write out_dir/name. evaluated: whether iteration `it` was evaluated (logged, best.pt updated) first."""
-    save_checkpoint(Path(run.cfg.out_dir) / name, run.model, run.optimizer, iter_num=it,
-                    best_val_loss=run.progress.best_val_loss, train_config=asdict(run.cfg), meta=run.data.meta,
-                    rng=rng_state(run.generator, run.device), evaluated=evaluated)
+    """out_dir/name (ckpt.pt, best.pt) from rank 0; under FSDP its sharded form out_dir/ckpt.dcp/ from every
+    process, which the end of the run turns into the file (finish_sharded). evaluated: whether iteration `it`
+    was evaluated (logged, best.pt updated) before this save."""
+    state = dict(iter_num=it, best_val_loss=run.progress.best_val_loss, train_config=asdict(run.cfg),
+                 meta=run.data.meta, rng=rng_state(run.generator, run.device), evaluated=evaluated)
+    if run.cfg.parallel == "fsdp":
+        save_sharded(Path(run.cfg.out_dir) / name, run.model, run.optimizer, run.dist, **state)
+    else:
+        save_checkpoint(Path(run.cfg.out_dir) / name, run.model, run.optimizer, **state)
     run.progress.saved = True
+
+
+def finish_sharded(out_dir):
+    """After an fsdp run, rank 0 writes ckpt.pt and best.pt from their sharded forms, for sample.py,
+    export.py and visualize.py (python export.py --to=pt does the same for a run that was killed)."""
+    for name in files_from_sharded(out_dir):
+        print(f"wrote {Path(out_dir) / name} from its sharded form", file=sys.stderr)
 
 
 def check_finite(loss, it, out_dir):
@@ -454,7 +514,7 @@ def train(run):
             # torchrun rank 0 decides, every log_interval steps (a broadcast is a GPU sync).
             if (dist.world_size == 1 or it % cfg.log_interval == 0) and broadcast_flag(
                     stop_request.signum is not None, dist, run.device):
-                if dist.master and it > run.progress.started_at:  # nothing trained: nothing new to keep
+                if (dist.master or cfg.parallel == "fsdp") and it > run.progress.started_at:  # else nothing new
                     if loss is not None:
                         check_finite(loss.item(), it, cfg.out_dir)
                     save(run, "ckpt.pt", it)
@@ -473,19 +533,21 @@ def train(run):
 
 def start_run(model_cfg, cfg, data, dist, device, dtype, ctx, given):
     """Build (or resume) the model and optimizer and everything the loop needs, ready to train."""
-    model, optimizer, progress = build(model_cfg, cfg, data, device, given)
+    barrier(dist)  # rank 0 has claimed out_dir, which may put back a checkpoint a crash left moved aside
+    model, optimizer, progress = build(model_cfg, cfg, data, device, given, dist)
+    if dist.world_size > 1:
+        torch.manual_seed(cfg.seed + dist.rank)  # different dropout masks on each process
     generator = torch.Generator().manual_seed(cfg.seed)
     if progress.rng is not None:
         restore_rng(progress.rng, generator, device)
     if dist.master and not cfg.eval_only:
         check_free_space(cfg.out_dir, model)
-    eval_model = train_model = maybe_compile(model, cfg.compile)
-    if dist.world_size > 1:
-        device_ids = [dist.local_rank] if device.startswith("cuda") else None
-        train_model = torch.nn.parallel.DistributedDataParallel(train_model, device_ids=device_ids)
+    train_model, eval_model = wrap_model(model, cfg, dist, device)
     resume_iter = progress.iter_num if cfg.init_from == "resume" else None
     log = open_run_log(cfg, {**asdict(model.config), **asdict(cfg)}, resume_iter) if dist.master else None
-    samples = EvalSamples(cfg, data.meta, device, resume_iter) if dist.master and cfg.eval_sample_tokens else None
+    # under FSDP every process samples (each forward pass needs all of them); rank 0 writes samples.txt
+    sampling = cfg.eval_sample_tokens and (dist.master or cfg.parallel == "fsdp")
+    samples = EvalSamples(cfg, data.meta, device, resume_iter, write=dist.master) if sampling else None
     scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
     tokens_per_iter = cfg.batch_size * model.config.block_size * cfg.gradient_accumulation_steps
     if dist.master:
@@ -512,15 +574,21 @@ def main(argv):
     if cfg.gradient_accumulation_steps % dist.world_size:
         raise UserError(f"gradient_accumulation_steps={cfg.gradient_accumulation_steps} must be a multiple of "
                         f"the number of processes ({dist.world_size}): each takes an equal share of the micro-batches")
+    if cfg.parallel == "fsdp" and "RANK" not in os.environ:  # not under torchrun
+        raise UserError("parallel=fsdp shards the model across processes: launch it with torchrun, e.g. "
+                        "torchrun --standalone --nproc_per_node=8 train.py ... --parallel=fsdp")
     dtype = pick_dtype(cfg.dtype, device)
     if cfg.optimizer == "muon" and dtype == torch.float16:
         raise UserError("optimizer=muon does not support float16 gradient scaling; use --dtype=bfloat16 or float32")
+    if cfg.parallel == "fsdp" and dtype == torch.float16:
+        raise UserError("parallel=fsdp computes in bfloat16 or float32 here (float16's gradient scaler is not wired "
+                        "to FSDP's sharded gradients); use --dtype=bfloat16 or float32")
     ctx = setup_torch(device, dtype, cfg.threads)
-    torch.manual_seed(cfg.seed + dist.rank)  # different dropout masks on each process
+    torch.manual_seed(cfg.seed)  # the same initial weights in every process (FSDP shards them as drawn)
     data = TokenData(Path(cfg.data_dir) / cfg.dataset, model_cfg.block_size, device)
 
     if cfg.trace_shapes:  # one forward pass, printed; nothing is written, so out_dir is not claimed
-        model = build(model_cfg, cfg, data, device, given)[0]
+        model = build(model_cfg, cfg, data, device, given, dist)[0]
         tokenizer = load_tokenizer(data.meta) if data.meta.get("tokenizer") in ("char", "gpt2") else None
         x, y = data.get_batch("train", 2, torch.Generator().manual_seed(cfg.seed))
         source = {"scratch": f"untrained: the initial weights of seed {cfg.seed} (sample.py --trace_shapes=True "
@@ -538,16 +606,20 @@ def main(argv):
             run.log.close()
         if lock is not None and not run.progress.saved:
             lock.leave_as_found = True  # a run stopped before it saved anything changes nothing, as a refused one
-    teardown_distributed(dist)
+        progress, speed = run.progress, run.speed
+        del run  # an FSDP model holds on to the process group: let go of it before leaving the group
+        teardown_distributed(dist)
+        if dist.master and cfg.parallel == "fsdp":
+            finish_sharded(cfg.out_dir)  # rank 0 alone, still holding out_dir
     if signum is not None:
         if dist.master:
-            saved = f"saved {Path(cfg.out_dir) / 'ckpt.pt'}; continue with --init_from=resume" if run.progress.saved \
+            saved = f"saved {Path(cfg.out_dir) / 'ckpt.pt'}; continue with --init_from=resume" if progress.saved \
                 else f"nothing was saved, {cfg.out_dir} is as it was"
             print(f"interrupted at iter {it}: {saved}", file=sys.stderr)
         sys.exit(128 + signum)  # the shell's code for death by that signal
     if dist.master:
-        print(f"done: iter {it}, best val loss {run.progress.best_val_loss:.4f}, {time.time() - START_TIME:.1f} s, "
-              f"{run.speed.rate:,.0f} tokens/s; checkpoints in {cfg.out_dir}/")
+        print(f"done: iter {it}, best val loss {progress.best_val_loss:.4f}, {time.time() - START_TIME:.1f} s, "
+              f"{speed.rate:,.0f} tokens/s; checkpoints in {cfg.out_dir}/")
 
 
 if __name__ == "__main__":

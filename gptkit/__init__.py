@@ -6,13 +6,14 @@
     data         datasets on disk, and the one function that makes batches
     tokenizer    characters and GPT-2 BPE (offline too)
     checkpoint   the checkpoint format: written and read in one place each
+    sharded      parallel=fsdp's sharded checkpoints (Distributed Checkpoint), and ckpt.pt from them
     rundir       the run folder: one writer (a lock), free space, atomic writes
     runlog       log.jsonl, TensorBoard, W&B, samples.txt
     nanogpt      nanoGPT's checkpoints, meta.pkl and optimizer state, read as ours
     optim        AdamW and Muon
     system       device, dtype, threads, compile, random states, Ctrl-C
-    distributed  several processes under torchrun
-    memory       what a model needs in memory, checked before it is built
+    distributed  several processes under torchrun: DDP or FSDP
+    memory       the memory planner: bytes per GPU before anything is built
     quantize     int8 weights for CPU sampling
     attention    reading attention weights and next-token probabilities out of a model
     explore      the attention as one HTML page to explore offline (visualize.py explore, notebooks)

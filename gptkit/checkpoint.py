@@ -233,6 +233,9 @@ def load_trained(out_dir, ckpt="best", data_dir="data", device="cpu"):
     """
     path = checkpoint_path(out_dir, ckpt)
     if ckpt in ("best", "latest") and not path.exists():
+        if (Path(out_dir) / "ckpt.dcp").is_dir():
+            raise UserError(f"{out_dir}/ holds only the sharded checkpoints of an fsdp run that did not finish; "
+                            f"make ckpt.pt and best.pt from them: python export.py --out_dir={out_dir} --to=pt")
         names = "best.pt nor ckpt.pt" if ckpt == "best" else "ckpt.pt"
         raise UserError(f"no checkpoint in {out_dir}/ (neither {names}); train one first with "
                         f"python train.py ... --out_dir={out_dir}, or check --out_dir")

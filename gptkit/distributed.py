@@ -1,9 +1,22 @@
-"""Several processes under torchrun: joining the process group, and deciding together."""
+"""Several processes under torchrun: joining the process group, putting the model on them (DDP or
+FSDP), skipping the gradient sync of micro-steps, and deciding together.
 
+DDP (parallel=ddp) keeps a whole copy of the model, its gradients and optimizer state on every
+process and averages the gradients in backward. FSDP (parallel=fsdp, PyTorch's FSDP2, Zhao et al.
+2023 "PyTorch FSDP") splits every weight into one slice per process: before each Block runs, its
+weights are gathered from all processes (all-gather), and after backward its gradients are summed
+and split again (reduce-scatter), so each process keeps 1/N of the weights, gradients and optimizer
+state. docs/memory.md says which to pick and what each costs.
+"""
+
+import gc
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+
+from gptkit.system import maybe_compile, pick_dtype
 
 
 @dataclass
@@ -33,8 +46,68 @@ def setup_distributed(device, backend=""):
 
 
 def teardown_distributed(dist):
-    if dist.world_size > 1:
+    """Leave the process group, all processes together. What still refers to the group (an FSDP model
+    does) must be gone first: a group destroyed only as the interpreter exits can abort it (gloo)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        gc.collect()  # the model's modules and hooks refer to one another: only the collector frees them
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
+
+
+def shard_model(model, cfg, dist, device):
+    """FSDP2, in place: each Block becomes one group of weights gathered and freed together, then the
+    rest (embeddings, final norm, head: the root). Each process keeps its slice on `device`.
+
+    In bfloat16 the gathered weights are bfloat16 (half the traffic) and gradients are reduced in
+    float32 (no rounding in the sum); the slices and the optimizer stay float32.
+    fsdp_reshard_after_forward frees each Block's gathered weights after its forward (gathering them
+    again for backward); the root's are kept, as backward needs them first.
+    """
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    mesh = init_device_mesh(device.split(":")[0], (dist.world_size,))
+    mp_policy = MixedPrecisionPolicy()  # float32: compute with the weights as they are
+    if pick_dtype(cfg.dtype, device) == torch.bfloat16:
+        mp_policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    for block in model.transformer.h:
+        fully_shard(block, mesh=mesh, reshard_after_forward=cfg.fsdp_reshard_after_forward, mp_policy=mp_policy)
+    fully_shard(model, mesh=mesh, mp_policy=mp_policy)
+
+
+def wrap_model(model, cfg, dist, device):
+    """(the model to train, the model to evaluate): the model compiled when cfg.compile, and for
+    training under torchrun with parallel=ddp, wrapped by DDP, which averages gradients in backward.
+    (An fsdp model is already sharded, in place: shard_model.)"""
+    compiled = maybe_compile(model, cfg.compile)
+    if dist.world_size == 1 or cfg.parallel == "fsdp":
+        return compiled, compiled
+    device_ids = [dist.local_rank] if device.startswith("cuda") else None
+    return torch.nn.parallel.DistributedDataParallel(compiled, device_ids=device_ids), compiled
+
+
+def is_sharded(model):
+    """Whether the model (compiled or not) is an FSDP2 one, sharded by shard_model."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(getattr(model, "_orig_mod", model), FSDPModule)
+
+
+@contextmanager
+def no_sync(model):
+    """A micro-step that does not step: its gradients are not averaged across processes yet; they add
+    up locally and the last micro-step's backward averages the sum. DDP: model.no_sync(). FSDP2:
+    gradient sync off, so each process accumulates whole (unsharded, float32) gradients meanwhile
+    (sync_every_micro_step=True avoids that copy, for more traffic)."""
+    if not is_sharded(model):
+        with model.no_sync():
+            yield
+        return
+    model.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        model.set_requires_gradient_sync(True)
 
 
 def broadcast_flag(flag, dist, device):
@@ -44,3 +117,17 @@ def broadcast_flag(flag, dist, device):
     t = torch.tensor([int(flag)], device=device)
     torch.distributed.broadcast(t, src=0)
     return bool(t.item())
+
+
+def broadcast_values(values, dist, device):
+    """Rank 0's numbers ({name: float}) on every rank, so that all take the same decisions on them."""
+    if dist.world_size == 1:
+        return values
+    t = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
+    torch.distributed.broadcast(t, src=0)
+    return dict(zip(values, t.tolist()))
+
+
+def barrier(dist):
+    if dist.world_size > 1:
+        torch.distributed.barrier()

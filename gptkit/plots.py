@@ -97,7 +97,8 @@ def loss_figure(runs, title="", width=1200, height=480, dpi=100, x="iter", targe
             low, high = min(shown), max(shown)
             margin = 0.08 * (high - low) or 0.01
             ax.set_ylim(low - margin, high + margin)
-            ax.set_xlim(x_from - 0.03 * (logged[-1] - x_from), logged[-1] + 0.03 * (logged[-1] - x_from))
+            if logged[-1] > x_from:
+                ax.set_xlim(x_from - 0.03 * (logged[-1] - x_from), logged[-1] + 0.03 * (logged[-1] - x_from))
         ax.set_title(name, fontsize=10)
         ax.set_xlabel(x_name)
         ax.grid(alpha=0.3)

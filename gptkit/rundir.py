@@ -2,7 +2,8 @@
 
 write_atomically is how every file that must survive a crash is written (checkpoints, GGUF exports,
 log.jsonl rewrites): a temporary file beside the target, fsync'ed and renamed over it, so a crash at
-any instant leaves the old file or the new one, never a broken one.
+any instant leaves the old file or the new one, never a broken one. A sharded checkpoint, a folder,
+is swapped in whole the same way (replace_folder).
 
 train.py checks the run folder before training (claim_out_dir, check_free_space) so a run fails at
 its start, not after an hour, and holds it for its whole life (OutDirLock): one writer per folder,
@@ -42,10 +43,38 @@ def write_atomically(path, write):
         os.close(dir_fd)
 
 
+def replace_folder(tmp, folder):
+    """Move the folder `tmp` (written and fsync'ed) to `folder`, replacing the one there: the old one is
+    moved aside first (a folder cannot be renamed over a full one), then deleted. A crash between the
+    two moves leaves the old one aside, whole: remove_partial_writes puts it back."""
+    tmp, folder = Path(tmp), Path(folder)
+    old = folder.with_name(f".{folder.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    dir_fd = os.open(folder.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the moves themselves durable
+    finally:
+        os.close(dir_fd)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def remove_partial_writes(folder):
-    """Delete the temporary files of writes (checkpoints, log.jsonl) that a crash (SIGKILL, power loss) cut short."""
+    """Delete the temporary files and folders of writes (checkpoints, log.jsonl) that a crash (SIGKILL, power
+    loss) cut short, and put back a sharded checkpoint that a crash left moved aside (replace_folder)."""
     for tmp in Path(folder).glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
+        if tmp.is_dir():  # a sharded checkpoint's folder (.ckpt.dcp.tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+    for old in Path(folder).glob(".*.dcp.old"):
+        current = old.with_name(old.name[1:].removesuffix(".old"))
+        if current.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, current)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -127,7 +156,7 @@ def claim_out_dir(out_dir, protect_checkpoints):
     except OSError as e:
         raise UserError(f"out_dir {out} is not writable ({e.strerror}); choose another --out_dir") from None
     lock = OutDirLock(out, created).__enter__()
-    if protect_checkpoints and (out / "ckpt.pt").exists():
+    if protect_checkpoints and ((out / "ckpt.pt").exists() or (out / "ckpt.dcp").exists()):
         lock.__exit__()
         raise UserError(f"{out} already holds a checkpoint; continue it with --init_from=resume, "
                         f"start over with --overwrite=True, or pick another --out_dir")

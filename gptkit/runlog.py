@@ -185,12 +185,13 @@ class EvalSamples:
 
     HEADER = re.compile(r"^=== iter (\d+), val loss \S+ ===$", re.M)
 
-    def __init__(self, cfg, meta, device, resume_iter=None):
+    def __init__(self, cfg, meta, device, resume_iter=None, write=True):
+        """write=False: sample without writing samples.txt (the other processes of an fsdp run)."""
         self.cfg, self.tokenizer = cfg, load_tokenizer(meta)
         self.prompt = torch.tensor([prompt_ids(self.tokenizer, cfg.eval_sample_start)], device=device)  # (1, T)
-        self.path = Path(cfg.out_dir) / "samples.txt"
+        self.path = Path(cfg.out_dir) / "samples.txt" if write else None
         self.kept = ""  # written at the first sample, as log.jsonl's history (LogFile)
-        if resume_iter is not None and self.path.is_file():  # drop the samples past the checkpoint
+        if write and resume_iter is not None and self.path.is_file():  # drop the samples past the checkpoint
             text = self.path.read_text(encoding="utf-8")
             later = [m.start() for m in self.HEADER.finditer(text) if int(m.group(1)) > resume_iter]
             self.kept = text[:later[0]] if later else text
@@ -205,10 +206,11 @@ class EvalSamples:
                                  vocab_limit=self.tokenizer.vocab_size, generator=generator)[0].tolist()
         model.train()
         block = f"=== iter {it}, val loss {val_loss:.4f} ===\n{self.tokenizer.decode(ids)}\n\n"
-        if self.kept is not None:
-            kept = self.kept
-            write_atomically(self.path, lambda tmp: tmp.write_text(kept, encoding="utf-8"))
-            self.kept = None
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(block)
+        if self.path is not None:
+            if self.kept is not None:
+                kept = self.kept
+                write_atomically(self.path, lambda tmp: tmp.write_text(kept, encoding="utf-8"))
+                self.kept = None
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(block)
         return block

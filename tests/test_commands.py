@@ -63,6 +63,7 @@ def fill(arguments):
     the other optional groups (`[--key=value ...]`, `[OUT_DIR ...]`) and trailing `...` left out."""
     for placeholder, value in PLACEHOLDERS:
         arguments = arguments.replace(placeholder, value)
+    arguments = re.sub(r"=N\b", "=8", arguments)  # a count: --gpus=N
     arguments = re.sub(r"\[(--(?!key=)\w+=[^\]\s]*)\]", r"\1", arguments)
     arguments = re.sub(r"\[[^\]]*\]", "", arguments)
     return re.sub(r"(^|\s)\.\.\.(?=\s|$)", " ", arguments).strip()

@@ -294,7 +294,7 @@ def test_pointing_at_it_shows_the_weights_the_model_computes(browser, tmp_path):
     shown = opened.weights(0)
     for head in range(2):
         assert_same_weights([None if w is None else w[head] for w in shown], maps[0][0, head, it])
-    colours = opened.page.eval_on_selector_all(f'section[data-panel="0"] .tok[data-pos="4"] .bars i',
+    colours = opened.page.eval_on_selector_all('section[data-panel="0"] .tok[data-pos="4"] .bars i',
                                                "bars => bars.map(b => getComputedStyle(b).backgroundColor)")
     assert len(colours) == 2 and len(set(colours)) == 2  # one bar per head, each in its own colour
 

@@ -71,8 +71,9 @@ def test_mfu_is_against_the_devices_own_peak(monkeypatch):
     assert model.estimate_mfu(1000.0, flops * 2000.0) == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("changes", [{}, dict(tie_weights=False), dict(pos_encoding="rope"), dict(n_layer=6, n_embd=96)])
+@pytest.mark.parametrize("changes", [{}, dict(tie_weights=False), dict(pos_encoding="rope"), dict(n_layer=6, n_embd=96),
+                                     dict(bias=False), dict(norm="rmsnorm"), dict(norm="none", bias=False)])
 def test_the_memory_check_estimates_the_parameters_it_would_allocate(changes):
     config = GPTConfig(**{**dict(n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=65), **changes})
     actual = GPT(config).num_params(non_embedding=False)
-    assert abs(memory.estimated_params(config) - actual) / actual < 0.05  # only biases and norm gains left out
+    assert memory.estimated_params(config) == actual  # biases and norm gains included
