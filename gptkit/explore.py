@@ -125,6 +125,7 @@ def write_page(page, out):
 
 def inline(page, height=760):
     """The page inside an <iframe srcdoc>, for Jupyter: IPython.display.HTML(inline(page)) shows it in the
-    notebook, its scripts running in the frame (sandboxed: they cannot touch the notebook)."""
-    return (f'<iframe srcdoc="{html.escape(page, quote=True)}" sandbox="allow-scripts" '
-            f'style="width: 100%; height: {height}px; border: 1px solid #ddd; border-radius: 6px"></iframe>')
+    notebook, its scripts running in the frame (sandboxed: they cannot touch the notebook). In a <div>:
+    IPython warns about a bare <iframe>."""
+    return (f'<div><iframe srcdoc="{html.escape(page, quote=True)}" sandbox="allow-scripts" '
+            f'style="width: 100%; height: {height}px; border: 1px solid #ddd; border-radius: 6px"></iframe></div>')

@@ -188,7 +188,8 @@ def test_inline_puts_the_whole_page_in_an_iframe_for_notebooks(tmp_path):
     tokenizer, model = peaked_checkpoint(tmp_path)
     page = page_html([panel(model, tokenizer, PIZZA, "tiny")])
     frame = inline(page, height=500)
-    srcdoc = re.fullmatch(r'<iframe srcdoc="([^"]*)" sandbox="allow-scripts" style="[^"]*500px[^"]*"></iframe>', frame)
+    srcdoc = re.fullmatch(r'<div><iframe srcdoc="([^"]*)" sandbox="allow-scripts" style="[^"]*500px[^"]*"></iframe></div>',
+                          frame)
     assert srcdoc and html.unescape(srcdoc.group(1)) == page
 
 
