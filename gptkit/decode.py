@@ -29,7 +29,9 @@ class StaticKVCache:
 
     def __init__(self, n_layer, max_len, device):
         self.n_layer, self.max_len = n_layer, max_len
-        self.k = self.v = None  # (n_layer, B, nh, max_len, hs), allocated by the first (eager) update
+        # one (B, nh, max_len, hs) buffer per layer, allocated by the first (eager) update; not slices of one
+        # tensor: a compiled step that writes into a slice would copy the whole tensor back, every layer
+        self.k = self.v = None
         self.next_pos = torch.zeros((), dtype=torch.long, device=device)  # the position of the next token
         self.key_positions = torch.arange(max_len, device=device)  # (max_len,) what each slot holds
 
@@ -41,8 +43,8 @@ class StaticKVCache:
         positions they hold: the mask hides the slots past the query, including those not written yet."""
         if self.k is None:
             B, nh, _, hs = k.shape
-            self.k = k.new_zeros(self.n_layer, B, nh, self.max_len, hs)
-            self.v = torch.zeros_like(self.k)
+            self.k = [k.new_zeros(B, nh, self.max_len, hs) for _ in range(self.n_layer)]
+            self.v = [k.new_zeros(B, nh, self.max_len, hs) for _ in range(self.n_layer)]
         self.k[layer].index_copy_(2, positions, k)
         self.v[layer].index_copy_(2, positions, v)
         return self.k[layer], self.v[layer], self.key_positions
