@@ -21,6 +21,7 @@
     plots        PNG plots (matplotlib)
     gpt2_weights OpenAI's GPT-2 in, Hugging Face GPT-2 out
     gguf_export  one GGUF file for llama.cpp and Ollama
+    exercises    learn.py's exercises: a learner's pieces checked against ours (a package, one module each)
 
 model.py, the GPT itself, stays at the top: it is the file to read, and needs only torch.
 """

@@ -286,7 +286,7 @@ def test_help_lists_every_setting_with_its_default_and_exits_0():
 # ---------------------------------------------------------------------------------------------
 # one command-line convention for every script
 
-SCRIPTS = ["train.py", "sample.py", "prepare.py", "export.py", "experiment.py", "visualize.py", "bench.py"]
+SCRIPTS = ["train.py", "sample.py", "prepare.py", "export.py", "experiment.py", "visualize.py", "bench.py", "learn.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -1,0 +1,285 @@
+"""What every exercise's checks share: loading a learner's mine/NAME.py, calling into it, comparing what
+it returns with the reference, and naming the likely mistake.
+
+A learner's code runs only through `Solution.call` (or inside `with solution.turn():`): an exception
+there is theirs, and is shown with the traceback lines of their own files alone (file, line, code),
+none of ours; a NotImplementedError raised by their file means that part is not written yet.
+
+A check is a generator of Results; an exercise groups its checks by what the learner writes (one
+group per function), so a function not yet written fails its own group and the others still run.
+"""
+
+import sys
+import traceback
+import types
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from gptkit.config import closest_key_hint
+from gptkit.errors import UserError
+
+ATOL, RTOL = 1e-5, 1e-4  # float32 agreement between two correct ways of computing the same thing
+
+
+@dataclass
+class Result:
+    name: str  # what was checked, e.g. "weights equal the reference's (B=2, nh=3, T=5, hs=4)"
+    passed: bool
+    expected: str = ""
+    got: str = ""
+    cause: str = ""  # the likely mistake, when a failure looks like a known one
+
+
+class LearnerError(Exception):
+    """The learner's code raised: `text` is their traceback (their frames only) and the exception line."""
+
+    def __init__(self, text):
+        super().__init__(text)
+        self.text = text
+
+
+class NotWritten(Exception):
+    """The learner's file still raises NotImplementedError in `what` (e.g. 'causal_attention')."""
+
+    def __init__(self, what):
+        super().__init__(what)
+        self.what = what
+
+
+def inside(filename, folder):
+    try:
+        return Path(filename).resolve().is_relative_to(folder)
+    except (OSError, ValueError):
+        return False
+
+
+def learner_traceback(exc, folder):
+    """The traceback of `exc` cut to the frames in `folder` (the learner's files), then the exception line.
+    A SyntaxError's own lines (file, line, the code and a caret) are in its exception line."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if inside(f.filename, folder)]
+    lines = []
+    if frames:
+        lines += ["Traceback (your code, most recent call last):\n", *traceback.format_list(frames)]
+    elif not isinstance(exc, SyntaxError):
+        lines.append("raised outside your files, by code using what yours returned:\n")
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines).rstrip("\n")
+
+
+def raised_here(exc, folder):
+    """The qualified name of the function of `folder` that raised exc itself (its innermost frame), or None."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None or not inside(tb.tb_frame.f_code.co_filename, folder):
+        return None
+    return tb.tb_frame.f_code.co_qualname
+
+
+class Solution:
+    """A learner's mine/NAME.py, executed as a module; its names are attributes (solution.causal_attention)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.folder = self.path.parent.resolve()
+        try:
+            source = self.path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"{self.path} is not UTF-8 text") from None
+        self.module = types.ModuleType(f"mine_{self.path.stem}")
+        self.module.__file__ = str(self.path)
+        sys.modules[self.module.__name__] = self.module  # dataclasses and pickle look a class's module up
+        with self.turn():
+            exec(compile(source, str(self.path), "exec"), self.module.__dict__)
+
+    def __getattr__(self, name):
+        try:
+            return getattr(self.module, name)
+        except AttributeError:
+            defined = [n for n in vars(self.module) if not n.startswith("_")]
+            raise LearnerError(f"{self.path} defines no {name}{closest_key_hint(name, defined)}: keep the name the "
+                               f"exercise gives it") from None
+
+    @contextmanager
+    def turn(self):
+        """The learner's code runs in here: what it raises becomes NotWritten or LearnerError."""
+        try:
+            yield
+        except (LearnerError, NotWritten):
+            raise
+        except Exception as e:
+            what = raised_here(e, self.folder) if isinstance(e, NotImplementedError) else None
+            if what is not None:
+                raise NotWritten(what) from None
+            raise LearnerError(learner_traceback(e, self.folder)) from None
+
+    def call(self, fn, *args, **kwargs):
+        with self.turn():
+            return fn(*args, **kwargs)
+
+
+@dataclass
+class Report:
+    """What running an exercise's checks on a solution found."""
+
+    results: list = field(default_factory=list)
+    not_written: list = field(default_factory=list)  # the functions still raising NotImplementedError
+    error: str = ""  # the learner's traceback, when their code raised (the checks stop there)
+    groups_run: int = 0  # check groups that ran to their end, without meeting a NotImplementedError
+
+    @property
+    def state(self):
+        if not self.groups_run and self.not_written and not self.error:
+            return "not started"
+        passing = not self.error and not self.not_written and all(r.passed for r in self.results)
+        return "passing" if passing else "failing"
+
+    @property
+    def failed(self):
+        return [r for r in self.results if not r.passed]
+
+
+def run_checks(exercise, path):
+    """Load the solution at `path` and run the exercise's check groups on it -> Report."""
+    report = Report()
+    try:
+        solution = Solution(path)
+    except NotWritten as e:
+        report.not_written.append(e.what)
+        return report
+    except LearnerError as e:
+        report.error = e.text
+        return report
+    for group in exercise.GROUPS:
+        try:
+            for result in group(solution):
+                report.results.append(result)
+            report.groups_run += 1
+        except NotWritten as e:
+            if e.what not in report.not_written:
+                report.not_written.append(e.what)
+        except LearnerError as e:
+            report.error = e.text
+            break
+        except Exception as e:  # our check could not read what came back: a failure, not a crash
+            report.groups_run += 1
+            report.results.append(Result(f"{group.__name__.replace('_', ' ')}", False,
+                                         cause=f"could not check what your code returned "
+                                               f"({type(e).__name__}: {str(e)[:160]})"))
+    return report
+
+
+@dataclass
+class Training:
+    """How `learn.py train` puts an exercise's piece into the model: substitute(solution) is a context
+    manager under which model.py computes that piece with the learner's code. Both runs, the learner's
+    and the reference's, train with `overrides` (so the repository's piece runs where the learner's will);
+    `requires` {setting: allowed values} are the settings the learner's piece is written for."""
+
+    label: str  # "your attention", as the results name it
+    substitute: object
+    overrides: dict = field(default_factory=dict)
+    requires: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------------
+# comparing tensors
+
+
+def same(got, expected, atol=ATOL, rtol=RTOL, nan_equal=False):
+    """Whether got is a tensor of expected's shape holding the same values (to float32 tolerance)."""
+    if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(expected.shape):
+        return False
+    if got.is_floating_point() or expected.is_floating_point():
+        return torch.allclose(got.detach().double(), expected.detach().double(), atol=atol, rtol=rtol,
+                              equal_nan=nan_equal)
+    return torch.equal(got, expected)
+
+
+def shape_text(t):
+    return f"shape {tuple(t.shape)}" if isinstance(t, torch.Tensor) else f"a {type(t).__name__}, not a tensor"
+
+
+def values_text(t, index):
+    """t's values around `index` along its last dimension, e.g. '[0, 1, :4] = [0.2500, 0.7500, 0.0000, 0.0000]'."""
+    if t.dim() == 0:
+        return f"{t.item():.6g}"
+    *lead, last = index
+    start = max(0, min(last - 2, t.shape[-1] - 6))
+    row = t[tuple(lead)][start:start + 6].detach().double().tolist()
+    shown = ", ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row)
+    at = ", ".join(map(str, lead + [f"{start}:{start + len(row)}"]))
+    return f"[{at}] = [{shown}{', ...' if start + len(row) < t.shape[-1] else ''}]"
+
+
+def difference(got, expected, atol=ATOL, rtol=RTOL):
+    """(expected, got) as text, at the first place they differ."""
+    if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(expected.shape):
+        return shape_text(expected), shape_text(got)
+    if got.dtype != expected.dtype and not (got.is_floating_point() and expected.is_floating_point()):
+        return f"dtype {expected.dtype}", f"dtype {got.dtype}"
+    g, e = got.detach().double(), expected.detach().double()
+    bad = ~torch.isclose(g, e, atol=atol, rtol=rtol)
+    index = [int(i) for i in bad.nonzero()[0]] if bad.any() else [0] * got.dim()
+    return values_text(expected, index), values_text(got, index)
+
+
+def compare(name, got, expected, diagnose=None, atol=ATOL, rtol=RTOL):
+    """A Result: got equals expected; on a failure, diagnose() names the likely cause."""
+    if same(got, expected, atol, rtol):
+        return Result(name, True)
+    want, came = difference(got, expected, atol, rtol)
+    return Result(name, False, want, came, diagnose() if diagnose else "")
+
+
+def first_match(got, variants, atol=ATOL, rtol=RTOL, expected=None):
+    """The cause of the first of variants [(cause, tensor or a function making it)] that got equals, or ''.
+    Each variant is a likely-wrong way of computing the result: the one got matches is the mistake.
+    A variant that equals `expected` too (the mistake makes no difference on these inputs) names nothing."""
+    for cause, variant in variants:
+        value = variant() if callable(variant) else variant
+        if value is None or (expected is not None and same(value, expected, atol, rtol)):
+            continue
+        if same(got, value, atol, rtol, nan_equal=True):
+            return cause
+    return ""
+
+
+def check_shape(name, got, shape, dtype=None):
+    """A Result: got is a tensor of `shape` (and dtype)."""
+    if isinstance(got, torch.Tensor) and tuple(got.shape) == tuple(shape) and (dtype is None or got.dtype == dtype):
+        return Result(name, True)
+    want = f"shape {tuple(shape)}" + (f", dtype {dtype}" if dtype is not None else "")
+    came = shape_text(got) + (f", dtype {got.dtype}" if isinstance(got, torch.Tensor) else "")
+    cause = ""
+    if isinstance(got, torch.Tensor) and tuple(got.shape) == tuple(shape)[::-1] and len(shape) == 2:
+        cause = "it is the transpose of what is asked"
+    return Result(name, False, want, came, cause)
+
+
+def as_tuple(value, names):
+    """value checked to be a tuple of len(names) tensors; a Result saying what came instead, or None."""
+    if isinstance(value, (tuple, list)) and len(value) == len(names) and all(isinstance(v, torch.Tensor) for v in value):
+        return None
+    came = (f"a {type(value).__name__} of {len(value)}" if isinstance(value, (tuple, list))
+            else f"a {type(value).__name__}")
+    return Result(f"returns ({', '.join(names)})", False, f"a tuple of {len(names)} tensors ({', '.join(names)})", came)
+
+
+def ratio(got, expected):
+    """got / expected when got is that multiple of expected throughout, else None (e.g. a sum for a mean)."""
+    if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
+        return None
+    g, e = got.detach().double().flatten(), expected.detach().double().flatten()
+    if not torch.isfinite(g).all() or e.abs().max() == 0:
+        return None
+    r = (g @ e / (e @ e)).item()
+    return r if torch.allclose(g, r * e, atol=ATOL, rtol=1e-3) else None
+
+
+def random(*shape, seed=0, scale=1.0):
+    """Standard normal values (times scale) from their own generator: the same for the same seed."""
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * scale

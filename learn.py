@@ -1,0 +1,310 @@
+"""Build a GPT yourself: write each piece, check it against the repository's own, then train with it.
+
+    python learn.py                     the exercises in order, each one's state, and what to do next
+    python learn.py start               copy the exercises into mine/ (a file already there is kept)
+    python learn.py check attention     check mine/attention.py: each check passed or failed, and why
+    python learn.py train attention     train the lab model with your attention, beside model.py's
+
+Each exercise is a template in exercises/NAME.py: the function or module to write, its shapes, the
+formula and where it comes from, a hint. You edit your copy, mine/NAME.py (git ignores mine/).
+`check` compares what yours computes with the repository's own code on random inputs of several
+shapes, tests properties (a future token never changes an earlier output, ...), and for the
+classic mistakes names the likely cause. `train` (the exercises that are parts of the model) trains
+config/lab_char_cpu.py with your piece in place of model.py's into out-learn/NAME, and the same
+with model.py's own into out-learn/reference-NAME (reused once trained), and plots both losses.
+The path and the exercises: docs/learn.md. The checks: gptkit/exercises/.
+"""
+
+import contextlib
+import io
+import json
+import sys
+import warnings
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from gptkit.config import build_configs, closest_key_hint, command_args, read_command_line, read_config_file
+from gptkit.data import load_meta
+from gptkit.errors import UserError, run_main
+from gptkit.exercises import EXERCISES
+from gptkit.exercises.harness import Solution, learner_traceback, run_checks
+from gptkit.plots import matplotlib_figure, plot_loss
+from gptkit.runlog import read_log
+from model import GPTConfig
+import experiment
+import train
+from train import TrainConfig
+
+REPO = Path(__file__).resolve().parent
+TEMPLATES = REPO / "exercises"
+DETAILED = 3  # failures shown with expected and got; later ones with their cause alone
+NOT_OVERRIDDEN = ("out_dir", "overwrite", "init_from")  # learn.py names the runs; both train from scratch
+
+
+@dataclass
+class LearnConfig:
+    name: str = ""  # the exercise to check or train, e.g. attention (`python learn.py` lists them)
+    mine: str = "mine"  # the folder of your solutions, mine/NAME.py
+    config: str = "config/lab_char_cpu.py"  # train: the training config both runs start from
+    out_root: str = "out-learn"  # train: your run trains into out_root/NAME, the reference's into out_root/reference-NAME
+
+
+def trainable():
+    return [name for name, exercise in EXERCISES.items() if exercise.TRAIN]
+
+
+def exercise_named(name, command):
+    if not name:
+        raise UserError(f"name the exercise: python learn.py {command} attention (python learn.py lists them)")
+    if name not in EXERCISES:
+        raise UserError(f"unknown exercise '{name}'{closest_key_hint(name, list(EXERCISES))}; "
+                        f"the exercises: {', '.join(EXERCISES)}")
+    return EXERCISES[name]
+
+
+def solution_path(cfg, name):
+    return Path(cfg.mine) / f"{name}.py"
+
+
+def quietly(fn, *args):
+    """fn(*args) with the learner's prints and warnings kept off the screen (the list checks everything)."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args)
+
+
+def checked(cfg, name):
+    """The Report of mine/NAME.py's checks; a UserError when it is missing or not started."""
+    exercise, path = EXERCISES[name], solution_path(cfg, name)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist; copy the exercises into {cfg.mine}/ with: python learn.py start")
+    report = run_checks(exercise, path)
+    if report.state == "not started":
+        raise UserError(f"{name} is not started: {path} still raises NotImplementedError in "
+                        f"{', '.join(report.not_written)}; write it, then run: python learn.py check {name}")
+    return report
+
+
+# ----------------------------------------------------------------------------------------------
+# python learn.py: the list
+
+
+def state_line(cfg, name):
+    """(state, what to do next) of one exercise."""
+    path = solution_path(cfg, name)
+    if not path.is_file():
+        return "not copied", f"python learn.py start   ({path} is missing)"
+    report = quietly(run_checks, EXERCISES[name], path)
+    if report.state == "not started":
+        return "not started", f"write {EXERCISES[name].WRITES} in {path}, then: python learn.py check {name}"
+    if report.state == "passing":
+        return f"passing ({len(report.results)} checks)", ""
+    why = "your code raises an exception" if report.error else (
+        f"{len(report.failed)} of {len(report.results)} checks fail" if report.failed
+        else f"{', '.join(report.not_written)} not written yet")
+    return f"failing ({why})", f"python learn.py check {name}"
+
+
+def list_command(cfg):
+    print(f"Build a GPT yourself: write each piece in {cfg.mine}/NAME.py, check it, train with it (docs/learn.md).\n")
+    if not Path(cfg.mine).is_dir():
+        for i, (name, exercise) in enumerate(EXERCISES.items(), 1):
+            print(f"  {i:2}  {name:<10} {exercise.TITLE}")
+        print(f"\nnext: python learn.py start   (copies the exercises into {cfg.mine}/)")
+        return
+    todo = None
+    for i, (name, exercise) in enumerate(EXERCISES.items(), 1):
+        state, step = state_line(cfg, name)
+        marker = "  [train]" if exercise.TRAIN else ""
+        print(f"  {i:2}  {name:<10} {state:<22} {exercise.TITLE}{marker}")
+        todo = todo or step
+    if todo:
+        print(f"\nnext: {todo}")
+    else:
+        print(f"\nall {len(EXERCISES)} pass. Train the lab model with your pieces: python learn.py train attention "
+              f"(or {', '.join(n for n in trainable() if n != 'attention')})")
+    print("[train]: python learn.py train NAME trains the model with your piece in place of model.py's")
+
+
+# ----------------------------------------------------------------------------------------------
+# start and check
+
+
+def start_command(cfg):
+    mine = Path(cfg.mine)
+    if mine.exists() and not mine.is_dir():
+        raise UserError(f"{mine} is a file; the solutions go in a folder: remove it or pick --mine=FOLDER")
+    mine.mkdir(parents=True, exist_ok=True)
+    copied, kept = [], []
+    for name in EXERCISES:
+        try:
+            with open(mine / f"{name}.py", "x", encoding="utf-8") as f:  # "x": never replaces a file
+                f.write((TEMPLATES / f"{name}.py").read_text(encoding="utf-8"))
+            copied.append(name)
+        except FileExistsError:
+            kept.append(name)
+    if copied:
+        print(f"copied {len(copied)} exercise{'s' * (len(copied) > 1)} into {mine}/: {', '.join(copied)}")
+    if kept:
+        print(f"kept {len(kept)} already in {mine}/ (never overwritten; delete one and run start again for a "
+              f"fresh copy): {', '.join(kept)}")
+    first = next(iter(EXERCISES))
+    print(f"next: open {mine / first}.py, write {EXERCISES[first].WRITES}, then: python learn.py check {first}")
+
+
+def print_report(name, path, report):
+    print(f"{name}: {EXERCISES[name].WRITES} in {path}")
+    shown = 0
+    for result in report.results:
+        print(f"  {'passed' if result.passed else 'FAILED'}  {result.name}")
+        if result.passed:
+            continue
+        if shown < DETAILED and (result.expected or result.got):
+            print(f"            expected: {result.expected}\n            got:      {result.got}")
+        if result.cause:
+            print(f"            likely cause: {result.cause}")
+        shown += 1
+    for what in report.not_written:
+        print(f"  FAILED  {what} is not written yet (it still raises NotImplementedError)")
+    if report.error:
+        print("\nthe checks stopped here:\n" + report.error)
+    passed = sum(r.passed for r in report.results)
+    if report.error:
+        before = f"{passed} of {len(report.results)} checks passed before that; " if report.results else ""
+        print(f"\n{before}fix it and run again: python learn.py check {name}")
+    elif report.state == "passing":
+        done = f"; train with it: python learn.py train {name}" if EXERCISES[name].TRAIN else ""
+        print(f"\nall {passed} checks passed{done}")
+    else:
+        print(f"\n{passed} of {len(report.results)} checks passed; fix the first failure and run again: "
+              f"python learn.py check {name}")
+
+
+def check_command(cfg):
+    exercise_named(cfg.name, "check")
+    report = checked(cfg, cfg.name)
+    print_report(cfg.name, solution_path(cfg, cfg.name), report)
+    if report.state != "passing":
+        sys.exit(1)
+
+
+# ----------------------------------------------------------------------------------------------
+# train
+
+
+def train_settings(cfg, exercise, given):
+    """The train.py arguments shared by both runs, and the resolved settings that identify the reference run."""
+    for key, _ in given:
+        if key in NOT_OVERRIDDEN:
+            raise UserError(f"--{key}: learn.py names the runs (out_root/NAME and out_root/reference-NAME) and "
+                            f"trains both from scratch; set --out_root to put them elsewhere")
+    forced = exercise.TRAIN.overrides
+    for key, value in given:
+        if key in forced and value != forced[key]:
+            raise UserError(f"--{key}={value!r}: {exercise.TRAIN.label} trains with {key}={forced[key]!r}, where "
+                            f"model.py runs the piece yours replaces; drop --{key}")
+    overrides = [*given, *forced.items()]
+    model_cfg, train_cfg = build_configs([GPTConfig, TrainConfig],
+                                         [*read_config_file(cfg.config).items(), *overrides])
+    load_meta(Path(train_cfg.data_dir) / train_cfg.dataset)  # a missing dataset is said now, not as a failed run
+    for key, allowed in exercise.TRAIN.requires.items():
+        if getattr(model_cfg, key) not in allowed:
+            raise UserError(f"{exercise.TRAIN.label} computes {key}={' or '.join(map(repr, allowed))} only, and this "
+                            f"run has {key}={getattr(model_cfg, key)!r}; drop --{key} (or change {cfg.config})")
+    args = [cfg.config, *(experiment.as_override(k, v) for k, v in overrides), "--overwrite=True"]
+    settings = {k: v for k, v in {**asdict(train_cfg), **asdict(model_cfg)}.items() if k not in experiment.NOT_COMPARED}
+    return args, settings
+
+
+def train_mine(name, exercise, args, out_dir, solution):
+    """Train with the learner's piece in place of model.py's. Their exception shows their traceback lines."""
+    print(f"training with {exercise.TRAIN.label} ({solution.path}) into {out_dir}", file=sys.stderr)
+    try:
+        with exercise.TRAIN.substitute(solution):
+            train.main([*args, f"--out_dir={out_dir}"])
+    except SystemExit as e:
+        if e.code == 2:  # train.py's one-line error, e.g. a NaN loss
+            print(f"training with {exercise.TRAIN.label} stopped (the error above); python learn.py check {name} may "
+                  f"show why", file=sys.stderr)
+        raise
+    except Exception as e:
+        print(learner_traceback(e, solution.folder), file=sys.stderr)
+        raise UserError(f"{exercise.TRAIN.label} raised during training (above); python learn.py check {name} "
+                        f"shows it on small inputs") from None
+
+
+def train_reference(name, args, settings, out_root):
+    """model.py's own run with the same settings: a finished one in out_root is reused."""
+    out_dir = Path(out_root) / f"reference-{name}"
+    source, _ = experiment.find_reusable(out_root, {"out_dir": out_dir, "settings": settings})
+    if source is not None:
+        print(f"the reference: reusing the finished run in {source} (the same settings)", file=sys.stderr)
+        return source
+    print(f"training the reference (model.py's own) into {out_dir}", file=sys.stderr)
+    (out_dir / "experiment.json").unlink(missing_ok=True)  # a record of other settings is no longer this run's
+    train.main([*args, f"--out_dir={out_dir}"])
+    # experiment.py's record of a finished run, so that find_reusable finds it next time
+    (out_dir / "experiment.json").write_text(json.dumps({"status": "ok", "args": args, "settings": settings},
+                                                        indent=1) + "\n")
+    return out_dir
+
+
+def train_command(cfg, given):
+    exercise = exercise_named(cfg.name, "train")
+    if not exercise.TRAIN:
+        raise UserError(f"{cfg.name} is not a part of the model that trains; python learn.py train takes: "
+                        f"{', '.join(trainable())}")
+    args, settings = train_settings(cfg, exercise, given)
+    report = checked(cfg, cfg.name)
+    if report.error:
+        raise UserError(f"your {cfg.name} raises an exception in its checks; fix it first: "
+                        f"python learn.py check {cfg.name}")
+    if report.state != "passing":
+        print(f"note: {solution_path(cfg, cfg.name)} fails {len(report.failed) + len(report.not_written)} of its checks "
+              f"(python learn.py check {cfg.name}); training with it anyway, to see what that does", file=sys.stderr)
+    solution = Solution(solution_path(cfg, cfg.name))
+    out_root = Path(cfg.out_root)
+    mine_dir = out_root / cfg.name
+    train_mine(cfg.name, exercise, args, mine_dir, solution)
+    reference_dir = train_reference(cfg.name, args, settings, out_root)
+
+    runs = [(exercise.TRAIN.label, read_log(mine_dir)), ("the reference", read_log(reference_dir))]
+    (_, mine_log), (_, reference_log) = runs
+    last, ref = mine_log[-1], reference_log[-1]
+    print(f"{exercise.TRAIN.label}: train {last['train_loss']:.4f}, val {last['val_loss']:.4f}; "
+          f"the reference: train {ref['train_loss']:.4f}, val {ref['val_loss']:.4f} "
+          f"(val {last['val_loss'] - ref['val_loss']:+.4f}, after {last['iter']} iterations)")
+    try:
+        matplotlib_figure()
+    except UserError as e:
+        print(f"warning: {e}; no plot written", file=sys.stderr)
+        return
+    title = f"{exercise.TRAIN.label} ({solution.path}) beside model.py's, on {Path(cfg.config).name}"
+    print(f"plot: {plot_loss(runs, out_root / f'{cfg.name}.png', title=title)}")
+
+
+@run_main
+def main(argv):
+    commands = {"list": [LearnConfig], "start": [LearnConfig], "check": [LearnConfig],
+                "train": [LearnConfig, GPTConfig, TrainConfig]}
+    if not argv or (argv[0].startswith("--") and argv[0] != "--help"):
+        command, rest = "list", argv  # `python learn.py [--mine=FOLDER]`
+    else:
+        command, rest = command_args(argv, commands)
+    pairs = read_command_line(commands[command], rest, positional="name")
+    learn_keys = {f.name for f in fields(LearnConfig)}
+    (cfg,) = build_configs([LearnConfig], [(k, v) for k, v in pairs if k in learn_keys])
+    given = [(k, v) for k, v in pairs if k not in learn_keys]
+    if command == "train":
+        return train_command(cfg, given)
+    if given:
+        raise UserError(f"unknown setting '{given[0][0]}'{closest_key_hint(given[0][0], list(learn_keys))}")
+    if command in ("list", "start") and cfg.name:
+        raise UserError(f"python learn.py {command} takes no exercise name; check or train one: "
+                        f"python learn.py check {cfg.name}")
+    {"list": list_command, "start": start_command, "check": check_command}[command](cfg)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
