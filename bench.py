@@ -181,7 +181,7 @@ def bench_train(model_cfg, cfg, bench):
 
 def bench_sample(model_cfg, cfg, bench, run_dir=None):
     """Tokens/s at batch 1 and 8 for nanoGPT's loop, the KV cache, the cache with int8 weights, and gpt-fast's
-    static cache with a compiled one-token step (float32, and weight-only int8 on a CPU).
+    static cache with a compiled one-token step; with nanogpt_dir, nanoGPT's own generate too.
 
     "no cache" is nanoGPT's generate loop: crop the context to block_size, run all of it through the
     model for every token, top-k sample (model.stream with use_cache=False, on our model). Sampling as
@@ -201,11 +201,6 @@ def bench_sample(model_cfg, cfg, bench, run_dir=None):
         notes.append(f"int8: {e}")
     if bench.bench_compile:
         variants.append(("static cache, compiled", "fp32"))
-        try:
-            models["int8, weight-only"] = quantize(copy.deepcopy(model), "int8", device, dtype, compiled=True)
-            variants.append(("static cache, compiled", "int8, weight-only"))
-        except UserError as e:
-            notes.append(f"compiled int8: {e}")
     nanogpt = nanogpt_model(bench.nanogpt_dir, model, device) if bench.nanogpt_dir else None
     rows = []
     for batch in (1, 8):
@@ -230,8 +225,7 @@ def bench_sample(model_cfg, cfg, bench, run_dir=None):
     for note in notes:
         print(note)
     if run_dir:
-        print_val_losses({k: v for k, v in models.items() if k in ("fp32", "int8")},
-                         run_dataset(run_dir, config.block_size, device), cfg, ctx)
+        print_val_losses(models, run_dataset(run_dir, config.block_size, device), cfg, ctx)
 
 
 def print_val_losses(models, data, cfg, ctx):

@@ -208,12 +208,13 @@ def train_settings(cfg, exercise, given):
     model_cfg, train_cfg = build_configs([GPTConfig, TrainConfig],
                                          [*read_config_file(cfg.config).items(), *overrides])
     load_meta(Path(train_cfg.data_dir) / train_cfg.dataset)  # a missing dataset is said now, not as a failed run
+    resolved = {**asdict(train_cfg), **asdict(model_cfg)}
     for key, allowed in exercise.TRAIN.requires.items():
-        if getattr(model_cfg, key) not in allowed:
+        if resolved[key] not in allowed:
             raise UserError(f"{exercise.TRAIN.label} computes {key}={' or '.join(map(repr, allowed))} only, and this "
-                            f"run has {key}={getattr(model_cfg, key)!r}; drop --{key} (or change {cfg.config})")
+                            f"run has {key}={resolved[key]!r}; drop --{key} (or change {cfg.config})")
     args = [cfg.config, *(experiment.as_override(k, v) for k, v in overrides), "--overwrite=True"]
-    settings = {k: v for k, v in {**asdict(train_cfg), **asdict(model_cfg)}.items() if k not in experiment.NOT_COMPARED}
+    settings = {k: v for k, v in resolved.items() if k not in experiment.NOT_COMPARED}
     return args, settings
 
 
@@ -284,25 +285,36 @@ def train_command(cfg, given):
     print(f"plot: {plot_loss(runs, out_root / f'{cfg.name}.png', title=title)}")
 
 
-@run_main
-def main(argv):
-    commands = {"list": [LearnConfig], "start": [LearnConfig], "check": [LearnConfig],
-                "train": [LearnConfig, GPTConfig, TrainConfig]}
+COMMANDS = {"list": [LearnConfig], "start": [LearnConfig], "check": [LearnConfig],
+            "train": [LearnConfig, GPTConfig, TrainConfig]}
+
+
+def parse(argv):
+    """(command, LearnConfig, the other settings given [(key, value)] for train) of a command line, without
+    running anything."""
     if not argv or (argv[0].startswith("--") and argv[0] != "--help"):
         command, rest = "list", argv  # `python learn.py [--mine=FOLDER]`
     else:
-        command, rest = command_args(argv, commands)
-    pairs = read_command_line(commands[command], rest, positional="name")
+        command, rest = command_args(argv, COMMANDS)
+    pairs = read_command_line(COMMANDS[command], rest, positional="name")
     learn_keys = {f.name for f in fields(LearnConfig)}
     (cfg,) = build_configs([LearnConfig], [(k, v) for k, v in pairs if k in learn_keys])
     given = [(k, v) for k, v in pairs if k not in learn_keys]
     if command == "train":
-        return train_command(cfg, given)
-    if given:
+        build_configs([GPTConfig, TrainConfig], given)  # a typo is said now, not after the reference run
+    elif given:
         raise UserError(f"unknown setting '{given[0][0]}'{closest_key_hint(given[0][0], list(learn_keys))}")
     if command in ("list", "start") and cfg.name:
         raise UserError(f"python learn.py {command} takes no exercise name; check or train one: "
                         f"python learn.py check {cfg.name}")
+    return command, cfg, given
+
+
+@run_main
+def main(argv):
+    command, cfg, given = parse(argv)
+    if command == "train":
+        return train_command(cfg, given)
     {"list": list_command, "start": start_command, "check": check_command}[command](cfg)
 
 

@@ -105,7 +105,9 @@ class CausalSelfAttention(nn.Module):
             self.tap(q_rope=q, k_rope=k)
         k_positions = positions
         if kv_cache is not None:
-            k, v, k_positions = kv_cache.update(self.layer, k, v, positions)  # (B, nh, S, hs): past and new
+            k, v = kv_cache.update(self.layer, k, v)  # (B, nh, S, hs): the past and the new positions
+            # slot s holds position s (a ring past max_len holds others, but all before the one new query)
+            k_positions = torch.arange(k.size(2), device=x.device)
         S = k.size(2)
 
         dropout_p = self.config.dropout if self.training else 0.0  # never drop at eval (nanoGPT PR #240)
@@ -233,8 +235,8 @@ class GPT(nn.Module):
             raise ValueError(f"learned positions stop at block_size={self.config.block_size}: there is no embedding "
                              f"for position {T - 1}. Feed at most the last {self.config.block_size} tokens "
                              f"(generate does), or train with pos_encoding=sinusoidal or rope, which extend further")
-        # the positions of these T tokens: 0 .. T-1, or after those a cache holds
-        positions = torch.arange(T, device=idx.device) if kv_cache is None else kv_cache.positions(T, idx.device)
+        start = kv_cache.pos if kv_cache is not None else 0  # positions seen: a number, or a tensor (decode.py)
+        positions = start + torch.arange(T, device=idx.device)  # (T,)
         x = self.transformer.wte(idx)  # (B, T, C): one learned vector per token id
         rotary = None
         if self.config.pos_encoding == "learned":
@@ -416,13 +418,8 @@ class KVCache:
         self.k = self.v = None  # (n_layer, B, nh, max_len, hs), allocated on first use
         self.pos = 0
 
-    def positions(self, T, device):
-        """The positions (T,) of T new tokens: right after those seen."""
-        return torch.arange(self.pos, self.pos + T, device=device)
-
-    def update(self, layer, k, v, positions):
-        """Store this layer's new k, v (B, nh, T, hs) (at `positions`, which follow those seen); return the
-        cached keys and values (B, nh, S, hs) and the positions of those keys (S,)."""
+    def update(self, layer, k, v):
+        """Store this layer's new k, v (B, nh, T, hs); return the cached keys and values (B, nh, S, hs)."""
         if self.k is None:
             B, nh, _, hs = k.shape
             self.k = k.new_zeros(self.n_layer, B, nh, self.max_len, hs)
@@ -432,14 +429,13 @@ class KVCache:
             end = self.pos + T
             self.k[layer, :, :, self.pos:end] = k
             self.v[layer, :, :, self.pos:end] = v
-            return self.k[layer, :, :, :end], self.v[layer, :, :, :end], torch.arange(end, device=k.device)
+            return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
         assert T == 1, "past max_len the cache takes one position at a time"
         # key order does not matter to attention (a softmax-weighted sum), so the ring needs no shifting
         slot = self.pos % self.max_len
         self.k[layer, :, :, slot:slot + 1] = k
         self.v[layer, :, :, slot:slot + 1] = v
-        slots = torch.arange(self.max_len, device=k.device)
-        return self.k[layer], self.v[layer], self.pos - (self.pos - slots) % self.max_len  # what each slot holds
+        return self.k[layer], self.v[layer]
 
     def advance(self, n):
         self.pos += n

@@ -84,7 +84,7 @@ def main(argv):
     ctx = setup_torch(device, dtype)
     trained = load_trained(cfg.out_dir, cfg.ckpt, cfg.data_dir, device)
     model, tokenizer = trained.model, trained.tokenizer
-    model = quantize(model, cfg.quantize, device, dtype, compiled=cfg.compile)
+    model = quantize(model, cfg.quantize, device, dtype)
     if model.config.sees_the_future:
         print(f"warning: this model was trained with mask={model.config.mask}, so it saw the tokens it had to predict "
               f"and learned to copy them; generating, there is no future to copy, so expect garbage "
@@ -135,6 +135,10 @@ def make_decoder(model, idx, cfg):
     """model.Decoder, or with --compile=True gptkit/decode.py's static cache and compiled step, where it can run:
     a causal mask, the KV cache on, and the whole generation within block_size."""
     if not cfg.compile:
+        return Decoder(model, idx, cfg.use_cache)
+    if cfg.quantize != "none":  # PyTorch's int8 Linear does not compile; the weight-only int8 that does was slower
+        print(f"note: --quantize={cfg.quantize} decodes without compiling, its fastest here (docs/sampling.md)",
+              file=sys.stderr)
         return Decoder(model, idx, cfg.use_cache)
     fits = idx.size(1) + cfg.max_new_tokens <= model.config.block_size
     if cfg.use_cache and model.config.mask == "causal" and fits:

@@ -6,6 +6,8 @@ at once, each step writes its position in place, and attention runs over the who
 mask hiding what is not written yet. Every one-token step then has the same shapes and no Python
 number that changes, so torch.compile compiles it once (on CUDA with CUDA graphs, which replay the
 whole step as one launch). The tokens are those of model.Decoder, cached or not (the tests check it).
+On a 2-core CPU it measured no faster than the eager cache (docs/sampling.md): there a step's time
+is the weights read from memory, which compiling does not change.
 
 Beam search keeps the beam_width most likely continuations at each step instead of sampling one
 (the Transformer paper decodes translations this way); model.Decoder's cache follows the beams.
@@ -23,8 +25,8 @@ from model import Decoder
 class StaticKVCache:
     """Keys and values of every layer in buffers of max_len positions, written in place.
 
-    next_pos is a tensor, not a Python number, so a compiled step reads it as data and is never
-    recompiled for a new position.
+    pos is a tensor, not a Python number, so a compiled step reads it as data and is never recompiled
+    for a new position.
     """
 
     def __init__(self, n_layer, max_len, device):
@@ -32,25 +34,22 @@ class StaticKVCache:
         # one (B, nh, max_len, hs) buffer per layer, allocated by the first (eager) update; not slices of one
         # tensor: a compiled step that writes into a slice would copy the whole tensor back, every layer
         self.k = self.v = None
-        self.next_pos = torch.zeros((), dtype=torch.long, device=device)  # the position of the next token
-        self.key_positions = torch.arange(max_len, device=device)  # (max_len,) what each slot holds
+        self.pos = torch.zeros((), dtype=torch.long, device=device)  # positions seen, as model.KVCache's pos
 
-    def positions(self, T, device):
-        return self.next_pos + torch.arange(T, device=device)  # (T,)
-
-    def update(self, layer, k, v, positions):
-        """Write k, v (B, nh, T, hs) at `positions`; return the whole buffers (B, nh, max_len, hs) and the
-        positions they hold: the mask hides the slots past the query, including those not written yet."""
+    def update(self, layer, k, v):
+        """Write k, v (B, nh, T, hs) at the next T positions; return the whole buffers (B, nh, max_len, hs), slot
+        s holding position s: the causal mask hides the slots past the query, the ones not written yet too."""
         if self.k is None:
             B, nh, _, hs = k.shape
             self.k = [k.new_zeros(B, nh, self.max_len, hs) for _ in range(self.n_layer)]
             self.v = [k.new_zeros(B, nh, self.max_len, hs) for _ in range(self.n_layer)]
+        positions = self.pos + torch.arange(k.size(2), device=k.device)  # (T,)
         self.k[layer].index_copy_(2, positions, k)
         self.v[layer].index_copy_(2, positions, v)
-        return self.k[layer], self.v[layer], self.key_positions
+        return self.k[layer], self.v[layer]
 
     def advance(self, n):
-        self.next_pos += n  # in place: the same tensor every step
+        self.pos += n  # in place: the same tensor every step
 
 
 class StaticDecoder:
@@ -77,12 +76,10 @@ class StaticDecoder:
         if sys.platform == "win32":  # no inductor backend there (nanoGPT PR #242)
             print("warning: torch.compile is not supported on Windows; decoding without it", file=sys.stderr)
             return self.one_token
-        if self.context.is_cuda:  # CUDA graphs: the whole step replays as one launch
-            return torch.compile(self.one_token, mode="reduce-overhead", fullgraph=True)
-        # On a CPU inductor's C++ GEMM templates (max-autotune) include a weight-only int8 one, which
-        # `freezing` (weights as constants) lets it use for gptkit.quantize.int8_weight_only's Linears.
-        options = {**torch._inductor.list_mode_options("max-autotune-no-cudagraphs"), "freezing": True}
-        return torch.compile(self.one_token, options=options, fullgraph=True)
+        # on CUDA with CUDA graphs (the whole step replays as one launch); on a CPU inductor's C++ kernels
+        compiled = torch.compile(self.model, mode="reduce-overhead" if self.context.is_cuda else "default",
+                                 fullgraph=True)
+        return lambda token: compiled(token, kv_cache=self.cache)[0][:, -1, :]
 
     @torch.no_grad()
     def next_logits(self):

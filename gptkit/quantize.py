@@ -8,11 +8,10 @@ import torch
 from gptkit.errors import UserError
 
 
-def quantize(model, kind, device, dtype, compiled=False):
+def quantize(model, kind, device, dtype):
     """kind="int8": run every Linear layer (lm_head too) with int8 weights on the CPU; returns the model,
     changed in place. A sampling speed-up: at batch 1 each token reads every weight once, and int8
-    weights are a quarter of float32's bytes. compiled: for a compiled decode step, weight-only int8
-    (int8_weight_only below) instead, which inductor compiles; PyTorch's dynamic int8 Linear it cannot.
+    weights are a quarter of float32's bytes.
 
     The kernels are PyTorch's dynamic int8 Linear (fbgemm on x86, qnnpack on ARM): weights int8 per
     output channel, activations quantized on the fly per call. torchao is the maintained successor,
@@ -28,8 +27,6 @@ def quantize(model, kind, device, dtype, compiled=False):
     if dtype != torch.float32:
         raise UserError(f"--quantize={kind} computes in float32 around its int8 weights; drop --dtype "
                         f"(or use --dtype=float32)")
-    if compiled:
-        return int8_weight_only(model)
     engine = next((e for e in ("x86", "fbgemm", "qnnpack") if e in torch.backends.quantized.supported_engines), None)
     with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao: see above
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -43,31 +40,3 @@ def quantize(model, kind, device, dtype, compiled=False):
                             f"CPU ({platform.machine()}); sample without --quantize")
         torch.backends.quantized.engine = engine
         return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
-
-
-class Int8WeightOnlyLinear(torch.nn.Module):
-    """A Linear whose weight is stored as int8, one float scale per output channel (gpt-fast's
-    WeightOnlyInt8Linear): y = (x W_int8^T) * scale + b. Eager it converts the weight on every call,
-    which is slow; compiled (gptkit/decode.py) inductor runs it as one int8-weight GEMM."""
-
-    def __init__(self, linear):
-        super().__init__()
-        w = linear.weight.detach().float()  # (out, in)
-        scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127  # (out,) symmetric: the largest |w| maps to 127
-        self.register_buffer("weight", torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8))
-        self.register_buffer("scale", scale)
-        self.bias = linear.bias
-
-    def forward(self, x):
-        y = torch.nn.functional.linear(x, self.weight.to(x.dtype)) * self.scale.to(x.dtype)  # (..., out)
-        return y if self.bias is None else y + self.bias
-
-
-def int8_weight_only(model):
-    """Every Linear layer of the model (lm_head too) as an Int8WeightOnlyLinear; changed in place, returned.
-    For compiled decoding on a CPU: sample.py --quantize=int8 --compile=True."""
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, torch.nn.Linear):
-                setattr(module, name, Int8WeightOnlyLinear(child))
-    return model

@@ -9,13 +9,13 @@ import ast
 import json
 import re
 import shlex
-from pathlib import Path
 
 import pytest
 
 import bench
 import experiment
 import export
+import learn
 import prepare
 import sample
 import train
@@ -24,7 +24,8 @@ from conftest import REPO_ROOT
 from gptkit.errors import UserError
 
 PARSERS = {"train.py": train.parse, "sample.py": sample.parse, "prepare.py": prepare.parse, "export.py": export.parse,
-           "visualize.py": visualize.parse, "bench.py": bench.parse, "experiment.py": experiment.plan}
+           "visualize.py": visualize.parse, "bench.py": bench.parse, "experiment.py": experiment.plan,
+           "learn.py": learn.parse}
 COMMAND = re.compile(r"(?:python3? |torchrun [^`\n]*?)(\w+\.py)\b([^`\n|&#]*)")
 # what a synopsis's placeholders stand for: a value each script accepts
 PLACEHOLDERS = [("KEY=v1,v2,...", "n_head=1,2"), ("KEY=v1,v2", "n_head=1,2"), ("--KEY=VALUE", "--n_head=2"),
@@ -53,7 +54,7 @@ def shown_commands():
     found = []
     for where, text in shown_texts().items():
         for match in COMMAND.finditer(text.replace("\\\n", " ")):
-            arguments = re.split(r"\s{2,}", match.group(2).strip())[0]  # a docstring's column of comments after it
+            arguments = re.split(r"\s{2,}", match.group(2))[0].strip()  # a docstring's column of comments after it
             found.append((where, match.group(1), arguments))
     return found
 

@@ -41,7 +41,7 @@ def cache_causes(got, new, fed, layer, kind, expected):
          lambda: torch.cat(own[::-1], dim=2) if len(own) > 1 else None),
         (f"the layers share one cache: layer {layer} got the other layer's {kind}s too; keep each layer's apart "
          f"(e.g. one list entry per layer)", lambda: torch.cat([t for _, t in fed], dim=2) if len(fed) > 1 else None),
-        (f"concatenate along dim 2, the positions: (B, nh, S, hs); you joined the heads (dim 1)",
+        ("concatenate along dim 2, the positions: (B, nh, S, hs); you joined the heads (dim 1)",
          lambda: torch.cat(own, dim=1) if len(own) > 1 and alike else None),
     ]) or (f"shape (B, nh, S, hs) with S = {expected.shape[2]} positions seen; you returned S = {got.shape[2]}"
            if isinstance(got, torch.Tensor) and got.dim() == 4 and got.shape[2] != expected.shape[2] else "")
