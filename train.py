@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -37,12 +37,12 @@ from gptkit.distributed import (Dist, barrier, broadcast_flag, broadcast_values,
                                 shard_model, teardown_distributed, wrap_model)
 from gptkit.errors import UserError, run_main
 from gptkit.memory import check_memory
-from gptkit.nanogpt import is_nanogpt_checkpoint, optimizer_state_from_nanogpt
-from gptkit.optim import load_optimizer_state, make_optimizer
+from gptkit.optim import make_optimizer
+from gptkit.resume import load_checkpoint_state, resume_config
 from gptkit.rundir import check_free_space, claim_out_dir
 from gptkit.runlog import EvalSamples, RunLog, open_run_log
 from gptkit.shape_trace import print_shape_trace
-from gptkit.sharded import files_from_sharded, load_sharded, load_whole_optimizer_state, newest_checkpoint, save_sharded
+from gptkit.sharded import files_from_sharded, newest_checkpoint, save_sharded
 from gptkit.system import StopRequest, pick_device, pick_dtype, restore_rng, rng_state, setup_torch
 from gptkit.tokenizer import load_tokenizer
 from model import GPT, GPTConfig
@@ -214,31 +214,6 @@ class Progress:
     saved: bool = False  # whether this run has written a checkpoint
 
 
-# Model settings a resumed run takes from the user, not the checkpoint: they change how it trains, not
-# the shape or meaning of its weights (nanoGPT's resume lets dropout differ too). Every other model
-# setting is the checkpoint's; one given that contradicts it is an error.
-RESUME_MAY_CHANGE = ("dropout", "explicit_attention", "activation_checkpointing")
-
-
-def resume_config(saved, model_cfg, given):
-    """The checkpoint's model config `saved`, with the settings of RESUME_MAY_CHANGE that the user gave
-    (`given`: keys set in the config file or on the command line) in model_cfg."""
-    changed = {}
-    for key in sorted(given & {f.name for f in fields(GPTConfig)}):
-        ours, theirs = getattr(model_cfg, key), getattr(saved, key)
-        if ours == theirs:
-            continue
-        if key not in RESUME_MAY_CHANGE:
-            raise UserError(f"{key}={ours!r} contradicts the checkpoint, whose model has {key}={theirs!r}; a resumed "
-                            f"run keeps its checkpoint's model: drop {key} from the command line and config file, "
-                            f"or start a new run with another --out_dir")
-        changed[key] = ours
-    if changed:
-        print("resuming with " + ", ".join(f"{k}={v!r} (the checkpoint had {getattr(saved, k)!r})"
-                                           for k, v in changed.items()), file=sys.stderr)
-    return replace(saved, **changed)
-
-
 def build(model_cfg, cfg, data, device, given=frozenset(), dist=Dist()):
     """The model and its optimizer, on the device (under parallel=fsdp each process holds its slices of
     both), and the progress to start from. given: the keys of the settings the user gave, checked
@@ -256,7 +231,7 @@ def build(model_cfg, cfg, data, device, given=frozenset(), dist=Dist()):
         if missing and "sharded" not in ckpt:
             raise UserError(f"{Path(cfg.out_dir) / 'ckpt.pt'} has no {' or '.join(missing)}: it can be sampled from, "
                             f"not resumed")
-        config = resume_config(checkpoint_config(ckpt), model_cfg, given)
+        config = resume_config(checkpoint_config(ckpt), model_cfg, given)  # gptkit/resume.py
         model = GPT(config) if "sharded" in ckpt else model_from_checkpoint(ckpt, config)
     else:  # pretrained: OpenAI's GPT-2, or a local GPT-2 directory
         from gptkit.gpt2_weights import PRETRAINED, load_hf_gpt2
@@ -277,34 +252,6 @@ def build(model_cfg, cfg, data, device, given=frozenset(), dist=Dist()):
     # nanoGPT stores best_val_loss as a tensor and no RNG state (the data order then starts afresh)
     return model, optimizer, Progress(ckpt["iter_num"], float(ckpt["best_val_loss"]), ckpt.get("rng"),
                                       ckpt.get("evaluated", True), ckpt["iter_num"])
-
-
-def load_checkpoint_state(model, optimizer, ckpt, cfg):
-    """The checkpoint's optimizer state into the optimizer (and a sharded checkpoint's weights into the
-    model), or one error line saying why it does not fit."""
-    trained_with = ckpt.get("train_config", {}).get("optimizer", "adamw")
-    other_optimizer = UserError(f"optimizer={cfg.optimizer}, but the checkpoint was trained with "
-                                f"optimizer={trained_with}, whose state does not fit it; resume with "
-                                f"--optimizer={trained_with}")
-    if "sharded" in ckpt:
-        if trained_with != cfg.optimizer:
-            raise other_optimizer
-        # each process reads its slices, however many processes wrote them
-        load_sharded(ckpt["sharded"], model, optimizer, ckpt.get("optimizer_empty", False))
-        return
-    if is_nanogpt_checkpoint(ckpt):  # nanoGPT numbers its AdamW's parameters in another order
-        if cfg.optimizer != "adamw":
-            raise UserError("a nanoGPT checkpoint holds AdamW's state; resume it with --optimizer=adamw")
-        ckpt["optimizer"] = optimizer_state_from_nanogpt(ckpt["optimizer"], model)
-    try:
-        if cfg.parallel == "fsdp":
-            load_whole_optimizer_state(model, optimizer, ckpt["optimizer"])  # each process keeps its slices
-        else:
-            load_optimizer_state(optimizer, ckpt["optimizer"])
-    except ValueError as e:
-        if trained_with != cfg.optimizer:
-            raise other_optimizer from None
-        raise UserError(f"the checkpoint's optimizer state does not fit the model ({e}); it is damaged") from None
 
 
 def check_fits(model, data, cfg):

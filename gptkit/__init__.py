@@ -7,6 +7,7 @@
     tokenizer    characters and GPT-2 BPE (offline too)
     checkpoint   the checkpoint format: written and read in one place each
     sharded      parallel=fsdp's sharded checkpoints (Distributed Checkpoint), and ckpt.pt from them
+    resume       --init_from=resume: the settings a resumed run may change, the optimizer state loaded
     rundir       the run folder: one writer (a lock), free space, atomic writes
     runlog       log.jsonl, TensorBoard, W&B, samples.txt
     nanogpt      nanoGPT's checkpoints, meta.pkl and optimizer state, read as ours
@@ -15,6 +16,7 @@
     distributed  several processes under torchrun: DDP or FSDP
     memory       the memory planner: bytes per GPU before anything is built
     quantize     int8 weights for CPU sampling
+    decode       gpt-fast's static KV cache with a compiled decode step, and beam search
     attention    reading attention weights and next-token probabilities out of a model
     explore      the attention as one HTML page to explore offline (visualize.py explore, notebooks)
     shape_trace  the named tensors of one forward pass, printed

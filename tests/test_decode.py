@@ -47,26 +47,19 @@ def test_the_static_cache_attends_only_to_the_positions_written():
     assert all(k[:, :, 4:].abs().sum() == 0 for k in decoder.cache.k)  # the slots past position 3: never written
 
 
-def test_the_compiled_decode_step_gives_the_eager_tokens(tiny_run, capsys):
-    args = [f"--out_dir={tiny_run.out_dir}", "--device=cpu", "--num_samples=2", "--max_new_tokens=20",
+@pytest.mark.parametrize("new_tokens, note", [
+    (20, "compiled the decode step in"),
+    (40, "the static cache holds block_size positions"),  # past block_size (32): decoded as before, and said
+], ids=["compiled", "longer-than-the-static-cache"])
+def test_the_compiled_decode_step_gives_the_eager_tokens(tiny_run, capsys, new_tokens, note):
+    args = [f"--out_dir={tiny_run.out_dir}", "--device=cpu", "--num_samples=2", f"--max_new_tokens={new_tokens}",
             "--temperature=0", "--start=ROMEO:"]
     sample.main(args)
     eager = capsys.readouterr().out
     sample.main([*args, "--compile=True"])
     compiled = capsys.readouterr()
     assert compiled.out == eager
-    assert "compiled the decode step in" in compiled.err
-
-
-def test_compile_falls_back_to_the_growing_cache_past_block_size(tiny_run, capsys):
-    """A static buffer cannot slide: a generation longer than block_size (32) decodes as before, and says so."""
-    args = [f"--out_dir={tiny_run.out_dir}", "--device=cpu", "--num_samples=1", "--max_new_tokens=40",
-            "--temperature=0", "--start=ROMEO:"]
-    sample.main(args)
-    eager = capsys.readouterr().out
-    sample.main([*args, "--compile=True"])
-    compiled = capsys.readouterr()
-    assert compiled.out == eager and "the static cache holds block_size positions" in compiled.err
+    assert note in compiled.err
 
 
 # ---------------------------------------------------------------------------------------------
