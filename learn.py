@@ -207,12 +207,12 @@ def train_settings(cfg, exercise, given):
     overrides = [*given, *forced.items()]
     model_cfg, train_cfg = build_configs([GPTConfig, TrainConfig],
                                          [*read_config_file(cfg.config).items(), *overrides])
-    load_meta(Path(train_cfg.data_dir) / train_cfg.dataset)  # a missing dataset is said now, not as a failed run
     resolved = {**asdict(train_cfg), **asdict(model_cfg)}
     for key, allowed in exercise.TRAIN.requires.items():
         if resolved[key] not in allowed:
             raise UserError(f"{exercise.TRAIN.label} computes {key}={' or '.join(map(repr, allowed))} only, and this "
                             f"run has {key}={resolved[key]!r}; drop --{key} (or change {cfg.config})")
+    load_meta(Path(train_cfg.data_dir) / train_cfg.dataset)  # a missing dataset is said now, not as a failed run
     args = [cfg.config, *(experiment.as_override(k, v) for k, v in overrides), "--overwrite=True"]
     settings = {k: v for k, v in resolved.items() if k not in experiment.NOT_COMPARED}
     return args, settings
