@@ -27,7 +27,7 @@ from gptkit.config import build_configs, closest_key_hint, command_args, read_co
 from gptkit.data import load_meta
 from gptkit.errors import UserError, run_main
 from gptkit.exercises import EXERCISES
-from gptkit.exercises.harness import Solution, learner_traceback, run_checks
+from gptkit.exercises.harness import learner_traceback, run_checks
 from gptkit.plots import matplotlib_figure, plot_loss
 from gptkit.runlog import read_log
 from model import GPTConfig
@@ -264,7 +264,7 @@ def train_command(cfg, given):
     if report.state != "passing":
         print(f"note: {solution_path(cfg, cfg.name)} fails {len(report.failed) + len(report.not_written)} of its checks "
               f"(python learn.py check {cfg.name}); training with it anyway, to see what that does", file=sys.stderr)
-    solution = Solution(solution_path(cfg, cfg.name))
+    solution = report.solution
     out_root = Path(cfg.out_root)
     mine_dir = out_root / cfg.name
     train_mine(cfg.name, exercise, args, mine_dir, solution)
@@ -297,13 +297,8 @@ def parse(argv):
     else:
         command, rest = command_args(argv, COMMANDS)
     pairs = read_command_line(COMMANDS[command], rest, positional="name")
-    learn_keys = {f.name for f in fields(LearnConfig)}
-    (cfg,) = build_configs([LearnConfig], [(k, v) for k, v in pairs if k in learn_keys])
-    given = [(k, v) for k, v in pairs if k not in learn_keys]
-    if command == "train":
-        build_configs([GPTConfig, TrainConfig], given)  # a typo is said now, not after the reference run
-    elif given:
-        raise UserError(f"unknown setting '{given[0][0]}'{closest_key_hint(given[0][0], list(learn_keys))}")
+    cfg, *_ = build_configs(COMMANDS[command], pairs)  # every key checked now: a typo is said before any run
+    given = [(k, v) for k, v in pairs if k not in {f.name for f in fields(LearnConfig)}]
     if command in ("list", "start") and cfg.name:
         raise UserError(f"python learn.py {command} takes no exercise name; check or train one: "
                         f"python learn.py check {cfg.name}")

@@ -4,7 +4,7 @@ against autograd (as Karpathy's makemore part 4 checks each one with cmp())."""
 import torch
 import torch.nn.functional as F
 
-from gptkit.exercises.harness import Result, as_tuple, check_shape, compare, first_match, random, ratio
+from gptkit.exercises.harness import Result, as_tuple, check_shape, compare, first_match, logits_targets, random, ratio
 
 TITLE = "backprop by hand: cross-entropy and a Linear layer"
 WRITES = "cross_entropy_backward, linear_backward"
@@ -66,8 +66,7 @@ def linear_causes(name, got, x, weight, dout):
 
 def cross_entropy_backward_matches_autograd(mine):
     for i, (N, V) in enumerate(LOSS_CASES):
-        logits = random(N, V, seed=i)
-        targets = torch.randint(V, (N,), generator=torch.Generator().manual_seed(i))
+        logits, targets = logits_targets(N, V, seed=i)
         got = mine.call(mine.cross_entropy_backward, logits.clone(), targets.clone())
         yield check_shape(f"dlogits is (N, V) = ({N}, {V})", got, (N, V))
         yield compare(f"dlogits equals autograd's d cross_entropy / d logits (N={N}, V={V})", got,

@@ -129,6 +129,7 @@ class Report:
     not_written: list = field(default_factory=list)  # the functions still raising NotImplementedError
     error: str = ""  # the learner's traceback, when their code raised (the checks stop there)
     groups_run: int = 0  # check groups that ran to their end, without meeting a NotImplementedError
+    solution: object = None  # the Solution the checks ran on, once it loaded
 
     @property
     def state(self):
@@ -153,6 +154,7 @@ def run_checks(exercise, path):
     except LearnerError as e:
         report.error = e.text
         return report
+    report.solution = solution
     for group in exercise.GROUPS:
         try:
             for result in group(solution):
@@ -280,6 +282,20 @@ def ratio(got, expected):
     return r if torch.allclose(g, r * e, atol=ATOL, rtol=1e-3) else None
 
 
+def unchanged_before(cut, y, y2, dim, cause):
+    """A Result: y2, from inputs changed at positions `cut` on (along dim), equals y at the positions before."""
+    moved = (y2 - y).narrow(dim, 0, cut).abs().amax(dim=[d for d in range(y.dim()) if d != dim])  # (cut,)
+    changed = [t for t in range(cut) if moved[t] > 1e-6]
+    return Result(f"changing the tokens from position {cut} on leaves the outputs at positions 0-{cut - 1} as they were",
+                  not changed, "the same outputs", f"position {changed[0]} changed by {moved[changed[0]]:.4f}"
+                  if changed else "", cause if changed else "")
+
+
 def random(*shape, seed=0, scale=1.0):
     """Standard normal values (times scale) from their own generator: the same for the same seed."""
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * scale
+
+
+def logits_targets(N, V, seed=0, scale=1.0):
+    """(N, V) random logits and (N,) target ids in [0, V), the same for the same seed."""
+    return random(N, V, seed=seed, scale=scale), torch.randint(V, (N,), generator=torch.Generator().manual_seed(seed))

@@ -8,7 +8,7 @@ from unittest import mock
 import torch
 
 import model
-from gptkit.exercises.harness import Result, check_shape, compare, first_match, random
+from gptkit.exercises.harness import Result, as_tuple, check_shape, compare, first_match, random
 
 TITLE = "generation with a KV cache, the uncached tokens"
 WRITES = "KVCache, generate"
@@ -59,8 +59,9 @@ def cache_matches_model_kvcache(mine):
             fed["value"].append((layer, v))
             got = mine.call(cache.update, layer, k.clone(), v.clone())
             expected = ref.update(layer, k, v)
-            if not (isinstance(got, (tuple, list)) and len(got) == 2):
-                yield Result("update returns (keys, values)", False, "a tuple of 2 tensors", f"a {type(got).__name__}")
+            wrong = as_tuple(got, ("keys", "values"))
+            if wrong:
+                yield wrong
                 return
             for kind, mine_t, ref_t in zip(("key", "value"), got, expected):
                 yield compare(f"after {seen} positions seen, layer {layer} gets {T} new: update returns its "

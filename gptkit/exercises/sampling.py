@@ -3,7 +3,6 @@ model.sample_next: with the same generator, the same distribution draws the same
 of rows compare the learner's distribution with the reference's exactly."""
 
 import torch
-import torch.nn.functional as F
 
 import model
 from gptkit.exercises.harness import Result, check_shape, compare, first_match, random
@@ -17,9 +16,9 @@ def seeded():
     return torch.Generator().manual_seed(1234)
 
 
-def draw(logits):
-    """Tokens drawn from softmax(logits) by the seeded generator (the reference's way of drawing)."""
-    return torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=seeded())
+def draw(logits, temperature=1.0, top_k=None):
+    """model.sample_next's tokens, drawn by the seeded generator: a mistake is its settings or its logits changed."""
+    return model.sample_next(logits, temperature, top_k, generator=seeded())
 
 
 def keep_top(logits, k, fill=float("-inf")):
@@ -40,20 +39,20 @@ def causes(got, logits, temperature, top_k):
     if top_k:
         variants += [
             (f"top_k={k} kept {k + 1} tokens: the k-th largest is torch.topk(logits, k).values[:, [-1]] (index k - 1 "
-             f"of a descending sort); drop the logits below it", lambda: draw(keep_top(logits / temperature, k + 1))),
+             f"of a descending sort); drop the logits below it", lambda: draw(logits, temperature, k + 1)),
             (f"top_k kept the {k} smallest logits: keep the k largest (torch.topk takes the largest)",
              lambda: draw(keep_bottom(logits / temperature, k))),
             ("top_k has no effect: set every logit below the k-th largest to -inf before the softmax",
-             lambda: draw(logits / temperature)),
+             lambda: draw(logits, temperature)),
             ("tokens outside the top k are still drawn: the dropped logits must be -inf, not 0 (exp(0) = 1)",
              lambda: draw(keep_top(logits / temperature, k, fill=0.0))),
         ]
     if temperature != 1:
         variants += [
             ("temperature multiplies the logits; divide: logits / temperature (a higher temperature flattens the "
-             "distribution)", lambda: draw(keep_top(logits * temperature, k))),
+             "distribution)", lambda: draw(logits * temperature, 1.0, top_k)),
             ("temperature has no effect: divide the logits by it before the softmax",
-             lambda: draw(keep_top(logits, k))),
+             lambda: draw(logits, 1.0, top_k)),
         ]
     variants.append(("you always take the most likely token: draw from the distribution, "
                      "torch.multinomial(probs, num_samples=1, generator=generator)", logits.argmax(-1, keepdim=True)))
