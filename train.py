@@ -353,10 +353,16 @@ def evaluate_and_save(run, it, lr, bar, stop_request):
     cfg, master = run.cfg, run.dist.master
     stop = cfg.eval_only
     if master or cfg.parallel == "fsdp":
-        losses = evaluate(run.eval_model, run.data, cfg, run.ctx, stop=lambda: stop_request.signum is not None)
-        if cfg.parallel == "fsdp":  # rank 0's: all processes decide alike (None: a signal stopped it)
+        # under FSDP every forward pass needs every process: rank 0 decides each stop for all, so that all stop
+        # at the same batch (deciding alone, one could stop while the others wait for it forever)
+        def stopped():
+            signalled = stop_request.signum is not None
+            return broadcast_flag(signalled, run.dist, run.device) if cfg.parallel == "fsdp" else signalled
+
+        losses = evaluate(run.eval_model, run.data, cfg, run.ctx, stop=stopped)
+        if cfg.parallel == "fsdp" and losses is not None:  # rank 0's: all processes decide alike
             losses = broadcast_values(losses, run.dist, run.device)
-        if losses is None:
+        if losses is None:  # a signal stopped it (on every process alike, under FSDP)
             if master:
                 bar.write(f"{signal.Signals(stop_request.signum or signal.SIGTERM).name}: the evaluation at iter "
                           f"{it} stopped")

@@ -297,3 +297,27 @@ def test_fsdp_without_torchrun_says_how_to_launch_it(capsys, data_dir, tmp_path)
     line = main_error_line(capsys, train, [*COMMON, f"--data_dir={data_dir}", *FSDP, f"--out_dir={tmp_path / 'out'}"])
     assert "launch it with torchrun" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_a_signal_during_an_fsdp_evaluation_stops_both_processes_and_saves(data_dir, tmp_path):
+    """SIGINT while two fsdp processes evaluate (too many batches to finish): torchrun hands it to each, and
+    rank 0 decides each stop for both, so they stop at the same batch together and save iteration 2 marked not
+    evaluated (a resumed run evaluates it first)."""
+    out, stdout, stderr = tmp_path / "out", tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("RANK", None)
+    command = [sys.executable, *TORCHRUN, str(REPO_ROOT / "train.py"), *COMMON, f"--data_dir={data_dir}", *FSDP,
+               "--max_iters=4", "--eval_first=False", "--eval_iters=1000000", f"--out_dir={out}"]
+    with stdout.open("w") as out_file, stderr.open("w") as err_file:
+        proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out_file, stderr=err_file,
+                                start_new_session=True)
+        deadline = time.time() + 120
+        while "evaluating train" not in stderr.read_text():  # the bar shows once the evaluation has run 1 s
+            assert proc.poll() is None, stderr.read_text()[-3000:]
+            assert time.time() < deadline, "timed out"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the terminal: torchrun, which hands it to each worker
+        proc.wait(timeout=120)
+    assert "SIGINT: the evaluation at iter 2 stopped" in stdout.read_text(), stderr.read_text()[-3000:]
+    ckpt = load_checkpoint(out / "ckpt.pt")  # made from the shards as the run ended
+    assert ckpt["iter_num"] == 2 and ckpt["evaluated"] is False
