@@ -43,20 +43,27 @@ def save_checkpoint(path, model, optimizer=None, **state):
     ckpt = {"model": raw.state_dict(), "model_args": asdict(raw.config), **state}
     if optimizer is not None:
         ckpt["optimizer"] = optimizer.state_dict()
+    try:
+        save_atomically(path, ckpt)
+    except OSError as e:  # disk full, a read-only disk, out_dir removed
+        raise write_error(path, e) from None
+
+
+def save_atomically(path, obj):
+    """torch.save(obj) to path through write_atomically, into a Python file: a full disk is then an OSError
+    (given a path, torch's own writer raises a RuntimeError that names no cause)."""
     def write(tmp):
         with open(tmp, "wb") as f:
-            torch.save(ckpt, f)
+            torch.save(obj, f)
 
-    try:
-        write_atomically(path, write)
-    except OSError as e:  # disk full, a read-only disk, out_dir removed
-        raise _write_error(path, e) from None
+    write_atomically(path, write)
 
 
-def _write_error(path, e):
+def write_error(path, e):
+    """The one-line error of a checkpoint (file or sharded folder) that could not be written."""
     kept = "the previous checkpoint is kept" if path.exists() else "nothing was saved"
-    return UserError(f"could not write checkpoint {path} ({e.strerror or e}); {kept}. "
-                     f"Free some disk space or choose another --out_dir")
+    return UserError(f"could not write checkpoint {path} ({getattr(e, 'strerror', None) or first_line(e)}); "
+                     f"{kept}. Free some disk space or choose another --out_dir")
 
 
 def checkpoint_path(out_dir, ckpt="best"):

@@ -36,11 +36,7 @@ def write_atomically(path, write):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+    fsync_dir(path.parent)  # make the rename itself durable
 
 
 def replace_folder(tmp, folder):
@@ -53,12 +49,17 @@ def replace_folder(tmp, folder):
     if folder.exists():
         os.replace(folder, old)
     os.replace(tmp, folder)
-    dir_fd = os.open(folder.parent, os.O_RDONLY)
+    fsync_dir(folder.parent)  # make the moves themselves durable
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def fsync_dir(folder):
+    """Flush a folder's entries to disk: a rename or a new file in it survives a power loss only then."""
+    dir_fd = os.open(folder, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)  # make the moves themselves durable
+        os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def remove_partial_writes(folder):

@@ -48,28 +48,35 @@ def read_log(out_dir):
     return records
 
 
-class LogFile:
-    """out_dir/log.jsonl, appended to at each evaluation. On resume, records past the checkpoint are dropped.
+class ContinuedFile:
+    """A file a run appends to (log.jsonl, samples.txt), continuing the history `kept` (text): the file is
+    rewritten to that history at the first append, not before, so a run stopped before it wrote anything
+    leaves the file (or its absence) as it found it; and atomically, so a kill mid-rewrite keeps the old one."""
 
-    The file is rewritten at the first record, not before: a run stopped before it evaluated once leaves
-    the log (or its absence) as it found it.
-    """
+    def __init__(self, path, kept=""):
+        self.path, self.kept = Path(path), kept  # kept: None once written
+
+    def append(self, text):
+        if self.kept is not None:
+            write_atomically(self.path, lambda tmp: tmp.write_text(self.kept, encoding="utf-8"))
+            self.kept = None
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(text)
+
+
+class LogFile:
+    """out_dir/log.jsonl, appended to at each evaluation. On resume, records past the checkpoint are dropped
+    (at the first record: ContinuedFile)."""
 
     def __init__(self, out_dir, resume_iter=None):
         """resume_iter: the checkpoint's iteration when resuming; None starts a fresh log."""
-        self.path = Path(out_dir) / "log.jsonl"
         previous = read_log(out_dir) if resume_iter is not None else []
         self.kept = [r for r in previous if r["iter"] <= resume_iter]  # the history this run continues
         self.last_logged = max((r["iter"] for r in previous), default=None)  # before this run started
-        self.started = False
+        self.file = ContinuedFile(Path(out_dir) / "log.jsonl", "".join(json.dumps(r) + "\n" for r in self.kept))
 
     def write(self, record):
-        if not self.started:  # the history this run continues, atomically: a kill mid-rewrite keeps the old log
-            kept = "".join(json.dumps(r) + "\n" for r in self.kept)
-            write_atomically(self.path, lambda tmp: tmp.write_text(kept))
-            self.started = True
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        self.file.append(json.dumps(record) + "\n")
 
 
 def metrics(record):
@@ -189,12 +196,14 @@ class EvalSamples:
         """write=False: sample without writing samples.txt (the other processes of an fsdp run)."""
         self.cfg, self.tokenizer = cfg, load_tokenizer(meta)
         self.prompt = torch.tensor([prompt_ids(self.tokenizer, cfg.eval_sample_start)], device=device)  # (1, T)
-        self.path = Path(cfg.out_dir) / "samples.txt" if write else None
-        self.kept = ""  # written at the first sample, as log.jsonl's history (LogFile)
-        if write and resume_iter is not None and self.path.is_file():  # drop the samples past the checkpoint
-            text = self.path.read_text(encoding="utf-8")
-            later = [m.start() for m in self.HEADER.finditer(text) if int(m.group(1)) > resume_iter]
-            self.kept = text[:later[0]] if later else text
+        self.file = None
+        if write:
+            path, kept = Path(cfg.out_dir) / "samples.txt", ""
+            if resume_iter is not None and path.is_file():  # drop the samples past the checkpoint
+                text = path.read_text(encoding="utf-8")
+                later = [m.start() for m in self.HEADER.finditer(text) if int(m.group(1)) > resume_iter]
+                kept = text[:later[0]] if later else text
+            self.file = ContinuedFile(path, kept)
 
     @torch.no_grad()
     def write(self, model, it, val_loss, ctx):
@@ -206,11 +215,6 @@ class EvalSamples:
                                  vocab_limit=self.tokenizer.vocab_size, generator=generator)[0].tolist()
         model.train()
         block = f"=== iter {it}, val loss {val_loss:.4f} ===\n{self.tokenizer.decode(ids)}\n\n"
-        if self.path is not None:
-            if self.kept is not None:
-                kept = self.kept
-                write_atomically(self.path, lambda tmp: tmp.write_text(kept, encoding="utf-8"))
-                self.kept = None
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(block)
+        if self.file is not None:
+            self.file.append(block)
         return block

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import torch
 
-from gptkit.checkpoint import checkpoint_config, checkpoint_problem, load_checkpoint, save_checkpoint
+from gptkit.checkpoint import (checkpoint_config, checkpoint_problem, load_checkpoint, save_atomically, save_checkpoint,
+                              write_error)
 from gptkit.distributed import barrier, is_sharded
 from gptkit.errors import UserError, first_line
 from gptkit.optim import make_optimizer
@@ -76,15 +77,10 @@ def save_sharded(path, model, optimizer, dist, **state):
         dcp.save(_state_dicts(model, optimizer), checkpoint_id=tmp)  # returns once every process has written
         if dist.master:
             check_all_shards(tmp, dist.world_size)
-            with open(tmp / "state.pt", "wb") as f:
-                torch.save({**state, "model_args": asdict(model.config), "optimizer_empty": empty}, f)
-                f.flush()
-                os.fsync(f.fileno())
+            save_atomically(tmp / "state.pt", {**state, "model_args": asdict(model.config), "optimizer_empty": empty})
             replace_folder(tmp, folder)
     except (OSError, CheckpointException) as e:  # disk full, read-only disk: on any process
-        kept = "the previous checkpoint is kept" if folder.exists() else "nothing was saved"
-        raise UserError(f"could not write checkpoint {folder} ({first_line(e)[:200]}); {kept}. "
-                        f"Free some disk space or choose another --out_dir") from None
+        raise write_error(folder, e) from None
     barrier(dist)  # nobody reads it or goes on before it is in place
 
 
@@ -130,7 +126,7 @@ def load_sharded(folder, model, optimizer, optimizer_empty=False):
             warnings.filterwarnings("ignore", message="torch.distributed is disabled")
             dcp.load(state, checkpoint_id=folder, no_dist=not is_sharded(model))
     except Exception as e:  # noqa: BLE001 - a missing slice, a shape that differs: DCP's CheckpointException
-        raise UserError(f"the sharded checkpoint {folder} does not fit the model ({first_line(e)[:200]}); "
+        raise UserError(f"the sharded checkpoint {folder} does not fit the model ({first_line(e)}); "
                         f"it is damaged or from another model") from None
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
     if optimizer_empty:
