@@ -310,7 +310,7 @@ def run_dataset(run_dir, block_size, device):
 def val_loss(model, data, batch_size, max_batches, ctx):
     """(mean loss, tokens) over consecutive val windows from the start of the split: all of it, or max_batches
     batches of batch_size windows (--eval_iters, --batch_size)."""
-    windows = len(range(0, data.num_tokens("val") - data.block_size, data.block_size))
+    windows = len(data.sequential_starts("val"))
     n = min(max_batches, -(-windows // batch_size))
     batches = tqdm(islice(data.sequential_batches("val", batch_size), n), total=n, desc="val loss", file=sys.stderr,
                    leave=False)

@@ -50,7 +50,7 @@ from model import GPT, GPTConfig
 # ----------------------------------------------------------------------------------------------
 # the settings (the model's are GPTConfig in model.py)
 
-# init_from: a fresh model, out_dir/ckpt.pt, OpenAI's GPT-2 weights (gpt2_weights.py), or a GPT-2 directory
+# init_from: a fresh model, out_dir/ckpt.pt, OpenAI's GPT-2 weights (gptkit/gpt2_weights.py), or a GPT-2 directory
 INIT_FROM = ("scratch", "resume", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
 
 
@@ -112,7 +112,7 @@ class TrainConfig:
     trace_shapes: bool = False  # print each named tensor's shape for one forward pass, then exit
     trace_values: bool = False  # with trace_shapes: print the numbers too (try a tiny --block_size=8)
     trace_layer: int | None = None  # with trace_shapes: show only this layer's steps (0 is the first)
-    # logging beyond log.jsonl (runlog.py): rank 0 sends every evaluation there too
+    # logging beyond log.jsonl (gptkit/runlog.py): rank 0 sends every evaluation there too
     tensorboard: bool = False  # TensorBoard event files in out_dir (needs the tensorboard package)
     wandb_log: bool = False  # Weights & Biases (needs the wandb package; WANDB_MODE=offline works offline)
     wandb_project: str = "owt"  # the W&B project (nanoGPT's default)
@@ -206,11 +206,10 @@ def train_step(model, optimizer, scaler, data, cfg, ctx, generator, rank=0, worl
 class Progress:
     """Where training stands: saved in every checkpoint, restored on resume."""
 
-    iter_num: int = 0
+    iter_num: int = 0  # the iteration this run starts at (the loop counts on in its own `it`)
     best_val_loss: float = math.inf
     rng: dict | None = None  # the random states (system.rng_state) to continue from
     evaluated: bool = True  # whether iter_num was evaluated before the checkpoint was saved
-    started_at: int = 0  # the iteration this run started from (iter_num when it started)
     saved: bool = False  # whether this run has written a checkpoint
 
 
@@ -251,7 +250,7 @@ def build(model_cfg, cfg, data, device, given=frozenset(), dist=Dist()):
     load_checkpoint_state(model, optimizer, ckpt, cfg)
     # nanoGPT stores best_val_loss as a tensor and no RNG state (the data order then starts afresh)
     return model, optimizer, Progress(ckpt["iter_num"], float(ckpt["best_val_loss"]), ckpt.get("rng"),
-                                      ckpt.get("evaluated", True), ckpt["iter_num"])
+                                      ckpt.get("evaluated", True))
 
 
 def check_fits(model, data, cfg):
@@ -289,7 +288,7 @@ class Run:
     generator: torch.Generator  # draws the training batches
     progress: Progress
     log: RunLog | None  # rank 0 only
-    samples: EvalSamples | None  # rank 0 only, when eval_sample_tokens is set
+    samples: EvalSamples | None  # with eval_sample_tokens: rank 0 (it writes samples.txt); under FSDP every rank
     speed: "Speed"
     dist: Dist
     device: str
@@ -307,7 +306,7 @@ def evaluate(model, data, cfg, ctx, stop=lambda: False):
     for split in ("train", "val"):
         if split == "val" and cfg.eval_full_val:
             batches = data.sequential_batches(split, cfg.batch_size)
-            total = -(-len(range(0, data.num_tokens(split) - data.block_size, data.block_size)) // cfg.batch_size)
+            total = -(-len(data.sequential_starts(split)) // cfg.batch_size)
         else:
             generator = torch.Generator().manual_seed(cfg.seed)
             batches = (data.get_batch(split, cfg.batch_size, generator) for _ in range(cfg.eval_iters))
@@ -366,7 +365,7 @@ def evaluate_and_save(run, it, lr, bar, stop_request):
             if master:
                 bar.write(f"{signal.Signals(stop_request.signum or signal.SIGTERM).name}: the evaluation at iter "
                           f"{it} stopped")
-            if it > run.progress.started_at:
+            if it > run.progress.iter_num:
                 save(run, "ckpt.pt", it, evaluated=False)
             return broadcast_flag(True, run.dist, run.device)
         for value in losses.values():
@@ -467,7 +466,7 @@ def train(run):
             # torchrun rank 0 decides, every log_interval steps (a broadcast is a GPU sync).
             if (dist.world_size == 1 or it % cfg.log_interval == 0) and broadcast_flag(
                     stop_request.signum is not None, dist, run.device):
-                if (dist.master or cfg.parallel == "fsdp") and it > run.progress.started_at:  # else nothing new
+                if (dist.master or cfg.parallel == "fsdp") and it > run.progress.iter_num:  # else nothing new
                     if loss is not None:
                         check_finite(loss.item(), it, cfg.out_dir)
                     save(run, "ckpt.pt", it)
@@ -561,7 +560,7 @@ def main(argv):
             lock.leave_as_found = True  # a run stopped before it saved anything changes nothing, as a refused one
         progress, speed = run.progress, run.speed
         del run  # an FSDP model holds on to the process group: let go of it before leaving the group
-        teardown_distributed(dist)
+        teardown_distributed()
         if dist.master and cfg.parallel == "fsdp":
             finish_sharded(cfg.out_dir)  # rank 0 alone, still holding out_dir
     if signum is not None:

@@ -263,10 +263,13 @@ class TokenData:
             x, y = (t.pin_memory().to(self.device, non_blocking=True) if pin else t.to(self.device) for t in (x, y))
         return x, y
 
-    def sequential_batches(self, split, batch_size):
-        """Non-overlapping windows covering the whole split once, for an exact, repeatable loss."""
+    def sequential_starts(self, split):
+        """The starts of non-overlapping windows covering the whole split once (each shard once)."""
         T = self.block_size
         data = self.splits[split]
-        starts = data.sequential_starts(T) if isinstance(data, Shards) else torch.arange(0, self.num_tokens(split) - T, T)
-        for chunk in starts.split(batch_size):
+        return data.sequential_starts(T) if isinstance(data, Shards) else torch.arange(0, self.num_tokens(split) - T, T)
+
+    def sequential_batches(self, split, batch_size):
+        """Non-overlapping windows covering the whole split once, for an exact, repeatable loss."""
+        for chunk in self.sequential_starts(split).split(batch_size):
             yield self.get_batch(split, len(chunk), None, starts=chunk)

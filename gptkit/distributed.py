@@ -45,7 +45,7 @@ def setup_distributed(device, backend=""):
     return dist, device
 
 
-def teardown_distributed(dist):
+def teardown_distributed():
     """Leave the process group, all processes together. What still refers to the group (an FSDP model
     does) must be gone first: a group destroyed only as the interpreter exits can abort it (gloo)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():

@@ -157,11 +157,11 @@ def load_whole_optimizer_state(model, optimizer, saved):
 # the newest checkpoint of a run, and sharded -> ckpt.pt
 
 
-def newest_checkpoint(out_dir, name="ckpt.pt", sharded_first=False):
+def newest_checkpoint(out_dir, sharded_first=False):
     """The checkpoint to resume: out_dir/ckpt.pt (load_checkpoint's dict) or the sharded ckpt.dcp/
     (read_state's dict, its "sharded" entry the folder), whichever was written last. The same moment
     means the same state (to_checkpoint_file copies the time): then sharded_first chooses."""
-    path = Path(out_dir) / name
+    path = Path(out_dir) / "ckpt.pt"
     folder = sharded_path(path)
     if not (folder / "state.pt").is_file():
         return load_checkpoint(path)
