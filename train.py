@@ -295,10 +295,11 @@ class Run:
 
 
 @torch.no_grad()
-def evaluate(model, data, cfg, ctx, stop=lambda: False):
+def evaluate(model, data, cfg, ctx, stop=lambda: False, show_progress=True):
     """Mean loss on each split. The same batches every time (fixed seed), so evaluations compare.
 
-    An evaluation that takes more than a second shows its own progress bar. None when stop() became true
+    An evaluation that takes more than a second shows its own progress bar (show_progress: on one process
+    of several). None when stop() became true
     (Ctrl-C, SIGTERM) before it ended: evaluating a large model on a CPU takes minutes, a signal must not wait.
     """
     model.eval()
@@ -313,7 +314,7 @@ def evaluate(model, data, cfg, ctx, stop=lambda: False):
             total = cfg.eval_iters
         batches = itertools.takewhile(lambda _: not stop(), batches)
         with tqdm(batches, total=total, desc=f"evaluating {split}", unit="batch", leave=False, delay=1.0,
-                  dynamic_ncols=True, file=sys.stderr) as bar:
+                  dynamic_ncols=True, file=sys.stderr, disable=not show_progress) as bar:
             losses[split] = mean_loss(model, bar, ctx)[0]
         if stop():
             break
@@ -358,7 +359,7 @@ def evaluate_and_save(run, it, lr, bar, stop_request):
             signalled = stop_request.signum is not None
             return broadcast_flag(signalled, run.dist, run.device) if cfg.parallel == "fsdp" else signalled
 
-        losses = evaluate(run.eval_model, run.data, cfg, run.ctx, stop=stopped)
+        losses = evaluate(run.eval_model, run.data, cfg, run.ctx, stop=stopped, show_progress=master)
         if cfg.parallel == "fsdp" and losses is not None:  # rank 0's: all processes decide alike
             losses = broadcast_values(losses, run.dist, run.device)
         if losses is None:  # a signal stopped it (on every process alike, under FSDP)
