@@ -17,7 +17,7 @@ import torch
 from gptkit.checkpoint import load_trained
 from gptkit.config import parse_args
 from gptkit.errors import UserError, run_main
-from gptkit.decode import StaticDecoder, beam_search
+from gptkit.decode import StaticDecoder, beam_search, why_not_static
 from gptkit.quantize import quantize
 from gptkit.shape_trace import print_shape_trace
 from gptkit.system import pick_device, pick_dtype, setup_torch
@@ -140,11 +140,9 @@ def make_decoder(model, idx, cfg):
         print(f"note: --quantize={cfg.quantize} decodes without compiling, its fastest here (docs/sampling.md)",
               file=sys.stderr)
         return Decoder(model, idx, cfg.use_cache)
-    fits = idx.size(1) + cfg.max_new_tokens <= model.config.block_size
-    if cfg.use_cache and model.config.mask == "causal" and fits:
+    why = why_not_static(model, idx.size(1), cfg.max_new_tokens, cfg.use_cache)
+    if why is None:
         return StaticDecoder(model, idx)
-    why = ("the static cache holds block_size positions" if not fits else
-           "it needs the KV cache (use_cache) and the causal mask")
     print(f"note: --compile=True decodes with a static KV cache, and {why}; decoding without compiling",
           file=sys.stderr)
     return Decoder(model, idx, cfg.use_cache)

@@ -52,6 +52,15 @@ class StaticKVCache:
         self.pos += n  # in place: the same tensor every step
 
 
+def why_not_static(model, prompt_len, new_tokens, use_cache=True):
+    """Why StaticDecoder cannot decode new_tokens after a prompt of prompt_len tokens, in words; None if it can."""
+    if prompt_len + new_tokens > model.config.block_size:
+        return "the static cache holds block_size positions"
+    if not use_cache or model.config.mask != "causal":
+        return "it needs the KV cache (use_cache) and the causal mask"
+    return None
+
+
 class StaticDecoder:
     """model.Decoder's interface over a StaticKVCache, the one-token step compiled (or not: compile=False).
 
