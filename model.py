@@ -231,11 +231,11 @@ class GPT(nn.Module):
         label_smoothing e trains against (1 - e) on the target plus e / vocab on every token.
         """
         B, T = idx.size()
-        if self.config.pos_encoding == "learned" and kv_cache is None and T > self.config.block_size:
-            raise ValueError(f"learned positions stop at block_size={self.config.block_size}: there is no embedding "
-                             f"for position {T - 1}. Feed at most the last {self.config.block_size} tokens "
-                             f"(generate does), or train with pos_encoding=sinusoidal or rope, which extend further")
         start = kv_cache.pos if kv_cache is not None else 0  # positions seen: a number, or a tensor (decode.py)
+        if self.config.pos_encoding == "learned" and isinstance(start, int) and start + T > self.config.block_size:
+            raise ValueError(f"learned positions stop at block_size={self.config.block_size}: there is no embedding "
+                             f"for position {start + T - 1}. Feed at most the last {self.config.block_size} tokens "
+                             f"(generate does), or train with pos_encoding=sinusoidal or rope, which extend further")
         positions = start + torch.arange(T, device=idx.device)  # (T,)
         x = self.transformer.wte(idx)  # (B, T, C): one learned vector per token id
         rotary = None

@@ -183,9 +183,14 @@ def test_other_encodings_run_a_forward_longer_than_block_size(pos_encoding):
 
 
 def test_learned_positions_say_clearly_that_they_stop_at_block_size():
+    model = make_tiny(pos_encoding="learned").eval()
     with pytest.raises(ValueError) as e:
-        make_tiny(pos_encoding="learned")(random_tokens((1, 17)))
+        model(random_tokens((1, 17)))
     assert "block_size=16" in str(e.value) and "sinusoidal or rope" in str(e.value)
+    cache = KVCache(model.config.n_layer, 32)  # room for more positions than the embedding has
+    model(random_tokens((1, 16)), kv_cache=cache)  # positions 0-15: all of them
+    with pytest.raises(ValueError, match="block_size=16: there is no embedding for position 16"):
+        model(random_tokens((1, 1)), kv_cache=cache)
 
 
 def test_eval_mode_is_deterministic_with_dropout_and_train_mode_is_not(batch):
