@@ -117,7 +117,11 @@ class CausalSelfAttention(nn.Module):
         # cache; with one, the queries come after the cached keys and the mask is given in full.
         if self.fusable:
             causal = self.config.mask == "causal" and S == T
-            mask = None if S == T else allowed_positions(self.config.mask, positions, k_positions)  # (T, S)
+            pos = kv_cache.pos if kv_cache is not None else 0
+            # one token after the cache sees every key: no mask, so the kernel may take its fastest path
+            # (decode.py's static buffer, pos a tensor, keeps the mask: its slots past the query are empty)
+            sees_all = isinstance(pos, int) and S <= pos + 1  # no key after any query
+            mask = None if S == T or sees_all else allowed_positions(self.config.mask, positions, k_positions)  # (T, S)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
                                                is_causal=causal)  # (B, nh, T, hs)
         else:
