@@ -263,13 +263,8 @@ def time_generation(model, batch, new_tokens, loop, ctx, device):
     idx = torch.zeros(batch, 1, dtype=torch.long, device=device)
     generator = torch.Generator(device=device).manual_seed(0)
 
-    def generate(n, decoder=None):
-        for _ in stream(model, idx, n, temperature=0.8, top_k=200, use_cache=loop != "no cache (nanoGPT)",
-                        generator=generator, decoder=decoder):
-            pass
-
-    with ctx:
-        if loop == "static cache, compiled":  # bench_sample checked that it fits and has steps left to time
+    if loop == "static cache, compiled":  # bench_sample checked that it fits and has steps left to time
+        with ctx:
             decoder = StaticDecoder(model, idx)
             stream_steps = stream(model, idx, new_tokens, temperature=0.8, top_k=200, generator=generator,
                                   decoder=decoder)
@@ -281,12 +276,24 @@ def time_generation(model, batch, new_tokens, loop, ctx, device):
             sync(device)
             per_token = (time.perf_counter() - t0) / (new_tokens - 2)
             return per_token * new_tokens, decoder.compile_seconds  # as if all new_tokens were timed
-        generate(8)  # warm-up
+
+    def generate(n):
+        for _ in stream(model, idx, n, temperature=0.8, top_k=200, use_cache=loop != "no cache (nanoGPT)",
+                        generator=generator):
+            pass
+
+    return seconds_after_warmup(generate, new_tokens, ctx, device), None
+
+
+def seconds_after_warmup(generate, new_tokens, ctx, device):
+    """Seconds generate(new_tokens) takes, after generate(8) as a warm-up."""
+    with ctx:
+        generate(8)
         sync(device)
         t0 = time.perf_counter()
         generate(new_tokens)
         sync(device)
-    return time.perf_counter() - t0, None
+    return time.perf_counter() - t0
 
 
 def nanogpt_model(folder, model, device):
@@ -310,13 +317,7 @@ def nanogpt_model(folder, model, device):
 def time_nanogpt_generate(model, batch, new_tokens, ctx, device):
     """Seconds for nanoGPT's GPT.generate to sample new_tokens after a one-token prompt, after a short warm-up."""
     idx = torch.zeros(batch, 1, dtype=torch.long, device=device)
-    with ctx:
-        model.generate(idx, 8, temperature=0.8, top_k=200)
-        sync(device)
-        t0 = time.perf_counter()
-        model.generate(idx, new_tokens, temperature=0.8, top_k=200)
-        sync(device)
-    return time.perf_counter() - t0
+    return seconds_after_warmup(lambda n: model.generate(idx, n, temperature=0.8, top_k=200), new_tokens, ctx, device)
 
 
 def run_dataset(run_dir, block_size, device):

@@ -472,10 +472,12 @@ class Decoder:
     def next_logits(self):
         """(B, vocab): the logits of the token after each context."""
         model, block_size = self.model, self.model.config.block_size
+        if self.cache is not None and self.cache.pos >= block_size and not self.sliding:
+            self.use_cache, self.cache = False, None  # full, and only RoPE's slides: recompute the window from now
         if self.use_cache and self.cache is None:
             self.cache = KVCache(model.config.n_layer, block_size)
             logits, _ = model(self.context[:, -block_size:], kv_cache=self.cache, last_only=True)  # prefill
-        elif self.use_cache and (self.cache.pos < block_size or self.sliding):
+        elif self.use_cache:
             logits, _ = model(self.context[:, -1:], kv_cache=self.cache)  # one new position
         else:
             logits, _ = model(self.context[:, -block_size:], last_only=True)

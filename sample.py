@@ -105,15 +105,13 @@ def main(argv):
 
     out = Printer(tokenizer)
     sys.stdout.write(tokenizer.decode(prompt))
-    rows, t0 = [], time.time()
+    t0 = time.time()
     with ctx:
         for token in stream(model, idx, cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k or None,
                             top_p=cfg.top_p, vocab_limit=tokenizer.vocab_size, generator=generator, decoder=decoder):
-            rows.append(token)
             out.add(token[0, 0].item())
     elapsed = time.time() - t0
-    samples = torch.cat([idx, *rows], dim=1).tolist() if rows else idx.tolist()
-    for row in samples[1:]:
+    for row in decoder.context[1:].tolist():  # (B - 1, T + max_new_tokens): the samples after the streamed one
         sys.stdout.write(SEPARATOR + tokenizer.decode(row))
     sys.stdout.write("\n")
     n = cfg.num_samples * cfg.max_new_tokens
