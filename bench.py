@@ -40,7 +40,7 @@ from tqdm import tqdm
 from gptkit.checkpoint import checkpoint_path, load_checkpoint, load_trained
 from gptkit.config import command_args, parse_args
 from gptkit.data import TokenData, load_meta, model_vocab_size
-from gptkit.decode import StaticDecoder
+from gptkit.decode import StaticDecoder, why_not_static
 from gptkit.errors import UserError, first_line, run_main
 from gptkit.memory import USABLE
 from gptkit.optim import make_optimizer
@@ -62,6 +62,10 @@ class BenchConfig:
     bench_compile: bool = True  # sample: also time the compiled static-cache step (each variant compiles: minutes)
     nanogpt_dir: str = ""  # sample: a karpathy/nanoGPT checkout, to time its own model.py's generate too
     peak_flops: float = 0.0  # the device's peak FLOP/s for MFU; 0: look it up by GPU name
+
+    def validate(self):
+        if self.new_tokens <= 0:
+            raise UserError(f"new_tokens must be positive, got {self.new_tokens}")
 
 
 @dataclass
@@ -200,7 +204,11 @@ def bench_sample(model_cfg, cfg, bench, run_dir=None):
     except UserError as e:
         notes.append(f"int8: {e}")
     if bench.bench_compile:
-        variants.append(("static cache, compiled", "fp32"))
+        why = why_not_timed_static(model, bench.new_tokens)
+        if why is None:
+            variants.append(("static cache, compiled", "fp32"))
+        else:
+            notes.append(f"static cache, compiled: not timed: {why}")
     nanogpt = nanogpt_model(bench.nanogpt_dir, model, device) if bench.nanogpt_dir else None
     rows = []
     for batch in (1, 8):
@@ -236,6 +244,18 @@ def print_val_losses(models, data, cfg, ctx):
                 [(weights, f"{loss:.4f}", f"{100 * (loss / fp32 - 1):+.3f}%") for weights, (loss, _) in losses.items()])
 
 
+def why_not_timed_static(model, new_tokens):
+    """Why the static cache's compiled row cannot be timed for new_tokens after a one-token prompt, and what to try;
+    None if it can."""
+    block_size = model.config.block_size
+    why = why_not_static(model, 1, new_tokens)
+    if why is not None and 1 + new_tokens > block_size:
+        return f"{why}; try --new_tokens={block_size - 1}"
+    if why is None and new_tokens < 3:
+        return "it leaves out its first two steps (the prefill and the compiling one), so it needs new_tokens >= 3"
+    return why
+
+
 def time_generation(model, batch, new_tokens, loop, ctx, device):
     """(seconds to sample new_tokens after a one-token prompt, as sample.py does, compile seconds or None).
     loop: "no cache (nanoGPT)", "kv cache" or "static cache, compiled". Eager loops get a short warm-up;
@@ -243,13 +263,8 @@ def time_generation(model, batch, new_tokens, loop, ctx, device):
     idx = torch.zeros(batch, 1, dtype=torch.long, device=device)
     generator = torch.Generator(device=device).manual_seed(0)
 
-    def generate(n, decoder=None):
-        for _ in stream(model, idx, n, temperature=0.8, top_k=200, use_cache=loop != "no cache (nanoGPT)",
-                        generator=generator, decoder=decoder):
-            pass
-
-    with ctx:
-        if loop == "static cache, compiled":  # the 1-token prompt and new_tokens fill the static cache at most
+    if loop == "static cache, compiled":  # bench_sample checked that it fits and has steps left to time
+        with ctx:
             decoder = StaticDecoder(model, idx)
             stream_steps = stream(model, idx, new_tokens, temperature=0.8, top_k=200, generator=generator,
                                   decoder=decoder)
@@ -261,12 +276,24 @@ def time_generation(model, batch, new_tokens, loop, ctx, device):
             sync(device)
             per_token = (time.perf_counter() - t0) / (new_tokens - 2)
             return per_token * new_tokens, decoder.compile_seconds  # as if all new_tokens were timed
-        generate(8)  # warm-up
+
+    def generate(n):
+        for _ in stream(model, idx, n, temperature=0.8, top_k=200, use_cache=loop != "no cache (nanoGPT)",
+                        generator=generator):
+            pass
+
+    return seconds_after_warmup(generate, new_tokens, ctx, device), None
+
+
+def seconds_after_warmup(generate, new_tokens, ctx, device):
+    """Seconds generate(new_tokens) takes, after generate(8) as a warm-up."""
+    with ctx:
+        generate(8)
         sync(device)
         t0 = time.perf_counter()
         generate(new_tokens)
         sync(device)
-    return time.perf_counter() - t0, None
+    return time.perf_counter() - t0
 
 
 def nanogpt_model(folder, model, device):
@@ -290,13 +317,7 @@ def nanogpt_model(folder, model, device):
 def time_nanogpt_generate(model, batch, new_tokens, ctx, device):
     """Seconds for nanoGPT's GPT.generate to sample new_tokens after a one-token prompt, after a short warm-up."""
     idx = torch.zeros(batch, 1, dtype=torch.long, device=device)
-    with ctx:
-        model.generate(idx, 8, temperature=0.8, top_k=200)
-        sync(device)
-        t0 = time.perf_counter()
-        model.generate(idx, new_tokens, temperature=0.8, top_k=200)
-        sync(device)
-    return time.perf_counter() - t0
+    return seconds_after_warmup(lambda n: model.generate(idx, n, temperature=0.8, top_k=200), new_tokens, ctx, device)
 
 
 def run_dataset(run_dir, block_size, device):

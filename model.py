@@ -117,7 +117,11 @@ class CausalSelfAttention(nn.Module):
         # cache; with one, the queries come after the cached keys and the mask is given in full.
         if self.fusable:
             causal = self.config.mask == "causal" and S == T
-            mask = None if S == T else allowed_positions(self.config.mask, positions, k_positions)  # (T, S)
+            pos = kv_cache.pos if kv_cache is not None else 0
+            # one token after the cache sees every key: no mask, so the kernel may take its fastest path
+            # (decode.py's static buffer, pos a tensor, keeps the mask: its slots past the query are empty)
+            sees_all = isinstance(pos, int) and S <= pos + 1  # no key after any query
+            mask = None if S == T or sees_all else allowed_positions(self.config.mask, positions, k_positions)  # (T, S)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
                                                is_causal=causal)  # (B, nh, T, hs)
         else:
@@ -231,11 +235,11 @@ class GPT(nn.Module):
         label_smoothing e trains against (1 - e) on the target plus e / vocab on every token.
         """
         B, T = idx.size()
-        if self.config.pos_encoding == "learned" and kv_cache is None and T > self.config.block_size:
-            raise ValueError(f"learned positions stop at block_size={self.config.block_size}: there is no embedding "
-                             f"for position {T - 1}. Feed at most the last {self.config.block_size} tokens "
-                             f"(generate does), or train with pos_encoding=sinusoidal or rope, which extend further")
         start = kv_cache.pos if kv_cache is not None else 0  # positions seen: a number, or a tensor (decode.py)
+        if self.config.pos_encoding == "learned" and isinstance(start, int) and start + T > self.config.block_size:
+            raise ValueError(f"learned positions stop at block_size={self.config.block_size}: there is no embedding "
+                             f"for position {start + T - 1}. Feed at most the last {self.config.block_size} tokens "
+                             f"(generate does), or train with pos_encoding=sinusoidal or rope, which extend further")
         positions = start + torch.arange(T, device=idx.device)  # (T,)
         x = self.transformer.wte(idx)  # (B, T, C): one learned vector per token id
         rotary = None
@@ -468,10 +472,12 @@ class Decoder:
     def next_logits(self):
         """(B, vocab): the logits of the token after each context."""
         model, block_size = self.model, self.model.config.block_size
+        if self.cache is not None and self.cache.pos >= block_size and not self.sliding:
+            self.use_cache, self.cache = False, None  # full, and only RoPE's slides: recompute the window from now
         if self.use_cache and self.cache is None:
             self.cache = KVCache(model.config.n_layer, block_size)
             logits, _ = model(self.context[:, -block_size:], kv_cache=self.cache, last_only=True)  # prefill
-        elif self.use_cache and (self.cache.pos < block_size or self.sliding):
+        elif self.use_cache:
             logits, _ = model(self.context[:, -1:], kv_cache=self.cache)  # one new position
         else:
             logits, _ = model(self.context[:, -block_size:], last_only=True)

@@ -17,7 +17,7 @@ import torch
 from gptkit.checkpoint import load_trained
 from gptkit.config import parse_args
 from gptkit.errors import UserError, run_main
-from gptkit.decode import StaticDecoder, beam_search
+from gptkit.decode import StaticDecoder, beam_search, why_not_static
 from gptkit.quantize import quantize
 from gptkit.shape_trace import print_shape_trace
 from gptkit.system import pick_device, pick_dtype, setup_torch
@@ -105,15 +105,13 @@ def main(argv):
 
     out = Printer(tokenizer)
     sys.stdout.write(tokenizer.decode(prompt))
-    rows, t0 = [], time.time()
+    t0 = time.time()
     with ctx:
         for token in stream(model, idx, cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k or None,
                             top_p=cfg.top_p, vocab_limit=tokenizer.vocab_size, generator=generator, decoder=decoder):
-            rows.append(token)
             out.add(token[0, 0].item())
     elapsed = time.time() - t0
-    samples = torch.cat([idx, *rows], dim=1).tolist() if rows else idx.tolist()
-    for row in samples[1:]:
+    for row in decoder.context[1:].tolist():  # (B - 1, T + max_new_tokens): the samples after the streamed one
         sys.stdout.write(SEPARATOR + tokenizer.decode(row))
     sys.stdout.write("\n")
     n = cfg.num_samples * cfg.max_new_tokens
@@ -140,11 +138,9 @@ def make_decoder(model, idx, cfg):
         print(f"note: --quantize={cfg.quantize} decodes without compiling, its fastest here (docs/sampling.md)",
               file=sys.stderr)
         return Decoder(model, idx, cfg.use_cache)
-    fits = idx.size(1) + cfg.max_new_tokens <= model.config.block_size
-    if cfg.use_cache and model.config.mask == "causal" and fits:
+    why = why_not_static(model, idx.size(1), cfg.max_new_tokens, cfg.use_cache)
+    if why is None:
         return StaticDecoder(model, idx)
-    why = ("the static cache holds block_size positions" if not fits else
-           "it needs the KV cache (use_cache) and the causal mask")
     print(f"note: --compile=True decodes with a static KV cache, and {why}; decoding without compiling",
           file=sys.stderr)
     return Decoder(model, idx, cfg.use_cache)

@@ -13,12 +13,12 @@ Beam search keeps the beam_width most likely continuations at each step instead 
 (the Transformer paper decodes translations this way); model.Decoder's cache follows the beams.
 """
 
-import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
+from gptkit.system import maybe_compile
 from model import Decoder
 
 
@@ -52,6 +52,15 @@ class StaticKVCache:
         self.pos += n  # in place: the same tensor every step
 
 
+def why_not_static(model, prompt_len, new_tokens, use_cache=True):
+    """Why StaticDecoder cannot decode new_tokens after a prompt of prompt_len tokens, in words; None if it can."""
+    if prompt_len + new_tokens > model.config.block_size:
+        return "the static cache holds block_size positions"
+    if not use_cache or model.config.mask != "causal":
+        return "it needs the KV cache (use_cache) and the causal mask"
+    return None
+
+
 class StaticDecoder:
     """model.Decoder's interface over a StaticKVCache, the one-token step compiled (or not: compile=False).
 
@@ -64,22 +73,10 @@ class StaticDecoder:
             raise ValueError("a KV cache needs the causal mask")
         self.model, self.context = model, idx  # (B, T)
         self.cache = StaticKVCache(model.config.n_layer, model.config.block_size, idx.device)
-        self.step = self.compiled_step() if compile else self.one_token
-        self.compile_seconds = None
-
-    def one_token(self, token):
-        """(B, 1) the newest tokens -> (B, vocab) the logits after them: one position through the model."""
-        logits, _ = self.model(token, kv_cache=self.cache)
-        return logits[:, -1, :]
-
-    def compiled_step(self):
-        if sys.platform == "win32":  # no inductor backend there (nanoGPT PR #242)
-            print("warning: torch.compile is not supported on Windows; decoding without it", file=sys.stderr)
-            return self.one_token
         # on CUDA with CUDA graphs (the whole step replays as one launch); on a CPU inductor's C++ kernels
-        compiled = torch.compile(self.model, mode="reduce-overhead" if self.context.is_cuda else "default",
-                                 fullgraph=True)
-        return lambda token: compiled(token, kv_cache=self.cache)[0][:, -1, :]
+        step = maybe_compile(model, compile, mode="reduce-overhead" if idx.is_cuda else "default", fullgraph=True)
+        self.step = lambda token: step(token, kv_cache=self.cache)[0][:, -1, :]  # (B, 1) -> (B, vocab)
+        self.compile_seconds = None
 
     @torch.no_grad()
     def next_logits(self):

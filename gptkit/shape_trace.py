@@ -73,12 +73,12 @@ def print_shape_trace(model, idx, targets=None, tokenizer=None, values=False, la
     Layers after the first that repeat its shapes are summarised in one line; `layer` shows that layer's steps
     only (with the embedding before and the logits after). source: which weights these are, in words.
     """
-    steps = []
-    with torch.no_grad(), tracing(model, lambda name, t: steps.append((name, t.detach().clone() if values else t.shape))):
-        model(idx, targets)
     cfg = model.config
     if layer is not None and not 0 <= layer < cfg.n_layer:
         raise UserError(f"trace_layer={layer} is not a layer of this model: 0 to {cfg.n_layer - 1}")
+    steps = []
+    with torch.no_grad(), tracing(model, lambda name, t: steps.append((name, t.detach().clone() if values else t.shape))):
+        model(idx, targets)
     B, T = idx.shape
     print(f"B={B} sequences of T={T} tokens" + (" (two: enough to show the batch dimension; training takes "
                                                "batch_size of them)" if B == 2 else ""))

@@ -76,14 +76,14 @@ def setup_torch(device, dtype, threads=0):
     return autocast(device, dtype)
 
 
-def maybe_compile(model, enabled):
-    """torch.compile where it can work; elsewhere one warning and eager mode (nanoGPT PR #242)."""
+def maybe_compile(model, enabled, **options):
+    """torch.compile(model, **options) where it can work; elsewhere one warning and eager mode (nanoGPT PR #242)."""
     if not enabled:
         return model
     if sys.platform == "win32":
         print("warning: torch.compile is not supported on Windows; running without it", file=sys.stderr)
         return model
-    return torch.compile(model)
+    return torch.compile(model, **options)
 
 
 # ----------------------------------------------------------------------------------------------

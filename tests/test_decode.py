@@ -62,6 +62,23 @@ def test_the_compiled_decode_step_gives_the_eager_tokens(tiny_run, capsys, new_t
     assert note in compiled.err
 
 
+@pytest.mark.parametrize("new_tokens, note", [
+    (20, "the static cache holds block_size positions; try --new_tokens=15"),  # 1 + 20 > block 16
+    (2, "it leaves out its first two steps"),  # the prefill and the compiling step: none left to time
+], ids=["longer-than-the-static-cache", "too-few-steps"])
+def test_bench_sample_says_why_it_does_not_time_the_static_cache(capsys, new_tokens, note):
+    import bench
+
+    # bench_compile=True, the default; the eager rows are still timed
+    bench.main(["sample", "--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=16", "--vocab_size=11",
+                f"--new_tokens={new_tokens}"])
+    out = capsys.readouterr().out
+    loops = [line.split("|")[2].strip() for line in out.splitlines() if line.startswith("| ") and "kv cache" in line]
+    assert loops == ["kv cache"] * 4  # fp32 and int8, batch 1 and 8
+    assert "static cache, compiled |" not in out
+    assert f"static cache, compiled: not timed: {note}" in out
+
+
 # ---------------------------------------------------------------------------------------------
 # beam search
 

@@ -18,6 +18,7 @@ import experiment
 from gptkit.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from gptkit.errors import UserError
 from gptkit.runlog import read_log
+from gptkit.shape_trace import print_shape_trace
 from gptkit.tokenizer import CharTokenizer, load_tokenizer
 from model import GPT, GPTConfig
 import sample
@@ -182,6 +183,9 @@ def test_trace_layer_shows_one_layer_and_says_what_it_left_out(tiny_train_args, 
     with pytest.raises(SystemExit):
         train.main([*args, "--trace_layer=3"])
     assert "trace_layer=3 is not a layer of this model: 0 to 2" in capsys.readouterr().err
+    # refused before the forward pass, which would fail on this input: 17 learned positions in block 16
+    with pytest.raises(UserError, match="trace_layer=2 is not a layer"):
+        print_shape_trace(make_model(), random_tokens((1, 17)), layer=2)
 
 
 def test_sample_py_trace_shapes(tmp_path, capsys):

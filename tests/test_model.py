@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from conftest import make_model as make_tiny
 from conftest import random_tokens, tiny_config
 from gptkit.data import TokenData
+from gptkit.decode import StaticDecoder
 import model as model_module
 from model import GPT, GPTConfig, KVCache, apply_rotary, rotary_cos_sin, sample_next, sinusoidal_encoding, tracing
 
@@ -183,9 +184,14 @@ def test_other_encodings_run_a_forward_longer_than_block_size(pos_encoding):
 
 
 def test_learned_positions_say_clearly_that_they_stop_at_block_size():
+    model = make_tiny(pos_encoding="learned").eval()
     with pytest.raises(ValueError) as e:
-        make_tiny(pos_encoding="learned")(random_tokens((1, 17)))
+        model(random_tokens((1, 17)))
     assert "block_size=16" in str(e.value) and "sinusoidal or rope" in str(e.value)
+    cache = KVCache(model.config.n_layer, 32)  # room for more positions than the embedding has
+    model(random_tokens((1, 16)), kv_cache=cache)  # positions 0-15: all of them
+    with pytest.raises(ValueError, match="block_size=16: there is no embedding for position 16"):
+        model(random_tokens((1, 1)), kv_cache=cache)
 
 
 def test_eval_mode_is_deterministic_with_dropout_and_train_mode_is_not(batch):
@@ -420,6 +426,27 @@ def test_generate_uses_the_cache(batch, monkeypatch):
         monkeypatch.undo()
     assert lengths[True] == [5] + [1] * 19
     assert lengths[False] == [min(5 + i, 16) for i in range(20)]
+
+
+def test_a_token_decoded_after_the_cache_attends_without_a_mask(monkeypatch):
+    """It sees every key, so the fused kernel gets no mask (its fastest path); a chunk after cached positions,
+    and decode.py's static buffer, whose slots past the query are empty, keep theirs."""
+    model = make_tiny(pos_encoding="rope").eval()  # 2 layers, block 16
+    masks, sdpa = [], F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention",
+                        lambda *a, attn_mask=None, **k: masks.append(attn_mask) or sdpa(*a, attn_mask=attn_mask, **k))
+    model.generate(random_tokens((1, 5)), 20, temperature=0)  # a prefill (is_causal), 19 steps, the last 8 in the ring
+    assert len(masks) == 2 * 20 and all(m is None for m in masks)
+    masks.clear()
+    with torch.no_grad():
+        cache = KVCache(model.config.n_layer, 16)
+        model(random_tokens((1, 5)), kv_cache=cache)
+        model(random_tokens((1, 3)), kv_cache=cache)  # positions 5-7: key 7 comes after queries 5 and 6
+    assert masks[:2] == [None, None] and all(m is not None for m in masks[2:])
+    masks.clear()
+    prompt = random_tokens((1, 5))
+    model.generate(prompt, 3, temperature=0, decoder=StaticDecoder(model, prompt, compile=False))
+    assert len(masks) == 2 * 3 and all(m is not None for m in masks)
 
 
 @pytest.mark.parametrize("mask", ["none", "anticausal"])
