@@ -32,15 +32,15 @@ from dataclasses import asdict, dataclass, field
 from itertools import product
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from gptkit.config import build_configs, help_text, parse_override, read_args, read_config_file
 from gptkit.data import load_meta, model_vocab_size
 from gptkit.errors import UserError, run_main
+from gptkit.memory import estimated_params
 from gptkit.plots import LEAK, matplotlib_figure, plot_loss
 from gptkit.runlog import read_log
-from model import GPT, GPTConfig
+from model import GPTConfig
 from train import TrainConfig
 
 REPO = Path(__file__).resolve().parent
@@ -128,11 +128,8 @@ def plan(argv):
 
 
 def count_params(model_cfg, data_meta):
-    """All parameters of the model a run will build (on the meta device: no memory, no time)."""
-    model_cfg = GPTConfig(**asdict(model_cfg))
-    model_cfg.vocab_size = model_vocab_size(data_meta)
-    with torch.device("meta"):
-        return GPT(model_cfg).num_params(non_embedding=False)
+    """All parameters of the model a run will build, counted from its settings (nothing is built)."""
+    return estimated_params(dataclasses.replace(model_cfg, vocab_size=model_vocab_size(data_meta)))
 
 
 def finished(out_dir, settings):
