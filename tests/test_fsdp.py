@@ -28,7 +28,7 @@ import torch
 
 import export
 import train
-from conftest import main_error_line
+from conftest import REPO_ROOT, main_error_line
 from gptkit.checkpoint import load_checkpoint, load_trained
 from gptkit.errors import UserError
 from gptkit.rundir import claim_out_dir
@@ -36,7 +36,7 @@ from gptkit.sharded import read_state
 from gptkit.memory import estimated_params, plan_memory
 from gptkit.optim import make_optimizer
 from model import GPT, GPTConfig
-from test_distributed import ARGS, REPO_ROOT, SINGLE, TORCHRUN, data_dir, log_of, run  # noqa: F401 (fixture)
+from test_distributed import ARGS, SINGLE, TORCHRUN, log_of, run
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                                 reason="this torch build has no torch.distributed gloo backend")
@@ -78,8 +78,9 @@ def kill_after_logging(command, out_dir, iteration):
     raise AssertionError("the workers outlived SIGKILL")
 
 
-def test_fsdp_trains_like_one_process_and_resumes_after_sigkill_on_any_number_of_processes(data_dir, tmp_path, cli):
-    common = [*COMMON, f"--data_dir={data_dir}"]
+def test_fsdp_trains_like_one_process_and_resumes_after_sigkill_on_any_number_of_processes(word_data_dir, tmp_path,
+                                                                                          cli):
+    common = [*COMMON, f"--data_dir={word_data_dir}"]
     single, killed = tmp_path / "single", tmp_path / "killed"
     run(SINGLE, *common, "--max_iters=4", f"--out_dir={single}")
     shutil.copytree(single, tmp_path / "single_at_4")
@@ -293,7 +294,8 @@ def test_muon_under_fsdp_is_refused_in_one_line(capsys):
     assert "optimizer=muon cannot run under parallel=fsdp" in line and "Newton-Schulz" in line
 
 
-def test_fsdp_without_torchrun_says_how_to_launch_it(capsys, data_dir, tmp_path):
-    line = main_error_line(capsys, train, [*COMMON, f"--data_dir={data_dir}", *FSDP, f"--out_dir={tmp_path / 'out'}"])
+def test_fsdp_without_torchrun_says_how_to_launch_it(capsys, word_data_dir, tmp_path):
+    line = main_error_line(capsys, train, [*COMMON, f"--data_dir={word_data_dir}", *FSDP,
+                                           f"--out_dir={tmp_path / 'out'}"])
     assert "launch it with torchrun" in line
     assert not (tmp_path / "out").exists()

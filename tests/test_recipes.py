@@ -5,12 +5,13 @@ the eval ones load a local random GPT-2 directory instead of OpenAI's weights, w
 import pytest
 
 import train
+from conftest import REPO_ROOT
 from gptkit.checkpoint import load_checkpoint
 from gptkit.config import parse_args, read_config_file
 from gptkit.runlog import read_log
 from model import GPTConfig
-from test_gpt2_weights import bpe_data_dir, random_hf_gpt2, transformers  # noqa: F401 (fixtures)
-from test_nanogpt import NANOGPT_CONFIGS, REPO_ROOT
+from test_gpt2_weights import random_hf_gpt2
+from test_nanogpt import NANOGPT_CONFIGS
 from train import TrainConfig
 
 # nanoGPT's train.py defaults (karpathy/nanoGPT, train.py), on which its config/train_gpt2.py applies
@@ -51,8 +52,7 @@ def test_train_gpt2_runs_two_steps_at_a_tiny_size(tiny_train_args, tmp_path):
 
 @pytest.mark.parametrize("name, weights", [("eval_gpt2.py", "gpt2"), ("eval_gpt2_medium.py", "gpt2-medium"),
                                            ("eval_gpt2_large.py", "gpt2-large"), ("eval_gpt2_xl.py", "gpt2-xl")])
-def test_eval_gpt2_recipes_evaluate_a_gpt2_on_the_val_split(name, weights, transformers, bpe_data_dir,  # noqa: F811
-                                                             tmp_path):
+def test_eval_gpt2_recipes_evaluate_a_gpt2_on_the_val_split(name, weights, transformers, bpe_data_dir, tmp_path):
     config = REPO_ROOT / "config" / name
     nanogpt = settings(NANOGPT_CONFIGS / name)
     ours = settings(config)
