@@ -237,7 +237,6 @@ def test_planner_counts_the_activations_a_forward_pass_keeps(size, dtype, checkp
 FSDP_MEASURE = r"""
 import json, sys, torch
 from pathlib import Path
-sys.path.insert(0, sys.argv[1])
 from gptkit.distributed import setup_distributed, shard_model
 from gptkit.optim import make_optimizer
 from model import GPT, GPTConfig
@@ -254,7 +253,7 @@ for size in SIZES:
     optimizer.step()
     figures.append(dict(weights=tensor_bytes(model.parameters()), optimizer=optimizer_bytes(optimizer),
                         gradients=tensor_bytes([p.grad for p in model.parameters()])))
-(Path(sys.argv[2]) / f"rank{dist.rank}.json").write_text(json.dumps(figures))
+(Path(sys.argv[1]) / f"rank{dist.rank}.json").write_text(json.dumps(figures))
 torch.distributed.destroy_process_group()
 """
 
@@ -264,7 +263,7 @@ def test_planner_counts_what_each_fsdp_process_allocates(tmp_path):
     script.write_text(FSDP_MEASURE)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{REPO_ROOT / 'tests'}"}
     env.pop("RANK", None)
-    result = subprocess.run([sys.executable, *TORCHRUN, str(script), str(REPO_ROOT), str(tmp_path)], cwd=tmp_path,
+    result = subprocess.run([sys.executable, *TORCHRUN, str(script), str(tmp_path)], cwd=tmp_path,
                             env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     reports = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
