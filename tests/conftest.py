@@ -3,6 +3,7 @@ prepared from it, one tiny checkpoint trained by train.py, tiny models, and ways
 (a fresh interpreter, or forked from a server that imported the modules once: `forked`)."""
 
 import hashlib
+import importlib
 import json
 import os
 import random
@@ -152,7 +153,9 @@ def main_error_line(capsys, module, argv):
 
 def serve():
     """The fork server: for each JSON request on stdin, fork a child that runs the script as __main__."""
-    import gptkit.checkpoint, gptkit.data, gptkit.system, gptkit.tokenizer, model, prepare, sample, train  # noqa: F401, E401
+    for name in ("gptkit.checkpoint", "gptkit.data", "gptkit.system", "gptkit.tokenizer", "model", "prepare", "sample",
+                 "train"):
+        importlib.import_module(name)  # once here, not in every child
     for line in sys.stdin:
         request = json.loads(line)
         pid = os.fork()
