@@ -32,15 +32,15 @@ from dataclasses import asdict, dataclass, field
 from itertools import product
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from gptkit.config import build_configs, help_text, parse_override, read_args, read_config_file
 from gptkit.data import load_meta, model_vocab_size
 from gptkit.errors import UserError, run_main
+from gptkit.memory import estimated_params
 from gptkit.plots import LEAK, matplotlib_figure, plot_loss
 from gptkit.runlog import read_log
-from model import GPT, GPTConfig
+from model import GPTConfig
 from train import TrainConfig
 
 REPO = Path(__file__).resolve().parent
@@ -121,18 +121,29 @@ def plan(argv):
         # every run's settings are checked before the first one starts: a typo costs seconds, not a sweep
         model_cfg, train_cfg = build_configs([GPTConfig, TrainConfig], run_values)
         args = [*base_args, *(f"--{k}={v}" for k, v in combo), f"--out_dir={out_dir}", "--overwrite=True"]
-        resolved = {**asdict(train_cfg), **asdict(model_cfg)}
         runs.append({"name": name, "combo": combo, "out_dir": out_dir, "args": args, "model_cfg": model_cfg,
-                     "train_cfg": train_cfg, "settings": {k: v for k, v in resolved.items() if k not in NOT_COMPARED}})
+                     "train_cfg": train_cfg, "settings": compared_settings(model_cfg, train_cfg)})
     return exp, keys, runs
 
 
+def compared_settings(model_cfg, train_cfg):
+    """What identifies a run: every resolved setting but those that only name it (NOT_COMPARED)."""
+    resolved = {**asdict(train_cfg), **asdict(model_cfg)}
+    return {k: v for k, v in resolved.items() if k not in NOT_COMPARED}
+
+
 def count_params(model_cfg, data_meta):
-    """All parameters of the model a run will build (on the meta device: no memory, no time)."""
-    model_cfg = GPTConfig(**asdict(model_cfg))
-    model_cfg.vocab_size = model_vocab_size(data_meta)
-    with torch.device("meta"):
-        return GPT(model_cfg).num_params(non_embedding=False)
+    """All parameters of the model a run will build, counted from its settings (nothing is built)."""
+    return estimated_params(dataclasses.replace(model_cfg, vocab_size=model_vocab_size(data_meta)))
+
+
+def write_record(out_dir, status, seconds, params, args, settings, vary=None):
+    """out_dir/experiment.json, the record of a run that `finished` reads back; -> the record. seconds are
+    rounded as the table prints them, so a --reuse table prints the same."""
+    record = {"status": status, "seconds": round(seconds, 1), "params": params, "vary": vary or {}, "args": args,
+              "settings": settings}
+    (Path(out_dir) / "experiment.json").write_text(json.dumps(record, indent=1) + "\n")
+    return record
 
 
 def finished(out_dir, settings):
@@ -275,12 +286,9 @@ def main(argv):
         bar.update(1)
 
     def trained(run, status, seconds):
-        seconds = round(seconds, 1)  # as experiment.json keeps it, so a --reuse table prints the same
-        params = count_params(run["model_cfg"], meta)
-        (run["out_dir"] / "experiment.json").write_text(json.dumps(
-            {"status": status, "seconds": seconds, "params": params, "vary": dict(run["combo"]),
-             "args": run["args"], "settings": run["settings"]}, indent=1) + "\n")
-        add_row(run, status, seconds, params, run["out_dir"])
+        record = write_record(run["out_dir"], status, seconds, count_params(run["model_cfg"], meta), run["args"],
+                              run["settings"], vary=dict(run["combo"]))
+        add_row(run, status, record["seconds"], record["params"], run["out_dir"])
 
     for run in runs:
         source, record = find_reusable(exp.out_root, run) if exp.reuse else (None, None)

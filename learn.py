@@ -17,8 +17,8 @@ The path and the exercises: docs/learn.md. The checks: gptkit/exercises/.
 
 import contextlib
 import io
-import json
 import sys
+import time
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -194,7 +194,8 @@ def check_command(cfg):
 
 
 def train_settings(cfg, exercise, given):
-    """The train.py arguments shared by both runs, and the resolved settings that identify the reference run."""
+    """The train.py arguments shared by both runs, the resolved settings that identify the reference run, and
+    the model's parameter count."""
     for key, _ in given:
         if key in NOT_OVERRIDDEN:
             raise UserError(f"--{key}: learn.py names the runs (out_root/NAME and out_root/reference-NAME) and "
@@ -212,10 +213,9 @@ def train_settings(cfg, exercise, given):
         if resolved[key] not in allowed:
             raise UserError(f"{exercise.TRAIN.label} computes {key}={' or '.join(map(repr, allowed))} only, and this "
                             f"run has {key}={resolved[key]!r}; drop --{key} (or change {cfg.config})")
-    load_meta(Path(train_cfg.data_dir) / train_cfg.dataset)  # a missing dataset is said now, not as a failed run
+    meta = load_meta(Path(train_cfg.data_dir) / train_cfg.dataset)  # a missing dataset is said now, not as a failed run
     args = [cfg.config, *(experiment.as_override(k, v) for k, v in overrides), "--overwrite=True"]
-    settings = {k: v for k, v in resolved.items() if k not in experiment.NOT_COMPARED}
-    return args, settings
+    return args, experiment.compared_settings(model_cfg, train_cfg), experiment.count_params(model_cfg, meta)
 
 
 def train_mine(name, exercise, args, out_dir, solution):
@@ -235,7 +235,7 @@ def train_mine(name, exercise, args, out_dir, solution):
                         f"shows it on small inputs") from None
 
 
-def train_reference(name, args, settings, out_root):
+def train_reference(name, args, settings, params, out_root):
     """model.py's own run with the same settings: a finished one in out_root is reused."""
     out_dir = Path(out_root) / f"reference-{name}"
     source, _ = experiment.find_reusable(out_root, {"out_dir": out_dir, "settings": settings})
@@ -244,10 +244,10 @@ def train_reference(name, args, settings, out_root):
         return source
     print(f"training the reference (model.py's own) into {out_dir}", file=sys.stderr)
     (out_dir / "experiment.json").unlink(missing_ok=True)  # a record of other settings is no longer this run's
+    start = time.time()
     train.main([*args, f"--out_dir={out_dir}"])
-    # experiment.py's record of a finished run, so that find_reusable finds it next time
-    (out_dir / "experiment.json").write_text(json.dumps({"status": "ok", "args": args, "settings": settings},
-                                                        indent=1) + "\n")
+    # experiment.py's record of a finished run: find_reusable finds it next time, experiment.py --reuse too
+    experiment.write_record(out_dir, "ok", time.time() - start, params, args, settings)
     return out_dir
 
 
@@ -256,7 +256,7 @@ def train_command(cfg, given):
     if not exercise.TRAIN:
         raise UserError(f"{cfg.name} is not a part of the model that trains; python learn.py train takes: "
                         f"{', '.join(trainable())}")
-    args, settings = train_settings(cfg, exercise, given)
+    args, settings, params = train_settings(cfg, exercise, given)
     report = checked(cfg, cfg.name)
     if report.error:
         raise UserError(f"your {cfg.name} raises an exception in its checks; fix it first: "
@@ -268,7 +268,7 @@ def train_command(cfg, given):
     out_root = Path(cfg.out_root)
     mine_dir = out_root / cfg.name
     train_mine(cfg.name, exercise, args, mine_dir, solution)
-    reference_dir = train_reference(cfg.name, args, settings, out_root)
+    reference_dir = train_reference(cfg.name, args, settings, params, out_root)
 
     runs = [(exercise.TRAIN.label, read_log(mine_dir)), ("the reference", read_log(reference_dir))]
     (_, mine_log), (_, reference_log) = runs

@@ -16,9 +16,9 @@ of --shard_tokens tokens (train_000000.bin, ..., val_000000.bin, ...) listed in 
 train.bin and val.bin hold token ids as np.uint16. As in nanoGPT, the text is split at 90% of its
 characters and each part is encoded on its own, so val starts where a character starts (with BPE
 the tokens at the seam can differ from those of the unsplit text). meta.json is JSON, not a
-pickle: the tokenizer (`tokenizer.load_tokenizer(meta)` rebuilds it), the token counts, and the
-source and sha256 of the text. The new files are written to a temporary folder first, so a failed
-run leaves an existing dataset as it was.
+pickle: the tokenizer (`gptkit.tokenizer.load_tokenizer(meta)` rebuilds it), the token counts,
+and the source and sha256 of the text. The new files are written to a temporary folder first, so
+a failed run leaves an existing dataset as it was.
 """
 
 import hashlib
@@ -216,7 +216,7 @@ def prepare_text(text, out_dir, tokenizer_name, source):
         **tokenizer.meta(),
         "train_tokens": len(train_ids),
         "val_tokens": len(val_ids),
-        "train_max_id": int(arrays["train.bin"].max()),  # what data.py checks against the vocabulary
+        "train_max_id": int(arrays["train.bin"].max()),  # what gptkit/data.py checks against the vocabulary
         "val_max_id": int(arrays["val.bin"].max()),
         "source": source,
         "sha256": sha256(text.encode("utf-8")),
@@ -348,7 +348,7 @@ def prepare_web(documents, out_dir, source, num_proc=1, shard_tokens=SHARD_TOKEN
                 **tokenizer.meta(),
                 "train_tokens": counts["train"],
                 "val_tokens": counts["val"],
-                # data.py checks these without reading the shards, which may not fit in memory
+                # gptkit/data.py checks these without reading the shards, which may not fit in memory
                 "train_max_id": writers["train"].max_id,
                 "val_max_id": writers["val"].max_id,
                 "documents": n_docs,

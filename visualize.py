@@ -164,8 +164,9 @@ def plot_query(panels, out, title="", width=0, height=0, dpi=100):
     return save(fig, out, dpi)
 
 
-def print_query_summary(tokenizer, ids, maps, query, caption):
-    """Per layer: each head's most-attended tokens; then the words by the weight they get."""
+def print_query_summary(tokenizer, ids, maps, query, caption, words):
+    """Per layer: each head's most-attended tokens; then the words by the weight they get.
+    words: {word: (n_layer, nh)}, the query's weight on each word before it (word_weights)."""
     weights = maps[:, :, query, :query + 1]  # (n_layer, nh, query + 1)
     print(f"{caption}: from {token_text(tokenizer, ids[query])!r} (position {query})")
     for layer in range(weights.size(0)):
@@ -175,7 +176,6 @@ def print_query_summary(tokenizer, ids, maps, query, caption):
             heads.append(f"h{head} " + " ".join(f"{token_text(tokenizer, ids[i])}:{w:.2f}"
                                                 for w, i in zip(top.values.tolist(), top.indices.tolist())))
         print(f"  layer {layer}: " + " | ".join(heads))
-    words = word_weights(tokenizer, ids[:query + 1], weights)
     ranked = sorted(words.items(), key=lambda kv: -kv[1].mean().item())
     print("  words, by the weight they get (mean over layers and heads; the best head):")
     for word, w in ranked[:8]:
@@ -194,8 +194,9 @@ def attention_command(cfg):
         shown = repr(tokenizer.decode(ids))
         caption = shown
         if query is not None:
-            print_query_summary(tokenizer, ids, maps, query, shown)
-            ranking = ranked_words(tokenizer, ids, maps, query)
+            words = word_weights(tokenizer, ids[:query + 1], maps[:, :, query, :query + 1])  # {word: (n_layer, nh)}
+            print_query_summary(tokenizer, ids, maps, query, shown, words)
+            ranking = ranked_words(tokenizer, ids, words, query)
             rankings.append(ranking)
             top = ", ".join(f"{word} {weight:.2f}" for word, weight in ranking[:3])
             caption = f"{shown}: what {token_text(tokenizer, ids[query])!r} attends to; most weight: {top}"
@@ -215,12 +216,11 @@ def attention_command(cfg):
     print(f"wrote {out}: {n_layer} layers x {n_head} heads, {T} tokens" + (" and the comparison" if cfg.compare else ""))
 
 
-def ranked_words(tokenizer, ids, maps, query):
+def ranked_words(tokenizer, ids, words, query):
     """[(word, weight)] of the words before the query (the query's own word left out), by the weight the query
-    gives them, averaged over layers and heads."""
-    weights = word_weights(tokenizer, ids[:query + 1], maps[:, :, query, :query + 1])  # {word: (n_layer, nh)}
+    gives them, averaged over layers and heads. words: {word: (n_layer, nh)} from word_weights."""
     own = next((w for w, tokens in word_tokens(tokenizer, ids) if query in tokens), None)
-    return sorted(((w, v.mean().item()) for w, v in weights.items() if w != own), key=lambda wv: -wv[1])
+    return sorted(((w, v.mean().item()) for w, v in words.items() if w != own), key=lambda wv: -wv[1])
 
 
 def swap_reading(texts, rankings):

@@ -41,7 +41,7 @@ def future_warning(config):
     return (f"This model was trained with mask={config.mask}: each position also sees the tokens after it, the "
             f"very token it has to predict included. It learned to copy that token, so its attention looks at the "
             f"future and its next-token guesses are copies; generating, with no future to copy, it writes "
-            f"garbage (EXPERIMENTS.md, the mask).")
+            f"garbage (docs/experiments.md, the mask).")
 
 
 def key_ranges(maps):

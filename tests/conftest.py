@@ -3,8 +3,10 @@ prepared from it, one tiny checkpoint trained by train.py, tiny models, and ways
 (a fresh interpreter, or forked from a server that imported the modules once: `forked`)."""
 
 import hashlib
+import importlib
 import json
 import os
+import random
 import runpy
 import select
 import struct
@@ -54,6 +56,41 @@ def char_data_dir(tmp_path_factory, shakespeare_text_session):
     data_dir = tmp_path_factory.mktemp("data")
     prepare.prepare_text(shakespeare_text_session, data_dir / CHAR_DATASET, "char", prepare.SHAKESPEARE_SOURCE)
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def word_data_dir(tmp_path_factory):
+    """A data_dir holding chars/: lines of random words from a 13-word vocabulary, char-level."""
+    import prepare
+
+    words = "now is the winter of our discontent made glorious summer by this sun york".split()
+    rng = random.Random(0)
+    text = "\n".join(" ".join(rng.choice(words) for _ in range(9)) for _ in range(400))
+    data_dir = tmp_path_factory.mktemp("data")
+    prepare.prepare_text(text, data_dir / "chars", "char", "generated")
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def bpe_data_dir(tmp_path_factory):
+    """A data_dir holding bpe/: a small GPT-2 BPE dataset, as prepare.py shakespeare writes (skips offline
+    without the BPE files)."""
+    import prepare
+    from gptkit.errors import UserError
+
+    text = "\n".join(f"First Citizen: we are accounted poor citizens, line {i}." for i in range(300))
+    data_dir = tmp_path_factory.mktemp("data")
+    try:
+        prepare.prepare_text(text, data_dir / "bpe", "gpt2", "generated")
+    except UserError as e:
+        pytest.skip(f"GPT-2 BPE unavailable offline: {e}")
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def transformers():
+    """The transformers module, or the test skipped."""
+    return pytest.importorskip("transformers", reason="transformers is not installed (optional; CI installs it)")
 
 
 @pytest.fixture(scope="session")
@@ -116,7 +153,9 @@ def main_error_line(capsys, module, argv):
 
 def serve():
     """The fork server: for each JSON request on stdin, fork a child that runs the script as __main__."""
-    import gptkit.checkpoint, gptkit.data, gptkit.system, gptkit.tokenizer, model, prepare, sample, train  # noqa: F401, E401
+    for name in ("gptkit.checkpoint", "gptkit.data", "gptkit.system", "gptkit.tokenizer", "model", "prepare", "sample",
+                 "train"):
+        importlib.import_module(name)  # once here, not in every child
     for line in sys.stdin:
         request = json.loads(line)
         pid = os.fork()

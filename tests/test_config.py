@@ -2,18 +2,17 @@
 every script reads its command line the same way."""
 
 import dataclasses
-from pathlib import Path
+import functools
 from typing import Literal
 
 import pytest
 
-from conftest import run_script
+from conftest import REPO_ROOT, run_script
 from gptkit.config import build_configs, parse_args, parse_override, read_config_file
 from gptkit.errors import UserError, error_line
 from model import GPTConfig
 from train import TrainConfig
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_FILES = sorted((REPO_ROOT / "config").glob("*.py"))
 CLASSES = [GPTConfig, TrainConfig]
 
@@ -32,6 +31,12 @@ def error_of(argv):
     with pytest.raises(UserError) as e:
         parse(argv)
     return str(e.value)
+
+
+@functools.cache
+def help_of(script):
+    """`python SCRIPT --help`, run once per script (a CompletedProcess: the tests only read it)."""
+    return run_script(script, "--help")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,7 +280,7 @@ def test_build_configs_routes_each_key_to_its_class():
 
 
 def test_help_lists_every_setting_with_its_default_and_exits_0():
-    result = run_script("train.py", "--help")
+    result = help_of("train.py")
     assert result.returncode == 0, result.stderr
     assert "Train a GPT" in result.stdout  # the script's docstring first
     for line in ("--n_embd=768  (int)", "--pos_encoding='learned'  (learned|sinusoidal|rope|none)",
@@ -291,7 +296,7 @@ SCRIPTS = ["train.py", "sample.py", "prepare.py", "export.py", "experiment.py", 
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_every_script_answers_help_with_what_it_does_and_every_setting(script):
-    result = run_script(script, "--help")
+    result = help_of(script)
     assert result.returncode == 0 and not result.stderr, result.stderr
     first_doc_line = (REPO_ROOT / script).read_text().split('"""')[1].strip().splitlines()[0]
     assert result.stdout.startswith(first_doc_line)
@@ -338,7 +343,7 @@ def test_a_two_word_setting_says_how_to_write_it():
                                     "export.py"])
 def test_every_setting_in_help_says_what_it_does(script):
     """--help is the settings' documentation: a setting listed with only its type says nothing."""
-    result = run_script(script, "--help")
+    result = help_of(script)
     assert result.returncode == 0, result.stderr
     settings = [line.split() for line in result.stdout.splitlines() if line.startswith("    --")]
     assert settings and [words[0] for words in settings if len(words) < 3] == []

@@ -11,17 +11,15 @@ B's losses equal A's, and C ends with A's weights and losses (the data order res
 
 import json
 import os
-import random
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import REPO_ROOT
 from gptkit.checkpoint import load_checkpoint
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=16", "--batch_size=4", "--dropout=0.0",
         "--gradient_accumulation_steps=2", "--eval_interval=2", "--eval_iters=2", "--learning_rate=3e-3",
         "--warmup_iters=2", "--lr_decay_iters=6", "--device=cpu", "--threads=1", "--dataset=chars"]
@@ -46,20 +44,8 @@ def log_of(out_dir):
     return {r["iter"]: r for r in map(json.loads, (out_dir / "log.jsonl").read_text().splitlines())}
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    import prepare
-
-    words = "now is the winter of our discontent made glorious summer by this sun york".split()
-    rng = random.Random(0)
-    text = "\n".join(" ".join(rng.choice(words) for _ in range(9)) for _ in range(400))
-    data_dir = tmp_path_factory.mktemp("data")
-    prepare.prepare_text(text, data_dir / "chars", "char", "generated")
-    return data_dir
-
-
-def test_two_processes_train_like_one_and_resume(data_dir, tmp_path):
-    common = [*ARGS, f"--data_dir={data_dir}"]
+def test_two_processes_train_like_one_and_resume(word_data_dir, tmp_path):
+    common = [*ARGS, f"--data_dir={word_data_dir}"]
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     run(SINGLE, *common, "--max_iters=6", f"--out_dir={single}")
     run(TORCHRUN, *common, "--max_iters=4", f"--out_dir={ddp}")

@@ -28,7 +28,7 @@ import torch
 
 import export
 import train
-from conftest import main_error_line
+from conftest import REPO_ROOT, main_error_line
 from gptkit.checkpoint import load_checkpoint, load_trained
 from gptkit.errors import UserError
 from gptkit.rundir import claim_out_dir
@@ -36,7 +36,7 @@ from gptkit.sharded import read_state
 from gptkit.memory import estimated_params, plan_memory
 from gptkit.optim import make_optimizer
 from model import GPT, GPTConfig
-from test_distributed import ARGS, REPO_ROOT, SINGLE, TORCHRUN, data_dir, log_of, run  # noqa: F401 (fixture)
+from test_distributed import ARGS, SINGLE, TORCHRUN, log_of, run
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                                 reason="this torch build has no torch.distributed gloo backend")
@@ -78,8 +78,9 @@ def kill_after_logging(command, out_dir, iteration):
     raise AssertionError("the workers outlived SIGKILL")
 
 
-def test_fsdp_trains_like_one_process_and_resumes_after_sigkill_on_any_number_of_processes(data_dir, tmp_path, cli):
-    common = [*COMMON, f"--data_dir={data_dir}"]
+def test_fsdp_trains_like_one_process_and_resumes_after_sigkill_on_any_number_of_processes(word_data_dir, tmp_path,
+                                                                                          cli):
+    common = [*COMMON, f"--data_dir={word_data_dir}"]
     single, killed = tmp_path / "single", tmp_path / "killed"
     run(SINGLE, *common, "--max_iters=4", f"--out_dir={single}")
     shutil.copytree(single, tmp_path / "single_at_4")
@@ -236,7 +237,6 @@ def test_planner_counts_the_activations_a_forward_pass_keeps(size, dtype, checkp
 FSDP_MEASURE = r"""
 import json, sys, torch
 from pathlib import Path
-sys.path.insert(0, sys.argv[1])
 from gptkit.distributed import setup_distributed, shard_model
 from gptkit.optim import make_optimizer
 from model import GPT, GPTConfig
@@ -253,7 +253,7 @@ for size in SIZES:
     optimizer.step()
     figures.append(dict(weights=tensor_bytes(model.parameters()), optimizer=optimizer_bytes(optimizer),
                         gradients=tensor_bytes([p.grad for p in model.parameters()])))
-(Path(sys.argv[2]) / f"rank{dist.rank}.json").write_text(json.dumps(figures))
+(Path(sys.argv[1]) / f"rank{dist.rank}.json").write_text(json.dumps(figures))
 torch.distributed.destroy_process_group()
 """
 
@@ -263,7 +263,7 @@ def test_planner_counts_what_each_fsdp_process_allocates(tmp_path):
     script.write_text(FSDP_MEASURE)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{REPO_ROOT / 'tests'}"}
     env.pop("RANK", None)
-    result = subprocess.run([sys.executable, *TORCHRUN, str(script), str(REPO_ROOT), str(tmp_path)], cwd=tmp_path,
+    result = subprocess.run([sys.executable, *TORCHRUN, str(script), str(tmp_path)], cwd=tmp_path,
                             env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     reports = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
@@ -293,8 +293,9 @@ def test_muon_under_fsdp_is_refused_in_one_line(capsys):
     assert "optimizer=muon cannot run under parallel=fsdp" in line and "Newton-Schulz" in line
 
 
-def test_fsdp_without_torchrun_says_how_to_launch_it(capsys, data_dir, tmp_path):
-    line = main_error_line(capsys, train, [*COMMON, f"--data_dir={data_dir}", *FSDP, f"--out_dir={tmp_path / 'out'}"])
+def test_fsdp_without_torchrun_says_how_to_launch_it(capsys, word_data_dir, tmp_path):
+    line = main_error_line(capsys, train, [*COMMON, f"--data_dir={word_data_dir}", *FSDP,
+                                           f"--out_dir={tmp_path / 'out'}"])
     assert "launch it with torchrun" in line
     assert not (tmp_path / "out").exists()
 

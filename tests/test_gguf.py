@@ -1,4 +1,4 @@
-"""GGUF export (gguf_export.py, export.py --to=gguf): the file read back, and the file run by llama.cpp.
+"""GGUF export (gptkit/gguf_export.py, export.py --to=gguf): the file read back, and the file run by llama.cpp.
 
 Always (CI): the written file read back with gguf.GGUFReader: architecture, hyper-parameters, the
 tokenizer arrays, every tensor's name, shape and type, and values equal to our weights (q8_0 within

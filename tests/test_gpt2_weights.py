@@ -9,24 +9,18 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 import export
+from conftest import REPO_ROOT
 from gptkit.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from gptkit.errors import UserError
 from gptkit.gpt2_weights import check_exportable, export_hf, load_hf_gpt2, model_from_hf
 from model import GPT, GPTConfig
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(n_positions=64, n_embd=32, n_layer=2, n_head=2)
-
-
-@pytest.fixture(scope="module")
-def transformers():
-    return pytest.importorskip("transformers", reason="transformers is not installed (optional; CI installs it)")
 
 
 def run(*args, env=None, timeout=120):
@@ -120,20 +114,6 @@ def test_export_cli_refusal_is_one_line(transformers, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: this model cannot be exported as GPT-2") and "rope" in err[0]
     assert not (tmp_path / "hf").exists()
-
-
-@pytest.fixture(scope="module")
-def bpe_data_dir(tmp_path_factory):
-    """A small GPT-2 BPE dataset, as prepare.py shakespeare writes."""
-    import prepare
-
-    text = "\n".join(f"First Citizen: we are accounted poor citizens, line {i}." for i in range(300))
-    data_dir = tmp_path_factory.mktemp("data")
-    try:
-        prepare.prepare_text(text, data_dir / "bpe", "gpt2", "generated")
-    except UserError as e:
-        pytest.skip(f"GPT-2 BPE unavailable offline: {e}")
-    return data_dir
 
 
 def test_offline_with_nothing_cached_is_one_clear_line(transformers, bpe_data_dir, tmp_path):

@@ -2,6 +2,7 @@
 really make are each caught with the message meant for them; a learner sees their own traceback lines
 and none of ours; `start` never overwrites their work."""
 
+import json
 import math
 import shutil
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 import learn
 from conftest import REPO_ROOT, main_error_line, snapshot
+from gptkit.checkpoint import load_checkpoint, model_from_checkpoint
 from gptkit.exercises import EXERCISES
 from gptkit.exercises.harness import run_checks
 from gptkit.runlog import read_log
@@ -375,6 +377,9 @@ def test_train_with_a_correct_piece_reaches_the_reference_loss_and_a_wrong_one_d
     for split in ("train_loss", "val_loss"):  # the same model, trained the same way: equal to float precision
         assert math.isclose(mine[split], reference[split], abs_tol=1e-4), (split, mine, reference)
     assert f"{label}: train {mine['train_loss']:.4f}, val {mine['val_loss']:.4f}; the reference: " in out
+    record = json.loads((reference_dir / "experiment.json").read_text())  # experiment.py --reuse reads it too
+    model = model_from_checkpoint(load_checkpoint(reference_dir / "ckpt.pt"))
+    assert record["params"] == model.num_params(non_embedding=False) and record["seconds"] >= 0
     assert (out_root / f"{name}.png").is_file()
 
     wrong = write(tmp_path / "wrong", name, *TRAIN_WRONG[name])

@@ -11,10 +11,7 @@ import os
 import pickle
 import random
 import shutil
-import subprocess
-import sys
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from conftest import REPO_ROOT, run_script as run
 from gptkit.checkpoint import checkpoint_meta, load_checkpoint, load_trained, model_from_checkpoint
 from gptkit.config import parse_args
 from gptkit.data import TokenData
@@ -31,17 +29,10 @@ from model import GPTConfig
 import train
 from train import TrainConfig
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 NANOGPT_CONFIGS = REPO_ROOT / "tests" / "fixtures" / "nanogpt_config"
 DATASET = "nano_char"
 BLOCK_SIZE = 16
 NANO_ARGS = dict(n_layer=2, n_head=2, n_embd=32, block_size=BLOCK_SIZE, bias=False, vocab_size=None, dropout=0.0)
-
-
-def run(script, *args, timeout=120):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(REPO_ROOT / script), *map(str, args)], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def make_text(n_words=4000, seed=0):

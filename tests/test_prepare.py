@@ -14,6 +14,7 @@ import tiktoken
 import tiktoken.load
 import tiktoken.registry
 
+from conftest import snapshot
 from gptkit.errors import UserError
 from gptkit.tokenizer import CharTokenizer, GPT2Tokenizer, gpt2_encoding, gpt2_encoding_from_files, load_tokenizer
 import prepare
@@ -33,10 +34,6 @@ def read_dataset(out_dir):
     train = np.fromfile(out_dir / "train.bin", dtype=np.uint16)
     val = np.fromfile(out_dir / "val.bin", dtype=np.uint16)
     return meta, train, val
-
-
-def snapshot(folder):
-    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture

@@ -5,12 +5,13 @@ the eval ones load a local random GPT-2 directory instead of OpenAI's weights, w
 import pytest
 
 import train
+from conftest import REPO_ROOT, snapshot
 from gptkit.checkpoint import load_checkpoint
 from gptkit.config import parse_args, read_config_file
 from gptkit.runlog import read_log
 from model import GPTConfig
-from test_gpt2_weights import bpe_data_dir, random_hf_gpt2, transformers  # noqa: F401 (fixtures)
-from test_nanogpt import NANOGPT_CONFIGS, REPO_ROOT
+from test_gpt2_weights import random_hf_gpt2
+from test_nanogpt import NANOGPT_CONFIGS
 from train import TrainConfig
 
 # nanoGPT's train.py defaults (karpathy/nanoGPT, train.py), on which its config/train_gpt2.py applies
@@ -49,10 +50,17 @@ def test_train_gpt2_runs_two_steps_at_a_tiny_size(tiny_train_args, tmp_path):
     assert ckpt["train_config"]["weight_decay"] == 0.1 and ckpt["train_config"]["lr_decay_iters"] == 600000
 
 
+@pytest.fixture(scope="module")
+def local_gpt2(tmp_path_factory, transformers):
+    """A small random GPT-2 directory as save_pretrained writes it (OpenAI's weights are offline here). Read only."""
+    path = tmp_path_factory.mktemp("gpt2-local")
+    random_hf_gpt2(transformers).save_pretrained(path)
+    return path
+
+
 @pytest.mark.parametrize("name, weights", [("eval_gpt2.py", "gpt2"), ("eval_gpt2_medium.py", "gpt2-medium"),
                                            ("eval_gpt2_large.py", "gpt2-large"), ("eval_gpt2_xl.py", "gpt2-xl")])
-def test_eval_gpt2_recipes_evaluate_a_gpt2_on_the_val_split(name, weights, transformers, bpe_data_dir,  # noqa: F811
-                                                             tmp_path):
+def test_eval_gpt2_recipes_evaluate_a_gpt2_on_the_val_split(name, weights, local_gpt2, bpe_data_dir, tmp_path):
     config = REPO_ROOT / "config" / name
     nanogpt = settings(NANOGPT_CONFIGS / name)
     ours = settings(config)
@@ -60,11 +68,12 @@ def test_eval_gpt2_recipes_evaluate_a_gpt2_on_the_val_split(name, weights, trans
     assert (ours["batch_size"], ours["eval_iters"]) == (nanogpt["batch_size"], nanogpt["eval_iters"]) == (8, 500)
     assert ours["dataset"] == "openwebtext"
 
-    random_hf_gpt2(transformers).save_pretrained(tmp_path / "gpt2-local")  # OpenAI's weights are offline here
+    before = snapshot(local_gpt2)
     out_dir = tmp_path / "out"
-    train.main([str(config), f"--init_from={tmp_path / 'gpt2-local'}", "--dataset=bpe", f"--data_dir={bpe_data_dir}",
+    train.main([str(config), f"--init_from={local_gpt2}", "--dataset=bpe", f"--data_dir={bpe_data_dir}",
                 "--block_size=32", "--batch_size=2", "--eval_iters=1", "--device=cpu", "--threads=1",
                 f"--out_dir={out_dir}"])
     (record,) = read_log(out_dir)
     assert record["iter"] == 0 and 0 < record["val_loss"] < 20
     assert not (out_dir / "ckpt.pt").exists()  # eval_only evaluates, never trains or saves
+    assert snapshot(local_gpt2) == before  # the weights are read, never written

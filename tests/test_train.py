@@ -1,5 +1,5 @@
-"""train.py, data.py and checkpoint.py: the lr schedule, gradient accumulation, batches from the real
-data, and train.py end to end (logs, checkpoints, exact resume, shape trace, refusals)."""
+"""train.py, gptkit/data.py and gptkit/checkpoint.py: the lr schedule, gradient accumulation, batches
+from the real data, and train.py end to end (logs, checkpoints, exact resume, shape trace, refusals)."""
 
 import contextlib
 import dataclasses

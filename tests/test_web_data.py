@@ -7,26 +7,17 @@ import json
 import os
 import random
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import run_script as run
 from gptkit.data import Shards, TokenData
 from gptkit.errors import UserError
 from gptkit.tokenizer import GPT2_EOT, GPT2Tokenizer
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 N_DOCS = 40
-
-
-def run(script, *args, env=None):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([sys.executable, str(REPO_ROOT / script), *map(str, args)], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
