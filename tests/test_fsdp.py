@@ -300,14 +300,14 @@ def test_fsdp_without_torchrun_says_how_to_launch_it(capsys, word_data_dir, tmp_
     assert not (tmp_path / "out").exists()
 
 
-def test_a_signal_during_an_fsdp_evaluation_stops_both_processes_and_saves(data_dir, tmp_path):
+def test_a_signal_during_an_fsdp_evaluation_stops_both_processes_and_saves(word_data_dir, tmp_path):
     """SIGINT while two fsdp processes evaluate (too many batches to finish): torchrun hands it to each, and
     rank 0 decides each stop for both, so they stop at the same batch together and save iteration 2 marked not
     evaluated (a resumed run evaluates it first)."""
     out, stdout, stderr = tmp_path / "out", tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("RANK", None)
-    command = [sys.executable, *TORCHRUN, str(REPO_ROOT / "train.py"), *COMMON, f"--data_dir={data_dir}", *FSDP,
+    command = [sys.executable, *TORCHRUN, str(REPO_ROOT / "train.py"), *COMMON, f"--data_dir={word_data_dir}", *FSDP,
                "--max_iters=4", "--eval_first=False", "--eval_iters=1000000", f"--out_dir={out}"]
     with stdout.open("w") as out_file, stderr.open("w") as err_file:
         proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out_file, stderr=err_file,
