@@ -58,7 +58,7 @@ def main(argv):
     if cfg.to == "pt":
         return files_from_sharded_run(cfg.out_dir)
     from gptkit.gguf_export import export_gguf, require_gguf
-    from gptkit.gpt2_weights import export_hf, require_transformers
+    from gptkit.hf_weights import export_hf, require_transformers
 
     if cfg.to == "gguf":  # the missing package is an error before reading a large checkpoint
         require_gguf()

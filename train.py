@@ -50,7 +50,7 @@ from model import GPT, GPTConfig
 # ----------------------------------------------------------------------------------------------
 # the settings (the model's are GPTConfig in model.py)
 
-# init_from: a fresh model, out_dir/ckpt.pt, OpenAI's GPT-2 weights (gptkit/gpt2_weights.py), or a GPT-2 directory
+# init_from: a fresh model, out_dir/ckpt.pt, OpenAI's GPT-2 weights (gptkit/hf_weights.py), or a GPT-2 directory
 INIT_FROM = ("scratch", "resume", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
 
 
@@ -233,7 +233,7 @@ def build(model_cfg, cfg, data, device, given=frozenset(), dist=Dist()):
         config = resume_config(checkpoint_config(ckpt), model_cfg, given)  # gptkit/resume.py
         model = GPT(config) if "sharded" in ckpt else model_from_checkpoint(ckpt, config)
     else:  # pretrained: OpenAI's GPT-2, or a local GPT-2 directory
-        from gptkit.gpt2_weights import PRETRAINED, load_hf_gpt2
+        from gptkit.hf_weights import PRETRAINED, load_hf_gpt2
 
         if cfg.init_from in PRETRAINED and data.meta.get("tokenizer") != "gpt2":
             raise UserError(f"init_from={cfg.init_from} needs a GPT-2 BPE dataset, but '{cfg.dataset}' is "

@@ -21,7 +21,7 @@
     explore      the attention as one HTML page to explore offline (visualize.py explore, notebooks)
     shape_trace  the named tensors of one forward pass, printed
     plots        PNG plots (matplotlib)
-    gpt2_weights OpenAI's GPT-2 in, Hugging Face GPT-2 out
+    hf_weights   Hugging Face checkpoints in and out: OpenAI's GPT-2, Llama-architecture directories
     gguf_export  one GGUF file for llama.cpp and Ollama
     exercises    learn.py's exercises: a learner's pieces checked against ours (a package, one module each)
 

@@ -26,7 +26,7 @@ class ModelSource:
 def load_model(cfg):
     """(model, tokenizer, name) to draw: a trained checkpoint, or GPT-2 itself (init_from)."""
     if cfg.init_from:
-        from gptkit.gpt2_weights import load_hf_gpt2
+        from gptkit.hf_weights import load_hf_gpt2
 
         model = load_hf_gpt2(cfg.init_from).eval()
         return model, load_tokenizer({"tokenizer": "gpt2"}), f"GPT-2 ({cfg.init_from})"

@@ -43,7 +43,7 @@ import sys
 from pathlib import Path
 
 from gptkit.errors import UserError
-from gptkit.gpt2_weights import check_exportable, gpt2_state_dict
+from gptkit.hf_weights import check_exportable, gpt2_state_dict
 from gptkit.rundir import write_atomically
 
 GGUF_TYPES = ("f32", "f16", "q8_0")

@@ -17,7 +17,7 @@ import export
 from conftest import REPO_ROOT
 from gptkit.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from gptkit.errors import UserError
-from gptkit.gpt2_weights import check_exportable, export_hf, load_hf_gpt2, model_from_hf
+from gptkit.hf_weights import check_exportable, export_hf, load_hf_gpt2, model_from_hf
 from model import GPT, GPTConfig
 
 TINY = dict(n_positions=64, n_embd=32, n_layer=2, n_head=2)
@@ -175,10 +175,10 @@ def test_core_works_without_transformers(tmp_path):
 import sys
 sys.modules["transformers"] = sys.modules["safetensors"] = None  # import fails as if not installed
 import train, sample, export, prepare
-from gptkit import checkpoint, data, gpt2_weights
+from gptkit import checkpoint, data, hf_weights
 from gptkit.errors import UserError
 try:
-    gpt2_weights.load_hf_gpt2("gpt2")
+    hf_weights.load_hf_gpt2("gpt2")
 except UserError as e:
     print(e)
 export.main(["--out_dir={tmp_path}", "--to=hf", "{tmp_path / 'dest'}"])

@@ -1,4 +1,4 @@
-"""OpenAI's GPT-2 weights in and out, through Hugging Face `transformers` (an optional dependency).
+"""Hugging Face checkpoints in and out: OpenAI's GPT-2 through `transformers` (an optional dependency).
 
     load_hf_gpt2("gpt2")            # or gpt2-medium, gpt2-large, gpt2-xl, or a local directory
     export_hf(model, "dest", meta)  # a directory GPT2LMHeadModel.from_pretrained("dest") loads
