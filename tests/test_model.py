@@ -11,9 +11,10 @@ import torch.nn.functional as F
 from conftest import make_model as make_tiny
 from conftest import random_tokens, tiny_config
 from gptkit.data import TokenData
-from gptkit.decode import StaticDecoder
+from gptkit.decode import SlidingDecoder, StaticDecoder
+from gptkit.tracing import tracing
 import model as model_module
-from model import GPT, GPTConfig, KVCache, apply_rotary, rotary_cos_sin, sample_next, sinusoidal_encoding, tracing
+from model import GPT, GPTConfig, KVCache, apply_rotary, rotary_cos_sin, sample_next, sinusoidal_encoding
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -213,8 +214,8 @@ def test_explicit_attention_equals_the_fused_kernel(batch, mask, pos_encoding):
     x, y = batch
     fused_model = make_model(mask=mask, pos_encoding=pos_encoding).eval()
     explicit_model = make_model(mask=mask, pos_encoding=pos_encoding, explicit_attention=True).eval()
-    assert all(b.attn.fusable for b in fused_model.transformer.h)
-    assert not any(b.attn.fusable for b in explicit_model.transformer.h)
+    assert all(b.attn.attend == b.attn.fused_attention for b in fused_model.transformer.h)
+    assert not any(b.attn.attend == b.attn.fused_attention for b in explicit_model.transformer.h)
     fused_logits, fused_loss = fused_model(x, y)
     explicit_logits, explicit_loss = explicit_model(x, y)  # the same weights: same seed, same shapes
     torch.testing.assert_close(explicit_logits, fused_logits, rtol=0, atol=1e-5)
@@ -273,7 +274,7 @@ def test_square_then_dot_squares_each_component_before_the_sum():
     k = torch.tensor([[[[2.0, 1.0, -5.0, -1.0]]]])
     seen = {}
     with tracing(model, lambda name, t: seen.setdefault(name, t)):
-        attn.step_by_step(q, k, k, torch.arange(1), torch.arange(1), 0.0)
+        attn.step_by_step(q, k, k)
     # 1*4 + 4*1 + 0*25 + 9*1 = 17, over sqrt(4); the plain dot product would be 2 - 2 + 0 - 3 = -3
     assert seen["h.0.attn.scores"].item() == pytest.approx(17 / 2)
 
@@ -282,8 +283,7 @@ def test_the_fused_kernel_computes_what_step_by_step_attention_computes():
     attn = make_tiny().eval().transformer.h[0].attn
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 2, 16, 8, generator=g) for _ in range(3))
-    positions = torch.arange(16)
-    explicit = attn.step_by_step(q, k, v, positions, positions, 0.0)
+    explicit = attn.step_by_step(q, k, v)
     torch.testing.assert_close(explicit, F.scaled_dot_product_attention(q, k, v, is_causal=True), rtol=1e-5, atol=1e-6)
 
 
@@ -400,13 +400,16 @@ def test_cached_logits_equal_the_full_forward(batch, pos_encoding):
 
 @pytest.mark.parametrize("pos_encoding", POS_ENCODINGS)
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
-def test_generate_with_and_without_cache_gives_the_same_tokens(batch, pos_encoding, temperature):
-    """Prompt 5, block 16, 40 new tokens: the generation runs well past block_size."""
+@pytest.mark.parametrize("sliding", [False, True])
+def test_generate_with_and_without_cache_gives_the_same_tokens(batch, pos_encoding, temperature, sliding):
+    """Prompt 5, block 16, 40 new tokens: the generation runs well past block_size (model.Decoder recomputes the
+    window there; decode.py's SlidingDecoder slides a RoPE cache)."""
     x, _ = batch
     model = make_model(pos_encoding=pos_encoding, block_size=16).eval()
     prompt = x[:2, :5]
     outs = [model.generate(prompt, 40, temperature=temperature, top_k=None, use_cache=use_cache,
-                           generator=torch.Generator().manual_seed(7))
+                           generator=torch.Generator().manual_seed(7),
+                           decoder=SlidingDecoder(model, prompt, use_cache) if sliding else None)
             for use_cache in (True, False)]
     assert outs[0].shape == (2, 45)
     assert torch.equal(outs[0][:, :5], prompt)
@@ -414,7 +417,8 @@ def test_generate_with_and_without_cache_gives_the_same_tokens(batch, pos_encodi
 
 
 def test_generate_uses_the_cache(batch, monkeypatch):
-    """With the cache each step after the prefill feeds one token; without it, the whole window."""
+    """With the cache each step after the prefill feeds one token; without it, the whole window. Past block_size
+    model.Decoder recomputes the window; decode.py's SlidingDecoder slides RoPE's cache on."""
     x, _ = batch
     model = make_model(pos_encoding="rope", block_size=16).eval()
     lengths = {}
@@ -423,9 +427,10 @@ def test_generate_uses_the_cache(batch, monkeypatch):
         forward = GPT.forward
         monkeypatch.setattr(GPT, "forward", lambda self, idx, *a, **k: seen.append(idx.size(1)) or forward(self, idx, *a, **k))
         model.generate(x[:1, :5], 20, temperature=0, use_cache=use_cache)
+        model.generate(x[:1, :5], 20, temperature=0, decoder=SlidingDecoder(model, x[:1, :5], use_cache))
         monkeypatch.undo()
-    assert lengths[True] == [5] + [1] * 19
-    assert lengths[False] == [min(5 + i, 16) for i in range(20)]
+    assert lengths[True] == [5] + [1] * 11 + [16] * 8 + [5] + [1] * 19
+    assert lengths[False] == [min(5 + i, 16) for i in range(20)] * 2
 
 
 def test_a_token_decoded_after_the_cache_attends_without_a_mask(monkeypatch):
@@ -435,7 +440,8 @@ def test_a_token_decoded_after_the_cache_attends_without_a_mask(monkeypatch):
     masks, sdpa = [], F.scaled_dot_product_attention
     monkeypatch.setattr(F, "scaled_dot_product_attention",
                         lambda *a, attn_mask=None, **k: masks.append(attn_mask) or sdpa(*a, attn_mask=attn_mask, **k))
-    model.generate(random_tokens((1, 5)), 20, temperature=0)  # a prefill (is_causal), 19 steps, the last 8 in the ring
+    prompt = random_tokens((1, 5))  # a prefill (is_causal), then 19 steps, the last 8 in the ring
+    model.generate(prompt, 20, temperature=0, decoder=SlidingDecoder(model, prompt))
     assert len(masks) == 2 * 20 and all(m is None for m in masks)
     masks.clear()
     with torch.no_grad():
