@@ -8,9 +8,8 @@ Shapes: B batch, T sequence length (time), C = n_embd channels, nh = n_head head
 value heads, hs = C // nh head size, S = number of key positions (T, or more with a KV cache).
 
 The defaults are GPT-2 (Radford et al. 2019). Every "what if" is a GPTConfig field, chosen once when the model
-is built, from the tables of the lab's section at the end (SCORES, MASKS, NORMS, ...): skip it, and the rest
-is the whole GPT. References: Vaswani et al. 2017; GPT-2; karpathy/nanoGPT, whose layout and parameter names
-(the Hugging Face GPT-2 names) this follows.
+is built from the tables of the lab's section at the end: skip it, and the rest is the whole GPT. karpathy/
+nanoGPT's layout and parameter names (the Hugging Face GPT-2 names) are followed throughout.
 """
 
 import dataclasses
@@ -26,15 +25,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
 
-
 @dataclass
 class GPTConfig:
     block_size: int = 1024  # longest context the model is trained on
     vocab_size: int = 50304  # set from the dataset when training (GPT-2's 50257 padded to 50304: faster matmuls)
     n_layer: int = 12  # how many Blocks are stacked
     n_head: int = 12  # attention heads per Block; each sees n_embd / n_head channels
-    # grouped-query attention (Ainslie et al. 2023): n_head / n_kv_head query heads share each key and value head,
-    # and the KV cache is that many times smaller; 0 = n_head (GPT-2), 1 = multi-query attention
+    # grouped-query attention (Ainslie et al. 2023): key and value heads, each shared by n_head / n_kv_head query
+    # heads, the KV cache as many times smaller; 0 = n_head (GPT-2), 1 = multi-query attention
     n_kv_head: int = 0
     n_embd: int = 768  # channels: the width of every token's vector in the residual stream
     dropout: float = 0.0  # on attention weights, after each residual branch and the embeddings (training only)
@@ -43,8 +41,7 @@ class GPTConfig:
     # rope: rotate q and k by their position (RoFormer, Su et al. 2021); none: no position signal at all
     pos_encoding: Literal["learned", "sinusoidal", "rope", "none"] = "learned"
     rope_theta: float = 10000.0  # RoPE's base: pair i turns by pos * rope_theta^(-2i/hs) (Llama 3: 500000)
-    # dot: q.k/sqrt(hs); dot_then_square: (q.k/sqrt(hs))^2; square_then_dot: sum_i q_i^2 k_i^2 / sqrt(hs);
-    # neg_dot: -q.k/sqrt(hs) ("reversed")
+    # dot: q.k/sqrt(hs); dot_then_square: (q.k/sqrt(hs))^2; square_then_dot: sum_i q_i^2 k_i^2 / sqrt(hs); neg_dot
     attn_score: Literal["dot", "dot_then_square", "square_then_dot", "neg_dot"] = "dot"
     # causal: see self and the past; none: see everything; anticausal: see self and the future
     mask: Literal["causal", "none", "anticausal"] = "causal"
@@ -58,8 +55,7 @@ class GPTConfig:
     # the MLP's hidden width, 0 = 4 * n_embd. swiglu's three matrices at 2/3 of that (Llama's 8/3 * n_embd, rounded
     # there to a multiple of 256) hold as many parameters as gelu's two
     mlp_hidden: int = 0
-    # mlp=gelu's activation: gelu, GPT-2's tanh approximation; gelu_exact, the erf GELU (nanoGPT's nn.GELU, set
-    # when loading its checkpoints); relu2 = relu(x)^2, from the modded-nanogpt speedrun
+    # mlp=gelu's: gelu, GPT-2's tanh form; gelu_exact, the erf GELU (nanoGPT's); relu2 = relu(x)^2 (modded-nanogpt)
     activation: Literal["gelu", "gelu_exact", "relu2"] = "gelu"
     qk_norm: bool = False  # RMS-normalise q and k per head before the score (speedrun trick)
     zero_init_proj: bool = False  # output projections start at zero, so each block starts as identity
@@ -68,9 +64,8 @@ class GPTConfig:
 
     def validate(self):
         check_config(self)  # below, after the model
-
-    # Under a mask other than causal, position t sees token t + 1, the very token it is trained to predict:
-    # the loss falls by copying it, and generation, where no future exists yet, produces garbage.
+    # under a mask other than causal, position t sees token t + 1, the very token it is trained to predict: the
+    # loss falls by copying it, and generation, where no future exists yet, produces garbage
     sees_the_future = property(lambda self: self.mask != "causal")
     # whether attention runs the fused kernel, which knows only the dot-product score and the causal mask or none
     fused_attention = property(lambda self: self.attn_score == "dot" and self.mask in ("causal", "none")
@@ -78,10 +73,8 @@ class GPTConfig:
     kv_heads = property(lambda self: self.n_kv_head or self.n_head)
     hidden = property(lambda self: self.mlp_hidden or 4 * self.n_embd)  # the MLP's width
 
-
 # ----------------------------------------------------------------------------------------------
 # The model
-
 
 class NoCache:
     """Attention without a KV cache: the keys are the T new positions, the mask the model's own (KVCache: below)."""
@@ -90,9 +83,7 @@ class NoCache:
     def attn_mask(self, T, device): return None
     def advance(self, n): pass
 
-
 NO_CACHE = NoCache()
-
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, config, layer, parts=None):
@@ -153,12 +144,10 @@ class CausalSelfAttention(nn.Module):
     def tap(self, **tensors):
         """Nothing: a tracer replaces it (and `attend` by step_by_step) to see these steps by name."""
 
-
 def repeat_kv(x, n):
     """(B, nkv, S, hs) -> (B, nkv * n, S, hs): query head h reads key/value head h // n (a view when n is 1)."""
     B, nkv, S, hs = x.shape
     return x[:, :, None].expand(B, nkv, n, S, hs).reshape(B, nkv * n, S, hs)
-
 
 class MLP(nn.Module):
     def __init__(self, config):
@@ -171,7 +160,6 @@ class MLP(nn.Module):
     def forward(self, x):
         h = self.activation(self.c_fc(x))  # (B, T, 4C)
         return self.dropout(self.c_proj(h))  # (B, T, C)
-
 
 class Block(nn.Module):
     """Pre-LayerNorm transformer block (GPT-2): x + attn(ln(x)), then x + mlp(ln(x))."""
@@ -188,7 +176,6 @@ class Block(nn.Module):
         x = x + self.attn(self.ln_1(x), rotary, kv_cache)  # (B, T, C): the input carried past
         x = x + self.mlp(self.ln_2(x))  # (B, T, C)
         return x
-
 
 class GPT(nn.Module):
     def __init__(self, config, parts=None):
@@ -216,8 +203,10 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 # GPT-2: scale residual-path projections by 1/sqrt(2 * n_layer) so the sum stays O(1)
-                std = 0.0 if config.zero_init_proj else 0.02 / math.sqrt(2 * config.n_layer)
-                nn.init.normal_(p, mean=0.0, std=std)
+                if config.zero_init_proj:
+                    nn.init.zeros_(p)
+                else:
+                    nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
 
     @staticmethod
     def _init_weights(module):
@@ -227,12 +216,9 @@ class GPT(nn.Module):
             nn.init.zeros_(module.bias)
 
     def forward(self, idx, targets=None, kv_cache=None, last_only=False, label_smoothing=0.0):
-        """idx: (B, T) token ids -> logits (B, T, vocab) and the loss if targets (B, T) are given.
-
-        With a kv_cache, idx holds only the new positions; earlier ones come from the cache.
-        last_only computes logits for the last position alone (generation needs no more).
-        label_smoothing e trains against (1 - e) on the target plus e / vocab on every token.
-        """
+        """idx: (B, T) token ids -> logits (B, T, vocab) and the loss if targets (B, T) are given. With a kv_cache,
+        idx holds only the new positions. last_only: the last position's logits alone (all generation needs).
+        label_smoothing e trains against (1 - e) on the target plus e / vocab on every token."""
         cache = kv_cache or NO_CACHE
         x = self.transformer.wte(idx)  # (B, T, C): one learned vector per token id
         x, rotary = self.add_positions(x, cache.pos)  # (B, T, C); RoPE's (cos, sin) for attention, or None
@@ -258,7 +244,7 @@ class GPT(nn.Module):
 
     def learned(self, x, start):
         T = x.size(1)
-        if not torch.is_tensor(start) and start + T > self.config.block_size:  # a static cache's pos is a tensor
+        if not torch.is_tensor(start) and start + T > self.config.block_size:  # (a static cache's pos is a tensor)
             raise ValueError(f"learned positions stop at block_size={self.config.block_size}: there is no embedding "
                              f"for position {start + T - 1}. Feed at most the last {self.config.block_size} tokens "
                              f"(generate does), or train with pos_encoding=sinusoidal or rope, which extend further")
@@ -308,24 +294,18 @@ class GPT(nn.Module):
         if "wpe" in self.transformer:
             self.transformer.wpe.weight = nn.Parameter(self.transformer.wpe.weight[:block_size])
 
-
 # ----------------------------------------------------------------------------------------------
 # The pieces the model uses: positional encodings, the loss, the checks on a config
 
-
 def sinusoidal_encoding(positions, dim):
-    """PE(pos, 2i) = sin(pos / 10000^(2i/dim)), PE(pos, 2i+1) = cos(pos / 10000^(2i/dim)).
-
-    Vaswani et al. 2017, section 3.5. Computed for any position, so it works past block_size.
-    positions: (T,) integers -> (T, dim) float32.
-    """
+    """PE(pos, 2i) = sin(pos / 10000^(2i/dim)), PE(pos, 2i+1) = cos(pos / 10000^(2i/dim)) (Vaswani et al. 2017,
+    3.5), for any position, so past block_size too. positions: (T,) integers -> (T, dim) float32."""
     two_i = torch.arange(0, dim, 2, device=positions.device, dtype=torch.float32)  # (dim/2,)
     angles = positions.float()[:, None] / (10000.0 ** (two_i / dim))[None, :]  # (T, dim/2)
     pe = torch.empty(len(positions), dim, device=positions.device)
     pe[:, 0::2] = torch.sin(angles)
     pe[:, 1::2] = torch.cos(angles)
     return pe
-
 
 class SinusoidalEncoding(nn.Module):
     """An encoding function as a module, so the position signal has a name in the model (and in tracing)."""
@@ -337,19 +317,16 @@ class SinusoidalEncoding(nn.Module):
     def forward(self, positions):  # (T,) -> (T, dim)
         return self.encoding(positions, self.dim)
 
-
 def rotary_cos_sin(positions, head_size, base=10000.0):
     """Angles pos * theta_i with theta_i = base^(-2i/hs), for i < hs/2 (RoFormer, eq. 15): (T,) -> cos, sin (T, hs/2)."""
     inv_freq = base ** (-torch.arange(0, head_size, 2, device=positions.device, dtype=torch.float32) / head_size)
     angles = positions.float()[:, None] * inv_freq[None, :]  # (T, hs/2)
     return angles.cos(), angles.sin()
 
-
 def apply_rotary(x, cos, sin):
-    """Rotate each pair (x[i], x[i + hs/2]) of every head by its angle.
+    """Rotate each pair (x[i], x[i + hs/2]) of every head x (B, nh, T, hs) by its angle. The dot product of two
+    rotated vectors depends only on their distance, so RoPE encodes relative position and extends past block_size.
 
-    x: (B, nh, T, hs). The dot product of two rotated vectors depends only on their distance in
-    position, which is why RoPE encodes relative position and extends past block_size.
     Which channels pair up is a convention: the two halves, as here, in GPT-NeoX and Hugging Face Llama;
     neighbours (x[2i], x[2i+1]) in RoFormer and Meta's original Llama code. The scores are the same once
     W_q and W_k are permuted to match: to load interleaved weights, reorder the rows of each head's block
@@ -359,17 +336,14 @@ def apply_rotary(x, cos, sin):
     rotated = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # (B, nh, T, hs)
     return rotated.type_as(x)
 
-
 def make_norm(config):
     """The norm before each sublayer and at the end: GPT-2's LayerNorm, or the lab's choice (NORMS)."""
     return NORMS[config.norm](config)
-
 
 def next_token_loss(logits, targets, label_smoothing=0.0):
     """The next-token loss: the average of -log p(target) over all B*T positions (target -1: none)."""
     return F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1,
                            label_smoothing=label_smoothing)
-
 
 def check_config(config):
     """Raise ValueError naming the first impossible setting (the command line shows it as one line)."""
@@ -380,15 +354,16 @@ def check_config(config):
     for key in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd", "norm_eps", "rope_theta"):
         if getattr(config, key) <= 0:
             raise ValueError(f"{key} must be positive, got {getattr(config, key)}")
+    if config.n_kv_head < 0 or config.mlp_hidden < 0:
+        raise ValueError(f"n_kv_head and mlp_hidden must be positive, or 0 for their defaults; got {config.n_kv_head} "
+                         f"and {config.mlp_hidden}")
     if config.n_embd % config.n_head:
         raise ValueError(f"n_embd={config.n_embd} is not divisible by n_head={config.n_head}; "
                          f"pick n_head among {[h for h in range(1, 17) if config.n_embd % h == 0]}")
-    if config.n_kv_head < 0 or config.n_head % config.kv_heads:
+    if config.n_head % config.kv_heads:
         raise ValueError(f"n_kv_head={config.n_kv_head} must divide n_head={config.n_head} (each key and value head "
                          f"serves n_head / n_kv_head query heads): pick n_kv_head among "
                          f"{[h for h in range(1, config.n_head + 1) if config.n_head % h == 0]}, or 0 for n_head")
-    if config.mlp_hidden < 0:
-        raise ValueError(f"mlp_hidden must be positive, or 0 for 4 * n_embd; got {config.mlp_hidden}")
     head_size = config.n_embd // config.n_head
     if config.pos_encoding == "rope" and head_size % 2:
         raise ValueError(f"rope needs an even head size, got n_embd/n_head = {head_size}")
@@ -397,15 +372,13 @@ def check_config(config):
     if not 0.0 <= config.dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
 
-
 # ----------------------------------------------------------------------------------------------
 # Generation. Keys and values of past positions never change under the causal mask, so a KV cache
 # computes them once, and each new token runs only its own position through the model.
 
-
 class KVCache:
     """Keys and values of every layer for max_len positions: [0, pos) have been seen, slot s holds position s.
-    It stores n_kv_head heads, so grouped-query attention shrinks it by n_head / n_kv_head."""
+    It stores n_kv_head heads: grouped-query attention shrinks it by n_head / n_kv_head."""
 
     def __init__(self, n_layer, max_len):
         self.n_layer, self.max_len = n_layer, max_len
@@ -431,11 +404,8 @@ class KVCache:
     def advance(self, n):
         self.pos += n
 
-
 class Decoder:
-    """A batch of contexts being extended, and the logits of each one's next token.
-
-    Without the cache, every step runs the last block_size tokens through the model (nanoGPT). With it, the
+    """A batch of contexts being extended, and the logits of each one's next token. Without the cache, every step runs the last block_size tokens through the model (nanoGPT). With it, the
     prompt is run once (prefill) and each step feeds only the newest token; the logits are the same. The cache
     is valid only under the causal mask (with others, earlier positions change when a token is added), and
     within block_size: past it, the window is recomputed every step, as without the cache.
@@ -471,16 +441,12 @@ class Decoder:
         """Extend each context by its token: tokens (B, 1)."""
         self.context = torch.cat([self.context, tokens], dim=1)
 
-
 @torch.no_grad()
 def stream(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, use_cache=True,
            vocab_limit=None, generator=None, decoder=None):
-    """Yield (B, 1) next tokens one step at a time, continuing the prompts idx (B, T).
-
-    The tokens are the same with and without the cache (see Decoder). vocab_limit drops the padding
-    ids past the tokenizer's vocabulary. decoder: another with Decoder's next_logits and append to run
-    the steps; by default Decoder(model, idx, use_cache).
-    """
+    """Yield (B, 1) next tokens one step at a time, continuing the prompts idx (B, T); the same with and without
+    the cache. vocab_limit drops the padding ids past the tokenizer's vocabulary. decoder: another with
+    Decoder's next_logits and append to run the steps; by default Decoder(model, idx, use_cache)."""
     decoder = decoder or Decoder(model, idx, use_cache)
     for _ in range(max_new_tokens):
         logits = decoder.next_logits()[:, :vocab_limit]  # (B, vocab)
@@ -488,14 +454,10 @@ def stream(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, 
         decoder.append(next_token)
         yield next_token
 
-
 def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
-    """Pick the next token from logits (B, vocab) -> (B, 1).
-
-    temperature 0 is greedy (argmax). Otherwise logits/temperature, then top_k keeps the k most
-    likely tokens and top_p keeps the smallest set whose probability reaches p (nucleus sampling,
-    Holtzman et al. 2019), and a token is drawn from what remains.
-    """
+    """Pick the next token from logits (B, vocab) -> (B, 1). temperature 0 is greedy (argmax). Otherwise
+    logits/temperature, then top_k keeps the k most likely tokens and top_p the smallest set whose probability
+    reaches p (nucleus sampling, Holtzman et al. 2019), and a token is drawn from what remains."""
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
     logits = logits.float() / temperature
@@ -511,34 +473,19 @@ def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None)
     probs = F.softmax(logits, dim=-1)
     return torch.multinomial(probs, num_samples=1, generator=generator)
 
-
-# ----------------------------------------------------------------------------------------------
-# The parts a GPT is built from
-
-
 @dataclass
 class Parts:
-    """The pieces a GPT is built from, read when it is built (GPT(config, parts); by default PARTS):
-
-      attention     (config, layer, parts) -> a module (x (B, T, C), rotary, kv_cache) -> (B, T, C)
-      step_by_step  (attention, q, k, v, mask) -> (B, nh, T, hs): attention's path when the fused kernel's is not
-      block         (config, layer, parts) -> a module (x, rotary, kv_cache) -> (B, T, C), for residual=True
-      norm          (config) -> the module before each sublayer and at the end
-      sinusoidal    (positions (T,), dim) -> (T, dim): what pos_encoding=sinusoidal adds
-      loss          (logits (B, T, V), targets (B, T), label_smoothing) -> the scalar loss
-      cache         (n_layer, max_len) -> the KV cache a Decoder fills (pos, update, attn_mask, advance)
-    """
-    attention: object = CausalSelfAttention
-    step_by_step: object = CausalSelfAttention.step_by_step
-    block: object = Block
-    norm: object = make_norm
-    sinusoidal: object = sinusoidal_encoding
-    loss: object = next_token_loss
-    cache: object = KVCache
-
+    """What a GPT is built from, each read when it is built: GPT(config, parts), by default PARTS. learn.py trains
+    a learner's piece in place of one (`with using_parts(norm=...)`). What each takes and returns:"""
+    attention: object = CausalSelfAttention  # (config, layer, parts) -> (x (B, T, C), rotary, kv_cache) -> (B, T, C)
+    step_by_step: object = CausalSelfAttention.step_by_step  # (attention, q, k, v, mask) -> (B, nh, T, hs)
+    block: object = Block  # (config, layer, parts) -> (x (B, T, C), rotary, kv_cache) -> (B, T, C); residual=True
+    norm: object = make_norm  # (config) -> the module before each sublayer and at the end
+    sinusoidal: object = sinusoidal_encoding  # (positions (T,), dim) -> (T, dim): pos_encoding=sinusoidal's
+    loss: object = next_token_loss  # (logits (B, T, V), targets (B, T), label_smoothing) -> the loss
+    cache: object = KVCache  # (n_layer, max_len) -> what a Decoder fills: pos, update, attn_mask, advance
 
 PARTS = Parts()
-
 
 @contextmanager
 def using_parts(**parts):
@@ -549,7 +496,6 @@ def using_parts(**parts):
         yield
     finally:
         PARTS = saved
-
 
 # ==============================================================================================
 # The lab: what if attention scored, masked or normalised otherwise, or the block had no residual?
@@ -562,14 +508,12 @@ def dot_then_square(q, k): return dot(q, k).square()  # (q.k / sqrt(hs))^2: its 
 def square_then_dot(q, k): return dot(q.square(), k.square())  # sum_i q_i^2 k_i^2 / sqrt(hs)
 def neg_dot(q, k): return -dot(q, k)  # "reversed": what matches least gets the most weight
 
-
 SCORES = {"dot": dot, "dot_then_square": dot_then_square, "square_then_dot": square_then_dot, "neg_dot": neg_dot}
 
 # mask: may query t see key s? (T, S) booleans, the T queries being the last T of the S positions
 def causal_mask(T, S, device): return torch.ones(T, S, dtype=torch.bool, device=device).tril(S - T)  # no future
 def anticausal_mask(T, S, device): return torch.ones(T, S, dtype=torch.bool, device=device).triu(S - T)  # no past
 def no_mask(T, S, device): return torch.ones(T, S, dtype=torch.bool, device=device)
-
 
 MASKS = {"causal": causal_mask, "none": no_mask, "anticausal": anticausal_mask}
 
@@ -583,9 +527,7 @@ NORMS = {
 def gelu_tanh(x): return F.gelu(x, approximate="tanh")  # GPT-2's; matching it keeps Hugging Face's logits
 def relu_squared(x): return F.relu(x).square()
 
-
 ACTIVATIONS = {"gelu": gelu_tanh, "gelu_exact": F.gelu, "relu2": relu_squared}
-
 
 class SwiGLU(nn.Module):
     """mlp=swiglu, Llama's MLP: c_proj(silu(c_fc x) * c_fc2 x), a gate deciding per channel how much of c_fc2 x
@@ -602,9 +544,7 @@ class SwiGLU(nn.Module):
         h = F.silu(self.c_fc(x)) * self.c_fc2(x)  # (B, T, hidden)
         return self.dropout(self.c_proj(h))  # (B, T, C)
 
-
 MLPS = {"gelu": MLP, "swiglu": SwiGLU}
-
 
 class NoResidualBlock(Block):
     """residual=False: each sublayer sees only the one before it; nothing carries x past them."""

@@ -2,6 +2,7 @@
 leak under the others; positional encodings and attention scores against their formulas; the fused
 and explicit attention paths; dropout; parameters; config validation; the KV cache; sampling."""
 
+import dataclasses
 import math
 
 import pytest
@@ -535,3 +536,113 @@ def test_top_k_and_top_p_combine():
     logits = torch.tensor([0.5, 0.3, 0.15, 0.05]).log().expand(5000, 4)
     drawn = sample_next(logits, 1.0, top_k=3, top_p=0.99, generator=torch.Generator().manual_seed(0))
     assert set(drawn.unique().tolist()) == {0, 1, 2}
+
+
+# ---------------------------------------------------------------------------------------------
+# Llama's pieces as settings: grouped-query attention, SwiGLU, norm_eps, rope_theta
+
+
+def repeated_kv_model(gqa):
+    """A model with n_kv_head = n_head whose every key and value head is a copy of gqa's head h // group."""
+    c = gqa.config
+    full = GPT(GPTConfig(**{**dataclasses.asdict(c), "n_kv_head": 0})).eval()
+    state, hs, group = gqa.state_dict(), c.n_embd // c.n_head, c.n_head // c.kv_heads
+    for name, tensor in list(state.items()):
+        if name.endswith("attn.c_attn.weight") or name.endswith("attn.c_attn.bias"):
+            q, k, v = tensor.split([c.n_embd, c.kv_heads * hs, c.kv_heads * hs])
+            repeat = lambda t: t.unflatten(0, (c.kv_heads, hs)).repeat_interleave(group, 0).flatten(0, 1)  # noqa: E731
+            state[name] = torch.cat([q, repeat(k), repeat(v)])
+    full.load_state_dict(state)
+    return full
+
+
+@pytest.mark.parametrize("n_kv_head", [1, 2])
+@pytest.mark.parametrize("explicit_attention", [False, True])
+def test_grouped_query_attention_equals_full_attention_with_repeated_key_value_heads(batch, n_kv_head,
+                                                                                      explicit_attention):
+    x, y = batch
+    gqa = make_model(n_head=4, n_kv_head=n_kv_head, pos_encoding="rope", explicit_attention=explicit_attention).eval()
+    attn = gqa.transformer.h[0].attn
+    assert attn.c_attn.weight.shape == ((4 + 2 * n_kv_head) * 8, 32)  # q: nh heads, k and v: n_kv_head each
+    full = repeated_kv_model(gqa)
+    torch.testing.assert_close(gqa(x, y)[0], full(x, y)[0], rtol=0, atol=1e-5)
+
+
+def test_with_n_kv_head_equal_to_n_head_the_state_dict_is_gpt2s():
+    """Byte-compatible checkpoints: n_kv_head = n_head (0 or given) names and shapes every weight as before."""
+    default, given = make_model(), make_model(n_kv_head=2)
+    assert {k: v.shape for k, v in default.state_dict().items()} == {k: v.shape for k, v in given.state_dict().items()}
+    assert all(torch.equal(default.state_dict()[k], t) for k, t in given.state_dict().items())
+
+
+@pytest.mark.parametrize("n_kv_head", [4, 2, 1])
+def test_the_kv_cache_shrinks_by_n_head_over_n_kv_head(n_kv_head):
+    model = make_tiny(n_embd=32, n_head=4, n_kv_head=n_kv_head).eval()
+    prompt = random_tokens((1, 5))
+    caches = [KVCache(model.config.n_layer, 16)]
+    static = StaticDecoder(model, prompt, compile=False)
+    with torch.no_grad():
+        model(prompt, kv_cache=caches[0])
+        static.next_logits()
+    per_token = caches[0].k.numel() * caches[0].k.element_size() * 2 / 16  # keys and values, every layer
+    assert per_token == 2 * 2 * n_kv_head * 8 * 4  # k and v x layers x heads x hs x float32
+    static_bytes = sum(t.numel() * t.element_size() for t in static.cache.k + static.cache.v)
+    assert static_bytes == per_token * 16
+
+
+@pytest.mark.parametrize("pos_encoding", ["learned", "rope"])
+@pytest.mark.parametrize("n_kv_head", [1, 2])
+def test_generation_with_grouped_query_attention_is_the_same_with_and_without_the_cache(batch, pos_encoding,
+                                                                                         n_kv_head):
+    model = make_model(n_head=4, n_kv_head=n_kv_head, pos_encoding=pos_encoding, block_size=16).eval()
+    prompt = batch[0][:2, :5]
+    uncached = model.generate(prompt, 11, temperature=0, use_cache=False)
+    assert torch.equal(model.generate(prompt, 11, temperature=0), uncached)
+    assert torch.equal(model.generate(prompt, 11, temperature=0, decoder=StaticDecoder(model, prompt, compile=False)),
+                       uncached)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_swiglu_has_three_matrices_and_at_two_thirds_the_width_the_gelu_mlps_parameters(bias):
+    C = 48
+    gelu = make_tiny(n_embd=C, bias=bias).transformer.h[0].mlp
+    swiglu = make_tiny(n_embd=C, bias=bias, mlp="swiglu", mlp_hidden=2 * 4 * C // 3).transformer.h[0].mlp
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    h = 128
+    assert count(swiglu) == 3 * C * h + (2 * h + C if bias else 0)
+    assert count(gelu) == 2 * C * 4 * C + (4 * C + C if bias else 0)
+    assert count(swiglu) - count(gelu) == (0 if not bias else 2 * h - 4 * C)  # equal matrices; biases differ
+    x = torch.randn(2, 3, C)
+    expected = swiglu.c_proj(F.silu(swiglu.c_fc(x)) * swiglu.c_fc2(x))  # w2(silu(w1 x) * w3 x), Shazeer 2020
+    torch.testing.assert_close(swiglu(x), expected)
+
+
+def test_norm_eps_reaches_every_norm_and_rope_theta_the_angles(batch):
+    for norm, kind in [("layernorm", torch.nn.LayerNorm), ("rmsnorm", torch.nn.RMSNorm)]:
+        model = make_model(norm=norm, norm_eps=1e-3)
+        norms = [m for m in model.modules() if isinstance(m, kind)]
+        assert len(norms) == 2 * 2 + 1 and all(m.eps == 1e-3 for m in norms)
+    assert make_model(norm="rmsnorm").transformer.ln_f.eps == 1e-5  # Llama's, not torch's default (None)
+    x, _ = batch
+    base, other = make_model(pos_encoding="rope").eval(), make_model(pos_encoding="rope", rope_theta=500000.0).eval()
+    seen = {}
+    with tracing(other, lambda name, t: seen.setdefault(name, t)):
+        logits_of(other, x[:1, :8])
+    q, cos_sin = seen["h.0.attn.q"], rotary_cos_sin(torch.arange(8), 16, 500000.0)
+    torch.testing.assert_close(seen["h.0.attn.q_rope"], apply_rotary(q, *cos_sin))
+    assert not torch.allclose(logits_of(base, x[:1, :8]), logits_of(other, x[:1, :8]))
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (dict(n_head=4, n_kv_head=3), ["n_kv_head=3", "n_head=4", "[1, 2, 4]"]),
+    (dict(n_kv_head=-1), ["n_kv_head", "-1"]),
+    (dict(mlp_hidden=-8), ["mlp_hidden", "-8"]),
+    (dict(norm_eps=0.0), ["norm_eps", "positive"]),
+    (dict(rope_theta=-1.0), ["rope_theta", "positive"]),
+    (dict(mlp="geglu"), ["mlp='geglu'", "'swiglu'"]),
+])
+def test_validate_rejects_impossible_llama_settings(overrides, words):
+    with pytest.raises(ValueError) as e:
+        tiny(**overrides).validate()
+    for word in words:
+        assert word in str(e.value)
