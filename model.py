@@ -416,7 +416,7 @@ class Decoder:
         self.use_cache = use_cache and model.config.mask == "causal"
         self.cache = None
 
-    def new_cache(self):
+    def new_cache(self):  # with full(), what a decoder that slides its cache past block_size changes
         return self.model.parts.cache(self.model.config.n_layer, self.model.config.block_size)
 
     def full(self):
