@@ -646,3 +646,22 @@ def test_validate_rejects_impossible_llama_settings(overrides, words):
         tiny(**overrides).validate()
     for word in words:
         assert word in str(e.value)
+
+
+@pytest.mark.parametrize("norm", ["layernorm", "rmsnorm"])
+def test_a_checkpoint_written_before_the_llama_settings_loads_as_it_was_trained(batch, norm):
+    """Without n_kv_head, mlp, mlp_hidden, norm_eps and rope_theta in model_args: GPT-2's defaults, and an rmsnorm
+    model keeps the eps it was trained with (torch's default then, not 1e-5)."""
+    from gptkit.checkpoint import model_from_checkpoint
+
+    model = make_model(norm=norm).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.RMSNorm):
+                m.eps = None  # how nn.RMSNorm(n_embd) was built before norm_eps
+    new = ("n_kv_head", "mlp", "mlp_hidden", "norm_eps", "rope_theta")
+    old_args = {k: v for k, v in dataclasses.asdict(model.config).items() if k not in new}
+    loaded = model_from_checkpoint({"model": model.state_dict(), "model_args": old_args}).eval()
+    assert loaded.config.mlp == "gelu" and loaded.config.kv_heads == loaded.config.n_head
+    x, _ = batch
+    assert torch.equal(logits_of(loaded, x), logits_of(model, x))
