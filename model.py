@@ -71,7 +71,7 @@ class GPTConfig:
     fused_attention = property(lambda self: self.attn_score == "dot" and self.mask in ("causal", "none")
                                and not self.explicit_attention)
     kv_heads = property(lambda self: self.n_kv_head or self.n_head)
-    hidden = property(lambda self: self.mlp_hidden or 4 * self.n_embd)  # the MLP's width
+    mlp_width = property(lambda self: self.mlp_hidden or 4 * self.n_embd)
 
 # ----------------------------------------------------------------------------------------------
 # The model
@@ -152,9 +152,9 @@ def repeat_kv(x, n):
 class MLP(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, config.hidden, bias=config.bias)
+        self.c_fc = nn.Linear(config.n_embd, config.mlp_width, bias=config.bias)
         self.activation = ACTIVATIONS[config.activation]  # GPT-2's: GELU, tanh form (gelu_tanh, below)
-        self.c_proj = nn.Linear(config.hidden, config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.mlp_width, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
@@ -318,7 +318,7 @@ class SinusoidalEncoding(nn.Module):
         return self.encoding(positions, self.dim)
 
 def rotary_cos_sin(positions, head_size, base=10000.0):
-    """Angles pos * theta_i with theta_i = base^(-2i/hs), for i < hs/2 (RoFormer, eq. 15): (T,) -> cos, sin (T, hs/2)."""
+    """Angles pos * theta_i, theta_i = base^(-2i/hs) for i < hs/2 (RoFormer, eq. 15): (T,) -> cos, sin (T, hs/2)."""
     inv_freq = base ** (-torch.arange(0, head_size, 2, device=positions.device, dtype=torch.float32) / head_size)
     angles = positions.float()[:, None] * inv_freq[None, :]  # (T, hs/2)
     return angles.cos(), angles.sin()
@@ -405,11 +405,11 @@ class KVCache:
         self.pos += n
 
 class Decoder:
-    """A batch of contexts being extended, and the logits of each one's next token. Without the cache, every step runs the last block_size tokens through the model (nanoGPT). With it, the
-    prompt is run once (prefill) and each step feeds only the newest token; the logits are the same. The cache
-    is valid only under the causal mask (with others, earlier positions change when a token is added), and
-    within block_size: past it, the window is recomputed every step, as without the cache.
-    """
+    """A batch of contexts being extended, and the logits of each one's next token. Without the cache, every
+    step runs the last block_size tokens through the model (nanoGPT). With it, the prompt is run once (prefill)
+    and each step feeds only the newest token; the logits are the same. The cache is valid only under the
+    causal mask (with others, earlier positions change when a token is added), and within block_size: past it,
+    the window is recomputed every step, as without the cache."""
 
     def __init__(self, model, idx, use_cache=True):
         self.model, self.context = model, idx  # (B, T) token ids
@@ -489,7 +489,7 @@ PARTS = Parts()
 
 @contextmanager
 def using_parts(**parts):
-    """Every GPT built inside the `with` takes these parts in place of PARTS' (learn.py trains a learner's so)."""
+    """Every GPT built inside the `with` takes these parts in place of PARTS' (how learn.py trains a learner's)."""
     global PARTS
     saved, PARTS = PARTS, dataclasses.replace(PARTS, **parts)
     try:
@@ -535,9 +535,9 @@ class SwiGLU(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, config.hidden, bias=config.bias)  # the gate
-        self.c_fc2 = nn.Linear(config.n_embd, config.hidden, bias=config.bias)  # up
-        self.c_proj = nn.Linear(config.hidden, config.n_embd, bias=config.bias)  # down
+        self.c_fc = nn.Linear(config.n_embd, config.mlp_width, bias=config.bias)  # the gate
+        self.c_fc2 = nn.Linear(config.n_embd, config.mlp_width, bias=config.bias)  # up
+        self.c_proj = nn.Linear(config.mlp_width, config.n_embd, bias=config.bias)  # down
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):

@@ -96,7 +96,8 @@ class StaticKVCache:
     def attn_mask(self, T, device):
         """(T, max_len): query pos + t sees the slots up to its own, so the causal mask hides the slots not
         written yet too. Always a tensor: a compiled step has the same shapes every time."""
-        return torch.arange(self.max_len, device=device)[None, :] <= (self.pos + torch.arange(T, device=device))[:, None]
+        queries = self.pos + torch.arange(T, device=device)  # (T,) positions
+        return torch.arange(self.max_len, device=device)[None, :] <= queries[:, None]  # (T, max_len)
 
     def advance(self, n):
         self.pos += n  # in place: the same tensor every step

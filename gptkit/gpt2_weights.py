@@ -150,7 +150,7 @@ def check_exportable(config):
                 if getattr(config, key) != want]
     if config.kv_heads != config.n_head:
         problems.append(f"n_kv_head={config.n_kv_head} (GPT-2: n_head's {config.n_head} key and value heads)")
-    if config.hidden != 4 * config.n_embd:
+    if config.mlp_width != 4 * config.n_embd:
         problems.append(f"mlp_hidden={config.mlp_hidden} (GPT-2: 4 * n_embd)")
     if config.activation not in OUR_ACTIVATIONS:
         problems.append(f"activation={config.activation!r} (GPT-2: 'gelu' or 'gelu_exact')")

@@ -129,7 +129,7 @@ def activation_bytes(config, batch_size, w, checkpointing=None):
     checkpointing = config.activation_checkpointing if checkpointing is None else checkpointing
     B, T, C, V = batch_size, config.block_size, config.n_embd, config.vocab_size
     qkv = C + 2 * config.kv_heads * (C // config.n_head)  # q, k and v (3C without grouped-query attention)
-    mlp = (4 if config.mlp == "swiglu" else 2) * config.hidden  # the activation's inputs and outputs
+    mlp = (4 if config.mlp == "swiglu" else 2) * config.mlp_width  # the activation's inputs and outputs
     per_block = B * T * (C * (2 * 4 + (2 if config.dropout > 0 else 0)) + w * (3 * C + qkv + mlp))
     if not config.fused_attention:  # the T x T scores, softmaxed in float32; dropped weights and masks
         per_block += B * config.n_head * T * T * (4 + (1 + w if config.dropout > 0 else 0))

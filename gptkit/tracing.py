@@ -22,8 +22,8 @@ MASKS = {"causal": "True where the key is the query itself or in its past",
 
 def mlp_words(c):
     if c.mlp == "swiglu":
-        return f"SwiGLU MLP: c_proj(silu(c_fc x) * c_fc2 x), {c.hidden} wide inside"
-    width = "4C" if c.hidden == 4 * c.n_embd else str(c.hidden)
+        return f"SwiGLU MLP: c_proj(silu(c_fc x) * c_fc2 x), {c.mlp_width} wide inside"
+    width = "4C" if c.mlp_width == 4 * c.n_embd else str(c.mlp_width)
     return f"MLP: Linear to {width}, {c.activation}, Linear back to C"
 
 
@@ -35,8 +35,8 @@ STEPS = {
     "pos_emb": lambda c: f"{c.pos_encoding} position encoding, added to tok_emb (broadcast over B)",
     "ln_1": lambda c: f"{NORMS[c.norm]} (before attention)",
     "attn.q": "queries: what each position looks for, one set per head",
-    "attn.k": lambda c: "keys: what each position can be found by" + (
-        f" ({c.kv_heads} heads, each shared by {c.n_head // c.kv_heads} query heads)" if c.kv_heads != c.n_head else ""),
+    "attn.k": lambda c: "keys: what each position can be found by" + (f" ({c.kv_heads} heads, each shared by "
+                        f"{c.n_head // c.kv_heads} query heads)" if c.kv_heads != c.n_head else ""),
     "attn.v": "values: what each position passes on when attended to",
     "attn.q_norm": "queries RMS-normalised per head (qk_norm): the score can no longer grow with |q|",
     "attn.k_norm": "keys RMS-normalised per head (qk_norm)",
