@@ -15,6 +15,7 @@ import json
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -181,6 +182,36 @@ def optional_sink(setting, package, open_sink):
         print(f"warning: {setting}=True but the {package} package is not installed (pip install {package}); "
               f"training goes on without it", file=sys.stderr)
         return None
+
+
+class Speed:
+    """Training tokens per second: `rate` smoothed for the progress bar and log.jsonl, and the mean over every
+    timed step. The clock restarts after each evaluation, so only training counts."""
+
+    def __init__(self, tokens_per_iter):
+        self.tokens_per_iter, self.rate = tokens_per_iter, 0.0
+        self.timed_iters, self.timed_s = 0, 0.0
+        self.restart()
+
+    def restart(self):
+        self.last = time.time()
+
+    def update(self, iters):
+        now = time.time()
+        rate = iters * self.tokens_per_iter / (now - self.last)
+        self.rate = rate if self.rate == 0 else 0.9 * self.rate + 0.1 * rate
+        self.timed_iters, self.timed_s, self.last = self.timed_iters + iters, self.timed_s + now - self.last, now
+        return self.rate
+
+    def summary(self, iters, wall_s):
+        """`, N tokens/s overall; M tokens/s while training` for `iters` steps in `wall_s` seconds of a run
+        (its start, evaluations and saves included): the second is the steps' alone; "" when nothing trained."""
+        if not iters or wall_s <= 0:
+            return ""
+        overall = f", {iters * self.tokens_per_iter / wall_s:,.0f} tokens/s overall"
+        if not self.timed_s:
+            return overall
+        return f"{overall}; {self.timed_iters * self.tokens_per_iter / self.timed_s:,.0f} tokens/s while training"
 
 
 class EvalSamples:
