@@ -77,7 +77,7 @@ def start_run(model_cfg, cfg, data, dist, device, dtype, ctx, given):
     resume_iter = progress.iter_num if cfg.init_from == "resume" else None
     log = open_run_log(cfg, {**asdict(model.config), **asdict(cfg)}, resume_iter) if dist.master else None
     sampling = cfg.eval_sample_tokens and dist.evaluates  # rank 0 alone writes samples.txt
-    samples = EvalSamples(cfg, data.meta, device, resume_iter, write=dist.master) if sampling else None
+    samples = EvalSamples(cfg, data, device, resume_iter, write=dist.master) if sampling else None
     tokens_per_iter = cfg.batch_size * model.config.block_size * cfg.gradient_accumulation_steps
     if dist.master:
         if model.config.sees_the_future:
