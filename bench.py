@@ -7,6 +7,9 @@
                                                         float32 and int8 on the dataset it was trained on
   python bench.py int8 [--n_layer=6 ...]                  ms per token at batch 1, float32 vs each int8
                                                         implementation (PyTorch's dynamic int8, torchao's)
+  python bench.py kv_heads [--kv_heads=6,2,1 ...]         batch-1 sampling with the KV cache for each n_kv_head
+                                                        (grouped-query attention): tokens/s, and the cache's
+                                                        bytes per token
   python bench.py llama_cpp FILE.gguf [--new_tokens=255]  the same batch-1 sampling in llama.cpp itself, on a
                                                         file export.py wrote (needs llama-cpp-python)
   python bench.py train config/x.py [--key=value ...]      training tokens/s, MFU, peak memory
@@ -19,17 +22,19 @@
                                                         that fits: the planner of gptkit/memory.py, no GPU needed
 
 Without OUT_DIR, sampling and training run on random weights and random tokens: speed does not
-depend on them. Without a config file, sample and int8 time the 6x384 Shakespeare model of docs/sampling.md.
+depend on them. Without a config file, sample, int8 and kv_heads time the 6x384 Shakespeare model of
+docs/sampling.md.
 """
 
 import contextlib
 import copy
 import importlib.util
 import json
+import math
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 
@@ -42,7 +47,7 @@ from gptkit.config import command_args, parse_args
 from gptkit.data import TokenData, load_meta, model_vocab_size
 from gptkit.decode import SlidingDecoder, StaticDecoder, why_not_static
 from gptkit.errors import UserError, first_line, run_main
-from gptkit.memory import USABLE
+from gptkit.memory import USABLE, kv_cache_bytes_per_token
 from gptkit.optim import make_optimizer
 from gptkit.quantize import quantize
 from gptkit.runlog import read_log
@@ -62,6 +67,7 @@ class BenchConfig:
     bench_compile: bool = True  # sample: also time the compiled static-cache step (each variant compiles: minutes)
     nanogpt_dir: str = ""  # sample: a karpathy/nanoGPT checkout, to time its own model.py's generate too
     peak_flops: float = 0.0  # the device's peak FLOP/s for MFU; 0: look it up by GPU name
+    kv_heads: list[int] = field(default_factory=list)  # kv_heads: the n_kv_head to time; empty: n_head's divisors
 
     def validate(self):
         if self.new_tokens <= 0:
@@ -398,6 +404,29 @@ def time_linears(model, iters, ctx):
     return (time.perf_counter() - t0) / iters
 
 
+def bench_kv_heads(model_cfg, cfg, bench):
+    """Batch-1 sampling with the KV cache (bench_sample's "kv cache" row) of one model with each n_kv_head of
+    bench.kv_heads (grouped-query attention; n_head first is the plain model): tokens/s, the best of 3 runs
+    taken in turn, and the cache's bytes per token, which falls by n_head / n_kv_head. Random weights."""
+    device = pick_device(cfg.device)
+    dtype = pick_dtype(cfg.dtype, device)
+    ctx = setup_torch(device, dtype, cfg.threads)
+    kv_heads = bench.kv_heads or [h for h in range(model_cfg.n_head, 0, -1) if model_cfg.n_head % h == 0]
+    configs = [replace(model_cfg, n_kv_head=h) for h in kv_heads]
+    models = [GPT(config).to(device).eval() for config in configs]  # checked (n_kv_head divides n_head) here
+    seconds = [math.inf] * len(models)
+    for _ in range(3):  # in turn, so that a busy moment slows all of them, and the best of each
+        for i, model in enumerate(models):
+            seconds[i] = min(seconds[i], time_generation(model, 1, bench.new_tokens, "kv cache", ctx, device)[0])
+    kv = [kv_cache_bytes_per_token(config, 2 if dtype in (torch.bfloat16, torch.float16) else 4) for config in configs]
+    rows = [(h, f"{b:,}", f"{kv[0] / b:.1f}x", f"{bench.new_tokens / dt:,.0f}", f"{1000 * dt / bench.new_tokens:.2f}",
+             f"{seconds[0] / dt:.2f}x") for h, b, dt in zip(kv_heads, kv, seconds)]
+    c = model_cfg
+    print(f"batch 1, {bench.new_tokens} new tokens with the KV cache, {c.n_layer}x{c.n_embd}, {c.n_head} query heads, "
+          f"block {c.block_size}, random weights, {machine(device)}")
+    print_table(["n_kv_head", "KV bytes/token", "smaller", "tokens/s", "ms/token", "vs n_head"], rows)
+
+
 def bench_llama_cpp(cfg):
     """Tokens/s of llama.cpp (through llama-cpp-python) sampling cfg.new_tokens at batch 1 after a one-token
     prompt, temperature 0.8 and top_k 200 as bench.py sample: the figure to set beside sample.py's."""
@@ -492,7 +521,7 @@ def print_table(header, rows):
 
 
 SPEED = [GPTConfig, TrainConfig, BenchConfig]
-COMMANDS = {"sample": SPEED, "int8": SPEED, "llama_cpp": [LlamaCppConfig], "train": SPEED,
+COMMANDS = {"sample": SPEED, "int8": SPEED, "kv_heads": SPEED, "llama_cpp": [LlamaCppConfig], "train": SPEED,
             "time_to_loss": [TimeToLossConfig], "memory": [GPTConfig, TrainConfig, MemoryConfig]}
 
 
@@ -509,7 +538,7 @@ def parse(argv):
     run_dir = positional[0] if command == "sample" and positional and not positional[0].endswith(".py") else None
     if run_dir:
         rest = [a for a in rest if a != run_dir]
-    elif command in ("sample", "int8") and not positional:
+    elif command in ("sample", "int8", "kv_heads") and not positional:
         # without a config file: the 6x384 Shakespeare model of docs/sampling.md
         defaults = ["--n_layer=6", "--n_head=6", "--n_embd=384", "--block_size=256", "--vocab_size=65", "--device=cpu"]
         rest = defaults + rest
@@ -528,6 +557,8 @@ def main(argv):
     model_cfg, cfg, bench = configs
     if command == "sample":
         return bench_sample(model_cfg, cfg, bench, run_dir)
+    if command == "kv_heads":
+        return bench_kv_heads(model_cfg, cfg, bench)
     (bench_int8 if command == "int8" else bench_train)(model_cfg, cfg, bench)
 
 

@@ -4,18 +4,19 @@
 
 --to=hf writes DEST as a Hugging Face GPT-2 directory (config.json, model.safetensors, and the tokenizer
 files for GPT-2's BPE vocabulary) that `GPT2LMHeadModel.from_pretrained(DEST)` loads and that gives
-the same logits. Needs `transformers` (pip install transformers).
+the same logits; a Llama-shaped model (RoPE, RMSNorm, SwiGLU: docs/llama.md) as a LlamaForCausalLM
+directory. Needs `transformers` (pip install transformers).
 --to=gguf writes one GGUF file, tokenizer included, that llama.cpp (llama-cli, llama-cpp-python,
-Ollama) runs as its gpt2 architecture; --gguf_type=f16 (default), f32 or q8_0. Needs `gguf`
-(pip install gguf); gptkit/gguf_export.py describes the format.
+Ollama) runs as its gpt2 architecture, or its llama one; --gguf_type=f16 (default), f32 or q8_0.
+Needs `gguf` (pip install gguf); gptkit/gguf_export.py describes the format.
 
 --to=pt writes ckpt.pt and best.pt in out_dir from the sharded checkpoints (ckpt.dcp/, best.dcp/) of a
 parallel=fsdp run, in this one process; the end of an fsdp run does it too, so this is for a run that
 was killed. The other scripts read those files.
 
-Only the GPT-2 architecture can be exported: learned positions, dot-product causal attention,
-residuals, LayerNorm, GELU, no QK-norm. A model without biases is exported with zero biases, which
-is exact. Works on nanoGPT checkpoints too (their exact GELU becomes GPT-2's activation_function="gelu").
+Two architectures can be exported: GPT-2 (learned positions, LayerNorm, GELU) and Llama (RoPE, RMSNorm,
+SwiGLU), both with dot-product causal attention, residuals and no QK-norm. A GPT-2 without biases is
+exported with zero biases, which is exact. Works on nanoGPT checkpoints too (their exact GELU becomes GPT-2's activation_function="gelu").
 """
 
 import sys
@@ -35,7 +36,7 @@ class ExportConfig:
     out_dir: str = "out"  # the run folder train.py wrote
     ckpt: str = "best"  # best (best.pt, lowest val loss), latest (ckpt.pt), or a path to a .pt file
     # pt: ckpt.pt and best.pt in out_dir from the sharded checkpoints of a parallel=fsdp run
-    to: Literal["hf", "gguf", "pt"] = "hf"  # hf: a Hugging Face GPT-2 directory; gguf: one file for llama.cpp
+    to: Literal["hf", "gguf", "pt"] = "hf"  # hf: a Hugging Face GPT-2 or Llama directory; gguf: one file for llama.cpp
     gguf_type: Literal["f32", "f16", "q8_0"] = "f16"  # --to=gguf: how the weight matrices are stored
     dest: str = ""  # the directory (hf) or file (gguf) to write: the positional argument
     data_dir: str = "data"  # where a nanoGPT checkpoint's char-level vocabulary is: <dataset>/meta.pkl
@@ -58,7 +59,7 @@ def main(argv):
     if cfg.to == "pt":
         return files_from_sharded_run(cfg.out_dir)
     from gptkit.gguf_export import export_gguf, require_gguf
-    from gptkit.hf_weights import export_hf, require_transformers
+    from gptkit.hf_weights import export_hf, hf_architecture, require_transformers
 
     if cfg.to == "gguf":  # the missing package is an error before reading a large checkpoint
         require_gguf()
@@ -70,8 +71,10 @@ def main(argv):
         print(export_gguf(trained.model, meta, cfg.dest, cfg.gguf_type))
         return
     files = export_hf(trained.model, cfg.dest, meta)
-    print(f"exported {trained.path} as a Hugging Face GPT-2 to {cfg.dest}/ ({', '.join(files)}); load it with "
-          f"GPT2LMHeadModel.from_pretrained({cfg.dest!r})")
+    name, cls = {"gpt2": ("GPT-2", "GPT2LMHeadModel"), "llama": ("Llama", "LlamaForCausalLM")}[
+        hf_architecture(trained.model.config)]
+    print(f"exported {trained.path} as a Hugging Face {name} to {cfg.dest}/ ({', '.join(files)}); load it with "
+          f"{cls}.from_pretrained({cfg.dest!r})")
 
 
 def files_from_sharded_run(out_dir):

@@ -1,4 +1,6 @@
 """Sample from a trained model: python sample.py --out_dir=out-shakespeare-char --start="ROMEO:"
+Or from a pretrained one, as nanoGPT: python sample.py --init_from=gpt2-xl --start="What is the answer"
+(OpenAI's GPT-2 by name, or a local Hugging Face GPT-2 or Llama directory, which brings its tokenizer.json).
 
 Streams the first sample to the terminal as its tokens are made (all samples are decoded together,
 as one batch), then prints the others. --start=FILE:prompt.txt reads the prompt from a file.
@@ -18,6 +20,7 @@ from gptkit.checkpoint import load_trained
 from gptkit.config import parse_args
 from gptkit.errors import UserError, run_main
 from gptkit.decode import SlidingDecoder, StaticDecoder, beam_search, why_not_static
+from gptkit.hf_weights import PRETRAINED, check_init_from, trained_from_pretrained
 from gptkit.quantize import quantize
 from gptkit.shape_trace import print_shape_trace
 from gptkit.system import pick_device, pick_dtype, setup_torch
@@ -29,6 +32,9 @@ SEPARATOR = "\n---------------\n"
 
 @dataclass
 class SampleConfig:
+    # resume: out_dir's checkpoint; gpt2 (or -medium, -large, -xl): OpenAI's GPT-2; or a Hugging Face GPT-2 or
+    # Llama directory (config.json, model.safetensors, tokenizer.json)
+    init_from: str = "resume"
     out_dir: str = "out"  # the run folder train.py wrote
     ckpt: str = "best"  # best (best.pt, lowest val loss), latest (ckpt.pt), or a path to a .pt file
     data_dir: str = "data"  # where a nanoGPT checkpoint's char-level vocabulary is: <dataset>/meta.pkl
@@ -53,6 +59,7 @@ class SampleConfig:
     trace_layer: int | None = None  # with trace_shapes: show only this layer's steps (0 is the first)
 
     def validate(self):
+        check_init_from(self.init_from, ("resume", *PRETRAINED))
         if self.num_samples <= 0 or self.max_new_tokens < 0:
             raise UserError("num_samples must be positive and max_new_tokens not negative")
         if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
@@ -75,6 +82,10 @@ class Printer:
             sys.stdout.flush()
             self.shown = len(text)
 
+    def finish(self):
+        """Print what is held back: the sample ended inside a character, which stays U+FFFD."""
+        sys.stdout.write(self.tokenizer.decode(self.ids)[self.shown:])
+
 
 @run_main
 def main(argv):
@@ -82,7 +93,10 @@ def main(argv):
     device = pick_device(cfg.device)
     dtype = pick_dtype(cfg.dtype, device)
     ctx = setup_torch(device, dtype)
-    trained = load_trained(cfg.out_dir, cfg.ckpt, cfg.data_dir, device)
+    if cfg.init_from == "resume":
+        trained = load_trained(cfg.out_dir, cfg.ckpt, cfg.data_dir, device)
+    else:
+        trained = trained_from_pretrained(cfg.init_from, device)
     model, tokenizer = trained.model, trained.tokenizer
     model = quantize(model, cfg.quantize, device, dtype)
     if model.config.sees_the_future:
@@ -93,7 +107,8 @@ def main(argv):
     prompt = prompt_ids(tokenizer, read_prompt(cfg.start))
     idx = torch.tensor([prompt] * cfg.num_samples, dtype=torch.long, device=device)  # (B, T)
     if cfg.trace_shapes:
-        source = f"trained: {trained.path} (iter {trained.iter_num})"
+        source = f"trained: {trained.path} (iter {trained.iter_num})" if cfg.init_from == "resume" else \
+            f"pretrained: {cfg.init_from}"
         print_shape_trace(model, idx, tokenizer=tokenizer, values=cfg.trace_values, layer=cfg.trace_layer,
                           source=source)
         return
@@ -110,6 +125,7 @@ def main(argv):
         for token in stream(model, idx, cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k or None,
                             top_p=cfg.top_p, vocab_limit=tokenizer.vocab_size, generator=generator, decoder=decoder):
             out.add(token[0, 0].item())
+    out.finish()
     elapsed = time.time() - t0
     for row in decoder.context[1:].tolist():  # (B - 1, T + max_new_tokens): the samples after the streamed one
         sys.stdout.write(SEPARATOR + tokenizer.decode(row))

@@ -31,10 +31,11 @@ from typing import Literal
 import torch
 from tqdm import tqdm
 
-from gptkit.config import build_configs, closest_key_hint, read_command_line
+from gptkit.config import build_configs, read_command_line
 from gptkit.data import TokenData
 from gptkit.distributed import agreed, broadcast_flag, check_parallel, no_sync, setup_distributed, teardown_distributed
 from gptkit.errors import UserError, run_main
+from gptkit.hf_weights import PRETRAINED, check_init_from
 from gptkit.rundir import claim_out_dir
 from gptkit.sharded import files_from_sharded, save_checkpoint_or_shards
 from gptkit.system import StopRequest, pick_device, pick_dtype, rng_state, setup_torch
@@ -44,8 +45,9 @@ from model import GPTConfig
 # ----------------------------------------------------------------------------------------------
 # the settings (the model's are GPTConfig in model.py)
 
-# init_from: a fresh model, out_dir/ckpt.pt, OpenAI's GPT-2 weights (gptkit/hf_weights.py), or a GPT-2 directory
-INIT_FROM = ("scratch", "resume", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+# init_from: a fresh model, out_dir/ckpt.pt, OpenAI's GPT-2 weights, or a Hugging Face GPT-2 or Llama directory
+# (gptkit/hf_weights.py)
+INIT_FROM = ("scratch", "resume", *PRETRAINED)
 
 
 @dataclass
@@ -53,7 +55,7 @@ class TrainConfig:
     out_dir: str = "out"  # checkpoints (ckpt.pt, best.pt), log.jsonl and samples.txt
     dataset: str = "shakespeare_char"  # a folder under data_dir written by prepare.py
     data_dir: str = "data"  # where prepare.py wrote the datasets
-    init_from: str = "scratch"  # scratch, resume, gpt2, gpt2-medium, gpt2-large, gpt2-xl, or a GPT-2 directory
+    init_from: str = "scratch"  # scratch, resume, gpt2, gpt2-medium, gpt2-large, gpt2-xl, or a GPT-2 or Llama directory
     overwrite: bool = False  # allow a scratch run to replace the checkpoints already in out_dir
     # tokens per optimizer step = batch_size * block_size * gradient_accumulation_steps
     batch_size: int = 12  # sequences per micro-batch (per forward and backward pass)
@@ -116,9 +118,7 @@ class TrainConfig:
     def validate(self):
         if not self.out_dir:  # "" would be the current folder, named nowhere: say it
             raise UserError("out_dir is empty; name the folder for checkpoints and log.jsonl, e.g. --out_dir=out")
-        if self.init_from not in INIT_FROM and not Path(self.init_from).is_dir():
-            raise UserError(f"init_from={self.init_from!r} is not one of {', '.join(INIT_FROM)} nor a directory "
-                            f"holding a GPT-2 checkpoint{closest_key_hint(self.init_from, list(INIT_FROM))}")
+        check_init_from(self.init_from, INIT_FROM)
         for key in ("batch_size", "gradient_accumulation_steps", "eval_interval", "log_interval"):
             if getattr(self, key) <= 0:
                 raise UserError(f"{key} must be positive, got {getattr(self, key)}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from gptkit.checkpoint import load_trained
-from gptkit.tokenizer import load_tokenizer, word_tokens
+from gptkit.tokenizer import word_tokens
 from gptkit.tracing import tracing
 
 
@@ -17,16 +17,17 @@ class ModelSource:
     out_dir: str = "out"  # the run whose checkpoint to draw
     ckpt: str = "best"  # best (best.pt), latest (ckpt.pt), or a path to a .pt file
     data_dir: str = "data"  # where a nanoGPT checkpoint's char-level vocabulary is: <dataset>/meta.pkl
-    init_from: str = ""  # gpt2 (or -medium, -large, -xl) or a GPT-2 directory: draw OpenAI's GPT-2 instead
+    init_from: str = ""  # gpt2 (or -medium, -large, -xl) or a GPT-2 or Llama directory: draw it instead
 
 
 def load_model(cfg):
-    """(model, tokenizer, name) to draw: a trained checkpoint, or GPT-2 itself (init_from)."""
+    """(model, tokenizer, name) to draw: a trained checkpoint, or a pretrained one (init_from)."""
     if cfg.init_from:
-        from gptkit.hf_weights import load_hf_gpt2
+        from gptkit.hf_weights import trained_from_pretrained
 
-        model = load_hf_gpt2(cfg.init_from).eval()
-        return model, load_tokenizer({"tokenizer": "gpt2"}), f"GPT-2 ({cfg.init_from})"
+        pretrained = trained_from_pretrained(cfg.init_from)
+        kind = "GPT-2" if pretrained.model.config.pos_encoding == "learned" else "Llama"
+        return pretrained.model, pretrained.tokenizer, f"{kind} ({cfg.init_from})"
     trained = load_trained(cfg.out_dir, cfg.ckpt, cfg.data_dir)
     return trained.model, trained.tokenizer, f"{trained.path} (iter {trained.iter_num})"
 

@@ -239,7 +239,7 @@ def _coerce(key, value, typ):
         raise UserError(errors[0])
     if origin is list:
         (item,) = typing.get_args(typ)
-        return [_coerce(key, v, item) for v in (value if isinstance(value, list) else [value])]
+        return [_coerce(key, v, item) for v in (value if isinstance(value, (list, tuple)) else [value])]  # 6,2,1 too
     if typ is bool:
         if isinstance(value, bool):
             return value

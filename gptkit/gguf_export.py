@@ -1,4 +1,5 @@
-"""Our GPT as a GGUF file that llama.cpp runs as its `gpt2` architecture (llama-cli, llama-cpp-python, Ollama).
+"""Our GPT as a GGUF file that llama.cpp runs as its `gpt2` architecture (llama-cli, llama-cpp-python, Ollama),
+or as its `llama` architecture for a Llama-shaped model (RMSNorm, RoPE, SwiGLU: docs/llama.md).
 
     export_gguf(model, meta, "model.gguf", "f16")   # or "f32", "q8_0"
 
@@ -10,9 +11,9 @@ quantized type. What llama.cpp's gpt2 loader reads (src/models/gpt2.cpp), and wh
     gpt2.context_length                  block_size (the rows of the learned position table)
     gpt2.embedding_length                n_embd
     gpt2.block_count                     n_layer
-    gpt2.feed_forward_length             4 * n_embd
+    gpt2.feed_forward_length             the MLP's width (4 * n_embd)
     gpt2.attention.head_count            n_head
-    gpt2.attention.layer_norm_epsilon    1e-5 (nn.LayerNorm's default, GPT-2's)
+    gpt2.attention.layer_norm_epsilon    norm_eps (1e-5: nn.LayerNorm's default, GPT-2's)
     tokenizer.ggml.*                     the vocabulary: see gpt2_vocab and char_vocab
 
     tensor (ggml shape: row length first)   ours (torch shape)
@@ -33,6 +34,18 @@ weights back to this). The names come from gguf's own table for GPT-2's Hugging 
 are ours. Vocabulary rows are cut to the tokenizer's (50304 -> 50257): sample.py never samples the
 padding either. A model without biases gets zero biases (llama.cpp's gpt2 requires them; exact).
 
+A Llama-shaped model (hf_weights.hf_architecture) is written as llama.cpp's `llama` (src/models/llama.cpp):
+its tensors are those of Hugging Face's LlamaForCausalLM (hf_weights.llama_state_dict) under gguf's
+names for them (token_embd, blk.N.attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm, ffn_gate,
+ffn_up, ffn_down, output_norm, output), its metadata llama.context_length, embedding_length,
+block_count, feed_forward_length (the MLP's width), attention.head_count, attention.head_count_kv
+(n_kv_head), attention.layer_norm_rms_epsilon (norm_eps), rope.dimension_count (the head size) and
+rope.freq_base (rope_theta). One twist: llama.cpp's RoPE for `llama` rotates neighbouring pairs
+(x[2i], x[2i+1]), as Meta's and RoFormer's code, while ours and Hugging Face's rotate (x[i], x[i + hs/2]).
+So the rows of attn_q and attn_k are reordered within each head (interleave_rope_rows, llama.cpp's
+convert_hf_to_gguf.py LlamaModel.permute): row i goes to 2i, row i + hs/2 to 2i + 1, and both
+conventions compute the same attention.
+
 Tensor types follow the converter: 1-D tensors (biases, LayerNorm gains) and the position table stay
 F32; the 2-D weights take the chosen type. q8_0 stores each run of 32 numbers of a row as 32 int8
 and one f16 scale (34 bytes for 128), so a row whose length is not a multiple of 32 cannot be
@@ -43,11 +56,10 @@ import sys
 from pathlib import Path
 
 from gptkit.errors import UserError
-from gptkit.hf_weights import check_exportable, gpt2_state_dict
+from gptkit.hf_weights import gpt2_state_dict, hf_architecture, llama_state_dict
 from gptkit.rundir import write_atomically
 
 GGUF_TYPES = ("f32", "f16", "q8_0")
-LAYER_NORM_EPS = 1e-5
 
 
 def require_gguf():
@@ -123,6 +135,9 @@ def add_vocab(writer, gguf, meta):
         writer.add_tokenizer_model("rwkv")
         writer.add_token_list(tokens)
         writer.add_token_types([gguf.TokenType.NORMAL] * len(tokens))
+    elif kind == "hf":  # llama.cpp knows each pre-tokenizer by name: its converter names them, this exporter does not
+        raise UserError("cannot export a Hugging Face tokenizer.json to GGUF; export --to=hf, then convert that "
+                        "directory with llama.cpp's convert_hf_to_gguf.py")
     else:
         raise UserError(f"cannot export tokenizer {kind!r} to GGUF; expected char or gpt2")
     writer.add_add_bos_token(False)  # our prompts start with their first token, never a BOS
@@ -133,15 +148,34 @@ def add_vocab(writer, gguf, meta):
 # the tensors
 
 
-def gguf_tensors(gguf, model, vocab_size):
-    """{llama.cpp name: float32 numpy array} for the model, its vocabulary cut to vocab_size."""
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GPT2, model.config.n_layer)
+def gguf_tensors(gguf, model, vocab_size, architecture="gpt2"):
+    """{llama.cpp name: float32 numpy array} for the model, its vocabulary cut to vocab_size: GPT-2's names
+    (ours) for `gpt2`, Llama's, with q and k interleaved for llama.cpp's RoPE, for `llama`."""
+    config = model.config
+    if architecture == "llama":
+        names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.n_layer)
+        state = llama_state_dict(model, vocab_size)
+        for key in state:
+            if ".self_attn.q_proj." in key:
+                state[key] = interleave_rope_rows(state[key], config.n_head)
+            elif ".self_attn.k_proj." in key:
+                state[key] = interleave_rope_rows(state[key], config.kv_heads)
+    else:
+        names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GPT2, config.n_layer)
+        state = gpt2_state_dict(model, vocab_size)
     tensors = {}
-    for key, value in gpt2_state_dict(model, vocab_size).items():
+    for key, value in state.items():
         name = names.get_name(key, try_suffixes=(".weight", ".bias"))
         assert name is not None, f"no GGUF name for {key}"
         tensors[name] = value.float().numpy()
     return tensors
+
+
+def interleave_rope_rows(w, n_head):
+    """The rows (or bias) of q or k, (n_head * hs, ...), reordered within each head so that the pair RoPE rotates
+    together, rows (i, i + hs/2) in ours and Hugging Face's, becomes rows (2i, 2i + 1), as llama.cpp's `llama`
+    rotates it. Its inverse, for Meta's interleaved checkpoints, is in docs/llama.md."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
 
 
 def tensor_type(gguf, name, array, gguf_type):
@@ -170,14 +204,14 @@ def export_gguf(model, meta, path, gguf_type="f16"):
     leaves no partial file and an existing file untouched. Returns a one-line summary."""
     gguf = require_gguf()
     config = model.config
-    check_exportable(config)
+    architecture = hf_architecture(config)
     if gguf_type not in GGUF_TYPES:
         raise UserError(f"gguf_type={gguf_type!r}: expected one of {', '.join(GGUF_TYPES)}")
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path} is a directory; give the GGUF file to write, e.g. {path / 'model.gguf'}")
 
-    writer = gguf.GGUFWriter(None, "gpt2")
+    writer = gguf.GGUFWriter(None, architecture)
     file_type = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
                  "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[gguf_type]
     writer.add_type(gguf.GGUFType.MODEL)
@@ -185,9 +219,16 @@ def export_gguf(model, meta, path, gguf_type="f16"):
     writer.add_context_length(config.block_size)
     writer.add_embedding_length(config.n_embd)
     writer.add_block_count(config.n_layer)
-    writer.add_feed_forward_length(4 * config.n_embd)
     writer.add_head_count(config.n_head)
-    writer.add_layer_norm_eps(LAYER_NORM_EPS)
+    if architecture == "llama":
+        writer.add_feed_forward_length(config.mlp_width)
+        writer.add_head_count_kv(config.kv_heads)
+        writer.add_layer_norm_rms_eps(config.norm_eps)
+        writer.add_rope_dimension_count(config.n_embd // config.n_head)
+        writer.add_rope_freq_base(config.rope_theta)
+    else:
+        writer.add_feed_forward_length(config.mlp_width)
+        writer.add_layer_norm_eps(config.norm_eps)
     writer.add_file_type(file_type)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     vocab_size = add_vocab(writer, gguf, meta or {})
@@ -195,7 +236,7 @@ def export_gguf(model, meta, path, gguf_type="f16"):
         raise UserError(f"the tokenizer has {vocab_size} tokens but the model only {config.vocab_size}")
 
     counts = {}
-    for name, array in gguf_tensors(gguf, model, vocab_size).items():
+    for name, array in gguf_tensors(gguf, model, vocab_size, architecture).items():
         data, qtype = encode(gguf, array, tensor_type(gguf, name, array, gguf_type))
         writer.add_tensor(name, data, raw_dtype=qtype)
         counts[qtype.name] = counts.get(qtype.name, 0) + 1
@@ -214,9 +255,11 @@ def export_gguf(model, meta, path, gguf_type="f16"):
 def llama_cpp_notes(config, meta):
     """What llama.cpp will do differently from sample.py with this model, in a sentence each."""
     T = config.block_size
-    notes = [f"llama.cpp has no position past block_size={T} and, rounding its context up to a multiple of 256, "
-             f"does not stop there: it aborts (GGML_ASSERT in get_rows); keep prompt + new tokens <= {T} "
-             f"(llama-cli -n, llama-cpp-python max_tokens)"]
+    notes = []
+    if config.pos_encoding == "learned":
+        notes.append(f"llama.cpp has no position past block_size={T} and, rounding its context up to a multiple of "
+                     f"256, does not stop there: it aborts (GGML_ASSERT in get_rows); keep prompt + new tokens <= {T} "
+                     f"(llama-cli -n, llama-cpp-python max_tokens)")
     if config.activation == "gelu_exact":
         notes.append("llama.cpp computes GPT-2's tanh GELU, not this model's exact (erf) one: "
                      "logits differ slightly (the two differ by at most 4.7e-4 per activation)")

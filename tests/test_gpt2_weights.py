@@ -75,6 +75,8 @@ def test_local_directory_with_safetensors_or_bin(transformers, tmp_path):
     (dict(vocab_size=65, bias=False), {"tokenizer": "char", "vocab_size": 65}),  # zero biases
     (dict(vocab_size=65, tie_weights=False), {"tokenizer": "char", "vocab_size": 65}),
     (dict(vocab_size=65, activation="gelu_exact"), {"tokenizer": "char", "vocab_size": 65}),
+    # GPT2Config's n_inner and layer_norm_epsilon hold these (bias=False: the zero biases of a width of 100)
+    (dict(vocab_size=65, mlp_hidden=100, norm_eps=1e-6, bias=False), {"tokenizer": "char", "vocab_size": 65}),
 ])
 def test_export_round_trip_gives_identical_logits(transformers, tmp_path, variant, meta):
     torch.manual_seed(0)
@@ -97,8 +99,7 @@ def test_export_round_trip_gives_identical_logits(transformers, tmp_path, varian
 
 @pytest.mark.parametrize("variant", [dict(pos_encoding="rope"), dict(norm="rmsnorm"), dict(activation="relu2"),
                                      dict(qk_norm=True), dict(mask="none"), dict(attn_score="dot_then_square"),
-                                     dict(residual=False), dict(mlp="swiglu"), dict(n_kv_head=3),
-                                     dict(mlp_hidden=100), dict(norm_eps=1e-6)])
+                                     dict(residual=False), dict(mlp="swiglu"), dict(n_kv_head=3)])
 def test_export_refuses_what_gpt2_cannot_express(variant):
     key = next(iter(variant))
     with pytest.raises(UserError, match=f"cannot be exported as GPT-2.*{key}="):
