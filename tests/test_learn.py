@@ -68,7 +68,7 @@ def test_every_template_is_not_started_and_names_what_to_write(tmp_path):
     for name, exercise in EXERCISES.items():
         template = REPO_ROOT / "exercises" / f"{name}.py"
         text = template.read_text()
-        assert "raise NotImplementedError" in text and f"python learn.py check {name}" in text
+        assert "raise NotImplementedError" in text and f"learn.py check {name}" in text
         report = run_checks(exercise, template)
         assert report.state == "not started", (name, report)
         for what in report.not_written:  # the template's names are those the checks call
@@ -321,7 +321,60 @@ WRONG = [
      "logits, _ = model(next_token, kv_cache=cache)\n            cache.advance(1)", "do not advance it in generate"),
     ("kvcache", "logits, _ = model(next_token, kv_cache=cache)", "logits, _ = model(idx)",
      "a step runs without the cache"),
+    ("rmsnorm", "rms = torch.sqrt(", "x = x - x.mean(-1, keepdim=True)\n        rms = torch.sqrt(",
+     "you subtract the mean: that is LayerNorm"),
+    ("rmsnorm", "torch.sqrt((x * x).mean(-1, keepdim=True) + self.eps)",
+     "(torch.sqrt((x * x).mean(-1, keepdim=True)) + self.eps)", "eps is added outside the root"),
+    ("rmsnorm", "torch.sqrt((x * x).mean(-1, keepdim=True) + self.eps)", "torch.sqrt((x * x).mean(-1, keepdim=True))",
+     "there is no eps"),
+    ("rmsnorm", "(x * x).mean(-1, keepdim=True)", "(x * x).sum(-1, keepdim=True)", "the root of the sum of squares"),
+    ("rmsnorm", "return self.weight * x / rms", "return x / rms", "the gain is not used"),
+    ("rope", "freqs = 1.0 / theta ** (i / head_size)", "freqs = torch.ones_like(i)", "one angle per position"),
+    ("rope", "angles = torch.arange(T, dtype=torch.float32)[:, None] * freqs[None, :]",
+     "angles = torch.arange(head_size // 2, dtype=torch.float32)[None, :] / theta ** "
+     "(2 * torch.arange(T, dtype=torch.float32)[:, None] / head_size)", "the frequency follows the position"),
+    ("rope", "theta ** (i / head_size)", "theta ** (i / 2 / head_size)", "the exponent reads 2i as i"),
+    ("rope", "return torch.cos(angles), torch.sin(angles)", "return torch.sin(angles), torch.cos(angles)",
+     "cos and sin are swapped"),
+    ("rope", "q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)",
+     "q, k, v = apply_rope(q, cos, sin), apply_rope(k, cos, sin), apply_rope(v, cos, sin)", "you rotate v too"),
+    ("rope", 'PAIRING = "half"', 'PAIRING = "interleaved"', "the half pairing, but PAIRING = 'interleaved'"),
+    ("rope", "torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)",
+     "torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2)",
+     "the pairing is mixed up: you read the halves"),
+    ("rope", "a * cos - b * sin, a * sin + b * cos", "a * cos + b * sin, -a * sin + b * cos", "you rotate the other way"),
+    ("swiglu", "gate = self.c_fc(x)\n        return self.c_proj(gate * torch.sigmoid(gate) * self.c_fc2(x))",
+     "gate = self.c_fc2(x)\n        return self.c_proj(gate * torch.sigmoid(gate) * self.c_fc(x))",
+     "gate and up are swapped, the SiLU on the wrong branch"),
+    ("swiglu", "gate = self.c_fc(x)\n        return self.c_proj(gate * torch.sigmoid(gate) * self.c_fc2(x))",
+     "h = self.c_fc(x) * self.c_fc2(x)\n        return self.c_proj(h * torch.sigmoid(h))",
+     "the activation is on the product"),
+    ("swiglu", "gate * torch.sigmoid(gate)", "torch.sigmoid(gate)", "that is GLU's sigmoid"),
+    ("swiglu", "gate * torch.sigmoid(gate)", "gate", "there is no activation"),
+    ("swiglu", "gate * torch.sigmoid(gate) * self.c_fc2(x)", "gate * torch.sigmoid(gate) + self.c_fc2(x)",
+     "the branches are added"),
+    ("gqa", "torch.repeat_interleave(x, n_rep, dim=1)", "x.repeat(1, n_rep, 1, 1)",
+     "the key heads are repeated in the wrong order"),
+    ("gqa", "torch.repeat_interleave(x, n_rep, dim=1)", "torch.repeat_interleave(x, n_rep, dim=2)",
+     "you repeat along the positions"),
+    ("gqa", "repeat_kv(v, n_rep)", "v.repeat(1, n_rep, 1, 1)", "the keys are repeated in groups but the values in turn"),
+    ("gqa", "is_causal=True", "is_causal=False", "no causal mask"),
 ]
+
+
+def test_rope_checks_the_pairing_the_learner_names(tmp_path):
+    """An interleaved RoPE (RoFormer's, Meta's) passes when PAIRING says so."""
+    path = write(tmp_path, "rope", 'PAIRING = "half"', 'PAIRING = "interleaved"')
+    source = path.read_text().replace(
+        "    half = x.size(-1) // 2\n    a, b = x[..., :half], x[..., half:]\n"
+        "    return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)",
+        "    a, b = x[..., 0::2], x[..., 1::2]\n"
+        "    return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2)")
+    path.write_text(source)
+    report = run_checks(EXERCISES["rope"], path)
+    assert report.state == "passing", report.failed
+    path.write_text(source.replace('PAIRING = "interleaved"', 'PAIRING = "neox"'))
+    assert "set PAIRING at the top of your file" in run_checks(EXERCISES["rope"], path).failed[0].cause
 
 
 @pytest.mark.parametrize("name, old, new, message", WRONG, ids=[f"{w[0]}-{i}" for i, w in enumerate(WRONG)])
@@ -348,6 +401,10 @@ TRAIN_WRONG = {
                   "mean = x.mean(0, keepdim=True)\n        var = ((x - mean) ** 2).mean(0, keepdim=True)"),
     "block": ("x = x + self.dropout(self.mlp(self.ln_2(x)))", "x = self.dropout(self.mlp(self.ln_2(x)))"),
     "loss": ("].mean()", "].sum()"),
+    "rmsnorm": ("rms = torch.sqrt(", "x = x - x.mean(-1, keepdim=True)\n        rms = torch.sqrt("),
+    "rope": ("F.scaled_dot_product_attention(q, k, v, is_causal=True)", "F.scaled_dot_product_attention(q, k, v)"),
+    "swiglu": ("gate * torch.sigmoid(gate) * self.c_fc2(x)", "gate * torch.sigmoid(gate) + self.c_fc2(x)"),
+    "gqa": ("is_causal=True", "is_causal=False"),
 }
 
 
