@@ -241,17 +241,19 @@ def hf_architecture(config):
                     f"nor as Llama, which has no {', '.join(llama)}")
 
 
+def exported_weights(model, vocab_size):
+    """(name, tensor on the CPU) for each of our weights, the vocabulary's rows cut to vocab_size."""
+    for key, value in model.state_dict().items():
+        value = value.detach().cpu()
+        yield key, value[:vocab_size] if key in ("transformer.wte.weight", "lm_head.weight") else value
+
+
 def gpt2_state_dict(model, vocab_size):
     """Our weights under GPT-2's names in nn.Linear's (out, in) layout, the start of every export:
     vocabulary rows cut to vocab_size (dropping the padding 50257 -> 50304), zero biases where ours
     has none (exact: a missing bias is a zero bias), and no lm_head when it is tied to wte."""
     config = model.config
-    state = {}
-    for key, value in model.state_dict().items():
-        value = value.detach().cpu()
-        if key in ("transformer.wte.weight", "lm_head.weight"):
-            value = value[:vocab_size]
-        state[key] = value.contiguous()
+    state = {key: value.contiguous() for key, value in exported_weights(model, vocab_size)}
     if not config.bias:
         C, dtype = config.n_embd, state["transformer.wte.weight"].dtype
         sizes = {"ln_1.bias": C, "ln_2.bias": C, "attn.c_attn.bias": 3 * C, "attn.c_proj.bias": C,
@@ -495,10 +497,7 @@ def llama_state_dict(model, vocab_size):
     cut to vocab_size, no lm_head when it is tied to the embedding."""
     config = model.config
     state = {}
-    for key, value in model.state_dict().items():
-        value = value.detach().cpu()
-        if key in ("transformer.wte.weight", "lm_head.weight"):
-            value = value[:vocab_size]
+    for key, value in exported_weights(model, vocab_size):
         if ".attn.c_attn." in key:  # transformer.h.N.attn.c_attn.weight: q, k and v rows, model.py's widths
             layer, kind = key.split(".")[2], key.rsplit(".", 1)[1]
             widths = model.transformer.h[int(layer)].attn.widths
