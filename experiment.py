@@ -8,11 +8,16 @@ Each run is `python train.py CONFIG [--key=value ...] --KEY=VALUE --out_dir=OUT_
 --overwrite=True` in a fresh interpreter (same seed, so the runs differ only in KEY), its output kept
 in OUT_ROOT/KEY=VALUE/train.log. Other --key=value settings go to every run. --vary given twice
 makes the grid of all combinations. At the end: a table of final train and val loss, best val
-loss, wall time and parameter count (printed, and saved as OUT_ROOT/KEYS.md), and the curves in
-OUT_ROOT/KEYS.png (which needs matplotlib).
+loss, wall time, training tokens/s, parameter count and the KV cache's bytes per token in float32
+(printed, and saved as OUT_ROOT/KEYS.md), and the curves in OUT_ROOT/KEYS.png (which needs matplotlib).
 
 --reuse=True skips a run when OUT_ROOT already holds a finished one with exactly the same settings
 (the default run of every sweep is the same run, for example). Runs are deterministic on CPU.
+
+--walk="CHANGE; CHANGE; ..." walks instead of varying: run 0 is the config as it is, and run i adds the i-th
+change to run i - 1's settings, so each step changes one thing on top of the steps before it. A change is one
+or more KEY=VALUE separated by spaces (a step may need two settings, e.g. "mlp=swiglu mlp_hidden=341").
+config/walk_llama.py walks the lab's GPT-2 to a Llama, one setting at a time (docs/experiments.md).
 
 A sweep config is a config file that also sets `vary` (a string as on the command line, or a list
 of them for a grid); `config` names the training config it starts from, and its other keys are
@@ -36,6 +41,7 @@ from tqdm import tqdm
 from gptkit.config import build_configs, help_text, parse_override, read_args, read_config_file
 from gptkit.data import load_meta
 from gptkit.errors import UserError, run_main
+from gptkit.memory import kv_cache_bytes_per_token
 from gptkit.plots import LEAK, matplotlib_figure, plot_loss
 from gptkit.runlog import read_log
 from gptkit.runrecord import NOT_COMPARED, as_override, compared_settings, count_params, find_reusable, write_record
@@ -53,6 +59,7 @@ class ExperimentConfig:
     plot: str = ""  # the comparison PNG; empty: out_root/KEYS.png
     jobs: int = 1  # runs at once; above 1, each run gets --threads=cores/jobs unless threads is set
     vary: list[str] = field(default_factory=list)  # KEY=v1,v2: one run per value; given twice, the grid
+    walk: list[str] = field(default_factory=list)  # "KEY=VALUE [KEY=VALUE]; ...": one change per step, on the last
 
     def validate(self):
         if self.jobs < 1:
@@ -85,20 +92,27 @@ def plan(argv):
     file_values = {}
     if positional:
         file_values = read_config_file(positional[0])
-        if "vary" not in file_values:  # a plain training config: train.py reads it itself
+        if "vary" not in file_values and "walk" not in file_values:  # a plain training config: train.py reads it
             file_values = {"config": positional[0]}
     values = [*file_values.items(), *pairs]
     (exp,) = build_configs([ExperimentConfig], [(k, v) for k, v in values if k in EXPERIMENT_KEYS])
     settings = {k: v for k, v in values if k not in EXPERIMENT_KEYS}
     if exp.jobs > 1 and "threads" not in settings:  # N runs with all cores each would fight over them
         settings["threads"] = max(1, (os.cpu_count() or 1) // exp.jobs)
-    if not exp.vary:
+    if exp.vary and exp.walk:
+        raise UserError("give --vary (one run per value) or --walk (one change per step), not both")
+    if not exp.vary and not exp.walk:
         raise UserError("nothing to vary: add --vary=KEY=value1,value2 (e.g. --vary=pos_encoding=learned,rope)")
-    grid = [parse_vary(v) for v in exp.vary]
-    keys = [k for k, _ in grid]
-    if len(set(keys)) != len(keys):
-        raise UserError(f"--vary names {keys} more than once")
-    for key in keys:
+    if exp.walk:
+        keys, steps = ["step", "change"], walk_steps(exp.walk)
+    else:
+        grid = [parse_vary(v) for v in exp.vary]
+        keys = [k for k, _ in grid]
+        if len(set(keys)) != len(keys):
+            raise UserError(f"--vary names {keys} more than once")
+        steps = [(",".join(f"{k}={v}" for k, v in combo), combo, list(combo))
+                 for combo in product(*[[(k, v) for v in vs] for k, vs in grid])]
+    for key in {k for _, _, changes in steps for k, _ in changes}:
         if key in NOT_COMPARED or key in EXPERIMENT_KEYS:
             raise UserError(f"--vary {key}: that setting names the run, it does not change it")
 
@@ -106,17 +120,32 @@ def plan(argv):
     base_args = [exp.config] if exp.config else []
     base_args += [as_override(k, v) for k, v in settings.items()]
     runs = []
-    for combo in product(*[[(k, v) for v in vs] for k, vs in grid]):
-        name = ",".join(f"{k}={v}" for k, v in combo).replace("/", "_").replace(" ", "_")
+    for name, combo, changes in steps:  # combo: the run's row in the table; changes: its (key, value) settings
+        name = name.replace("/", "_").replace(" ", "_")
         out_dir = Path(exp.out_root) / name
-        run_values = {**base, **settings, **{k: parse_override(f"--{k}={v}")[1] for k, v in combo},
+        run_values = {**base, **settings, **{k: parse_override(f"--{k}={v}")[1] for k, v in changes},
                       "out_dir": str(out_dir), "overwrite": True}
         # every run's settings are checked before the first one starts: a typo costs seconds, not a sweep
         model_cfg, train_cfg = build_configs([GPTConfig, TrainConfig], run_values)
-        args = [*base_args, *(f"--{k}={v}" for k, v in combo), f"--out_dir={out_dir}", "--overwrite=True"]
+        args = [*base_args, *(f"--{k}={v}" for k, v in changes), f"--out_dir={out_dir}", "--overwrite=True"]
         runs.append({"name": name, "combo": combo, "out_dir": out_dir, "args": args, "model_cfg": model_cfg,
                      "train_cfg": train_cfg, "settings": compared_settings(model_cfg, train_cfg)})
     return exp, keys, runs
+
+
+def walk_steps(walk):
+    """--walk's changes -> [(name, combo, changes)] per run: run 0 the config itself, run i with changes 1..i, a
+    later value of a key replacing an earlier one (n_kv_head=2, then n_kv_head=1)."""
+    steps, changes = [("0-baseline", (("step", "0"), ("change", "none (the config)")), [])], {}
+    texts = [text.strip() for given in walk for text in given.split(";") if text.strip()]
+    for i, text in enumerate(texts, start=1):
+        step = [parse_vary(part) for part in text.split()]
+        if not step or any(len(values) != 1 for _, values in step):
+            raise UserError(f"bad --walk step '{text}': a step is KEY=VALUE, or several separated by spaces; steps "
+                            f"are separated by ';'")
+        changes.update({key: values[0] for key, values in step})
+        steps.append((f"{i}-{text}", (("step", str(i)), ("change", text.replace(" ", ", "))), list(changes.items())))
+    return steps
 
 
 def say(message):
@@ -189,7 +218,7 @@ def train_all(todo, jobs, bar, on_done):
 def results_table(keys, rows):
     """A Markdown table, one row per run; a run whose mask let it see the tokens it predicts is marked,
     and a note under the table says why its low loss ranks nowhere."""
-    head = [*keys, "train loss", "val loss", "best val", "time (s)", "params", "run"]
+    head = [*keys, "train loss", "val loss", "best val", "time (s)", "tokens/s", "params", "KV bytes/token", "run"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         values = [str(v) for _, v in row["combo"]]
@@ -201,7 +230,9 @@ def results_table(keys, rows):
             values += [f"{last['train_loss']:.4f}", f"{last['val_loss']:.4f}{leak}", f"{best:.4f}"]
         else:
             values += [row["status"], "", ""]
-        values += [f"{row['seconds']:.0f}", f"{row['params']:,}", str(row["source"])]
+        speed = log[-1].get("tokens_per_s") if log else None  # training's, at the last evaluation
+        values += [f"{row['seconds']:.0f}", f"{speed:,}" if speed else "", f"{row['params']:,}",
+                   f"{kv_cache_bytes_per_token(row['model_cfg']):,}", str(row["source"])]
         lines.append("| " + " | ".join(values) + " |")
     if any(row["model_cfg"].sees_the_future for row in rows):
         lines += ["", f"{LEAK}: under mask=none or anticausal each position sees the token it is trained to predict, "
@@ -214,7 +245,7 @@ def results_table(keys, rows):
 def main(argv):
     exp, keys, runs = plan(argv)
     meta = load_meta(Path(runs[0]["train_cfg"].data_dir) / runs[0]["train_cfg"].dataset)
-    stem = "-".join(keys)
+    stem = "walk" if exp.walk else "-".join(keys)
     plot_path = Path(exp.plot) if exp.plot else Path(exp.out_root) / f"{stem}.png"
     try:
         matplotlib_figure()
@@ -257,10 +288,13 @@ def main(argv):
     print(f"table saved to {table_path}", file=sys.stderr)
     if plot_path is not None:
         drawn = [row for row in rows if row["records"]]
-        curves = [(", ".join(f"{k}={v}" for k, v in row["combo"]), row["records"]) for row in drawn]
+        label = (lambda combo: f"{combo[0][1]}: {combo[1][1]}") if exp.walk else \
+            (lambda combo: ", ".join(f"{k}={v}" for k, v in combo))
+        curves = [(label(row["combo"]), row["records"]) for row in drawn]
         leaks = {i for i, row in enumerate(drawn) if row["model_cfg"].sees_the_future}
         config_name = Path(exp.config).name if exp.config else "the default settings"
-        title = f"{', '.join(keys)} on {config_name}, all else equal"
+        title = (f"one change per step on {config_name}" if exp.walk else
+                 f"{', '.join(keys)} on {config_name}, all else equal")
         print(f"plot saved to {plot_loss(curves, plot_path, title=title, leaks=leaks)}", file=sys.stderr)
     failed = [row["name"] for row in rows if row["status"] != "ok"]
     if failed:

@@ -53,11 +53,11 @@ def test_real_config_files_read_as_python_would(path):
     assert values == expected
     assert {type(v) for v in values.values()} <= {int, float, str, bool}
 
-    if "vary" in values:  # a sweep config: experiment.py reads it, and checks every run it plans
+    if "vary" in values or "walk" in values:  # a sweep config: experiment.py reads it, and checks every run it plans
         import experiment
 
         exp, keys, runs = experiment.plan([str(path)])
-        assert exp.vary == [values["vary"]] and len(runs) > 1
+        assert exp.vary + exp.walk == [values.get("vary") or values["walk"]] and len(runs) > 1
         return
     model_cfg, cfg = parse([str(path)])
     for key, value in values.items():

@@ -416,6 +416,30 @@ def test_plan_reads_vary_grids_sweep_configs_and_checks_every_run(tmp_path):
         experiment.plan(["config/lab_char_cpu.py"])
 
 
+def test_walk_plans_one_change_per_step_on_top_of_the_last():
+    _, keys, runs = experiment.plan(["config/lab_char_cpu.py", "--walk=pos_encoding=rope; norm=rmsnorm",
+                                     "--walk=mlp=swiglu mlp_hidden=341", "--walk=n_kv_head=2; n_kv_head=1"])
+    assert keys == ["step", "change"]
+    assert [r["name"] for r in runs] == ["0-baseline", "1-pos_encoding=rope", "2-norm=rmsnorm",
+                                         "3-mlp=swiglu_mlp_hidden=341", "4-n_kv_head=2", "5-n_kv_head=1"]
+    configs = [r["model_cfg"] for r in runs]
+    assert [(c.pos_encoding, c.norm, c.mlp, c.n_kv_head) for c in configs] == [
+        ("learned", "layernorm", "gelu", 0), ("rope", "layernorm", "gelu", 0), ("rope", "rmsnorm", "gelu", 0),
+        ("rope", "rmsnorm", "swiglu", 0), ("rope", "rmsnorm", "swiglu", 2), ("rope", "rmsnorm", "swiglu", 1)]
+    assert runs[3]["combo"] == (("step", "3"), ("change", "mlp=swiglu, mlp_hidden=341"))
+    with pytest.raises(UserError, match="not both"):
+        experiment.plan(["config/lab_char_cpu.py", "--vary=n_head=1,8", "--walk=norm=rmsnorm"])
+    with pytest.raises(UserError, match="bad --walk step 'pos_encoding=rope,none'"):
+        experiment.plan(["config/lab_char_cpu.py", "--walk=pos_encoding=rope,none"])
+    # the table: training's tokens/s at the last evaluation, and the KV cache's float32 bytes per token
+    rows = [{**run, "status": "ok", "seconds": 1.0, "params": 10, "source": "o",
+             "records": [{"iter": 1, "train_loss": 2.0, "val_loss": 2.1, "tokens_per_s": 12345}]} for run in runs[4:]]
+    table = experiment.results_table(keys, rows).splitlines()
+    assert table[0].startswith("| step | change | train loss |") and "| tokens/s | params | KV bytes/token |" in table[0]
+    # 2 (k, v) x 4 layers x n_kv_head x 32 (head size) x 4 bytes
+    assert "| 12,345 | 10 | 2,048 |" in table[2] and "| 12,345 | 10 | 1,024 |" in table[3]
+
+
 def test_experiment_py_end_to_end(tmp_path, char_data_dir, capsys, monkeypatch):
     mpl("matplotlib")
     config = tmp_path / "tiny.py"
