@@ -542,7 +542,7 @@ def main(argv):
 
     if cfg.trace_shapes:  # one forward pass, printed; nothing is written, so out_dir is not claimed
         model = build(model_cfg, cfg, data, device, given, dist)[0]
-        tokenizer = load_tokenizer(data.meta) if data.meta.get("tokenizer") in ("char", "gpt2") else None
+        tokenizer = load_tokenizer(data.meta) if data.meta.get("tokenizer") in ("char", "gpt2", "bpe") else None
         x, y = data.get_batch("train", 2, torch.Generator().manual_seed(cfg.seed))
         source = {"scratch": f"untrained: the initial weights of seed {cfg.seed} (sample.py --trace_shapes=True "
                              f"traces a trained checkpoint)",

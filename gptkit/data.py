@@ -26,6 +26,7 @@ import torch
 from gptkit.config import is_count
 from gptkit.errors import UserError
 from gptkit.nanogpt import read_meta_pkl
+from gptkit.tokenizer import read_tokenizer_file
 
 # The datasets prepare.py makes, by name, and their tokenizer (text: the one --tokenizer names)
 DATASETS = {"shakespeare_char": "char", "shakespeare": "gpt2", "text": None,
@@ -61,7 +62,7 @@ def load_meta(dataset_dir):
     problem = check_meta(meta)
     if problem:
         raise UserError(f"{path}: {problem}; rebuild it with: {rebuild_command(dataset_dir, meta)}")
-    return meta
+    return read_tokenizer_file(meta, dataset_dir)  # a trained BPE's tokens, from the file beside meta.json
 
 
 def check_meta(meta):
@@ -99,6 +100,8 @@ def rebuild_command(dataset_dir, meta=None):
         args = []
     if name not in DATASETS or name == "text":
         args = [*(args or ["--input=YOUR_TEXT.txt"]), f"--name={name}", f"--tokenizer={meta.get('tokenizer', 'char')}"]
+        if meta.get("tokenizer") == "bpe":
+            args.append(f"--vocab_size={meta.get('vocab_size')}")
         name = "text"
     if dataset_dir.parent != Path("data"):
         args.append(f"--data_dir={dataset_dir.parent}")

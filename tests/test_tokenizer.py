@@ -1,0 +1,126 @@
+"""The trained BPE (prepare.py --tokenizer=bpe): datasets that decode back to their file byte for byte,
+determinism, special tokens, streaming, and round trips of any text (hypothesis)."""
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import prepare
+from conftest import main_error_line
+from gptkit.data import load_meta
+from gptkit.errors import UserError
+from gptkit.tokenizer import BPE_FILE, EOT_NAME, GPT2Tokenizer, load_tokenizer, train_bpe
+
+# German with umlauts and ß, emoji, Chinese, bytes that are not UTF-8, Windows line endings
+MIXED = ("Grüße aus Köln, die Straße ist naß.\r\nEmoji \U0001F600\U0001F44D und 中文字符.\r\n".encode()
+         + b"raw \xff\xfe\xc3 bytes\n")
+
+
+@pytest.fixture(scope="module")
+def excerpt(shakespeare_text_session):
+    return shakespeare_text_session[:200_000]
+
+
+@pytest.fixture(scope="module")
+def bpe(excerpt):
+    return train_bpe([excerpt], 512, (EOT_NAME, "<|user|>"))
+
+
+def read_dataset(folder):
+    meta = load_meta(folder)
+    ids = [i for split in ("train", "val") for i in np.fromfile(folder / f"{split}.bin", dtype=np.uint16).tolist()]
+    return meta, load_tokenizer(meta), ids
+
+
+def test_prepare_bpe_decodes_back_to_the_file_byte_for_byte_and_is_deterministic(tmp_path, excerpt):
+    data = excerpt.encode() + MIXED * 50
+    (tmp_path / "my.txt").write_bytes(data)
+    for name in ("a", "b"):
+        prepare.main(["text", "--input=" + str(tmp_path / "my.txt"), f"--name={name}", "--tokenizer=bpe",
+                      "--vocab_size=600", f"--data_dir={tmp_path}"])
+    meta, tokenizer, ids = read_dataset(tmp_path / "a")
+    assert meta["vocab_size"] == tokenizer.vocab_size == 600 and meta["special_tokens"] == {EOT_NAME: 599}
+    assert tokenizer.decode_bytes(ids) == data
+    assert len(ids) < len(data) / 2  # merges learned: fewer tokens than bytes
+    for file in (BPE_FILE, "train.bin", "val.bin"):  # the same text and settings: the same files
+        assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes()
+
+
+def test_streaming_in_small_blocks_gives_the_ids_of_the_whole_file(tmp_path, monkeypatch, excerpt, bpe):
+    text = excerpt[:30_000] + "\n\n  \n" + MIXED.decode("utf-8", "surrogateescape") * 20
+    path = tmp_path / "my.txt"
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
+    monkeypatch.setattr(prepare, "READ_BLOCK", 97)  # blocks that cut characters and lines anywhere
+    pieces = list(prepare.text_pieces(path))
+    assert len(pieces) > 100 and "".join(p for p, _ in pieces) == text
+    assert [i for p, _ in pieces for i in bpe.encode(p)] == bpe.encode(text)
+
+
+def test_doc_separator_becomes_one_endoftext_and_special_tokens_are_single_ids_only_when_asked(tmp_path, bpe):
+    docs = ["first document\nwith two lines\n", "second <|user|> one\n", "", "last"] * 30
+    path = tmp_path / "docs.txt"
+    path.write_text("\n===\n".join(docs), encoding="utf-8")
+    prepare.main(["text", f"--input={path}", "--name=d", "--tokenizer=bpe", "--vocab_size=300",
+                  "--special_tokens=<|user|>", "--doc_separator=\n===\n", f"--data_dir={tmp_path}"])
+    meta, tokenizer, ids = read_dataset(tmp_path / "d")
+    assert meta["doc_separator"] == "\n===\n"
+    assert ids.count(tokenizer.eot) == len(docs) - 1  # one per separator
+    assert tokenizer.special_tokens["<|user|>"] not in ids  # in the text it is text
+    assert tokenizer.decode(ids) == EOT_NAME.join(docs)
+    for tok in (bpe, GPT2Tokenizer()):
+        text = f"a{EOT_NAME}b<|user|>"
+        plain = tok.encode(text)
+        assert tok.eot not in plain and tok.decode(plain) == text
+        special = tok.encode(text, allowed_special={EOT_NAME})
+        assert special.count(tok.eot) == 1 and tok.decode(special) == text
+    assert bpe.encode("<|user|>", allowed_special="all") == [bpe.special_tokens["<|user|>"]]
+
+
+@settings(max_examples=200, deadline=None, database=None, derandomize=True)
+@given(text=st.text(st.characters(blacklist_categories=["Cs"]), max_size=200)
+       | st.sampled_from(["Grüße, Straße, Öl, Ärger", "\r\n\r\n", "\U0001F600\U0001F44D", "中文字符", " " * 5]))
+def test_any_text_round_trips(bpe, text):
+    for tok in (bpe, GPT2Tokenizer()):
+        assert tok.decode(tok.encode(text)) == text
+        assert tok.decode(tok.encode(text, allowed_special="all")) == text
+
+
+@settings(max_examples=200, deadline=None, database=None, derandomize=True)
+@given(data=st.binary(max_size=200))
+def test_any_bytes_round_trip(bpe, data):
+    text = data.decode("utf-8", "surrogateescape")  # how prepare.py reads a file
+    for tok in (bpe, GPT2Tokenizer()):
+        assert tok.decode_bytes(tok.encode(text)) == data
+
+
+def test_checkpoints_carry_the_tokens_and_a_changed_tokenizer_file_is_refused(tmp_path, excerpt):
+    (tmp_path / "my.txt").write_text(excerpt[:50_000], encoding="utf-8")
+    prepare.main(["text", f"--input={tmp_path / 'my.txt'}", "--name=m", "--tokenizer=bpe", "--vocab_size=300",
+                  f"--data_dir={tmp_path}"])
+    folder = tmp_path / "m"
+    assert "ranks" not in json.loads((folder / "meta.json").read_text())  # they live in the tokenizer file
+    meta = load_meta(folder)  # train.py copies this into its checkpoints: the tokens come along
+    assert load_tokenizer(json.loads(json.dumps(meta))).encode("the king") == load_tokenizer(meta).encode("the king")
+    lines = (folder / BPE_FILE).read_text().splitlines()
+    (folder / BPE_FILE).write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(UserError, match="not the tokenizer this dataset was encoded with"):
+        load_meta(folder)
+    with pytest.raises(UserError, match="damaged"):
+        load_tokenizer({**meta, "vocab_size": 5})
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--tokenizer=bpe", "--vocab_size=100"], "vocab_size=100 must be from 257"),
+    (["--tokenizer=char", "--vocab_size=1000"], "are for --tokenizer=bpe"),
+    (["--tokenizer=char", "--doc_separator=x"], "use --tokenizer=bpe or gpt2"),
+    (["--tokenizer=bpe", f"--special_tokens={EOT_NAME}"], "distinct, non-empty"),
+    (["--tokenizer=bep"], "did you mean 'bpe'"),
+])
+def test_bad_bpe_settings_are_one_line(capsys, tmp_path, argv, message):
+    (tmp_path / "my.txt").write_text("hello\n" * 100)
+    line = main_error_line(capsys, prepare, ["text", f"--input={tmp_path / 'my.txt'}", "--name=m",
+                                             f"--data_dir={tmp_path}", *argv])
+    assert message in line
