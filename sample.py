@@ -7,6 +7,7 @@ the num_samples best continuations with their scores. --compile=True decodes wit
 cache and a compiled one-token step (gptkit/decode.py), and says how long compiling took.
 """
 
+import codecs
 import sys
 import time
 from dataclasses import dataclass
@@ -62,18 +63,19 @@ class SampleConfig:
 
 
 class Printer:
-    """Print a growing token sequence as text, holding back a split multi-byte character."""
+    """Print tokens as text as they come: their bytes through an incremental UTF-8 decoder, which holds
+    back a character's first bytes until its last arrives (a GPT-2 token may end inside an umlaut)."""
 
     def __init__(self, tokenizer):
-        self.tokenizer, self.ids, self.shown = tokenizer, [], 0
+        self.tokenizer, self.decoder = tokenizer, codecs.getincrementaldecoder("utf-8")("replace")
 
-    def add(self, token):
-        self.ids.append(token)
-        text = self.tokenizer.decode(self.ids)
-        if not text.endswith("\ufffd"):
-            sys.stdout.write(text[self.shown:])
-            sys.stdout.flush()
-            self.shown = len(text)
+    def add(self, *tokens):
+        sys.stdout.write(self.decoder.decode(b"".join(map(self.tokenizer.token_bytes, tokens))))
+        sys.stdout.flush()
+
+    def close(self):
+        """Bytes still held back (the sample ended inside a character) show as U+FFFD."""
+        sys.stdout.write(self.decoder.decode(b"", final=True))
 
 
 @run_main
@@ -104,12 +106,13 @@ def main(argv):
     decoder = make_decoder(model, idx, cfg)
 
     out = Printer(tokenizer)
-    sys.stdout.write(tokenizer.decode(prompt))
+    out.add(*prompt)
     t0 = time.time()
     with ctx:
         for token in stream(model, idx, cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k or None,
                             top_p=cfg.top_p, vocab_limit=tokenizer.vocab_size, generator=generator, decoder=decoder):
             out.add(token[0, 0].item())
+    out.close()
     elapsed = time.time() - t0
     for row in decoder.context[1:].tolist():  # (B - 1, T + max_new_tokens): the samples after the streamed one
         sys.stdout.write(SEPARATOR + tokenizer.decode(row))

@@ -11,7 +11,7 @@ import torch
 
 from gptkit.checkpoint import load_trained
 from gptkit.errors import UserError
-from gptkit.tokenizer import load_tokenizer, read_prompt
+from gptkit.tokenizer import load_tokenizer, read_prompt, token_piece, token_texts
 from model import tracing
 
 
@@ -51,7 +51,7 @@ def encode_text(tokenizer, text, block_size):
 
 def token_text(tokenizer, i):
     """A token as a label: its text, with the whitespace made visible (a BPE word keeps no leading space)."""
-    text = tokenizer.decode([i])
+    text = token_piece(tokenizer, i)
     if len(text) > 1 and text[0] == " " and text[1:].strip():
         text = text[1:]  # " pizza" reads as the word it is
     return text.replace(" ", "\u2423").replace("\n", "\u23ce").replace("\t", "\u21e5") or "\u2205"
@@ -59,7 +59,7 @@ def token_text(tokenizer, i):
 
 def token_spans(tokenizer, ids):
     """(text, [(start, end)]): the decoded text and each token's character span in it."""
-    pieces = [tokenizer.decode([i]) for i in ids]
+    pieces = token_texts(tokenizer, ids)
     ends = list(itertools.accumulate(len(p) for p in pieces))
     return "".join(pieces), [(end - len(p), end) for p, end in zip(pieces, ends)]
 

@@ -26,6 +26,7 @@ import torch
 from gptkit.attention import attention_and_logits, encode_text, token_text, word_tokens
 from gptkit.errors import UserError
 from gptkit.rundir import write_atomically
+from gptkit.tokenizer import token_piece
 
 LEVELS = 255  # a weight w is stored as the byte round(LEVELS * sqrt(w))
 TOP_NEXT = 5  # the most likely next tokens kept for each position
@@ -90,7 +91,7 @@ def panel(model, tokenizer, text, name):
     return {
         "name": name,
         "text": tokenizer.decode(ids),
-        "tokens": [{"label": token_text(tokenizer, i), "text": tokenizer.decode([i]), "id": i, "word": word_of.get(t, "")}
+        "tokens": [{"label": token_text(tokenizer, i), "text": token_piece(tokenizer, i), "id": i, "word": word_of.get(t, "")}
                    for t, i in enumerate(ids)],
         "shape": {k: getattr(config, k) for k in SHAPE},
         "settings": {k: getattr(config, k) for k in SETTINGS},

@@ -14,6 +14,7 @@ $GPT2_BPE_DIR), after checking they are byte-for-byte the files tiktoken itself 
 """
 
 import base64
+import codecs
 import functools
 import hashlib
 import importlib.util
@@ -74,6 +75,9 @@ class CharTokenizer:
         # A model may pad its vocabulary past ours; ids no character maps to show as U+FFFD.
         n = self.vocab_size
         return "".join(self.chars[i] if 0 <= i < n else "\ufffd" for i in _ids_to_list(ids))
+
+    def token_bytes(self, i):
+        return self.decode([i]).encode("utf-8", "surrogatepass")
 
     def meta(self):
         return {"tokenizer": self.name, "vocab_size": self.vocab_size, "chars": self.chars}
@@ -293,6 +297,23 @@ def _bpe_from_meta(meta):
         raise UserError("the BPE tokenizer's metadata is damaged (its tokens, special tokens or vocab_size "
                         "do not agree); re-run prepare.py")
     return BPETokenizer(ranks, meta["pattern"], specials)
+
+
+def token_piece(tokenizer, i):
+    """Token i as text, its bytes that are only part of a character shown as such: a GPT-2 token may
+    hold the first byte of "ü" (<0xC3>) and the next token the second (<0xBC>); "\ufffd" would hide them."""
+    text = tokenizer.token_bytes(i).decode("utf-8", "surrogateescape")
+    return _NOT_UTF8.sub(lambda m: "".join(f"<0x{ord(c) - 0xDC00:02X}>" for c in m.group()), text)
+
+
+def token_texts(tokenizer, ids):
+    """Each token's share of the decoded text: a character whose bytes fall in several tokens belongs to the
+    one holding its last byte (an incremental UTF-8 decoder, as sample.py streams), so they join to decode(ids)."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    pieces = [decoder.decode(tokenizer.token_bytes(i)) for i in _ids_to_list(ids)]
+    if pieces:
+        pieces[-1] += decoder.decode(b"", final=True)
+    return pieces
 
 
 def read_prompt(text):

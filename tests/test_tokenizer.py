@@ -124,3 +124,28 @@ def test_bad_bpe_settings_are_one_line(capsys, tmp_path, argv, message):
     line = main_error_line(capsys, prepare, ["text", f"--input={tmp_path / 'my.txt'}", "--name=m",
                                              f"--data_dir={tmp_path}", *argv])
     assert message in line
+
+
+def test_sample_streams_whole_characters_only(capsys):
+    from sample import Printer
+
+    tokenizer, text = GPT2Tokenizer(), "Grüße aus Köln \U0001F600 中文"
+    ids = tokenizer.encode(text)
+    assert "\ufffd" in "".join(tokenizer.decode([i]) for i in ids)  # tokens that end inside a character
+    printer, shown = Printer(tokenizer), []
+    for i in ids:
+        printer.add(i)
+        shown.append(capsys.readouterr().out)
+    printer.close()
+    assert "".join(shown) + capsys.readouterr().out == text
+    assert not any("\ufffd" in piece for piece in shown)
+
+
+def test_a_token_holding_part_of_a_character_shows_its_bytes():
+    from gptkit.attention import token_spans, token_text
+
+    tokenizer = GPT2Tokenizer()
+    ids = tokenizer.encode(" \U0001F600")  # GPT-2 cuts the emoji's 4 bytes into two tokens
+    assert [token_text(tokenizer, i) for i in ids] == ["<0xF0><0x9F><0x98>", "<0x80>"]
+    text, spans = token_spans(tokenizer, ids)
+    assert text == " \U0001F600" and spans == [(0, 1), (1, 2)]  # the emoji belongs to the token ending it
