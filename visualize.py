@@ -4,6 +4,7 @@
     python visualize.py explore --out_dir=out-shakespeare-char [--text="..."] [--compare="..."] [--compare_out_dir=DIR2]
     python visualize.py next --out_dir=out-shakespeare-char --text="ROMEO:"
     python visualize.py loss out-a out-b ... [--out=loss.png]
+    python visualize.py tokens --text="Der Ofen ist heiß." [--dataset=mine] [--out=tokens.png]
 
 attention: one forward pass over the text, with model.tracing collecting every layer's attention
 weights softmax(score + mask), shape (1, nh, T, T). They are drawn as a grid, one row per layer and
@@ -18,6 +19,10 @@ next: the most likely next tokens after a prompt, with their probabilities.
 
 loss: the train and val curves of each run, read from its out_dir/log.jsonl, each run labelled by
 the settings that differ between the runs (read from the runs' checkpoints).
+
+tokens: how the model reads a text: the same text cut by characters, GPT-2's BPE and a dataset's own
+tokenizer (prepare.py --tokenizer=bpe), each token in its colour with its id, printed and drawn; and
+a table of tokens per word and bytes per token on the text and on corpus/samples' German and English.
 
 What the pictures read from the model is in gptkit/attention.py; how they are drawn, here and in
 gptkit/plots.py. The PNG pictures need matplotlib (in requirements.txt).
@@ -38,9 +43,11 @@ from gptkit.attention import (ModelSource, attention_maps, default_out, encode_t
 from gptkit.checkpoint import load_checkpoint
 from gptkit.config import command_args, parse_args
 from gptkit.errors import UserError, run_main
-from gptkit.plots import check_size, matplotlib_figure, plot_loss, save, wrapped
+from gptkit.data import load_meta
+from gptkit.plots import check_size, matplotlib_figure, plot_loss, plot_tokens, save, wrapped
 from gptkit.runlog import read_log
-from gptkit.tokenizer import prompt_ids, read_prompt
+from gptkit.tokenizer import (SAMPLES, comparison_tokenizers, load_tokenizer, prompt_ids, read_prompt, split_tokens,
+                              tokens_per_word, visible)
 
 PIZZA = "The pizza came out of the oven and it tasted good."
 PIZZA_SWAPPED = "The oven came out of the pizza and it tasted good."  # the same sentence, the nouns swapped
@@ -398,6 +405,55 @@ def loss_command(cfg):
     print(f"wrote {out}: {len(run_dirs)} runs{labelled}")
 
 
+# ----------------------------------------------------------------------------------------------
+# how tokenizers cut a text
+
+
+@dataclass
+class TokensConfig:
+    text: str = "Der Ofen ist heiß, die Pizza schmeckt gut."  # the text to cut; FILE:path reads it from a file
+    dataset: str = ""  # also show this dataset's own tokenizer (data_dir/dataset/meta.json), e.g. a trained bpe
+    data_dir: str = "data"
+    out: str = "tokens.png"  # the PNG to write
+    width: int = 1400  # pixels
+    dpi: int = 100  # pixels per inch: the scale of the text in the picture
+
+    def validate(self):
+        check_size(self.width, 0, self.dpi)
+        if self.width < 400:
+            raise UserError("--width must be at least 400 pixels")
+
+
+def tokens_table(tokenizers, texts):
+    """Tokens per word and bytes per token of each tokenizer (rows) on each text (columns), as lines."""
+    lines = [f"{'tokens per word / bytes per token':<44}" + "".join(f"{name[:22]:>24}" for name in texts)]
+    for name, tokenizer in tokenizers:
+        cells = [tokens_per_word(tokenizer, text) for text in texts.values()]
+        lines.append(f"{name[:44]:<44}" + "".join(f"{f'{per_word:.2f} / {per_token:.2f}':>24}"
+                                                 for per_word, per_token in cells))
+    return lines
+
+
+def tokens_command(cfg):
+    matplotlib_figure()  # before the work: a missing matplotlib fails fast
+    text = read_prompt(cfg.text)
+    if not text:
+        raise UserError("the text is empty; pass some with --text")
+    tokenizer = load_tokenizer(load_meta(Path(cfg.data_dir) / cfg.dataset)) if cfg.dataset else None
+    tokenizers = comparison_tokenizers(tokenizer, cfg.dataset)
+    rows = [(name, split_tokens(tok, text)) for name, tok in tokenizers]
+    for name, tokens in rows:
+        print(f"{name}: {len(tokens)} tokens")
+        print("  " + " ".join(f"[{visible(piece)}|{i}]" for piece, i in tokens))
+    texts = {"your text": text, **{f"{path.name} ({language})": path.read_text(encoding="utf-8")
+                                   for path, language in ((SAMPLES / "de.txt", "German"), (SAMPLES / "en.txt", "English"))}}
+    table = tokens_table(tokenizers, texts)
+    print("\n".join(table))
+    out = plot_tokens(rows, cfg.out, title=f"how the model reads {text[:80]!r}", table="\n".join(table),
+                      width=cfg.width, dpi=cfg.dpi)
+    print(f"wrote {out}")
+
+
 @run_main
 def main(argv):
     command, cfg = parse(argv)
@@ -406,7 +462,8 @@ def main(argv):
 
 # command: (its settings, the setting its positional arguments fill, what it runs)
 COMMANDS = {"attention": (AttentionConfig, None, attention_command), "explore": (ExploreConfig, None, explore_command),
-            "next": (NextConfig, None, next_command), "loss": (LossConfig, "runs", loss_command)}
+            "next": (NextConfig, None, next_command), "loss": (LossConfig, "runs", loss_command),
+            "tokens": (TokensConfig, None, tokens_command)}
 
 
 def parse(argv):

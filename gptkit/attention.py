@@ -11,7 +11,7 @@ import torch
 
 from gptkit.checkpoint import load_trained
 from gptkit.errors import UserError
-from gptkit.tokenizer import load_tokenizer, read_prompt, token_piece, token_texts
+from gptkit.tokenizer import load_tokenizer, read_prompt, token_piece, token_texts, visible
 from model import tracing
 
 
@@ -54,7 +54,7 @@ def token_text(tokenizer, i):
     text = token_piece(tokenizer, i)
     if len(text) > 1 and text[0] == " " and text[1:].strip():
         text = text[1:]  # " pizza" reads as the word it is
-    return text.replace(" ", "\u2423").replace("\n", "\u23ce").replace("\t", "\u21e5") or "\u2205"
+    return visible(text)
 
 
 def token_spans(tokenizer, ids):

@@ -26,7 +26,7 @@ import torch
 from gptkit.attention import attention_and_logits, encode_text, token_text, word_tokens
 from gptkit.errors import UserError
 from gptkit.rundir import write_atomically
-from gptkit.tokenizer import token_piece
+from gptkit.tokenizer import comparison_tokenizers, split_tokens, token_piece, visible
 
 LEVELS = 255  # a weight w is stored as the byte round(LEVELS * sqrt(w))
 TOP_NEXT = 5  # the most likely next tokens kept for each position
@@ -88,9 +88,10 @@ def panel(model, tokenizer, text, name):
     word_of = {t: word for word, positions in word_tokens(tokenizer, ids) for t in positions}
     ranges = key_ranges(maps)
     config = model.config
+    text = tokenizer.decode(ids)
     return {
         "name": name,
-        "text": tokenizer.decode(ids),
+        "text": text,
         "tokens": [{"label": token_text(tokenizer, i), "text": token_piece(tokenizer, i), "id": i, "word": word_of.get(t, "")}
                    for t, i in enumerate(ids)],
         "shape": {k: getattr(config, k) for k in SHAPE},
@@ -99,6 +100,8 @@ def panel(model, tokenizer, text, name):
         "ranges": ranges,
         "weights": packed_weights(maps, ranges),
         "next": next_tokens(tokenizer, ids, logits),
+        "tokenizations": [{"name": kind, "tokens": [[visible(piece), i] for piece, i in split_tokens(tok, text)]}
+                          for kind, tok in comparison_tokenizers(tokenizer, "this model's")],
     }
 
 

@@ -306,6 +306,12 @@ def token_piece(tokenizer, i):
     return _NOT_UTF8.sub(lambda m: "".join(f"<0x{ord(c) - 0xDC00:02X}>" for c in m.group()), text)
 
 
+def visible(piece):
+    """A token's text with its whitespace made visible: \u2423 space, \u23ce newline, \u21e5 tab (empty: \u2205)."""
+    return (piece.replace(" ", "\u2423").replace("\n", "\u23ce").replace("\r", "\u240d").replace("\t", "\u21e5")
+            or "\u2205")
+
+
 def token_texts(tokenizer, ids):
     """Each token's share of the decoded text: a character whose bytes fall in several tokens belongs to the
     one holding its last byte (an incremental UTF-8 decoder, as sample.py streams), so they join to decode(ids)."""
@@ -314,6 +320,42 @@ def token_texts(tokenizer, ids):
     if pieces:
         pieces[-1] += decoder.decode(b"", final=True)
     return pieces
+
+
+# ---------------------------------------------------------------------------------------------
+# how tokenizers cut a text: visualize.py tokens and the explore page
+
+SAMPLES = Path(__file__).resolve().parents[1] / "corpus" / "samples"  # de.txt and en.txt: one story, two languages
+
+
+def comparison_tokenizers(dataset_tokenizer=None, dataset_name=""):
+    """[(name, tokenizer)] to compare: characters (ids: Unicode code points), GPT-2's BPE, and a dataset's
+    own tokenizer when given (a char-level one replaces the code points)."""
+    rows = [("characters (id: code point)", None)]
+    try:
+        rows.append(("GPT-2 BPE", GPT2Tokenizer()))
+    except UserError:  # offline without GPT-2's files: compare the others
+        pass
+    if dataset_tokenizer is not None:
+        name = f"{dataset_name} ({dataset_tokenizer.name}, {dataset_tokenizer.vocab_size:,} tokens)"
+        if dataset_tokenizer.name == "char":
+            rows[0] = (name, dataset_tokenizer)
+        elif dataset_tokenizer.name != "gpt2":
+            rows.append((name, dataset_tokenizer))
+    return rows
+
+
+def split_tokens(tokenizer, text):
+    """[(token text, id)] of a text: what the model reads. tokenizer None: one token per character."""
+    if tokenizer is None:
+        return [(c, ord(c)) for c in text]
+    return [(token_piece(tokenizer, i), i) for i in tokenizer.encode(text)]
+
+
+def tokens_per_word(tokenizer, text):
+    """(tokens per word, bytes per token) of a text; words are runs of letters and digits (\\w+)."""
+    n_tokens = len(split_tokens(tokenizer, text))
+    return n_tokens / max(1, len(re.findall(r"\w+", text))), len(text.encode()) / max(1, n_tokens)
 
 
 def read_prompt(text):

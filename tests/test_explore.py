@@ -163,6 +163,13 @@ def test_bpe_tokens_read_as_words(tmp_path):
     assert [t["label"] for t in p["tokens"][:3]] == ["The", "pizza", "came"]
     assert [t["text"] for t in p["tokens"][:3]] == ["The", " pizza", " came"]  # the page keeps the space to show
     assert len(p["tokens"]) == 12 and all(len(row["top"]) == 5 for row in p["next"])
+    # and the same text cut by characters and GPT-2's BPE, each token with its id (31.3: bytes, not U+FFFD)
+    (p,) = page_data(page_html([panel(model, tokenizer, "Köln \U0001F600", "bpe")]))["panels"]
+    chars, bpe = p["tokenizations"]
+    assert chars["tokens"][:2] == [["K", 75], ["ö", 246]]
+    assert bpe["tokens"] == [[piece, i] for piece, i in zip(["K", "ö", "ln", "\u2423<0xF0><0x9F><0x98>", "<0x80>"],
+                                                            tokenizer.encode("Köln \U0001F600"))]
+    assert [t["label"] for t in p["tokens"]][-2:] == ["<0xF0><0x9F><0x98>", "<0x80>"]
 
 
 def test_bad_input_is_one_line(tmp_path, capsys):
@@ -313,6 +320,9 @@ def test_pointing_at_it_shows_the_weights_the_model_computes(browser, tmp_path):
     mean = maps[0][0, :, it].mean(0).nan_to_num(-1)
     assert most == visualize.token_text(tokenizer, ids[PIZZA][int(mean.argmax())])
     assert opened.problems == [] and opened.requests == [opened.url]
+    # under the panels, each text cut by the model's characters and by GPT-2's BPE, one box per token
+    rows = opened.page.locator("#tokenizers .row")
+    assert rows.count() == 4 and rows.nth(0).locator(".tk").count() == len(PIZZA)
     opened.close()
 
 

@@ -149,3 +149,24 @@ def test_a_token_holding_part_of_a_character_shows_its_bytes():
     assert [token_text(tokenizer, i) for i in ids] == ["<0xF0><0x9F><0x98>", "<0x80>"]
     text, spans = token_spans(tokenizer, ids)
     assert text == " \U0001F600" and spans == [(0, 1), (1, 2)]  # the emoji belongs to the token ending it
+
+
+def test_visualize_tokens_prints_draws_and_counts_tokens_per_word(tmp_path, capsys, excerpt):
+    import visualize
+    from conftest import png_size
+    from gptkit.tokenizer import SAMPLES, tokens_per_word
+
+    (tmp_path / "my.txt").write_text(excerpt[:50_000], encoding="utf-8")
+    prepare.main(["text", f"--input={tmp_path / 'my.txt'}", "--name=m", "--tokenizer=bpe", "--vocab_size=400",
+                  f"--data_dir={tmp_path}"])
+    capsys.readouterr()
+    text = "Der Ofen ist heiß."
+    visualize.main(["tokens", f"--text={text}", "--dataset=m", f"--data_dir={tmp_path}", f"--out={tmp_path / 't.png'}"])
+    out = capsys.readouterr().out
+    gpt2, bpe = GPT2Tokenizer(), load_tokenizer(load_meta(tmp_path / "m"))
+    assert f"GPT-2 BPE: {len(gpt2.encode(text))} tokens" in out
+    assert f"m (bpe, 400 tokens): {len(bpe.encode(text))} tokens" in out
+    assert "[<0xC3>|195] [<0x9F>|159]" in out  # Shakespeare has no ß: the BPE spells it in bytes
+    german = tokens_per_word(gpt2, (SAMPLES / "de.txt").read_text(encoding="utf-8"))
+    assert f"{german[0]:.2f} / {german[1]:.2f}" in out.splitlines()[-3]  # the GPT-2 row of the table
+    assert png_size(tmp_path / "t.png")[0] == 1400
