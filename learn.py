@@ -4,6 +4,7 @@
     python learn.py start               copy the exercises into mine/ (a file already there is kept)
     python learn.py check attention     check mine/attention.py: each check passed or failed, and why
     python learn.py train attention     train the lab model with your attention, beside model.py's
+    python learn.py train bpe           train it on Tiny Shakespeare cut by your BPE, beside the reference's
 
 Each exercise is a template in exercises/NAME.py: the function or module to write, its shapes, the
 formula and where it comes from, a hint. You edit your copy, mine/NAME.py (git ignores mine/).
@@ -27,7 +28,7 @@ from gptkit.config import build_configs, closest_key_hint, command_args, read_co
 from gptkit.data import load_meta
 from gptkit.errors import UserError, run_main
 from gptkit.exercises import EXERCISES
-from gptkit.exercises.harness import learner_traceback, run_checks
+from gptkit.exercises.harness import LearnerError, learner_traceback, run_checks
 from gptkit.plots import matplotlib_figure, plot_loss
 from gptkit.runlog import read_log
 from model import GPTConfig
@@ -256,7 +257,8 @@ def train_command(cfg, given):
     if not exercise.TRAIN:
         raise UserError(f"{cfg.name} is not a part of the model that trains; python learn.py train takes: "
                         f"{', '.join(trainable())}")
-    args, settings, params = train_settings(cfg, exercise, given)
+    if not exercise.TRAIN.datasets:
+        args, settings, params = train_settings(cfg, exercise, given)
     report = checked(cfg, cfg.name)
     if report.error:
         raise UserError(f"your {cfg.name} raises an exception in its checks; fix it first: "
@@ -265,10 +267,21 @@ def train_command(cfg, given):
         print(f"note: {solution_path(cfg, cfg.name)} fails {len(report.failed) + len(report.not_written)} of its checks "
               f"(python learn.py check {cfg.name}); training with it anyway, to see what that does", file=sys.stderr)
     solution = report.solution
+    args_ref = None
+    if exercise.TRAIN.datasets:  # a tokenizer: each run trains on the text as its tokenizer cut it
+        data_dir = dict(given).get("data_dir") or read_config_file(cfg.config).get("data_dir", "data")
+        try:
+            mine_data, reference_data = exercise.TRAIN.datasets(solution, data_dir)
+        except LearnerError as e:
+            print(e.text, file=sys.stderr)
+            raise UserError(f"your {cfg.name} raised while preparing Tiny Shakespeare (above); python learn.py check "
+                            f"{cfg.name} shows it on small inputs") from None
+        args, _, _ = train_settings(cfg, exercise, [*given, ("dataset", mine_data)])
+        args_ref, settings, params = train_settings(cfg, exercise, [*given, ("dataset", reference_data)])
     out_root = Path(cfg.out_root)
     mine_dir = out_root / cfg.name
     train_mine(cfg.name, exercise, args, mine_dir, solution)
-    reference_dir = train_reference(cfg.name, args, settings, params, out_root)
+    reference_dir = train_reference(cfg.name, args_ref or args, settings, params, out_root)
 
     runs = [(exercise.TRAIN.label, read_log(mine_dir)), ("the reference", read_log(reference_dir))]
     (_, mine_log), (_, reference_log) = runs

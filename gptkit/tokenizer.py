@@ -268,6 +268,30 @@ class BPETokenizer(BytePairTokenizer):
                 "ranks": [base64.b64encode(t).decode() for t in self.ranks]}
 
 
+@functools.lru_cache(maxsize=None)
+def _byte_chars():
+    """GPT-2's bytes_to_unicode: each byte as a printable character (" " -> "Ġ"), as its files spell tokens."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    return {**{b: chr(b) for b in printable}, **{b: chr(256 + n) for n, b in enumerate(others)}}
+
+
+def byte_level_vocab(tokenizer):
+    """A trained BPE as GPT-2's files spell it, for the Hugging Face and GGUF exports: (tokens by id, each
+    byte a printable character, " the" -> "Ġthe", special tokens as named; merges "Ġ t", ...).
+
+    tiktoken merges the pair whose joined bytes have the lowest rank; Hugging Face and llama.cpp merge the
+    listed pair of lowest rank. So the merges list every way each token joins two shorter tokens, ranked
+    by that token's rank: then they pick what tiktoken picks."""
+    chars = _byte_chars()
+    spell = lambda token: "".join(chars[b] for b in token)  # noqa: E731
+    rank = {t: i for i, t in enumerate(tokenizer.ranks)}
+    merges = [f"{spell(t[:k])} {spell(t[k:])}" for t in tokenizer.ranks[256:]
+              for k in range(1, len(t)) if t[:k] in rank and t[k:] in rank]
+    specials = sorted(tokenizer.special_tokens, key=tokenizer.special_tokens.get)
+    return [*map(spell, tokenizer.ranks), *specials], merges
+
+
 def read_tokenizer_file(meta, folder):
     """A dataset's meta.json with its tokenizer file's tokens added ("ranks"), checked against the sha256
     meta.json records: the ids in train.bin mean something only with the tokenizer that wrote them."""

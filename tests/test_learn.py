@@ -321,6 +321,19 @@ WRONG = [
      "logits, _ = model(next_token, kv_cache=cache)\n            cache.advance(1)", "do not advance it in generate"),
     ("kvcache", "logits, _ = model(next_token, kv_cache=cache)", "logits, _ = model(idx)",
      "a step runs without the cache"),
+    ("bpe", "for chunk in regex.findall(SPLIT_PATTERN, text):\n        counts", "for chunk in [text]:\n        counts",
+     "the split pattern is forgotten: pairs are counted across the whole text"),
+    ("bpe", "            i += 2", "            i += 1", "overlapping pairs merged twice"),
+    ("bpe", "for pair in zip(ids, ids[1:]):", "for pair in zip(ids[::2], ids[1::2]):",
+     "pairs are counted at every other position only"),
+    ("bpe", "pair = max(stats, key=lambda p: (stats[p], -p[0], -p[1]))", "pair = max(stats, key=stats.get)",
+     "ties go to the pair counted first"),
+    ("bpe", "pair = min(zip(ids, ids[1:]), key=lambda p: merges.get(p, float(\"inf\")))",
+     "pair = next((p for p in zip(ids, ids[1:]) if p in merges), (None, None))", "merges applied out of rank order"),
+    ("bpe", "for chunk in regex.findall(SPLIT_PATTERN, text):\n        ids", "for chunk in [text]:\n        ids",
+     "the split pattern is forgotten at encode"),
+    ("bpe", 'return b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")',
+     'return "".join(vocab[i].decode("utf-8", errors="replace") for i in ids)', "each token is decoded on its own"),
 ]
 
 

@@ -170,3 +170,86 @@ def test_visualize_tokens_prints_draws_and_counts_tokens_per_word(tmp_path, caps
     german = tokens_per_word(gpt2, (SAMPLES / "de.txt").read_text(encoding="utf-8"))
     assert f"{german[0]:.2f} / {german[1]:.2f}" in out.splitlines()[-3]  # the GPT-2 row of the table
     assert png_size(tmp_path / "t.png")[0] == 1400
+
+
+def test_the_exercises_reference_bpe_is_rustbpes_merges_and_tiktokens_ids(shakespeare_text_session):
+    """learn.py's bpe reference (pure Python, the rules in exercises/bpe.py) and prepare.py's tokenizer
+    (rustbpe trains, tiktoken encodes) agree: the tie-break and the split are the same."""
+    from gptkit.exercises.bpe import encode_reference, german, train_reference, vocab_of
+
+    for text in (shakespeare_text_session[:60_000], german(), "aaaa xyxyxy aaa bcd\n" * 3):
+        merges = train_reference(text, 256 + 80)
+        vocab = vocab_of(merges)
+        trained = train_bpe([text], 256 + len(merges) + 1)
+        assert [vocab[i] for i in range(256, 256 + len(merges))] == trained.ranks[256:]
+        other = shakespeare_text_session[60_000:70_000] + german() + MIXED.decode("utf-8", "replace")
+        assert encode_reference(other, merges) == trained.encode(other)
+
+
+@pytest.fixture(scope="module")
+def hf(bpe):
+    from gptkit.gpt2_weights import hf_bpe_tokenizer
+
+    return hf_bpe_tokenizer(bpe)
+
+
+@settings(max_examples=150, deadline=None, database=None, derandomize=True)
+@given(text=st.text(st.characters(blacklist_categories=["Cs"]), max_size=120)
+       | st.sampled_from(["Grüße aus Köln\r\n", "aaaaaaa  bbb\n\n\nccc   ", "\U0001F600 中文 don't 1234567"]))
+def test_the_hugging_face_export_tokenizes_like_tiktoken(bpe, hf, text):
+    text = text.replace(EOT_NAME, "").replace("<|user|>", "")  # special there, text here (see below)
+    assert hf.encode(text).ids == bpe.encode(text)
+    assert hf.encode(f"a{EOT_NAME}b").ids == bpe.encode(f"a{EOT_NAME}b", allowed_special="all")
+
+
+def test_the_hugging_face_export_tokenizes_real_text_like_tiktoken(bpe, hf, shakespeare_text_session):
+    from gptkit.exercises.bpe import german
+
+    for text in (shakespeare_text_session[200_000:260_000], german(), MIXED.decode("utf-8", "replace")):
+        assert hf.encode(text).ids == bpe.encode(text)
+        assert hf.decode(bpe.encode(text)) == text
+
+
+def prepared_bpe_checkpoint(tmp_path, text, vocab_size=400):
+    """A dataset prepared with --tokenizer=bpe and a small untrained model checkpoint carrying its meta."""
+    from conftest import make_model
+    from gptkit.checkpoint import save_checkpoint
+
+    (tmp_path / "my.txt").write_text(text, encoding="utf-8")
+    prepare.main(["text", f"--input={tmp_path / 'my.txt'}", "--name=m", "--tokenizer=bpe",
+                  f"--vocab_size={vocab_size}", f"--data_dir={tmp_path}"])
+    meta = load_meta(tmp_path / "m")
+    model = make_model(vocab_size=vocab_size, block_size=32, n_embd=16, n_layer=1, n_head=2)
+    save_checkpoint(tmp_path / "out" / "best.pt", model, iter_num=0, meta=meta)
+    return load_tokenizer(meta)
+
+
+def test_export_hf_writes_a_tokenizer_transformers_loads_to_the_same_ids(transformers, tmp_path, excerpt):
+    import export
+    from gptkit.exercises.bpe import german
+
+    tokenizer = prepared_bpe_checkpoint(tmp_path, excerpt[:80_000])
+    export.main([f"--out_dir={tmp_path / 'out'}", "--to=hf", str(tmp_path / "hf")])
+    loaded = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    for text in (excerpt[100_000:110_000], german(), MIXED.decode("utf-8", "replace")):
+        assert loaded.encode(text) == tokenizer.encode(text)
+    assert loaded.eos_token_id == tokenizer.eot == 399
+
+
+def test_export_gguf_carries_the_tokens_and_merges(tmp_path, excerpt):
+    gguf = pytest.importorskip("gguf")
+    import export
+    from gptkit.tokenizer import byte_level_vocab
+
+    tokenizer = prepared_bpe_checkpoint(tmp_path, excerpt[:80_000])
+    export.main([f"--out_dir={tmp_path / 'out'}", "--to=gguf", "--gguf_type=f32", str(tmp_path / "m.gguf")])
+    reader = gguf.GGUFReader(tmp_path / "m.gguf")
+
+    def field(name):
+        f = reader.fields[name]
+        return [bytes(f.parts[i]).decode() for i in f.data] if len(f.data) > 1 else f.parts[f.data[0]].tolist()
+
+    tokens, merges = byte_level_vocab(tokenizer)
+    assert field("tokenizer.ggml.tokens") == tokens and field("tokenizer.ggml.merges") == merges
+    assert field("tokenizer.ggml.eos_token_id") == [tokenizer.eot]
+    assert bytes(reader.fields["tokenizer.ggml.pre"].parts[-1]).decode() == "gpt-2"

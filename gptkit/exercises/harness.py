@@ -185,6 +185,9 @@ class Training:
     substitute: object
     overrides: dict = field(default_factory=dict)
     requires: dict = field(default_factory=dict)
+    # a tokenizer changes the data, not the model: datasets(solution, data_dir) prepares the text with the
+    # learner's and with the reference's, and returns (the learner's dataset, the reference's) to train on
+    datasets: object = None
 
 
 # ----------------------------------------------------------------------------------------------
