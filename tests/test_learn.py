@@ -415,3 +415,27 @@ def test_a_learners_exception_in_training_shows_their_lines(capsys, tmp_path, ou
     assert err.strip().splitlines()[-1].startswith("error: your attention raised during training (above)")
     assert not any(ours in err for ours in OURS)
     assert not (tmp_path / "out" / "reference-attention").exists()  # it stopped at the learner's run
+
+
+def test_train_bpe_trains_on_shakespeare_cut_by_the_learners_tokenizer(capsys, tmp_path, monkeypatch):
+    """A correct BPE cuts Tiny Shakespeare exactly as the reference does: the same data, the same losses."""
+    import numpy as np
+
+    from gptkit.exercises import bpe
+    from gptkit.tokenizer import load_tokenizer
+
+    monkeypatch.setattr(bpe, "TRAIN_CHARS", 30_000)
+    monkeypatch.setattr(bpe, "TRAIN_VOCAB", 300)
+    data_dir = tmp_path / "data"
+    code, out, err = run_learn(capsys, "train", "bpe", f"--mine={SOLUTIONS}", f"--out_root={tmp_path / 'out'}",
+                               f"--data_dir={data_dir}", *TINY)
+    assert code == 0, err[-2000:]
+    for split in ("train", "val"):
+        mine, reference = (np.fromfile(data_dir / name / f"{split}.bin", dtype=np.uint16)
+                           for name in ("learn-bpe", "learn-bpe-reference"))
+        assert len(mine) < 30_000 * 0.9 and np.array_equal(mine, reference)
+    tokenizer = load_tokenizer(load_checkpoint(tmp_path / "out" / "bpe" / "ckpt.pt")["meta"])  # sample.py decodes
+    assert tokenizer.vocab_size == 300 and tokenizer.decode(tokenizer.encode("ROMEO: thou")) == "ROMEO: thou"
+    mine, reference = final(tmp_path / "out" / "bpe"), final(tmp_path / "out" / "reference-bpe")
+    assert mine["val_loss"] == reference["val_loss"]
+    assert f"your BPE: train {mine['train_loss']:.4f}" in out
