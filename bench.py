@@ -12,6 +12,10 @@
   python bench.py train config/x.py [--key=value ...]      training tokens/s, MFU, peak memory
   python bench.py time_to_loss OUT_DIR [OUT_DIR ...] --target=1.4697
                                                         first time a run's val loss reached the target
+  python bench.py tokenizer [--input=FILE] [--vocab_size=4096] [--size_mb=100]
+                                                        BPE training (rustbpe, Hugging Face tokenizers): time
+                                                        and peak memory; encoding MB/s beside tiktoken's GPT-2;
+                                                        with --size_mb, prepare.py on that much text
   python bench.py memory config/x.py [--gpus=8 --gpu_memory=80GB]
                                                         memory per GPU (weights, gradients, optimizer state,
                                                         activations) under DDP and FSDP, with and without
@@ -25,6 +29,7 @@ depend on them. Without a config file, sample and int8 time the 6x384 Shakespear
 import contextlib
 import copy
 import importlib.util
+import itertools
 import json
 import sys
 import tempfile
@@ -101,6 +106,18 @@ class LlamaCppConfig:
     def validate(self):
         if not self.gguf:
             raise UserError("name the file: python bench.py llama_cpp FILE.gguf (write one with export.py --to=gguf)")
+
+
+@dataclass
+class TokenizerConfig:
+    input: str = ""  # the text to train and encode on; empty: the shipped Tiny Shakespeare
+    vocab_size: int = 4096
+    size_mb: int = 0  # also prepare.py --tokenizer=bpe on this many MB (the text repeated, each copy perturbed)
+    threads: int = 2  # prepare.py's encoding threads for the size_mb run
+
+    def validate(self):
+        if self.vocab_size < 258 or self.size_mb < 0 or self.threads < 1:
+            raise UserError("vocab_size must be at least 258, size_mb not negative, threads positive")
 
 
 @dataclass
@@ -478,6 +495,109 @@ def bench_memory(model_cfg, cfg, memory):
           f"is planned on.")
 
 
+def in_child(function, *args):
+    """(function(*args), seconds, peak resident MiB above the child's start): run in a fresh process, so that
+    memory Rust allocates (which Python's tracemalloc cannot see) is measured and nothing is shared."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_measured, function, *args).result()
+
+
+def _measured(function, *args):
+    import resource
+
+    def rss_mib(key):
+        return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key)) / 1024
+
+    start = rss_mib("VmRSS:")
+    t0 = time.perf_counter()
+    result = function(*args)
+    seconds = time.perf_counter() - t0
+    peak = max(rss_mib("VmHWM:"), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return result, seconds, peak - start
+
+
+def train_rustbpe(text, vocab_size):
+    from gptkit.tokenizer import train_bpe
+
+    return train_bpe([text], vocab_size).vocab_size
+
+
+def train_hf_tokenizers(text, vocab_size):
+    """Hugging Face tokenizers' BPE trainer with the same pre-tokenization (GPT-2's byte-level split)."""
+    import tokenizers
+
+    hf = tokenizers.Tokenizer(tokenizers.models.BPE())
+    hf.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    trainer = tokenizers.trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"], show_progress=False,
+                                             initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet())
+    hf.train_from_iterator([text], trainer)
+    return hf.get_vocab_size()
+
+
+def perturbed_copies(text, size_mb, path):
+    """Write about size_mb MB to path: the text again and again, copy k with its lines rotated by k * 7919 and
+    every 5th word (from word k % 5) capitalised, so that later copies are not the same text."""
+    lines, written = text.splitlines(keepends=True), 0
+    with open(path, "w", encoding="utf-8") as f:
+        for k in itertools.count():
+            shift = k * 7919 % len(lines)
+            words = "".join(lines[shift:] + lines[:shift]).split(" ")
+            copy_ = " ".join(w.capitalize() if i % 5 == k % 5 else w for i, w in enumerate(words))
+            f.write(copy_)
+            written += len(copy_.encode())
+            if written >= size_mb * 1e6:
+                return written
+
+
+def prepare_big(path, vocab_size, threads):
+    import prepare
+
+    with tempfile.TemporaryDirectory() as out:
+        meta = prepare.prepare_file(path, Path(out) / "big", "bpe", str(path), vocab_size, (), "", threads)
+    return meta["train_tokens"] + meta["val_tokens"]
+
+
+def bench_tokenizer(cfg):
+    """BPE training time and peak memory, rustbpe beside Hugging Face tokenizers; encoding speed beside
+    tiktoken's GPT-2 on the same text; with size_mb, prepare.py --tokenizer=bpe end to end on that much."""
+    from gptkit.tokenizer import GPT2Tokenizer, train_bpe
+
+    if cfg.input:
+        text = Path(cfg.input).read_text(encoding="utf-8")
+    else:
+        import lzma
+
+        text = lzma.decompress((Path(__file__).parent / "corpus" / "tinyshakespeare.txt.xz").read_bytes()).decode()
+    mb = len(text.encode()) / 1e6
+    print(f"{cfg.input or 'Tiny Shakespeare'}: {mb:.2f} MB; {machine('cpu')}")
+    rows = []
+    for name, trainer in (("rustbpe (prepare.py's)", train_rustbpe), ("Hugging Face tokenizers", train_hf_tokenizers)):
+        vocab, seconds, peak = in_child(trainer, text, cfg.vocab_size)
+        rows.append((name, vocab, f"{seconds:.2f}", f"{peak:,.0f}"))
+    print_table(["BPE trainer", "vocab", "seconds", "peak MiB above start"], rows)
+
+    ours, gpt2 = train_bpe([text], cfg.vocab_size), GPT2Tokenizer()
+    rows = []
+    for name, tokenizer in (("tiktoken GPT-2 (50,257)", gpt2), (f"ours, trained ({cfg.vocab_size:,})", ours)):
+        tokenizer.encode(text[:10000])  # warm-up
+        seconds = min(timed(tokenizer.encode, text) for _ in range(3))
+        rows.append((name, f"{len(tokenizer.encode(text)):,}", f"{mb / seconds:.1f}", seconds))
+    base = rows[0][3]
+    print_table(["encoder, one thread", "tokens", "MB/s", "time vs GPT-2"],
+                [(*row[:3], f"{row[3] / base:.2f}x") for row in rows])
+    if cfg.size_mb:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "big.txt"
+            n_bytes = perturbed_copies(text, cfg.size_mb, path)
+            tokens, seconds, peak = in_child(prepare_big, path, cfg.vocab_size, cfg.threads)
+        print(f"prepare.py --tokenizer=bpe --vocab_size={cfg.vocab_size} on {n_bytes / 1e6:.0f} MB (the text "
+              f"repeated, perturbed): {seconds:.1f} s for training and encoding ({n_bytes / 1e6 / seconds:.1f} MB/s, "
+              f"{cfg.threads} encoding threads), {tokens:,} tokens, peak {peak:,.0f} MiB above start")
+
+
 def gib(n):
     return f"{n / 2**30:.2f}"
 
@@ -493,7 +613,8 @@ def print_table(header, rows):
 
 SPEED = [GPTConfig, TrainConfig, BenchConfig]
 COMMANDS = {"sample": SPEED, "int8": SPEED, "llama_cpp": [LlamaCppConfig], "train": SPEED,
-            "time_to_loss": [TimeToLossConfig], "memory": [GPTConfig, TrainConfig, MemoryConfig]}
+            "time_to_loss": [TimeToLossConfig], "memory": [GPTConfig, TrainConfig, MemoryConfig],
+            "tokenizer": [TokenizerConfig]}
 
 
 def parse(argv):
@@ -505,6 +626,8 @@ def parse(argv):
         return command, parse_args([TimeToLossConfig], rest, positional="runs"), None
     if command == "llama_cpp":
         return command, parse_args([LlamaCppConfig], rest, positional="gguf"), None
+    if command == "tokenizer":
+        return command, parse_args([TokenizerConfig], rest), None
     positional = [a for a in rest if not a.startswith("-")]
     run_dir = positional[0] if command == "sample" and positional and not positional[0].endswith(".py") else None
     if run_dir:
@@ -523,6 +646,8 @@ def main(argv):
         return time_to_loss(configs[0].runs, configs[0].target)
     if command == "llama_cpp":
         return bench_llama_cpp(configs[0])
+    if command == "tokenizer":
+        return bench_tokenizer(configs[0])
     if command == "memory":
         return bench_memory(*configs)
     model_cfg, cfg, bench = configs

@@ -253,16 +253,17 @@ class SplitWriter:
 
     def __init__(self, folder, train_chars):
         self.files = {split: open(folder / f"{split}.bin", "wb") for split in ("train", "val")}
-        self.tokens, self.max_id = {"train": 0, "val": 0}, {"train": 0, "val": 0}
+        self.tokens, self.max_id, self.bytes = ({"train": 0, "val": 0} for _ in range(3))
         self.chars_left = train_chars
 
     def split(self):
         return "train" if self.chars_left > 0 else "val"
 
-    def add(self, split, ids):
+    def add(self, split, ids, n_bytes):
         self.files[split].write(np.array(ids, dtype=np.uint16).tobytes())
         self.tokens[split] += len(ids)
         self.max_id[split] = max(self.max_id[split], max(ids, default=0))
+        self.bytes[split] += n_bytes
 
     def close(self):
         for f in self.files.values():
@@ -290,8 +291,8 @@ def encode_pieces(tokenizer, pieces, writer, threads):
     with ThreadPoolExecutor(threads) as pool:
         for batch in iter(lambda: list(itertools.islice(items, 4 * threads)), []):
             encoded = pool.map(lambda item: [tokenizer.eot] if item[0] is None else tokenizer.encode(item[0]), batch)
-            for (_, split), ids in zip(batch, encoded):
-                writer.add(split, ids)
+            for (chunk, split), ids in zip(batch, encoded):
+                writer.add(split, ids, len(chunk.encode("utf-8", "surrogateescape")) if chunk is not None else 0)
 
 
 def prepare_file(path, out_dir, tokenizer_name, source, vocab_size=4096, special_tokens=(), separator="",
@@ -320,6 +321,7 @@ def prepare_file(path, out_dir, tokenizer_name, source, vocab_size=4096, special
         meta = {**tokenizer.meta(),
                 "train_tokens": writer.tokens["train"], "val_tokens": writer.tokens["val"],
                 "train_max_id": writer.max_id["train"], "val_max_id": writer.max_id["val"],
+                "train_bytes": writer.bytes["train"], "val_bytes": writer.bytes["val"],
                 "source": source, "sha256": digest}
         names = ["train.bin", "val.bin"]
         if bpe:
@@ -396,6 +398,9 @@ def prepare_text(text, out_dir, tokenizer_name, source):
         "val_tokens": len(val_ids),
         "train_max_id": int(arrays["train.bin"].max()),  # what gptkit/data.py checks against the vocabulary
         "val_max_id": int(arrays["val.bin"].max()),
+        # bytes of text per split: loss per byte compares datasets of different tokenizers (experiment.py)
+        "train_bytes": len(text[:split].encode("utf-8")),
+        "val_bytes": len(text[split:].encode("utf-8")),
         "source": source,
         "sha256": sha256(text.encode("utf-8")),
     }

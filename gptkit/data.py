@@ -77,7 +77,7 @@ def check_meta(meta):
             return f"'chars' holds {shown} but vocab_size is {n}"
         if len(set(chars)) != n:
             return "'chars' lists a character twice"
-    for key in ("train_tokens", "val_tokens", "train_max_id", "val_max_id"):
+    for key in ("train_tokens", "val_tokens", "train_max_id", "val_max_id", "train_bytes", "val_bytes"):
         if key in meta and not is_count(meta[key]):
             return f"{key}={meta[key]!r}; expected a count"
     if "shards" in meta:

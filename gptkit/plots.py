@@ -59,12 +59,14 @@ MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 LEAK = "leak: saw the future"
 
 
-def plot_loss(runs, out, title="", width=1200, height=480, dpi=100, x="iter", target=0.0, leaks=()):
+def plot_loss(runs, out, title="", width=1200, height=480, dpi=100, x="iter", target=0.0, leaks=(),
+              unit="cross-entropy loss"):
     """Write loss_figure(...) to `out` as PNG; returns the path."""
-    return save(loss_figure(runs, title, width, height, dpi, x, target, leaks), out, dpi)
+    return save(loss_figure(runs, title, width, height, dpi, x, target, leaks, unit), out, dpi)
 
 
-def loss_figure(runs, title="", width=1200, height=480, dpi=100, x="iter", target=0.0, leaks=()):
+def loss_figure(runs, title="", width=1200, height=480, dpi=100, x="iter", target=0.0, leaks=(),
+                unit="cross-entropy loss"):
     """The curves of runs [(label, log records)]: train loss, val loss, and val loss again from a
     quarter of the way in, on its own y-axis, where runs that start alike come apart. Each run has
     its own colour, line style and marker, so a run drawn over another still shows. The runs whose index is in
@@ -105,7 +107,7 @@ def loss_figure(runs, title="", width=1200, height=480, dpi=100, x="iter", targe
         ax.set_title(name, fontsize=10)
         ax.set_xlabel(x_name)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("cross-entropy loss")
+    axes[0].set_ylabel(unit)
     handles, labels = axes[1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize="small")
     if title:

@@ -253,3 +253,13 @@ def test_export_gguf_carries_the_tokens_and_merges(tmp_path, excerpt):
     assert field("tokenizer.ggml.tokens") == tokens and field("tokenizer.ggml.merges") == merges
     assert field("tokenizer.ggml.eos_token_id") == [tokenizer.eot]
     assert bytes(reader.fields["tokenizer.ggml.pre"].parts[-1]).decode() == "gpt-2"
+
+
+def test_bench_tokenizer_prints_both_trainers_and_the_encoding_ratio(tmp_path, capsys, excerpt):
+    import bench
+
+    (tmp_path / "t.txt").write_text(excerpt[:20_000], encoding="utf-8")
+    bench.main(["tokenizer", f"--input={tmp_path / 't.txt'}", "--vocab_size=300"])
+    out = capsys.readouterr().out
+    assert "| rustbpe (prepare.py's)  | 300" in out and "| Hugging Face tokenizers | 300" in out
+    assert "| tiktoken GPT-2 (50,257) |" in out and "1.00x" in out
