@@ -111,7 +111,7 @@ class LlamaCppConfig:
 @dataclass
 class TokenizerConfig:
     input: str = ""  # the text to train and encode on; empty: the shipped Tiny Shakespeare
-    vocab_size: int = 4096
+    vocab_size: int = 4096  # tokens of the BPE each library trains
     size_mb: int = 0  # also prepare.py --tokenizer=bpe on this many MB (the text repeated, each copy perturbed)
     threads: int = 2  # prepare.py's encoding threads for the size_mb run
 

@@ -413,7 +413,7 @@ def loss_command(cfg):
 class TokensConfig:
     text: str = "Der Ofen ist heiß, die Pizza schmeckt gut."  # the text to cut; FILE:path reads it from a file
     dataset: str = ""  # also show this dataset's own tokenizer (data_dir/dataset/meta.json), e.g. a trained bpe
-    data_dir: str = "data"
+    data_dir: str = "data"  # where --dataset is
     out: str = "tokens.png"  # the PNG to write
     width: int = 1400  # pixels
     dpi: int = 100  # pixels per inch: the scale of the text in the picture
