@@ -6,7 +6,7 @@
     python visualize.py loss out-a out-b ... [--out=loss.png]
     python visualize.py tokens --text="Der Ofen ist heiß." [--dataset=mine] [--out=tokens.png]
 
-attention: one forward pass over the text, with model.tracing collecting every layer's attention
+attention: one forward pass over the text, with gptkit/tracing.py collecting every layer's attention
 weights softmax(score + mask), shape (1, nh, T, T). They are drawn as a grid, one row per layer and
 one column per head: the query (the token that looks) down the side, the key (the token looked at)
 along the bottom. Under the causal mask the upper-right triangle is empty: nobody sees the future.
@@ -24,7 +24,7 @@ tokens: how the model reads a text: the same text cut by characters, GPT-2's BPE
 tokenizer (prepare.py --tokenizer=bpe), each token in its colour with its id, printed and drawn; and
 a table of tokens per word and bytes per token on the text and on corpus/samples' German and English.
 
-What the pictures read from the model is in gptkit/attention.py; how they are drawn, here and in
+What the pictures read from the model is in gptkit/attention_maps.py; how they are drawn, here and in
 gptkit/plots.py. The PNG pictures need matplotlib (in requirements.txt).
 """
 
@@ -38,16 +38,16 @@ import numpy as np
 import torch
 
 from gptkit import explore
-from gptkit.attention import (ModelSource, attention_maps, default_out, encode_text, find_query, load_model,
-                              next_token_probabilities, token_text, word_tokens, word_weights)
+from gptkit.attention_maps import (ModelSource, attention_maps, default_out, load_model, next_token_probabilities,
+                                   word_weights)
 from gptkit.checkpoint import load_checkpoint
 from gptkit.config import command_args, parse_args
 from gptkit.errors import UserError, run_main
 from gptkit.data import load_meta
 from gptkit.plots import check_size, matplotlib_figure, plot_loss, plot_tokens, save, wrapped
 from gptkit.runlog import read_log
-from gptkit.tokenizer import (SAMPLES, comparison_tokenizers, load_tokenizer, prompt_ids, read_prompt, split_tokens,
-                              tokens_per_word, visible)
+from gptkit.tokenizer import (SAMPLES, comparison_tokenizers, encode_text, find_query, load_tokenizer, prompt_ids,
+                              read_prompt, split_tokens, token_text, tokens_per_word, visible, word_tokens)
 
 PIZZA = "The pizza came out of the oven and it tasted good."
 PIZZA_SWAPPED = "The oven came out of the pizza and it tasted good."  # the same sentence, the nouns swapped

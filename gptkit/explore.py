@@ -23,10 +23,11 @@ from pathlib import Path
 
 import torch
 
-from gptkit.attention import attention_and_logits, encode_text, token_text, word_tokens
+from gptkit.attention_maps import attention_and_logits
 from gptkit.errors import UserError
 from gptkit.rundir import write_atomically
-from gptkit.tokenizer import comparison_tokenizers, split_tokens, token_piece, visible
+from gptkit.tokenizer import (comparison_tokenizers, encode_text, split_tokens, token_piece, token_text, visible,
+                              word_tokens)
 
 LEVELS = 255  # a weight w is stored as the byte round(LEVELS * sqrt(w))
 TOP_NEXT = 5  # the most likely next tokens kept for each position
