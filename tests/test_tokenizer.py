@@ -142,7 +142,7 @@ def test_sample_streams_whole_characters_only(capsys):
 
 
 def test_a_token_holding_part_of_a_character_shows_its_bytes():
-    from gptkit.attention import token_spans, token_text
+    from gptkit.tokenizer import token_spans, token_text
 
     tokenizer = GPT2Tokenizer()
     ids = tokenizer.encode(" \U0001F600")  # GPT-2 cuts the emoji's 4 bytes into two tokens
