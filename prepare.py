@@ -52,7 +52,7 @@ from tqdm import tqdm
 from gptkit.config import closest_key_hint, parse_args
 from gptkit.data import DATASETS
 from gptkit.errors import UserError, first_line, run_main
-from gptkit.tokenizer import BPE_FILE, EOT_NAME, CharTokenizer, GPT2Tokenizer, train_bpe
+from gptkit.tokenizer import BPE_FILE, EOT_NAME, NOT_UTF8, CharTokenizer, GPT2Tokenizer, train_bpe
 
 REPO = Path(__file__).resolve().parent
 # Tiny Shakespeare (public domain; karpathy/char-rnn's data/tinyshakespeare/input.txt), xz-compressed
@@ -219,9 +219,6 @@ def text_pieces(path, separator="", bar=None):
                 carry = carry[cut:]
 
 
-_NOT_UTF8 = re.compile("[\udc80-\udcff]+")
-
-
 def read_file_pass(path, separator, bpe_vocab_size, special_tokens):
     """The first pass over a text file: its characters, bytes that are not UTF-8, sha256 and, for bpe,
     the tokenizer trained on it (None for gpt2)."""
@@ -232,9 +229,9 @@ def read_file_pass(path, separator, bpe_vocab_size, special_tokens):
                   desc="training BPE" if bpe_vocab_size else "reading") as bar:
             for piece, _ in text_pieces(path, separator, bar):
                 stats["chars"] += len(piece)
-                for run in _NOT_UTF8.findall(piece):
-                    stats["not_utf8"] += len(run)
-                yield from filter(None, _NOT_UTF8.split(piece))
+                pieces = NOT_UTF8.split(piece)  # text, bytes that are not UTF-8, text, ...
+                stats["not_utf8"] += sum(map(len, pieces[1::2]))
+                yield from filter(None, pieces[::2])
         with open(path, "rb") as f:  # the file as it is, separators included
             for block in iter(lambda: f.read(READ_BLOCK), b""):
                 stats["sha256"].update(block)

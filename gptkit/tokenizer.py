@@ -169,10 +169,10 @@ class BytePairTokenizer:
         return dict(self.encoding._special_tokens)
 
     def encode(self, text, allowed_special=()):
-        if not _NOT_UTF8.search(text):
+        if not NOT_UTF8.search(text):
             return self._encode_valid(text, allowed_special)
         ids = []
-        for i, piece in enumerate(_NOT_UTF8.split(text)):  # text, raw bytes, text, ...
+        for i, piece in enumerate(NOT_UTF8.split(text)):  # text, raw bytes, text, ...
             if i % 2:
                 ids.extend(self.encoding.encode_single_token(bytes([ord(c) - 0xDC00])) for c in piece)
             elif piece:
@@ -222,7 +222,7 @@ class GPT2Tokenizer(BytePairTokenizer):
 BPE_PATTERN = r50k_pat_str
 EOT_NAME = "<|endoftext|>"
 BPE_FILE = "tokenizer.tiktoken"  # tiktoken's own format: one "base64(token bytes) rank" line per token
-_NOT_UTF8 = re.compile("([\udc80-\udcff]+)")  # surrogateescape: one character per byte that is not UTF-8
+NOT_UTF8 = re.compile("([\udc80-\udcff]+)")  # surrogateescape: one character per byte that is not UTF-8
 
 
 def train_bpe(texts, vocab_size, special_tokens=(EOT_NAME,)):
@@ -329,7 +329,7 @@ def token_piece(tokenizer, i):
     """Token i as text, its bytes that are only part of a character shown as such: a GPT-2 token may
     hold the first byte of "ü" (<0xC3>) and the next token the second (<0xBC>); "\ufffd" would hide them."""
     text = tokenizer.token_bytes(i).decode("utf-8", "surrogateescape")
-    return _NOT_UTF8.sub(lambda m: "".join(f"<0x{ord(c) - 0xDC00:02X}>" for c in m.group()), text)
+    return NOT_UTF8.sub(lambda m: "".join(f"<0x{ord(c) - 0xDC00:02X}>" for c in m.group()), text)
 
 
 def visible(piece):
