@@ -236,7 +236,9 @@ def results_table(keys, rows):
 @run_main
 def main(argv):
     exp, keys, runs = plan(argv)
-    meta = load_meta(Path(runs[0]["train_cfg"].data_dir) / runs[0]["train_cfg"].dataset)
+    # each run's dataset, read now: a missing one is said before any run trains, and a swept dataset
+    # (another tokenizer) changes the vocabulary and so the parameter count
+    metas = {run["name"]: load_meta(Path(run["train_cfg"].data_dir) / run["train_cfg"].dataset) for run in runs}
     stem = "-".join(keys)
     plot_path = Path(exp.plot) if exp.plot else Path(exp.out_root) / f"{stem}.png"
     try:
@@ -258,7 +260,8 @@ def main(argv):
         bar.update(1)
 
     def trained(run, status, seconds):
-        record = write_record(run["out_dir"], status, seconds, count_params(run["model_cfg"], meta), run["args"],
+        record = write_record(run["out_dir"], status, seconds, count_params(run["model_cfg"], metas[run["name"]]),
+                              run["args"],
                               run["settings"], vary=dict(run["combo"]))
         add_row(run, status, record["seconds"], record["params"], run["out_dir"])
 
@@ -274,7 +277,7 @@ def main(argv):
     rows = [rows[run["name"]] for run in runs]
     if "dataset" in keys:  # different texts or tokenizers: their losses per token do not compare, per byte they do
         for row in rows:
-            row["meta"] = load_meta(Path(row["train_cfg"].data_dir) / row["train_cfg"].dataset)
+            row["meta"] = metas[row["name"]]
 
     table = results_table(keys, rows)
     print(table)
