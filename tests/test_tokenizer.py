@@ -44,6 +44,7 @@ def test_prepare_bpe_decodes_back_to_the_file_byte_for_byte_and_is_deterministic
     meta, tokenizer, ids = read_dataset(tmp_path / "a")
     assert meta["vocab_size"] == tokenizer.vocab_size == 600 and meta["special_tokens"] == {EOT_NAME: 599}
     assert tokenizer.decode_bytes(ids) == data
+    assert meta["train_bytes"] + meta["val_bytes"] == len(data)  # experiment.py's bits per byte divide by these
     assert len(ids) < len(data) / 2  # merges learned: fewer tokens than bytes
     for file in (BPE_FILE, "train.bin", "val.bin"):  # the same text and settings: the same files
         assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes()
@@ -263,3 +264,16 @@ def test_bench_tokenizer_prints_both_trainers_and_the_encoding_ratio(tmp_path, c
     out = capsys.readouterr().out
     assert "| rustbpe (prepare.py's)  | 300" in out and "| Hugging Face tokenizers | 300" in out
     assert "| tiktoken GPT-2 (50,257) |" in out and "1.00x" in out
+
+
+def test_experiment_compares_datasets_in_bits_per_byte():
+    import math
+
+    from experiment import bits_per_byte, per_byte_records
+
+    meta = {"train_tokens": 400, "train_bytes": 1000, "val_tokens": 50, "val_bytes": 100}
+    assert bits_per_byte(meta, "val") == pytest.approx(0.5 / math.log(2))
+    (record,) = per_byte_records([{"iter": 300, "train_loss": 2.0, "val_loss": 3.0}], meta)
+    assert record == {"iter": 300, "train_loss": pytest.approx(0.8 / math.log(2)),
+                      "val_loss": pytest.approx(1.5 / math.log(2))}
+    assert bits_per_byte({"val_tokens": 50}, "val") is None  # prepared before bytes were counted
