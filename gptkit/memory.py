@@ -33,9 +33,9 @@ w the bytes of a computed number (2 in bfloat16 or float16, 4 in float32):
 What is checked (tests/test_fsdp.py): weights, gradients and optimizer state against the bytes torch
 allocates, one process and each of two FSDP processes, within 1-3%; the activations a forward pass keeps
 against the CPU allocator's count, float32 and bfloat16, within 3%, GPT-2's blocks and grouped-query
-attention with SwiGLU. Not counted yet: what rmsnorm, rope and qk_norm keep on top (on the CPU, 8 to 15
-more bytes per B*T*C in each Block). Not checked here, a model until a GPU
-measures it: the peaks of backward, the GPU kernels' own choices (which attention kernel, what it keeps),
+attention with SwiGLU (in float32; in bfloat16 autocast on the CPU SwiGLU keeps about 5% more). Not counted
+yet: what rmsnorm, rope and qk_norm keep on top (on the CPU, 8 to 15 more bytes per B*T*C in each Block).
+Not checked here, a model until a GPU measures it: the peaks of backward, the GPU kernels' own choices (which attention kernel, what it keeps),
 the allocator's fragmentation and CUDA's and NCCL's buffers; fits() plans on 90% of a GPU's memory.
 """
 import math
