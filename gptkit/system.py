@@ -93,6 +93,15 @@ def cpu_has_bf16():
     return native_bf16(sys.platform, cpuinfo=cpuinfo)
 
 
+# dense bf16 peak FLOP/s by device name, for MFU (nanoGPT measured against the A100 always: #182)
+PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "4090": 165e12}
+
+
+def peak_flops(device_name):
+    """The GPU's dense bf16 peak FLOP/s, from its name (torch.cuda.get_device_name()); 0.0 when unknown."""
+    return next((flops for key, flops in PEAK_FLOPS.items() if key in device_name), 0.0)
+
+
 def device_memory(device):
     """Bytes of memory on the device (the host's RAM for cpu and mps); None where it cannot be told."""
     if device.startswith("cuda"):
