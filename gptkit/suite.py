@@ -32,6 +32,7 @@ import torch
 from tqdm import tqdm
 
 from gptkit.data import load_meta
+from gptkit.config import closest_key_hint
 from gptkit.errors import UserError
 from gptkit.system import cpu_has_bf16, peak_flops
 
@@ -60,6 +61,9 @@ TINY_SYSTEM = ["--device=cpu", "--dtype=float32", "--compile=False"]
 TINY_TRAINING = [*TINY_MODEL, *TINY_SYSTEM, "--batch_size=4", "--max_iters=20", "--eval_interval=10",
                  "--eval_iters=2", "--warmup_iters=0", "--learning_rate=0.01"]
 TINY_TARGET = 3.6  # reached at the first evaluation after 10 steps
+# bench.py gpu's tasks, in the order they run (gpu_tasks)
+GPU_TASKS = ["nanogpt_train", "ours_train", "nanogpt_time_to_loss", "ours_time_to_loss", "ours_time_to_loss_fast",
+             "sampling", "ours_train_batch", "ours_train_max_autotune"]
 
 
 @dataclass
@@ -71,6 +75,7 @@ class GpuSuiteConfig:
     budget_s: float = 480.0  # the whole suite's seconds, compilation included; tasks past it are not started
     # full: on a CUDA GPU at the sizes; tiny: toy sizes on the CPU, to test the suite itself
     scale: Literal["full", "tiny"] = "full"
+    tasks: str = ""  # comma-separated task names to run (e.g. to rerun the ones a spent budget cut); empty: all
 
     def validate(self):
         if not self.nanogpt_dir:
@@ -78,6 +83,10 @@ class GpuSuiteConfig:
                             "(a clone of github.com/karpathy/nanoGPT)")
         if not self.budget_s > 0:
             raise UserError(f"budget_s must be positive, got {self.budget_s}")
+        for name in self.tasks.split(","):
+            if name.strip() and name.strip() not in GPU_TASKS:
+                raise UserError(f"tasks: no task {name.strip()!r}{closest_key_hint(name.strip(), GPU_TASKS)}; "
+                                f"the tasks: {', '.join(GPU_TASKS)}")
 
 
 @dataclass
@@ -86,7 +95,7 @@ class CpuBf16Config:
     out_dir: str = "out-bench-cpu-bf16"  # table.md, figures.json, logs/ (replaced by each run)
     data_dir: str = "data"  # where `python3 prepare.py shakespeare_char` wrote the char dataset
     budget_s: float = 360.0  # the whole comparison's seconds; runs past it are not started
-    run_budget_s: float = 90.0  # each training run's seconds: a bfloat16 run slower than that is cut, as not paying
+    run_budget_s: float = 75.0  # each training run's seconds: a bfloat16 run slower than that is cut, as not paying
     scale: Literal["full", "tiny"] = "full"  # tiny: toy sizes, to test the command itself
 
     def validate(self):
@@ -239,6 +248,8 @@ def gpu_suite(cfg):
     work = nanogpt_workdir(cfg.nanogpt_dir, out / "nanogpt", char_data)
     target = TINY_TARGET if tiny else NANOGPT_TARGET
     tasks = gpu_tasks(cfg, work, char_data.parent, out / "runs", target)
+    chosen = {name.strip() for name in cfg.tasks.split(",") if name.strip()}
+    tasks = [task for task in tasks if task.key in chosen] if chosen else tasks
     mode = "--scale=tiny: toy sizes on the CPU, nothing compiled; a test of the suite, no measurement" if tiny \
         else "--quick: a smoke test, few iterations" if cfg.quick else "full"
     device = "CPU" if tiny else torch.cuda.get_device_name()
@@ -268,7 +279,7 @@ def gpu_tasks(cfg, work, data_dir, runs, target):
               f"--new_tokens={8 if tiny else 50 if cfg.quick else 500}", f"--nanogpt_dir={work}",
               "--sample_loops=kv_cache,static", *(["--bench_compile=False"] if tiny else [])]
     budget = 120 if tiny else None  # a loaded CPU must not cut the test's tasks
-    return [
+    tasks = [
         Task("nanogpt_train", [python(), "-c", NANOGPT_WRAPPER, "train.py", *gpt2, *system, "--dataset=gpt2_random",
                                f"--batch_size={batch}", "--gradient_accumulation_steps=1",
                                f"--max_iters={warmup + iters}", "--eval_iters=1", "--log_interval=1",
@@ -288,6 +299,8 @@ def gpu_tasks(cfg, work, data_dir, runs, target):
         Task("ours_train_max_autotune", [*bench_train, f"--batch_size={batch}", "--compile_mode=max-autotune"],
              REPO_ROOT, budget or 90, json=True),
     ]
+    assert [task.key for task in tasks] == GPU_TASKS
+    return tasks
 
 
 def char_dataset(data_dir):

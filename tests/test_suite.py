@@ -16,10 +16,6 @@ import bench
 from conftest import REPO_ROOT, main_error_line
 from gptkit import suite
 
-GPU_TASKS = ["nanogpt_train", "ours_train", "nanogpt_time_to_loss", "ours_time_to_loss", "ours_time_to_loss_fast",
-             "sampling", "ours_train_batch", "ours_train_max_autotune"]
-
-
 @pytest.fixture
 def nanogpt_dir(tmp_path):
     """A folder laid out as a nanoGPT clone: the stand-in's three files and nanoGPT's own char config."""
@@ -49,7 +45,7 @@ def test_gpu_suite_runs_every_row_end_to_end(tmp_path, nanogpt_dir, char_data_di
                 f"--data_dir={char_data_dir}"])  # the suite itself in-process: its tasks are processes
     stdout = capsys.readouterr().out
     tasks = json.loads((out / "figures.json").read_text())["tasks"]
-    assert list(tasks) == GPU_TASKS
+    assert list(tasks) == suite.GPU_TASKS
     for key, task in tasks.items():
         assert task["status"] in ("ok", "reached the target"), (key, (out / "logs" / f"{key}.log").read_text()[-2000:])
     nanogpt_log = (out / "logs" / "nanogpt_time_to_loss.log").read_text()
@@ -72,7 +68,7 @@ def test_gpu_suite_runs_every_row_end_to_end(tmp_path, nanogpt_dir, char_data_di
                                                 "config/shakespeare_char_fast.py"]
     for row in time_to_loss:
         seconds, at_iter, val = float(row[2].strip("*")), int(row[3]), float(row[4])
-        assert 0 < seconds < tasks[GPU_TASKS[2]]["budget_s"] and at_iter == 10 and val <= suite.TINY_TARGET
+        assert 0 < seconds < tasks[suite.GPU_TASKS[2]]["budget_s"] and at_iter == 10 and val <= suite.TINY_TARGET
 
     sampling = table_rows(table, "Sampling")
     assert [row[:2] for row in sampling] == [[b, loop] for b in ("1", "8")
@@ -162,3 +158,5 @@ def test_suite_mistakes_are_one_line(capsys, tmp_path, char_data_dir, monkeypatc
     monkeypatch.setattr(suite.torch.cuda, "is_available", lambda: False)
     assert "--scale=tiny" in main_error_line(capsys, bench, ["gpu", f"--nanogpt_dir={tmp_path}"])
     assert "no config file config/nope.py" in main_error_line(capsys, bench, ["cpu_bf16", "config/nope.py"])
+    assert "did you mean 'sampling'" in main_error_line(capsys, bench, ["gpu", "--nanogpt_dir=x",
+                                                                        "--tasks=sampling,samplin"])
