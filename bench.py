@@ -39,7 +39,6 @@ from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -57,9 +56,8 @@ from gptkit.system import maybe_compile, peak_flops, pick_device, pick_dtype, se
 from model import GPT, GPTConfig, stream
 from train import TrainConfig, mean_loss, train_step
 
-# train: what each lever changes against the configured run, timed in the same process after it
-LEVERS = {"eager": "without torch.compile", "foreach": "AdamW's foreach kernels instead of the fused one",
-          "muon": "optimizer=muon", "host_data": "the dataset in host memory, each batch copied over"}
+# train: one change each against the configured run, timed in the same process after it (time_training)
+LEVERS = ("eager", "foreach", "muon", "host_data")
 SAMPLE_LOOPS = ("no_cache", "kv_cache", "int8", "static")
 
 

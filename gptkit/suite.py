@@ -108,40 +108,45 @@ class CpuBf16Config:
 # running children
 
 
-def run_child(command, cwd, log_path, budget_s, watch=None):
+def run_child(command, cwd, log_path, budget_s, watch=None, env=None):
     """Run command in its own process group, its stdout and stderr into log_path, for at most budget_s
     seconds. watch(line, seconds since start) sees each line as it comes; True ends the child there.
+    Whatever the outcome, nothing it started is left running (compile workers included). env: variables to set.
     Returns (exit code or None if ended here, seconds, how it ended: "exited", "watched" or "over budget")."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # lines as they are printed: their time is the figure
+    env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}  # lines as printed: their time is the figure
     start = time.perf_counter()
-    ended, buffer = "exited", b""
+    ended, buffer = None, b""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         try:
-            while True:
+            while ended is None:
                 left = budget_s - (time.perf_counter() - start)
                 if left <= 0:
                     ended = "over budget"
-                    break
-                if not select.select([proc.stdout], [], [], min(left, 1.0))[0]:
-                    if proc.poll() is not None:  # exited, though something it started holds the pipe
-                        break
-                    continue
-                chunk = os.read(proc.stdout.fileno(), 1 << 16)
-                if not chunk:
-                    break
-                log.write(chunk)
-                *lines, buffer = (buffer + chunk).split(b"\n")
-                seconds = time.perf_counter() - start
-                # a progress bar redraws with \r: the line is what follows the last one
-                if watch and any(watch(line.decode(errors="replace").rsplit("\r", 1)[-1], seconds) for line in lines):
-                    ended = "watched"
-                    break
+                elif not select.select([proc.stdout], [], [], min(left, 1.0))[0]:
+                    ended = "exited" if proc.poll() is not None else None  # exited; a process it started holds the pipe
+                else:
+                    chunk = os.read(proc.stdout.fileno(), 1 << 16)
+                    log.write(chunk)
+                    *lines, buffer = (buffer + chunk).split(b"\n")
+                    seconds = time.perf_counter() - start
+                    # a progress bar redraws with \r: the line is what follows the last one
+                    texts = (line.decode(errors="replace").rsplit("\r", 1)[-1] for line in lines)
+                    if watch and any(watch(text, seconds) for text in texts):
+                        ended = "watched"
+                    elif not chunk:  # its output closed: it is exiting
+                        try:
+                            proc.wait(timeout=max(budget_s - (time.perf_counter() - start), 0.1))
+                            ended = "exited"
+                        except subprocess.TimeoutExpired:
+                            ended = "over budget"
         finally:
             seconds = time.perf_counter() - start
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)  # and the compile workers it started
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # the child if still running, and whatever it started
+            except ProcessLookupError:  # all gone already
+                pass
             proc.wait()
             proc.stdout.close()
     return (proc.returncode if ended == "exited" else None), seconds, ended
@@ -152,10 +157,12 @@ class Suite:
 
     def __init__(self, out_dir, budget_s, header, render):
         self.out, self.budget_s, self.header, self.render = Path(out_dir), budget_s, header, render
-        for stale in ("logs", "runs", "json"):  # a previous run's, which this one replaces
-            shutil.rmtree(self.out / stale, ignore_errors=True)
-        for folder in ("logs", "runs", "json"):
-            (self.out / folder).mkdir(parents=True, exist_ok=True)
+        for folder in ("logs", "runs", "json", "compile_cache"):  # a previous run's are replaced
+            shutil.rmtree(self.out / folder, ignore_errors=True)
+            (self.out / folder).mkdir(parents=True)
+        # torch.compile's caches of this run alone: every run compiles cold, as on a fresh machine, and the
+        # figures that include compiling compare across runs
+        self.env = {"TORCHINDUCTOR_CACHE_DIR": str(self.out / "compile_cache")}
         self.start, self.results = time.perf_counter(), {}
 
     def run(self, tasks):
@@ -195,7 +202,7 @@ class Suite:
             return False
 
         command = [*task.command, f"--json_out={json_out}"] if task.json else task.command
-        code, seconds, ended = run_child(command, task.cwd, log, min(task.budget_s, left), watch)
+        code, seconds, ended = run_child(command, task.cwd, log, min(task.budget_s, left), watch, self.env)
         if json_out.is_file():
             result["rows"] += [json.loads(line) for line in json_out.read_text().splitlines() if line.strip()]
         result["seconds"] = round(seconds, 2)
@@ -526,7 +533,7 @@ def cpu_bf16_table(results, targets):
             last.append(f"{evals[-1]['val_loss']:.4f}" if evals else "-")
         slower = f"{seconds[1] / seconds[0]:.2f}x" if all(seconds) else ""
         lines.append(f"| {stem} | {target} | {cells[0]} | {cells[1]} | {slower} | {', '.join(last)} |")
-    lines += ["", "## Sampling (bench.py sample's 6x384 model, KV cache), tokens/s", "",
+    lines += ["", "## Sampling tokens/s: bench.py sample's 6x384 model (--scale=tiny: 1x32), KV cache", "",
               "| batch | float32 | bfloat16 | bfloat16 / float32 |", "| --- | --- | --- | --- |"]
     for batch in (1, 8):
         speeds = []
