@@ -251,11 +251,11 @@ def bench_sample(model_cfg, cfg, bench, run_dir=None):
     With run_dir, the trained model in it, and its val loss in float32 and int8.
     """
     device = pick_device(cfg.device)
-    dtype = pick_dtype(cfg.dtype, device)
+    loops = split_list(bench.sample_loops)
+    dtype = pick_dtype(cfg.dtype, device, int8="int8" in loops)
     ctx = setup_torch(device, dtype, cfg.threads)
     model = load_trained(run_dir, device=device).model if run_dir else GPT(model_cfg).to(device).eval()
     models, notes = {"fp32": model}, []
-    loops = split_list(bench.sample_loops)
     variants = [variant for loop, variant in (("no_cache", ("no cache (nanoGPT)", "fp32")),
                                               ("kv_cache", ("kv cache", "fp32")), ("int8", ("kv cache", "int8")))
                 if loop in loops]
@@ -413,7 +413,7 @@ def bench_int8(model_cfg, cfg, bench):
     """ms per token at batch 1 with the KV cache, float32 vs each int8 implementation; and the block's
     Linear layers alone (4 per layer), the part int8 speeds up. torchao's rows need `pip install torchao`."""
     device = pick_device(cfg.device)
-    ctx = setup_torch(device, pick_dtype(cfg.dtype, device), cfg.threads)
+    ctx = setup_torch(device, pick_dtype(cfg.dtype, device, int8=True), cfg.threads)
     model = GPT(model_cfg).to(device).eval()
     rows = []
     for name, make in INT8_IMPLEMENTATIONS.items():

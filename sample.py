@@ -80,8 +80,7 @@ class Printer:
 def main(argv):
     cfg = parse(argv)
     device = pick_device(cfg.device)
-    # int8 weights compute in float32: auto must not pick a CPU's bfloat16 for them
-    dtype = pick_dtype("float32" if cfg.quantize != "none" and cfg.dtype == "auto" else cfg.dtype, device)
+    dtype = pick_dtype(cfg.dtype, device, int8=cfg.quantize != "none")
     ctx = setup_torch(device, dtype)
     trained = load_trained(cfg.out_dir, cfg.ckpt, cfg.data_dir, device)
     model, tokenizer = trained.model, trained.tokenizer

@@ -40,13 +40,14 @@ def pick_device(name):
     return "cpu"
 
 
-def pick_dtype(name, device):
+def pick_dtype(name, device, int8=False):
     """auto: bf16 where the GPU has it, else fp16 with a grad scaler; on a CPU, bf16 where it has bfloat16
-    units (cpu_has_bf16), else float32; float32 on MPS (nanoGPT #8, #28)."""
+    units (cpu_has_bf16), else float32; float32 on MPS (nanoGPT #8, #28). int8: int8 weights will run,
+    which compute in float32 (gptkit/quantize.py), so auto is float32 on a CPU."""
     if name == "auto":
         if device.startswith("cuda"):
             name = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-        elif device.startswith("cpu") and cpu_has_bf16():
+        elif device.startswith("cpu") and cpu_has_bf16() and not int8:
             name = "bfloat16"
         else:
             name = "float32"

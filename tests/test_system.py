@@ -75,6 +75,7 @@ def test_native_bf16_on_macos_is_read_from_sysctl(sysctl, native):
 def test_auto_dtype_on_a_cpu_is_bf16_only_where_it_computes_bf16(monkeypatch):
     monkeypatch.setattr(system, "cpu_has_bf16", lambda: True)
     assert system.pick_dtype("auto", "cpu") == torch.bfloat16
+    assert system.pick_dtype("auto", "cpu", int8=True) == torch.float32  # int8 weights compute in float32
     assert system.pick_dtype("float32", "cpu") == torch.float32  # asked for: kept
     assert system.pick_dtype("auto", "mps") == torch.float32
     monkeypatch.setattr(system, "cpu_has_bf16", lambda: False)
