@@ -45,7 +45,7 @@ class SampleConfig:
     beam_width: int = 0
     length_penalty: float = 0.0  # GNMT's alpha: rank beams by log p / ((5 + length) / 6)^alpha (ended ones)
     device: str = "auto"  # auto picks cuda, then mps, then cpu
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bfloat16 (else float16) on CUDA, float32 elsewhere
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on CUDA and bf16 CPUs (pick_dtype)
     compile: bool = False  # a static KV cache and a compiled one-token step (gpt-fast); compile time on stderr
     quantize: Literal["none", "int8"] = "none"  # int8: Linear layers with int8 weights, for faster CPU sampling
     trace_shapes: bool = False  # print each named tensor's shape for one forward pass, then exit
@@ -80,7 +80,7 @@ class Printer:
 def main(argv):
     cfg = parse(argv)
     device = pick_device(cfg.device)
-    dtype = pick_dtype(cfg.dtype, device)
+    dtype = pick_dtype(cfg.dtype, device, int8=cfg.quantize != "none")
     ctx = setup_torch(device, dtype)
     trained = load_trained(cfg.out_dir, cfg.ckpt, cfg.data_dir, device)
     model, tokenizer = trained.model, trained.tokenizer

@@ -168,7 +168,7 @@ def check_memory(config, cfg, device, gpus=1):
     planner's, for one process of this run) exceed the device's memory: --n_layer=100000 would otherwise
     allocate block after block until the machine runs out. cfg: the TrainConfig."""
     have = device_memory(device)
-    cfg = replace(cfg, dtype=str(pick_dtype(cfg.dtype, device)).removeprefix("torch."))  # auto: float32 on a CPU
+    cfg = replace(cfg, dtype=str(pick_dtype(cfg.dtype, device)).removeprefix("torch."))  # auto as train.py resolves it
     need = plan_memory(config, cfg, gpus, cfg.parallel).state
     if have is not None and need > have:
         raise UserError(f"a model of {estimated_params(config) / 1e6:,.0f}M parameters needs about {need / 2**30:,.0f} "
