@@ -52,7 +52,7 @@ from gptkit.optim import make_optimizer
 from gptkit.quantize import quantize
 from gptkit.runlog import read_log
 from gptkit.suite import CpuBf16Config, GpuSuiteConfig, cpu_bf16_suite, gpu_suite, random_dataset
-from gptkit.system import maybe_compile, peak_flops, pick_device, pick_dtype, setup_torch
+from gptkit.system import estimate_mfu, maybe_compile, peak_flops, pick_device, pick_dtype, setup_torch
 from model import GPT, GPTConfig, stream
 from train import TrainConfig, mean_loss, train_step
 
@@ -235,7 +235,7 @@ def time_training(model, train_model, folder, cfg, bench, lever, ctx, dtype, dev
     peak = device_peak_flops(device, bench.peak_flops)
     return {"lever": lever, "batch_size": cfg.batch_size, "tokens_per_iter": tokens_per_iter,
             "ms_per_iter": 1000 * dt, "tokens_per_s": tokens_per_iter / dt, "warmup_s": warmup_s,
-            "mfu": model.estimate_mfu(tokens_per_iter / dt, peak) if peak else None, "peak_flops": peak,
+            "mfu": estimate_mfu(model, tokens_per_iter / dt, peak) if peak else None, "peak_flops": peak,
             "peak_memory": torch.cuda.max_memory_allocated() if device.startswith("cuda") else None,
             "device": machine(device), "parameters": model.num_params()}
 

@@ -272,28 +272,6 @@ class GPT(nn.Module):
         n = sum(p.numel() for p in self.parameters())
         return n - self.transformer.wpe.weight.numel() if non_embedding and "wpe" in self.transformer else n
 
-    def optimizer_groups(self, weight_decay):
-        """Decay 2-D weights (matmuls, embeddings); never biases or norm gains."""
-        params = [p for p in self.parameters() if p.requires_grad]
-        return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-                {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-
-    def hidden_matrices(self):  # the 2-D weights inside the blocks: Muon's (embeddings and head stay with AdamW)
-        return [p for p in self.transformer.h.parameters() if p.dim() == 2]
-
-    def flops_per_token(self, T=None):  # training: 6N for the matmuls, attention's 12*L*C*T (PaLM appendix B)
-        return 6 * self.num_params() + 12 * self.config.n_layer * self.config.n_embd * (T or self.config.block_size)
-
-    def estimate_mfu(self, tokens_per_s, peak_flops, T=None):  # model FLOPs utilisation: FLOP/s over the peak
-        return self.flops_per_token(T) * tokens_per_s / peak_flops
-
-    def crop_block_size(self, block_size):
-        """Shrink the context (e.g. a pretrained 1024 model fine-tuned on 256 tokens)."""
-        assert block_size <= self.config.block_size
-        self.config.block_size = block_size
-        if "wpe" in self.transformer:
-            self.transformer.wpe.weight = nn.Parameter(self.transformer.wpe.weight[:block_size])
-
 # ----------------------------------------------------------------------------------------------
 # The pieces the model uses: positional encodings, the loss, the checks on a config
 

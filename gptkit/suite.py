@@ -34,7 +34,7 @@ from tqdm import tqdm
 from gptkit.data import load_meta
 from gptkit.config import closest_key_hint
 from gptkit.errors import UserError
-from gptkit.system import cpu_has_bf16, peak_flops
+from gptkit.system import cpu_has_bf16, estimate_mfu, peak_flops
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NANOGPT_TARGET = 1.4697  # nanoGPT's published best val loss on Tiny Shakespeare char (its README)
@@ -426,19 +426,18 @@ def nanogpt_throughput(result, device):
     tokens_per_s = tokens_per_iter / (sum(timed) / len(timed) / 1000)
     exit_report = next((r for r in result["rows"] if "peak_memory" in r), {})
     peak = peak_flops(device)
-    mfu = flops_per_token(argv) * tokens_per_s / peak if peak else None
+    mfu = estimate_mfu(nanogpt_model(argv), tokens_per_s, peak) if peak else None
     return {"tokens_per_iter": tokens_per_iter, "ms_per_iter": sum(timed) / len(timed), "tokens_per_s": tokens_per_s,
             "mfu": mfu, "peak_memory": exit_report.get("peak_memory")}
 
 
-def flops_per_token(argv):
-    """Our model's training FLOPs per token (GPT.flops_per_token) for nanoGPT's shape, built on no device."""
+def nanogpt_model(argv):
+    """Our model in nanoGPT's shape, built on no device (for its FLOPs per token, gptkit.system.flops_per_token)."""
     from model import GPT, GPTConfig
 
     with torch.device("meta"):
-        model = GPT(GPTConfig(n_layer=int(argv["n_layer"]), n_head=int(argv["n_head"]), n_embd=int(argv["n_embd"]),
-                              block_size=int(argv["block_size"]), vocab_size=50304, bias=False))
-    return model.flops_per_token()
+        return GPT(GPTConfig(n_layer=int(argv["n_layer"]), n_head=int(argv["n_head"]), n_embd=int(argv["n_embd"]),
+                             block_size=int(argv["block_size"]), vocab_size=50304, bias=False))
 
 
 def time_to_loss_cells(result, target):

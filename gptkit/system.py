@@ -103,6 +103,17 @@ def peak_flops(device_name):
     return next((flops for key, flops in PEAK_FLOPS.items() if key in device_name), 0.0)
 
 
+def flops_per_token(model, T=None):
+    """A GPT's training FLOPs per token: 6N for the matmuls, attention's 12*L*C*T (PaLM, appendix B)."""
+    c = model.config
+    return 6 * model.num_params() + 12 * c.n_layer * c.n_embd * (T or c.block_size)
+
+
+def estimate_mfu(model, tokens_per_s, peak, T=None):
+    """Model FLOPs utilisation: the FLOP/s the model's training does, over the device's peak FLOP/s."""
+    return flops_per_token(model, T) * tokens_per_s / peak
+
+
 def device_memory(device):
     """Bytes of memory on the device (the host's RAM for cpu and mps); None where it cannot be told."""
     if device.startswith("cuda"):

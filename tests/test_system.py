@@ -132,8 +132,8 @@ def test_mfu_is_against_the_devices_own_peak(monkeypatch):
     assert bench.device_peak_flops("cuda", 1e12) == 1e12  # --peak_flops overrides
     assert bench.device_peak_flops("cpu", 0) == 0.0  # unknown: bench prints n/a, not a made-up figure
     model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, vocab_size=11))
-    flops = model.flops_per_token()
-    assert model.estimate_mfu(1000.0, flops * 2000.0) == pytest.approx(0.5)
+    flops = system.flops_per_token(model)
+    assert system.estimate_mfu(model, 1000.0, flops * 2000.0) == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize("changes", [{}, dict(tie_weights=False), dict(pos_encoding="rope"), dict(n_layer=6, n_embd=96),
