@@ -14,11 +14,10 @@ nanoGPT's layout and parameter names (the Hugging Face GPT-2 names) are followed
 
 import dataclasses
 import math
-import typing
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import MethodType
-from typing import Literal
+from typing import Literal, get_args, get_origin
 
 import torch
 import torch.nn as nn
@@ -304,12 +303,7 @@ def rotary_cos_sin(positions, head_size, base=10000.0):
 def apply_rotary(x, cos, sin):
     """Rotate each pair (x[i], x[i + hs/2]) of every head x (B, nh, T, hs) by its angle. The dot product of two
     rotated vectors depends only on their distance, so RoPE encodes relative position and extends past block_size.
-
-    Which channels pair up is a convention: the two halves, as here, in GPT-NeoX and Hugging Face Llama;
-    neighbours (x[2i], x[2i+1]) in RoFormer and Meta's original Llama code. The scores are the same once
-    W_q and W_k are permuted to match: to load interleaved weights, reorder the rows of each head's block
-    of W_q and W_k to [0, 2, 4, ..., hs-2, 1, 3, ..., hs-1] (the even channels become the first half).
-    """
+    (Halves as GPT-NeoX and HF Llama pair them; RoFormer pairs neighbours: docs/settings.md#ropes-channel-pairs.)"""
     x1, x2 = x.float().chunk(2, dim=-1)  # (B, nh, T, hs/2) each
     rotated = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # (B, nh, T, hs)
     return rotated.type_as(x)
@@ -326,29 +320,24 @@ def next_token_loss(logits, targets, label_smoothing=0.0):
 def check_config(config):
     """Raise ValueError naming the first impossible setting (the command line shows it as one line)."""
     for f in dataclasses.fields(config):
-        choices = typing.get_args(f.type) if typing.get_origin(f.type) is Literal else None
+        choices = get_args(f.type) if get_origin(f.type) is Literal else None
         if choices and getattr(config, f.name) not in choices:
             raise ValueError(f"{f.name}={getattr(config, f.name)!r} is not one of {', '.join(map(repr, choices))}")
     for key in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd", "norm_eps", "rope_theta"):
         if getattr(config, key) <= 0:
             raise ValueError(f"{key} must be positive, got {getattr(config, key)}")
-    if config.n_kv_head < 0 or config.mlp_hidden < 0:
-        raise ValueError(f"n_kv_head and mlp_hidden must be positive, or 0 for their defaults; got {config.n_kv_head} "
-                         f"and {config.mlp_hidden}")
-    if config.n_embd % config.n_head:
-        raise ValueError(f"n_embd={config.n_embd} is not divisible by n_head={config.n_head}; "
-                         f"pick n_head among {[h for h in range(1, 17) if config.n_embd % h == 0]}")
-    if config.n_head % config.kv_heads:
-        raise ValueError(f"n_kv_head={config.n_kv_head} must divide n_head={config.n_head} (each key and value head "
-                         f"serves n_head / n_kv_head query heads): pick n_kv_head among "
-                         f"{[h for h in range(1, config.n_head + 1) if config.n_head % h == 0]}, or 0 for n_head")
-    head_size = config.n_embd // config.n_head
-    if config.pos_encoding == "rope" and head_size % 2:
-        raise ValueError(f"rope needs an even head size, got n_embd/n_head = {head_size}")
-    if config.pos_encoding == "sinusoidal" and config.n_embd % 2:
-        raise ValueError(f"sinusoidal encoding needs an even n_embd, got {config.n_embd}")
-    if not 0.0 <= config.dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
+    c, hs = config, config.n_embd // config.n_head
+    if c.n_kv_head < 0 or c.mlp_hidden < 0:
+        raise ValueError(f"n_kv_head and mlp_hidden must be positive or 0 (default), got {c.n_kv_head}, {c.mlp_hidden}")
+    if c.n_embd % c.n_head:
+        raise ValueError(f"n_embd={c.n_embd} is not divisible by n_head={c.n_head}")
+    if c.n_head % c.kv_heads:
+        divisors = [h for h in range(1, c.n_head + 1) if c.n_head % h == 0]
+        raise ValueError(f"n_kv_head={c.n_kv_head} must divide n_head={c.n_head}: one of {divisors}, or 0 for n_head")
+    if c.pos_encoding == "rope" and hs % 2 or c.pos_encoding == "sinusoidal" and c.n_embd % 2:
+        raise ValueError(f"{c.pos_encoding} needs an even head size (rope), n_embd (sinusoidal): got {hs}, {c.n_embd}")
+    if not 0.0 <= c.dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {c.dropout}")
 
 # ----------------------------------------------------------------------------------------------
 # Generation. Keys and values of past positions never change under the causal mask, so a KV cache
@@ -383,11 +372,9 @@ class KVCache:
         self.pos += n
 
 class Decoder:
-    """A batch of contexts being extended, and the logits of each one's next token. Without the cache, every
-    step runs the last block_size tokens through the model (nanoGPT). With it, the prompt is run once (prefill)
-    and each step feeds only the newest token; the logits are the same. The cache is valid only under the
-    causal mask (with others, earlier positions change when a token is added), and within block_size: past it,
-    the window is recomputed every step, as without the cache."""
+    """A batch of contexts being extended, and the logits of each one's next token: the prompt once (prefill), then
+    the newest token each step; without the cache (other masks) or past block_size, the last block_size tokens
+    every step, as nanoGPT. The logits are the same (docs/sampling.md#the-kv-cache)."""
 
     def __init__(self, model, idx, use_cache=True):
         self.model, self.context = model, idx  # (B, T) token ids
