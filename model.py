@@ -378,8 +378,7 @@ class Decoder:
 
     def __init__(self, model, idx, use_cache=True):
         self.model, self.context = model, idx  # (B, T) token ids
-        self.use_cache = use_cache and model.config.mask == "causal"
-        self.cache = None
+        self.cache = self.new_cache() if use_cache and model.config.mask == "causal" else None
 
     def new_cache(self):  # with full(), what a decoder that slides its cache past block_size changes
         return self.model.parts.cache(self.model.config.n_layer, self.model.config.block_size)
@@ -390,16 +389,13 @@ class Decoder:
     @torch.no_grad()
     def next_logits(self):
         """(B, vocab): the logits of the token after each context."""
-        model, block_size = self.model, self.model.config.block_size
         if self.cache is not None and self.full():
-            self.use_cache, self.cache = False, None  # recompute the window from now on
-        if self.use_cache and self.cache is None:
-            self.cache = self.new_cache()
-            logits, _ = model(self.context[:, -block_size:], kv_cache=self.cache, last_only=True)  # prefill
-        elif self.use_cache:
-            logits, _ = model(self.context[:, -1:], kv_cache=self.cache)  # one new position
+            self.cache = None  # recompute the window from now on
+        if self.cache is not None and self.cache.pos > 0:
+            new = self.context[:, -1:]  # (B, 1): one new position, the rest is cached
         else:
-            logits, _ = model(self.context[:, -block_size:], last_only=True)
+            new = self.context[:, -self.model.config.block_size:]  # (B, T): the prefill, or the whole window
+        logits, _ = self.model(new, kv_cache=self.cache, last_only=True)
         return logits[:, -1, :]
 
     def append(self, tokens):
