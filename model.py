@@ -330,12 +330,15 @@ def check_config(config):
     if c.n_kv_head < 0 or c.mlp_hidden < 0:
         raise ValueError(f"n_kv_head and mlp_hidden must be positive or 0 (default), got {c.n_kv_head}, {c.mlp_hidden}")
     if c.n_embd % c.n_head:
-        raise ValueError(f"n_embd={c.n_embd} is not divisible by n_head={c.n_head}")
+        raise ValueError(f"n_embd={c.n_embd} is not divisible by n_head={c.n_head}; "
+                         f"pick n_head among {[h for h in range(1, 17) if c.n_embd % h == 0]}")
     if c.n_head % c.kv_heads:
         divisors = [h for h in range(1, c.n_head + 1) if c.n_head % h == 0]
         raise ValueError(f"n_kv_head={c.n_kv_head} must divide n_head={c.n_head}: one of {divisors}, or 0 for n_head")
-    if c.pos_encoding == "rope" and hs % 2 or c.pos_encoding == "sinusoidal" and c.n_embd % 2:
-        raise ValueError(f"{c.pos_encoding} needs an even head size (rope), n_embd (sinusoidal): got {hs}, {c.n_embd}")
+    if c.pos_encoding == "rope" and hs % 2:
+        raise ValueError(f"rope needs an even head size, got n_embd/n_head = {hs}")
+    if c.pos_encoding == "sinusoidal" and c.n_embd % 2:
+        raise ValueError(f"sinusoidal encoding needs an even n_embd, got {c.n_embd}")
     if not 0.0 <= c.dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {c.dropout}")
 
