@@ -1,4 +1,4 @@
-"""Sample from a trained model: python sample.py --out_dir=out-shakespeare-char --start="ROMEO:"
+"""Sample from a trained model: python3 sample.py --out_dir=out-shakespeare-char --start="ROMEO:"
 
 Streams the first sample to the terminal as its tokens are made (all samples are decoded together,
 as one batch), then prints the others. --start=FILE:prompt.txt reads the prompt from a file.

@@ -1,9 +1,9 @@
 """Pictures of a model and of its training: attention maps and loss curves as PNG, attention as a page to explore.
 
-    python visualize.py attention --out_dir=out-shakespeare-char [--text="..."] [--query=it] [--compare="..."]
-    python visualize.py explore --out_dir=out-shakespeare-char [--text="..."] [--compare="..."] [--compare_out_dir=DIR2]
-    python visualize.py next --out_dir=out-shakespeare-char --text="ROMEO:"
-    python visualize.py loss out-a out-b ... [--out=loss.png]
+    python3 visualize.py attention --out_dir=out-shakespeare-char [--text="..."] [--query=it] [--compare="..."]
+    python3 visualize.py explore --out_dir=out-shakespeare-char [--text="..."] [--compare="..."] [--compare_out_dir=DIR2]
+    python3 visualize.py next --out_dir=out-shakespeare-char --text="ROMEO:"
+    python3 visualize.py loss out-a out-b ... [--out=loss.png]
 
 attention: one forward pass over the text, with model.tracing collecting every layer's attention
 weights softmax(score + mask), shape (1, nh, T, T). They are drawn as a grid, one row per layer and
@@ -338,7 +338,7 @@ class LossConfig:
         if not self.width or not self.height:
             raise UserError("give the loss plot a positive --width and --height")
         if not self.runs:
-            raise UserError("name the runs to compare: python visualize.py loss OUT_DIR [OUT_DIR ...] [--out=loss.png]")
+            raise UserError("name the runs to compare: python3 visualize.py loss OUT_DIR [OUT_DIR ...] [--out=loss.png]")
 
 
 def logged_evaluations(run_dir):

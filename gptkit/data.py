@@ -50,7 +50,7 @@ def load_meta(dataset_dir):
         return read_meta_pkl(pkl) if pkl.is_file() else {"tokenizer": "gpt2", "vocab_size": 50257}
     if not path.is_file():
         raise UserError(f"dataset '{dataset_dir.name}' not found in {dataset_dir.parent}/; "
-                        f"create it with: python prepare.py {dataset_dir.name}")
+                        f"create it with: python3 prepare.py {dataset_dir.name}")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, OSError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -102,7 +102,7 @@ def rebuild_command(dataset_dir, meta=None):
         name = "text"
     if dataset_dir.parent != Path("data"):
         args.append(f"--data_dir={dataset_dir.parent}")
-    return " ".join(["python prepare.py", name, *args])
+    return " ".join(["python3 prepare.py", name, *args])
 
 
 class Shards:

@@ -1,4 +1,4 @@
-"""One HTML page to explore a model's attention in a browser: `python visualize.py explore` writes it,
+"""One HTML page to explore a model's attention in a browser: `python3 visualize.py explore` writes it,
 and a notebook shows the same page inline (`inline`).
 
 The page is gptkit/explore.html (its HTML, CSS and JavaScript) with the data put in where it says

@@ -101,7 +101,7 @@ def tiny_train_args(char_data_dir):
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, tiny_train_args):
-    """`python train.py` run once on the tiny config (30 iters): .out_dir, .result (CompletedProcess).
+    """`python3 train.py` run once on the tiny config (30 iters): .out_dir, .result (CompletedProcess).
 
     Tests must not modify out_dir: copy what they want to change.
     """

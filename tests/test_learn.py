@@ -68,7 +68,7 @@ def test_every_template_is_not_started_and_names_what_to_write(tmp_path):
     for name, exercise in EXERCISES.items():
         template = REPO_ROOT / "exercises" / f"{name}.py"
         text = template.read_text()
-        assert "raise NotImplementedError" in text and f"python learn.py check {name}" in text
+        assert "raise NotImplementedError" in text and f"python3 learn.py check {name}" in text
         report = run_checks(exercise, template)
         assert report.state == "not started", (name, report)
         for what in report.not_written:  # the template's names are those the checks call
@@ -81,7 +81,7 @@ def test_not_started_says_so_in_one_line_and_exits_non_zero(capsys, tmp_path):
     line = main_error_line(capsys, learn, ["check", "attention", f"--mine={tmp_path / 'mine'}"])
     assert "attention is not started" in line and "causal_attention" in line
     line = main_error_line(capsys, learn, ["check", "attention", f"--mine={tmp_path / 'elsewhere'}"])
-    assert "does not exist" in line and "python learn.py start" in line
+    assert "does not exist" in line and "python3 learn.py start" in line
 
 
 def test_a_half_written_exercise_fails_naming_what_is_left(capsys, tmp_path):
@@ -94,7 +94,7 @@ def test_a_half_written_exercise_fails_naming_what_is_left(capsys, tmp_path):
 def test_the_list_shows_each_state_and_the_next_step(capsys, tmp_path):
     folder = tmp_path / "mine"
     code, out, _ = run_learn(capsys, f"--mine={folder}")
-    assert "next: python learn.py start" in out
+    assert "next: python3 learn.py start" in out
     run_learn(capsys, "start", f"--mine={folder}")
     shutil.copy(SOLUTIONS / "batch.py", folder)
     write(folder, "positions", "pe[:, 0::2] = torch.sin(angles)", "pe[:, 0::2] = torch.cos(angles)")
@@ -102,7 +102,7 @@ def test_the_list_shows_each_state_and_the_next_step(capsys, tmp_path):
     rows = {line.split()[1]: line for line in out.splitlines() if line[:4].strip().isdigit()}
     assert list(rows) == list(EXERCISES)
     assert "passing" in rows["batch"] and "failing" in rows["positions"] and "not started" in rows["attention"]
-    assert "next: python learn.py check positions" in out
+    assert "next: python3 learn.py check positions" in out
 
 
 def test_start_never_overwrites_and_says_what_it_kept(capsys, tmp_path):

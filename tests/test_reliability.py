@@ -40,7 +40,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 LOG_KEYS = ("iter", "train_loss", "val_loss", "lr", "tokens")
 
 # Runs train.py after patching the process to die (SIGKILL) at the n-th occurrence of a moment,
-# or to fail every checkpoint write as a full disk would:  python -c LAUNCHER repo phase n args...
+# or to fail every checkpoint write as a full disk would:  python3 -c LAUNCHER repo phase n args...
 LAUNCHER = r"""
 import io, os, runpy, signal, sys
 repo, phase, n = sys.argv[1], sys.argv[2], int(sys.argv[3])

@@ -128,7 +128,7 @@ def test_a_model_that_saw_the_future_is_flagged_before_its_garbage(tmp_path, cap
 
 
 def test_piping_into_a_reader_that_stops_early_is_no_traceback(tiny_run):
-    """`python sample.py | head -1`: when the reader goes, the writer stops quietly (exit 141, as a Unix tool)."""
+    """`python3 sample.py | head -1`: when the reader goes, the writer stops quietly (exit 141, as a Unix tool)."""
     command = [sys.executable, str(REPO_ROOT / "sample.py"), f"--out_dir={tiny_run.out_dir}", "--num_samples=20",
                "--max_new_tokens=400", "--device=cpu"]
     writer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -13,7 +13,7 @@ nbformat = pytest.importorskip("nbformat", reason="the notebook test needs nbfor
 nbclient = pytest.importorskip("nbclient", reason="the notebook test needs nbclient (requirements-dev.txt)")
 
 NUMBER = r"-?\d+(?:\.\d*)?"
-POINTER = re.compile(r"edit `mine/(\w+)\.py` and run `python learn\.py check (\w+)`")
+POINTER = re.compile(r"edit `mine/(\w+)\.py` and run `python3 learn\.py check (\w+)`")
 
 
 @pytest.fixture(scope="module")
