@@ -167,18 +167,30 @@ def print_report(name, path, report):
         shown += 1
     for what in report.not_written:
         print(f"  FAILED  {what} is not written yet (it still raises NotImplementedError)")
+    crashed = len(report.results) + 1  # the check whose call into the learner's code raised
+    calling = f", calling {report.crashed_in}" if report.crashed_in else ""
     if report.error:
-        print("\nthe checks stopped here:\n" + report.error)
+        print(f"\nthe checks stopped at check {crashed}{calling}:\n" + report.error)
     passed = sum(r.passed for r in report.results)
     if report.error:
-        before = f"{passed} of {len(report.results)} checks passed before that; " if report.results else ""
-        print(f"\n{before}fix it and run again: python3 learn.py check {name}")
+        inputs = f" ({report.crashed_in})" if report.crashed_in else ""
+        print(f"\ncrashed on check {crashed}{inputs}; {before_crash(passed, len(report.results))}fix it and run again: "
+              f"python3 learn.py check {name}")
     elif report.state == "passing":
         done = f"; train with it: python3 learn.py train {name}" if EXERCISES[name].TRAIN else ""
         print(f"\nall {passed} checks passed{done}")
     else:
         print(f"\n{passed} of {len(report.results)} checks passed; fix the first failure and run again: "
               f"python3 learn.py check {name}")
+
+
+def before_crash(passed, ran):
+    """What the checks before a crash found, never reading as if every check passed: 'the 12 before it passed; '."""
+    if not ran:
+        return ""
+    if passed == ran:
+        return "the check before it passed; " if ran == 1 else f"the {ran} before it passed; "
+    return f"{passed} of the {ran} before it passed; "
 
 
 def check_command(cfg):

@@ -159,6 +159,28 @@ def test_a_learners_exception_shows_their_lines_and_none_of_ours(capsys, tmp_pat
     assert not any(ours in out + err for ours in OURS)
 
 
+@pytest.mark.parametrize("name, old, new, call", [
+    ("sampling", "    if temperature == 0:\n        return logits.argmax(dim=-1, keepdim=True)\n", "",
+     "sample_next(logits=a float32 tensor of shape (16, 30), temperature=0.0, generator=a Generator)"),
+    ("layernorm", "return y + self.bias if self.bias is not None else y", "return y + self.bias",
+     "LayerNorm(ndim=16, bias=False)(x=a float32 tensor of shape (2, 3, 16))"),
+], ids=["sampling-temperature-0", "layernorm-bias-False"])
+def test_a_crash_names_the_check_and_its_inputs_and_what_passed_before(capsys, tmp_path, name, old, new, call):
+    """The learner's code raises on one input only (temperature=0, a LayerNorm without bias): the report names
+    that call and its inputs, and what came before does not read as if every check passed."""
+    path = write(tmp_path / "mine", name, old, new)
+    code, out, _ = run_learn(capsys, "check", name, f"--mine={path.parent}")
+    ran = out.count("  passed  ") + out.count("  FAILED  ")
+    assert code == 1 and ran > 1
+    assert f"the checks stopped at check {ran + 1}, calling {call}:" in out
+    assert f"crashed on check {ran + 1} ({call}); the {ran} before it passed; fix it" in out
+
+
+def test_what_passed_before_a_crash_is_counted_in_words():
+    assert learn.before_crash(0, 0) == "" and learn.before_crash(1, 1) == "the check before it passed; "
+    assert learn.before_crash(11, 12) == "11 of the 12 before it passed; "
+
+
 def test_a_syntax_error_shows_the_learners_line(capsys, tmp_path):
     path = write(tmp_path / "mine", "loss", "def cross_entropy(logits, targets):", "def cross_entropy(logits, targets:")
     code, out, err = run_learn(capsys, "check", "loss", f"--mine={path.parent}")
