@@ -4,6 +4,7 @@ and none of ours; `start` never overwrites their work."""
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -220,6 +221,8 @@ WRONG = [
                   "torch.sin(angles)\n    pe[:, 1::2] = torch.cos(angles)",
      "torch.arange(d_model) / d_model)  # (T, d)\n    pe = torch.zeros(num_positions, d_model)\n    pe[:, 0::2] = "
      "torch.sin(angles[:, 0::2])\n    pe[:, 1::2] = torch.cos(angles[:, 1::2])", "each column j uses 10000^(j/d_model)"),
+    ("positions", "angles = pos * torch.exp(-math.log(10000.0) * two_i / d_model)",
+     "angles = pos / 10000 ** (two_i // d_model)", "two_i // d_model is integer division"),
     ("positions", "torch.arange(num_positions, dtype=torch.float32)",
      "torch.arange(1, num_positions + 1, dtype=torch.float32)", "your positions start at 1"),
     ("attention", " / math.sqrt(hs)", "", "your scores are 8.0 times the reference's: did you divide by sqrt(head_size)?"),
@@ -235,6 +238,12 @@ WRONG = [
     ("attention", 'float("-inf")), dim=-1)', 'float("-inf")), dim=-2)',
      "your weights sum to 1 over queries, not keys: softmax over the last dimension"),
     ("attention", 'masked_fill(~mask, float("-inf"))', "masked_fill(~mask, 0.0)", "-inf, not 0"),
+    ("attention", 'mask = torch.tril(torch.ones(T, T, dtype=torch.bool, device=q.device))\n    weights = F.softmax('
+                  'scores.masked_fill(~mask, float("-inf")), dim=-1)',
+     'mask = torch.triu(torch.ones(T, T, dtype=torch.bool, device=q.device))\n    weights = F.softmax('
+     'scores.masked_fill(~mask, float("-inf")), dim=-2)',
+     "two mistakes: the mask is on the wrong side (hide key > query, the upper-right triangle: torch.tril), and "
+     "the softmax is over queries, not keys (dim=-1)"),
     ("attention", 'scores.masked_fill(~mask, float("-inf"))', "scores",
      "position 0 attends to position 1, in its future"),
     ("attention", 'weights = F.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)',
@@ -352,6 +361,23 @@ def test_a_wrong_solution_is_caught_with_the_message_meant_for_it(tmp_path, name
     assert report.state == "failing", report
     causes = [r.cause for r in report.failed if r.cause]
     assert causes and message in causes[0], (causes, report.error)
+
+
+def test_token_ids_show_as_whole_numbers_and_one_position_is_singular(tmp_path):
+    report = run_checks(EXERCISES["batch"], write(tmp_path, "batch", "return x, y", "return y, x"))
+    x = report.failed[0]
+    assert re.fullmatch(r"\[0, 0:6\] = \[(\d+, ){5}\d+, \.\.\.\]", x.expected), x.expected  # not 10.0000
+    names = [r.name for r in run_checks(EXERCISES["positions"], SOLUTIONS / "positions.py").results]
+    assert "equals model.sinusoidal_encoding (1 position, d_model=2)" in names
+    assert "equals model.sinusoidal_encoding (10 positions, d_model=16)" in names
+
+
+def test_the_overflow_diagnosis_suggests_what_the_template_allows(tmp_path):
+    """The loss template says not to call F.log_softmax; the overflow's likely cause must not tell them to."""
+    assert "Do not call F.cross_entropy or\nF.log_softmax" in (REPO_ROOT / "exercises" / "loss.py").read_text()
+    path = write(tmp_path, "loss", "shifted = logits - logits.max(dim=-1, keepdim=True).values", "shifted = logits")
+    causes = [r.cause for r in run_checks(EXERCISES["loss"], path).failed if r.cause]
+    assert causes and all("log-sum-exp" in c and "use F.log_softmax" not in c for c in causes), causes
 
 
 # ---------------------------------------------------------------------------------------------

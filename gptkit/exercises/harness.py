@@ -235,6 +235,11 @@ def input_text(value):
     return f"a {type(value).__name__}"
 
 
+def plural(n, noun):
+    """'1 position', '2 positions'."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def shape_text(t):
     return f"shape {tuple(t.shape)}" if isinstance(t, torch.Tensor) else f"a {type(t).__name__}, not a tensor"
 
@@ -245,7 +250,8 @@ def values_text(t, index):
         return f"{t.item():.6g}"
     *lead, last = index
     start = max(0, min(last - 2, t.shape[-1] - 6))
-    row = t[tuple(lead)][start:start + 6].detach().double().tolist()
+    row = t[tuple(lead)][start:start + 6].detach()
+    row = (row.double() if row.is_floating_point() else row).tolist()  # token ids stay whole numbers
     shown = ", ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row)
     at = ", ".join(map(str, lead + [f"{start}:{start + len(row)}"]))
     return f"[{at}] = [{shown}{', ...' if start + len(row) < t.shape[-1] else ''}]"
@@ -320,7 +326,8 @@ def unchanged_before(cut, y, y2, dim, cause):
     """A Result: y2, from inputs changed at positions `cut` on (along dim), equals y at the positions before."""
     moved = (y2 - y).narrow(dim, 0, cut).abs().amax(dim=[d for d in range(y.dim()) if d != dim])  # (cut,)
     changed = [t for t in range(cut) if moved[t] > 1e-6]
-    return Result(f"changing the tokens from position {cut} on leaves the outputs at positions 0-{cut - 1} as they were",
+    before = "position 0" if cut == 1 else f"positions 0-{cut - 1}"
+    return Result(f"changing the tokens from position {cut} on leaves the outputs at {before} as they were",
                   not changed, "the same outputs", f"position {changed[0]} changed by {moved[changed[0]]:.4f}"
                   if changed else "", cause if changed else "")
 
