@@ -95,8 +95,6 @@ def test_a_shown_command_runs_as_shown(where, script, arguments, monkeypatch):
 
 
 BARE_PYTHON = re.compile(r"(?<![\w./-])python (?=[\w./-]*\.py\b|-[mc]\b|SCRIPT)")
-# train.py's three hints are the core-train branch's to respell (issue 31, item 4); drop this when it lands
-NOT_YET = {"train.py"}
 
 
 def printed_strings():
@@ -106,11 +104,11 @@ def printed_strings():
              *sorted((REPO_ROOT / "exercises").glob("*.py"))]
     return {str(f.relative_to(REPO_ROOT)): "\n".join(node.value for node in ast.walk(ast.parse(f.read_text()))
                                                     if isinstance(node, ast.Constant) and isinstance(node.value, str))
-            for f in files if f.name not in NOT_YET or f.parent != REPO_ROOT}
+            for f in files}
 
 
 def test_every_shown_command_is_spelled_python3():
-    texts = {**{w: t for w, t in shown_texts().items() if w not in NOT_YET}, **printed_strings()}
+    texts = {**shown_texts(), **printed_strings()}
     bare = [f"{where}: {line.strip()}" for where, text in texts.items() for line in text.splitlines()
             if BARE_PYTHON.search(line)]
     assert not bare, "spell these `python3 ...`:\n" + "\n".join(bare)
