@@ -1,24 +1,24 @@
 """Benchmarks that print figures (never timed unit tests).
 
-  python bench.py sample [--n_layer=6 --n_embd=384 ...]   sampling tokens/s, batch 1 and 8: nanoGPT's loop
+  python3 bench.py sample [--n_layer=6 --n_embd=384 ...]   sampling tokens/s, batch 1 and 8: nanoGPT's loop
                                                         (no cache), the KV cache, the cache with int8 weights,
                                                         and the static cache with a compiled step (gpt-fast)
-  python bench.py sample OUT_DIR                          the same for a trained run, and its val loss in
+  python3 bench.py sample OUT_DIR                          the same for a trained run, and its val loss in
                                                         float32 and int8 on the dataset it was trained on
-  python bench.py int8 [--n_layer=6 ...]                  ms per token at batch 1, float32 vs each int8
+  python3 bench.py int8 [--n_layer=6 ...]                  ms per token at batch 1, float32 vs each int8
                                                         implementation (PyTorch's dynamic int8, torchao's)
-  python bench.py llama_cpp FILE.gguf [--new_tokens=255]  the same batch-1 sampling in llama.cpp itself, on a
+  python3 bench.py llama_cpp FILE.gguf [--new_tokens=255]  the same batch-1 sampling in llama.cpp itself, on a
                                                         file export.py wrote (needs llama-cpp-python)
-  python bench.py train config/x.py [--key=value ...]      training tokens/s, MFU, peak memory
-  python bench.py time_to_loss OUT_DIR [OUT_DIR ...] --target=1.4697
+  python3 bench.py train config/x.py [--key=value ...]      training tokens/s, MFU, peak memory
+  python3 bench.py time_to_loss OUT_DIR [OUT_DIR ...] --target=1.4697
                                                         first time a run's val loss reached the target
-  python bench.py gpu --nanogpt_dir=DIR [--quick=True]  ours beside nanoGPT on one GPU, every figure from one run:
+  python3 bench.py gpu --nanogpt_dir=DIR [--quick=True]  ours beside nanoGPT on one GPU, every figure from one run:
                                                         GPT-2 124M training throughput (and each lever), time to
                                                         val 1.4697 on Tiny Shakespeare, sampling (gptkit/suite.py,
                                                         docs/performance.md); 8 minutes on an H100
-  python bench.py cpu_bf16 [config/x.py ...]              the CPU recipes in float32 and bfloat16, time to the same
+  python3 bench.py cpu_bf16 [config/x.py ...]              the CPU recipes in float32 and bfloat16, time to the same
                                                         val loss side by side, and sampling tokens/s (6 minutes)
-  python bench.py memory config/x.py [--gpus=8 --gpu_memory=80GB]
+  python3 bench.py memory config/x.py [--gpus=8 --gpu_memory=80GB]
                                                         memory per GPU (weights, gradients, optimizer state,
                                                         activations) under DDP and FSDP, with and without
                                                         activation checkpointing, and the largest micro-batch
@@ -135,7 +135,7 @@ class LlamaCppConfig:
 
     def validate(self):
         if not self.gguf:
-            raise UserError("name the file: python bench.py llama_cpp FILE.gguf (write one with export.py --to=gguf)")
+            raise UserError("name the file: python3 bench.py llama_cpp FILE.gguf (write one with export.py --to=gguf)")
 
 
 @dataclass
@@ -145,7 +145,7 @@ class TimeToLossConfig:
 
     def validate(self):
         if not self.runs:
-            raise UserError("name the runs: python bench.py time_to_loss OUT_DIR [OUT_DIR ...] --target=1.4697")
+            raise UserError("name the runs: python3 bench.py time_to_loss OUT_DIR [OUT_DIR ...] --target=1.4697")
 
 
 def device_peak_flops(device, override):
@@ -478,7 +478,7 @@ def bench_llama_cpp(cfg):
         raise UserError("bench.py llama_cpp needs llama-cpp-python: pip install llama-cpp-python "
                         "(it compiles llama.cpp: 10 minutes or more)") from None
     if not Path(cfg.gguf).is_file():
-        raise UserError(f"{cfg.gguf} not found; write it with: python export.py --out_dir=DIR --to=gguf {cfg.gguf}")
+        raise UserError(f"{cfg.gguf} not found; write it with: python3 export.py --out_dir=DIR --to=gguf {cfg.gguf}")
     threads = cfg.threads or torch.get_num_threads()
     llm = llama_cpp.Llama(cfg.gguf, n_ctx=0, n_threads=threads, n_threads_batch=threads, seed=0, verbose=False)
     if cfg.new_tokens + 1 > llm.n_ctx():

@@ -1,5 +1,5 @@
 """How much memory training takes on each GPU, worked out before anything is built: the planner of
-`python bench.py memory CONFIG --gpus=N --gpu_memory=80GB`, and train.py's refusal of a model that
+`python3 bench.py memory CONFIG --gpus=N --gpu_memory=80GB`, and train.py's refusal of a model that
 cannot fit at all (check_memory). docs/memory.md has the table for GPT-2's four sizes.
 
 Bytes per process, with P parameters, N processes, B micro-batch, T block_size, C n_embd, V vocab,
@@ -173,4 +173,4 @@ def check_memory(config, cfg, device, gpus=1):
     if have is not None and need > have:
         raise UserError(f"a model of {estimated_params(config) / 1e6:,.0f}M parameters needs about {need / 2**30:,.0f} "
                         f"GiB for its weights, gradients and optimizer state, more than this {device}'s "
-                        f"{have / 2**30:,.0f} GiB; lower n_layer or n_embd (python bench.py memory plans it)")
+                        f"{have / 2**30:,.0f} GiB; lower n_layer or n_embd (python3 bench.py memory plans it)")
