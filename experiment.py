@@ -1,10 +1,10 @@
 """Change one thing, keep everything else equal, and compare: one training run per value.
 
-    python experiment.py config/lab_char_cpu.py --vary=pos_encoding=learned,sinusoidal,rope,none
-    python experiment.py config/lab_char_cpu.py --vary=n_head=1,8 --vary=mask=causal,none --max_iters=600
-    python experiment.py config/sweep_mask.py       # a sweep config: the training config and what to vary
+    python3 experiment.py config/lab_char_cpu.py --vary=pos_encoding=learned,sinusoidal,rope,none
+    python3 experiment.py config/lab_char_cpu.py --vary=n_head=1,8 --vary=mask=causal,none --max_iters=600
+    python3 experiment.py config/sweep_mask.py       # a sweep config: the training config and what to vary
 
-Each run is `python train.py CONFIG [--key=value ...] --KEY=VALUE --out_dir=OUT_ROOT/KEY=VALUE
+Each run is `python3 train.py CONFIG [--key=value ...] --KEY=VALUE --out_dir=OUT_ROOT/KEY=VALUE
 --overwrite=True` in a fresh interpreter (same seed, so the runs differ only in KEY), its output kept
 in OUT_ROOT/KEY=VALUE/train.log. Other --key=value settings go to every run. --vary given twice
 makes the grid of all combinations. At the end: a table of final train and val loss, best val

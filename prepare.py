@@ -1,11 +1,11 @@
 """Turn a text file into a dataset: data/<name>/train.bin, val.bin and meta.json.
 
-    python prepare.py shakespeare_char             # Tiny Shakespeare, one token per character
-    python prepare.py shakespeare                  # Tiny Shakespeare, GPT-2 BPE
-    python prepare.py text --input=my.txt --name=mydata --tokenizer=char|gpt2
-    python prepare.py text --input=my.txt --name=mine --tokenizer=bpe --vocab_size=4096   # your own BPE
-    python prepare.py openwebtext                  # OpenWebText, GPT-2 BPE, 9B tokens in shards
-    python prepare.py fineweb_edu                  # FineWeb-Edu's 10B-token sample, likewise
+    python3 prepare.py shakespeare_char             # Tiny Shakespeare, one token per character
+    python3 prepare.py shakespeare                  # Tiny Shakespeare, GPT-2 BPE
+    python3 prepare.py text --input=my.txt --name=mydata --tokenizer=char|gpt2
+    python3 prepare.py text --input=my.txt --name=mine --tokenizer=bpe --vocab_size=4096   # your own BPE
+    python3 prepare.py openwebtext                  # OpenWebText, GPT-2 BPE, 9B tokens in shards
+    python3 prepare.py fineweb_edu                  # FineWeb-Edu's 10B-token sample, likewise
 
 Tiny Shakespeare ships with the repository (corpus/tinyshakespeare.txt.xz, checked against its
 sha256), so it needs no download; --input=PATH uses another copy.
@@ -586,7 +586,7 @@ class PrepareConfig:
 
     def validate(self):
         if not self.dataset:
-            raise UserError(f"name a dataset: one of {', '.join(DATASETS)} (python prepare.py shakespeare_char)")
+            raise UserError(f"name a dataset: one of {', '.join(DATASETS)} (python3 prepare.py shakespeare_char)")
         if self.dataset not in DATASETS:
             raise UserError(f"unknown dataset '{self.dataset}'{closest_key_hint(self.dataset, list(DATASETS))}; "
                             f"the datasets are {', '.join(DATASETS)}")

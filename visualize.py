@@ -1,10 +1,10 @@
 """Pictures of a model and of its training: attention maps and loss curves as PNG, attention as a page to explore.
 
-    python visualize.py attention --out_dir=out-shakespeare-char [--text="..."] [--query=it] [--compare="..."]
-    python visualize.py explore --out_dir=out-shakespeare-char [--text="..."] [--compare="..."] [--compare_out_dir=DIR2]
-    python visualize.py next --out_dir=out-shakespeare-char --text="ROMEO:"
-    python visualize.py loss out-a out-b ... [--out=loss.png]
-    python visualize.py tokens --text="Der Ofen ist heiß." [--dataset=mine] [--out=tokens.png]
+    python3 visualize.py attention --out_dir=out-shakespeare-char [--text="..."] [--query=it] [--compare="..."]
+    python3 visualize.py explore --out_dir=out-shakespeare-char [--text="..."] [--query=it] [--compare="..."]
+    python3 visualize.py next --out_dir=out-shakespeare-char --text="ROMEO:"
+    python3 visualize.py loss out-a out-b ... [--out=loss.png]
+    python3 visualize.py tokens --text="Der Ofen ist heiß." [--dataset=mine] [--out=tokens.png]
 
 attention: one forward pass over the text, with gptkit/tracing.py collecting every layer's attention
 weights softmax(score + mask), shape (1, nh, T, T). They are drawn as a grid, one row per layer and
@@ -13,7 +13,8 @@ along the bottom. Under the causal mask the upper-right triangle is empty: nobod
 
 explore: the same weights as one HTML page to explore in a browser, offline (gptkit/explore.py):
 point at a token to see where it looks, layer by layer and head by head, and what the model expects
-next; beside it a second text (--compare) or a second model (--compare_out_dir).
+next; beside it a second text (--compare) or a second model (--compare_out_dir). It opens on --query
+(the last token by default) at the head whose attention from it is most concentrated, or at --layer and --head.
 
 next: the most likely next tokens after a prompt, with their probabilities.
 
@@ -255,6 +256,9 @@ def swap_reading(texts, rankings):
 @dataclass
 class ExploreConfig(ModelSource):
     text: str = PIZZA  # the text to explore, up to block_size tokens; FILE:path reads it from a file
+    query: str = ""  # the token the page opens on: a word of the text (its last token) or a position; empty: the last
+    layer: int = -1  # the layer it opens on; -1: where the query's attention is most concentrated on one other token
+    head: int = -1  # the head it opens on; -1: likewise
     compare: str = ""  # a second text shown under the first, same layer, head and position (e.g. two words swapped)
     compare_out_dir: str = ""  # a second run's out_dir, shown under the first on the same text (or on --compare)
     out: str = ""  # the HTML file to write; empty: out_dir/attention.html (./attention.html for GPT-2)
@@ -262,7 +266,7 @@ class ExploreConfig(ModelSource):
 
 def explore_command(cfg):
     model, tokenizer, name = load_model(cfg)
-    panels = [explore.panel(model, tokenizer, cfg.text, name)]
+    panels = [explore.panel(model, tokenizer, cfg.text, name, cfg.query, cfg.layer, cfg.head)]
     if cfg.compare_out_dir:
         second = ModelSource(out_dir=cfg.compare_out_dir, ckpt=cfg.ckpt, data_dir=cfg.data_dir)
         model, tokenizer, name = load_model(second)
@@ -274,6 +278,10 @@ def explore_command(cfg):
     tokens = " and ".join(str(len(p["tokens"])) for p in panels)
     print(f"wrote {out} ({size / 1e3:,.0f} kB): {len(panels)} panel(s), {shape['n_layer']} layers x "
           f"{shape['n_head']} heads, {tokens} tokens; open it in a browser (it needs no network)")
+    start, tokens = panels[0]["start"], panels[0]["tokens"]
+    print(f"it opens on {tokens[start['query']]['label']!r} (position {start['query']}), layer {start['layer']}, "
+          f"head {start['head']}: {start['weight']:.2f} of its attention on {tokens[start['key']]['label']!r} "
+          f"(position {start['key']})")
     if size > 20e6:  # the weights grow as layers x heads x tokens^2 / 2
         print(f"note: the page is {size / 1e6:.0f} MB; a shorter --text makes it smaller and quicker to open",
               file=sys.stderr)
@@ -345,7 +353,7 @@ class LossConfig:
         if not self.width or not self.height:
             raise UserError("give the loss plot a positive --width and --height")
         if not self.runs:
-            raise UserError("name the runs to compare: python visualize.py loss OUT_DIR [OUT_DIR ...] [--out=loss.png]")
+            raise UserError("name the runs to compare: python3 visualize.py loss OUT_DIR [OUT_DIR ...] [--out=loss.png]")
 
 
 def logged_evaluations(run_dir):

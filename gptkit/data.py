@@ -51,7 +51,7 @@ def load_meta(dataset_dir):
         return read_meta_pkl(pkl) if pkl.is_file() else {"tokenizer": "gpt2", "vocab_size": 50257}
     if not path.is_file():
         raise UserError(f"dataset '{dataset_dir.name}' not found in {dataset_dir.parent}/; "
-                        f"create it with: python prepare.py {dataset_dir.name}")
+                        f"create it with: {rebuild_command(dataset_dir)}")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, OSError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -91,7 +91,8 @@ def check_meta(meta):
 
 
 def rebuild_command(dataset_dir, meta=None):
-    """The prepare.py command that writes the dataset at dataset_dir again (from its recorded source)."""
+    """The prepare.py command that writes the dataset at dataset_dir (again, from its recorded source): a name
+    prepare.py does not know is the text dataset of the learner's own FILE."""
     dataset_dir, meta = Path(dataset_dir), meta or {}
     name, source = dataset_dir.name, meta.get("source")
     try:  # the text it was prepared from, if it is still there (meta.json may hold anything here)
@@ -99,13 +100,14 @@ def rebuild_command(dataset_dir, meta=None):
     except (OSError, ValueError):  # a name too long for the file system, a NUL byte
         args = []
     if name not in DATASETS or name == "text":
-        args = [*(args or ["--input=YOUR_TEXT.txt"]), f"--name={name}", f"--tokenizer={meta.get('tokenizer', 'char')}"]
+        tokenizer = [f"--tokenizer={meta['tokenizer']}"] if meta.get("tokenizer") else []  # else char, the default
+        args = [*(args or ["--input=FILE"]), f"--name={name}", *tokenizer]
         if meta.get("tokenizer") == "bpe":
             args.append(f"--vocab_size={meta.get('vocab_size')}")
         name = "text"
     if dataset_dir.parent != Path("data"):
         args.append(f"--data_dir={dataset_dir.parent}")
-    return " ".join(["python prepare.py", name, *args])
+    return " ".join(["python3 prepare.py", name, *args])
 
 
 class Shards:

@@ -9,7 +9,7 @@ BPE model trained here by train.py: the same prompt ids, the same logits, and th
 tokens as sample.py --temperature=0. llama-cpp-python compiles llama.cpp on install (10+ minutes on
 2 cores), too long for CI; enable with:
 
-    pip install llama-cpp-python && python -m pytest tests/test_gguf.py
+    pip install llama-cpp-python && python3 -m pytest tests/test_gguf.py
 """
 
 import sys
@@ -250,7 +250,7 @@ def test_bad_gguf_type_and_missing_gguf_are_one_line(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------------------------
-# llama.cpp itself (opt-in: pip install llama-cpp-python && python -m pytest tests/test_gguf.py)
+# llama.cpp itself (opt-in: pip install llama-cpp-python && python3 -m pytest tests/test_gguf.py)
 
 BLOCK = 128  # learned positions stop at block_size in llama.cpp too: prompt + 100 new tokens fit
 TRAIN_ARGS = ("--n_layer=2", "--n_head=2", "--n_embd=32", f"--block_size={BLOCK}", "--batch_size=8",
@@ -263,7 +263,7 @@ NEW_TOKENS = 100
 def llama_cpp():
     return pytest.importorskip("llama_cpp", reason=(
         "llama-cpp-python is not installed (a 10+ minute compile, so not in CI); run the llama.cpp checks "
-        "with: pip install llama-cpp-python && python -m pytest tests/test_gguf.py"))
+        "with: pip install llama-cpp-python && python3 -m pytest tests/test_gguf.py"))
 
 
 def train(out_dir, data_dir, dataset):

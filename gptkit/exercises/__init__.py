@@ -1,4 +1,4 @@
-"""The exercises of `python learn.py`, in the order a learner meets them: the model's own data flow
+"""The exercises of `python3 learn.py`, in the order a learner meets them: the model's own data flow
 (batch -> positions -> attention -> heads -> norm -> Block -> loss), then training it by hand
 (backward, AdamW), then generating from it (sampling, the KV cache), and last the step before the
 model: a BPE tokenizer.
