@@ -286,7 +286,7 @@ def train_command(cfg, given):
             mine_data, reference_data = exercise.TRAIN.datasets(solution, data_dir)
         except LearnerError as e:
             print(e.text, file=sys.stderr)
-            raise UserError(f"your {cfg.name} raised while preparing Tiny Shakespeare (above); python learn.py check "
+            raise UserError(f"your {cfg.name} raised while preparing Tiny Shakespeare (above); python3 learn.py check "
                             f"{cfg.name} shows it on small inputs") from None
         args, _, _ = train_settings(cfg, exercise, [*given, ("dataset", mine_data)])
         args_ref, settings, params = train_settings(cfg, exercise, [*given, ("dataset", reference_data)])

@@ -27,7 +27,7 @@ checks compare against, is in gptkit/exercises/bpe.py: read it after, not before
 
 Hint: work on each distinct chunk once, with its count (a dict chunk -> count), not on the whole text.
 
-Check it: python learn.py check bpe      Train with it: python learn.py train bpe
+Check it: python3 learn.py check bpe      Train with it: python3 learn.py train bpe
 """
 
 import regex  # the `regex` package (tiktoken needs it too): Python's re knows no \p{L}

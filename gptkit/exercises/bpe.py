@@ -257,7 +257,7 @@ def write_dataset(folder, text, encode, merges, name):
     characters as prepare.py splits; meta.json carries the merges' tokens, so sample.py decodes the model's."""
     tokens = list(vocab_of(merges).values())
     if len(set(tokens)) != len(tokens):
-        raise UserError(f"{name}: two of the merges make the same token; python learn.py check bpe shows where")
+        raise UserError(f"{name}: two of the merges make the same token; python3 learn.py check bpe shows where")
     folder.mkdir(parents=True, exist_ok=True)
     split = int(len(text) * 0.9)
     meta = {**BPETokenizer(tokens, BPE_PATTERN, {}).meta(), "source": name}
