@@ -37,6 +37,7 @@ import copy
 import importlib.util
 import itertools
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -624,11 +625,15 @@ def perturbed_copies(text, size_mb, path):
 
 
 def prepare_big(path, vocab_size, threads):
-    import prepare
+    """prepare.py end to end, as a user runs it: the tokens it wrote, and its peak resident MiB."""
+    import resource
 
     with tempfile.TemporaryDirectory() as out:
-        meta = prepare.prepare_file(path, Path(out) / "big", "bpe", str(path), vocab_size, (), "", threads)
-    return meta["train_tokens"] + meta["val_tokens"]
+        subprocess.run([sys.executable, str(Path(__file__).parent / "prepare.py"), "text", f"--input={path}",
+                        "--name=big", "--tokenizer=bpe", f"--vocab_size={vocab_size}", f"--num_proc={threads}",
+                        f"--data_dir={out}"], check=True)
+        meta = json.loads((Path(out) / "big" / "meta.json").read_text())
+    return meta["train_tokens"] + meta["val_tokens"], resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def bench_tokenizer(cfg):
@@ -663,10 +668,10 @@ def bench_tokenizer(cfg):
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "big.txt"
             n_bytes = perturbed_copies(text, cfg.size_mb, path)
-            tokens, seconds, peak = in_child(prepare_big, path, cfg.vocab_size, cfg.threads)
+            (tokens, peak), seconds, _ = in_child(prepare_big, path, cfg.vocab_size, cfg.threads)
         print(f"prepare.py --tokenizer=bpe --vocab_size={cfg.vocab_size} on {n_bytes / 1e6:.0f} MB (the text "
               f"repeated, perturbed): {seconds:.1f} s for training and encoding ({n_bytes / 1e6 / seconds:.1f} MB/s, "
-              f"{cfg.threads} encoding threads), {tokens:,} tokens, peak {peak:,.0f} MiB above start")
+              f"{cfg.threads} encoding threads), {tokens:,} tokens, prepare.py's peak resident memory {peak:,.0f} MiB")
 
 
 def gib(n):
