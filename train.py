@@ -93,7 +93,7 @@ class TrainConfig:
     eval_sample_start: str = "\n"  # the sample's prompt (the same seed each time: only the model changes)
     # system
     device: str = "auto"  # auto picks cuda, then mps, then cpu
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bfloat16 (else float16) on CUDA, float32 elsewhere
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on CUDA (else fp16) and bf16 CPUs
     compile: bool = False  # torch.compile the model (eager where it cannot: Windows)
     backend: str = ""  # torch.distributed backend under torchrun; empty: nccl on CUDA, gloo on CPU
     # under torchrun: ddp keeps a whole copy of the weights, gradients and AdamW state on every GPU; fsdp
