@@ -178,6 +178,36 @@ def test_hf_tokenizer_round_trips_through_its_meta():
     assert (again.vocab_size, again.bos, again.eot) == (VOCAB, 0, 1)
 
 
+def sentencepiece_tokenizer_json():
+    """A Llama 2-style tokenizer.json: "\u2581" for a space, a byte's token (<0xC3>) for what the vocabulary lacks."""
+    from tokenizers import Tokenizer, decoders, models, normalizers
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{f"<0x{b:02X}>": 3 + b for b in range(256)}}
+    for piece in ["\u2581", "h", "e", "a", "r", "m", "\u2581h", "\u2581he"]:
+        vocab[piece] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[("\u2581", "h"), ("\u2581h", "e")], byte_fallback=True,
+                               unk_token="<unk>"))
+    tok.add_special_tokens(["<unk>", "<s>", "</s>"])
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    return tok.to_str()
+
+
+@pytest.mark.parametrize("kind", ["byte-level", "sentencepiece"])
+def test_hf_token_bytes_join_to_the_text(kind):
+    """sample.py streams a token's bytes (token_bytes): a character split over two tokens (ü as <0xC3> <0xBC>)
+    joins back, and special tokens are no text. SentencePiece's leading "\u2581" stays a space."""
+    tok = HFTokenizer(make_tokenizer_json() if kind == "byte-level" else sentencepiece_tokenizer_json())
+    text = "hear me \u00fc"
+    ids = tok.encode(text)
+    lead = " " if kind == "sentencepiece" else ""
+    assert b"".join(tok.token_bytes(i) for i in ids) == (lead + text).encode()
+    assert tok.token_bytes(1) == b"" and tok.decode(ids) == text
+    if kind == "sentencepiece":
+        assert [tok.token_bytes(i) for i in ids[-2:]] == [b"\xc3", b"\xbc"]
+
+
 def interleaved_rotary(x, cos, sin):
     """RoPE as RoFormer and Meta's Llama (and llama.cpp's `llama`) pair channels: (x[2i], x[2i+1])."""
     x1, x2 = x[..., 0::2], x[..., 1::2]
