@@ -12,6 +12,8 @@ from gptkit.data import PairData
 from gptkit.decode import beam_search
 from gptkit.errors import UserError
 from gptkit.tokenizer import load_tokenizer
+from gptkit.translation import greedy_translations, translation_scores
+from model import GPT, GPTConfig
 import prepare
 from transformer import Transformer, TransformerConfig, TranslationDecoder, translate, until_eos
 
@@ -225,3 +227,31 @@ def test_bad_parallel_files_are_one_line_and_leave_the_dataset_as_it_was(tmp_pat
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and re.match("error: " + message, result.stderr), result.stderr
     assert snapshot(tmp_path / "data") == before
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation
+
+
+def test_scores_count_exact_matches_and_bleu_counts_characters_for_a_char_level_model():
+    references = ["dreiundzwanzig", "viertausendeins", "elf", "null"]
+    perfect = translation_scores(references, references, char_level=True)
+    assert perfect == {"exact_match": 1.0, "bleu": pytest.approx(100.0), "chrf": 100.0}
+    one_wrong = translation_scores(["dreiundzwanzig", "viertausend", "elf", "null"], references, char_level=True)
+    assert one_wrong["exact_match"] == 0.75 and 50 < one_wrong["bleu"] < 100 and 50 < one_wrong["chrf"] < 100
+    # word BLEU has no 2-grams in one-word sentences: 0 even when every translation is right
+    assert translation_scores(references, references, char_level=False)["bleu"] == 0.0
+
+
+@pytest.mark.parametrize("kind", ["transformer", "gpt"])
+def test_greedy_translations_of_a_batch_are_those_of_each_source_alone(kind):
+    specials = {"pad": PAD, "bos": BOS, "eos": EOS}
+    if kind == "transformer":
+        model = tiny_transformer(seed=3)
+    else:
+        torch.manual_seed(3)
+        model = GPT(GPTConfig(block_size=24, vocab_size=24, n_layer=2, n_head=2, n_embd=16)).eval()
+    rows = [[1, 2, 3, 4, 5], [6, 7], [8, 9, 10, 11, 12], [13, 14, 15]]  # two of one length: one batch for a GPT
+    together = greedy_translations(model, rows, specials)
+    assert together == [greedy_translations(model, [row], specials)[0] for row in rows]
+    assert all(EOS not in hyp for hyp in together)  # each cut at its end
