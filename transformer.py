@@ -93,13 +93,13 @@ class Attention(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        self.config = config
-        self.n_head, self.head_size = config.n_head, config.n_embd // config.n_head
+        self.n_embd, self.n_head, self.head_size = config.n_embd, config.n_head, config.n_embd // config.n_head
         self.c_q = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)  # queries, from x
         self.c_kv = nn.Linear(config.n_embd, 2 * config.n_embd, bias=config.bias)  # keys and values, from the source
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)  # mixes the heads' outputs
+        self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
-        self.fusable = True  # the fused kernel; tracing turns it off to see the weights
+        self.attend = self.fused_attention  # a tracer swaps in step_by_step, to see the weights
 
     def heads(self, x):
         """(B, L, C) -> (B, nh, L, hs): each head attends in its own hs-dimensional subspace."""
@@ -108,7 +108,7 @@ class Attention(nn.Module):
 
     def keys_values(self, source):
         """The keys and values of a source sequence (B, S, C): (B, nh, S, hs) each."""
-        k, v = self.c_kv(source).split(self.config.n_embd, dim=2)  # (B, S, C) each
+        k, v = self.c_kv(source).split(self.n_embd, dim=2)  # (B, S, C) each
         return self.heads(k), self.heads(v)
 
     def forward(self, x, allowed, kv=None):
@@ -118,20 +118,25 @@ class Attention(nn.Module):
         q = self.heads(self.c_q(x))  # (B, nh, T, hs)
         k, v = kv if kv is not None else self.keys_values(x)  # (B, nh, S, hs) each
         self.tap(q=q, k=k, v=v)
-        dropout_p = self.config.dropout if self.training else 0.0
-        if self.fusable:  # the same softmax, never storing the (T, S) weights
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)  # (B, nh, T, hs)
-        else:
-            scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_size)  # (B, nh, T, S)
-            # the padding mask hides keys (the last axis): no query may read a padded source position
-            weights = F.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)  # (B, nh, T, S), rows sum to 1
-            self.tap(scores=scores, mask=allowed, softmax=weights)
-            y = F.dropout(weights, p=dropout_p, training=dropout_p > 0) @ v  # (B, nh, T, hs)
+        y = self.attend(q, k, v, allowed)  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again: (B, T, C)
         return self.resid_dropout(self.c_proj(y))  # (B, T, C)
 
+    def fused_attention(self, q, k, v, allowed):
+        """step_by_step's softmax in one kernel that never stores the (T, S) weights."""
+        dropout_p = self.attn_dropout.p if self.training else 0.0
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)  # (B, nh, T, hs)
+
+    def step_by_step(self, q, k, v, allowed):
+        """softmax(q k^T / sqrt(hs), padded keys hidden) v. q: (B, nh, T, hs); k, v: (B, nh, S, hs)."""
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_size)  # (B, nh, T, S)
+        # the padding mask hides keys (the last axis): no query reads a padded source position
+        weights = F.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)  # (B, nh, T, S), rows sum to 1
+        self.tap(scores=scores, mask=allowed, softmax=weights)
+        return self.attn_dropout(weights) @ v  # (B, nh, T, hs): each query's weighted sum of the source's values
+
     def tap(self, **tensors):
-        """Nothing: tracing (gptkit) replaces it to see these steps by name, as model.py's attention."""
+        """Nothing: a tracer replaces it (and `attend` by step_by_step) to see these steps by name."""
 
 
 # ----------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@
     memory       the memory planner: bytes per GPU before anything is built
     quantize     int8 weights for CPU sampling
     decode       gpt-fast's static KV cache with a compiled decode step, and beam search
+    translation  translating held-out pairs and scoring them: exact match, BLEU, chrF (sacrebleu)
     attention    reading attention weights and next-token probabilities out of a model
     explore      the attention as one HTML page to explore offline (visualize.py explore, notebooks)
     shape_trace  the named tensors of one forward pass, printed
@@ -25,5 +26,6 @@
     gguf_export  one GGUF file for llama.cpp and Ollama
     exercises    learn.py's exercises: a learner's pieces checked against ours (a package, one module each)
 
-model.py, the GPT itself, stays at the top: it is the file to read, and needs only torch.
+model.py, the GPT itself, stays at the top: it is the file to read, and needs only torch; so does
+transformer.py, the encoder-decoder that translates, built from model.py's pieces.
 """

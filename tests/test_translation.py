@@ -79,8 +79,7 @@ def test_cross_attention_queries_come_from_the_target_and_never_read_padding():
     model = tiny_transformer()
     seen = {}
     cross = model.decoder[0].cross_attn.sublayer
-    cross.fusable = False
-    cross.tap = lambda **named: seen.update(named)
+    cross.attend, cross.tap = cross.step_by_step, lambda **named: seen.update(named)
     src = sources()
     model(src, torch.full((3, 5), BOS))
     weights = seen["softmax"]  # (B, nh, T, S): one row per target position, one column per source token
@@ -93,9 +92,8 @@ def test_fused_and_step_by_step_attention_agree():
     model = tiny_transformer()
     src, tgt = sources(), torch.randint(0, 21, (3, 5))
     fused, _ = model(src, tgt)
-    for layer in [*model.encoder, *model.decoder]:
-        for attention in (layer.attn,) if hasattr(layer, "attn") else (layer.cross_attn,):
-            attention.sublayer.fusable = False
+    for attention in [*(layer.attn for layer in model.encoder), *(layer.cross_attn for layer in model.decoder)]:
+        attention.sublayer.attend = attention.sublayer.step_by_step
     assert torch.allclose(model(src, tgt)[0], fused, atol=1e-5)
 
 
