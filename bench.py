@@ -40,7 +40,7 @@ from tqdm import tqdm
 from gptkit.checkpoint import checkpoint_path, load_checkpoint, load_trained
 from gptkit.config import command_args, parse_args
 from gptkit.data import TokenData, load_meta, model_vocab_size
-from gptkit.decode import StaticDecoder, why_not_static
+from gptkit.decode import SlidingDecoder, StaticDecoder, why_not_static
 from gptkit.errors import UserError, first_line, run_main
 from gptkit.memory import USABLE
 from gptkit.optim import make_optimizer
@@ -278,8 +278,8 @@ def time_generation(model, batch, new_tokens, loop, ctx, device):
             return per_token * new_tokens, decoder.compile_seconds  # as if all new_tokens were timed
 
     def generate(n):
-        for _ in stream(model, idx, n, temperature=0.8, top_k=200, use_cache=loop != "no cache (nanoGPT)",
-                        generator=generator):
+        decoder = SlidingDecoder(model, idx, use_cache=loop != "no cache (nanoGPT)")
+        for _ in stream(model, idx, n, temperature=0.8, top_k=200, generator=generator, decoder=decoder):
             pass
 
     return seconds_after_warmup(generate, new_tokens, ctx, device), None

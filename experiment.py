@@ -23,28 +23,26 @@ settings for every run. config/sweep_mask.py is one:
 """
 
 import dataclasses
-import json
 import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
 
 from tqdm import tqdm
 
 from gptkit.config import build_configs, help_text, parse_override, read_args, read_config_file
-from gptkit.data import load_meta, model_vocab_size
+from gptkit.data import load_meta
 from gptkit.errors import UserError, run_main
-from gptkit.memory import estimated_params
 from gptkit.plots import LEAK, matplotlib_figure, plot_loss
 from gptkit.runlog import read_log
+from gptkit.runrecord import NOT_COMPARED, as_override, compared_settings, count_params, find_reusable, write_record
 from model import GPTConfig
 from train import TrainConfig
 
 REPO = Path(__file__).resolve().parent
-NOT_COMPARED = {"out_dir", "overwrite"}  # settings that may differ between two runs of the same experiment
 
 
 @dataclass
@@ -73,11 +71,6 @@ def parse_vary(text):
     if len(set(values)) != len(values):
         raise UserError(f"--vary {key} lists a value twice: {text}")
     return key, values
-
-
-def as_override(key, value):
-    """A --key=value that train.py reads back as exactly `value` (strings quoted)."""
-    return f"--{key}={value!r}" if isinstance(value, str) else f"--{key}={value}"
 
 
 def plan(argv):
@@ -124,50 +117,6 @@ def plan(argv):
         runs.append({"name": name, "combo": combo, "out_dir": out_dir, "args": args, "model_cfg": model_cfg,
                      "train_cfg": train_cfg, "settings": compared_settings(model_cfg, train_cfg)})
     return exp, keys, runs
-
-
-def compared_settings(model_cfg, train_cfg):
-    """What identifies a run: every resolved setting but those that only name it (NOT_COMPARED)."""
-    resolved = {**asdict(train_cfg), **asdict(model_cfg)}
-    return {k: v for k, v in resolved.items() if k not in NOT_COMPARED}
-
-
-def count_params(model_cfg, data_meta):
-    """All parameters of the model a run will build, counted from its settings (nothing is built)."""
-    return estimated_params(dataclasses.replace(model_cfg, vocab_size=model_vocab_size(data_meta)))
-
-
-def write_record(out_dir, status, seconds, params, args, settings, vary=None):
-    """out_dir/experiment.json, the record of a run that `finished` reads back; -> the record. seconds are
-    rounded as the table prints them, so a --reuse table prints the same."""
-    record = {"status": status, "seconds": round(seconds, 1), "params": params, "vary": vary or {}, "args": args,
-              "settings": settings}
-    (Path(out_dir) / "experiment.json").write_text(json.dumps(record, indent=1) + "\n")
-    return record
-
-
-def finished(out_dir, settings):
-    """The record of a finished run in out_dir with exactly these settings, else None."""
-    try:
-        record = json.loads((Path(out_dir) / "experiment.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    log = read_log(out_dir)
-    if record.get("status") != "ok" or record.get("settings") != json.loads(json.dumps(settings)):
-        return None
-    if not log or log[-1]["iter"] != settings["max_iters"]:
-        return None
-    return record
-
-
-def find_reusable(out_root, run):
-    """A finished run in out_root (under any name) with the same settings as `run`."""
-    candidates = [run["out_dir"], *sorted(p.parent for p in Path(out_root).glob("*/experiment.json"))]
-    for out_dir in candidates:
-        record = finished(out_dir, run["settings"])
-        if record is not None:
-            return Path(out_dir), record
-    return None, None
 
 
 def say(message):

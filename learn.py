@@ -30,8 +30,8 @@ from gptkit.exercises import EXERCISES
 from gptkit.exercises.harness import learner_traceback, run_checks
 from gptkit.plots import matplotlib_figure, plot_loss
 from gptkit.runlog import read_log
+from gptkit.runrecord import as_override, compared_settings, count_params, find_reusable, write_record
 from model import GPTConfig
-import experiment
 import train
 from train import TrainConfig
 
@@ -214,8 +214,8 @@ def train_settings(cfg, exercise, given):
             raise UserError(f"{exercise.TRAIN.label} computes {key}={' or '.join(map(repr, allowed))} only, and this "
                             f"run has {key}={resolved[key]!r}; drop --{key} (or change {cfg.config})")
     meta = load_meta(Path(train_cfg.data_dir) / train_cfg.dataset)  # a missing dataset is said now, not as a failed run
-    args = [cfg.config, *(experiment.as_override(k, v) for k, v in overrides), "--overwrite=True"]
-    return args, experiment.compared_settings(model_cfg, train_cfg), experiment.count_params(model_cfg, meta)
+    args = [cfg.config, *(as_override(k, v) for k, v in overrides), "--overwrite=True"]
+    return args, compared_settings(model_cfg, train_cfg), count_params(model_cfg, meta)
 
 
 def train_mine(name, exercise, args, out_dir, solution):
@@ -238,7 +238,7 @@ def train_mine(name, exercise, args, out_dir, solution):
 def train_reference(name, args, settings, params, out_root):
     """model.py's own run with the same settings: a finished one in out_root is reused."""
     out_dir = Path(out_root) / f"reference-{name}"
-    source, _ = experiment.find_reusable(out_root, {"out_dir": out_dir, "settings": settings})
+    source, _ = find_reusable(out_root, {"out_dir": out_dir, "settings": settings})
     if source is not None:
         print(f"the reference: reusing the finished run in {source} (the same settings)", file=sys.stderr)
         return source
@@ -246,8 +246,8 @@ def train_reference(name, args, settings, params, out_root):
     (out_dir / "experiment.json").unlink(missing_ok=True)  # a record of other settings is no longer this run's
     start = time.time()
     train.main([*args, f"--out_dir={out_dir}"])
-    # experiment.py's record of a finished run: find_reusable finds it next time, experiment.py --reuse too
-    experiment.write_record(out_dir, "ok", time.time() - start, params, args, settings)
+    # the record of a finished run (gptkit/runrecord.py): find_reusable finds it next time, experiment.py --reuse too
+    write_record(out_dir, "ok", time.time() - start, params, args, settings)
     return out_dir
 
 

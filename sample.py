@@ -17,12 +17,12 @@ import torch
 from gptkit.checkpoint import load_trained
 from gptkit.config import parse_args
 from gptkit.errors import UserError, run_main
-from gptkit.decode import StaticDecoder, beam_search, why_not_static
+from gptkit.decode import SlidingDecoder, StaticDecoder, beam_search, why_not_static
 from gptkit.quantize import quantize
 from gptkit.shape_trace import print_shape_trace
 from gptkit.system import pick_device, pick_dtype, setup_torch
 from gptkit.tokenizer import prompt_ids, read_prompt
-from model import Decoder, stream
+from model import stream
 
 SEPARATOR = "\n---------------\n"
 
@@ -130,20 +130,20 @@ def parse(argv):
 
 
 def make_decoder(model, idx, cfg):
-    """model.Decoder, or with --compile=True gptkit/decode.py's static cache and compiled step, where it can run:
-    a causal mask, the KV cache on, and the whole generation within block_size."""
+    """gptkit/decode.py's SlidingDecoder, or with --compile=True its static cache and compiled step, where it can
+    run: a causal mask, the KV cache on, and the whole generation within block_size."""
     if not cfg.compile:
-        return Decoder(model, idx, cfg.use_cache)
+        return SlidingDecoder(model, idx, cfg.use_cache)
     if cfg.quantize != "none":  # PyTorch's int8 Linear does not compile; the weight-only int8 that does was slower
         print(f"note: --quantize={cfg.quantize} decodes without compiling, its fastest here (docs/sampling.md)",
               file=sys.stderr)
-        return Decoder(model, idx, cfg.use_cache)
+        return SlidingDecoder(model, idx, cfg.use_cache)
     why = why_not_static(model, idx.size(1), cfg.max_new_tokens, cfg.use_cache)
     if why is None:
         return StaticDecoder(model, idx)
     print(f"note: --compile=True decodes with a static KV cache, and {why}; decoding without compiling",
           file=sys.stderr)
-    return Decoder(model, idx, cfg.use_cache)
+    return SlidingDecoder(model, idx, cfg.use_cache)
 
 
 def print_beams(model, tokenizer, prompt, cfg, ctx):

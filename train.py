@@ -1,11 +1,13 @@
-"""Train a GPT: python train.py config/shakespeare_char.py --batch_size=32 --device=cpu
+"""Train a GPT: python3 train.py config/shakespeare_char.py --batch_size=32 --device=cpu
 
-The algorithm: build the model and its optimizer (from scratch, from a checkpoint to resume, or
-from GPT-2's weights), then loop: every eval_interval iterations evaluate on train and val, log,
-keep the best checkpoint and maybe stop; otherwise set the learning rate and take one step
-(train_step: batches, forward, loss, backward, clip, optimizer step). Settings are the fields of
-GPTConfig (model.py) and TrainConfig (below), read from a plain `key = value` config file and
-`--key=value` overrides; --help lists them all.
+The algorithm, in reading order: the settings (TrainConfig, and GPTConfig in model.py), then
+lr_at (the learning rate of a step), train_step (batches, forward, loss, backward, clip, optimizer
+step), evaluate (the mean loss on train and val), and train, the loop: every eval_interval
+iterations evaluate, log, keep the best checkpoint and maybe stop; otherwise set the learning rate
+and take one step. Below the loop, the plumbing: building the model and optimizer (from scratch,
+from a checkpoint to resume, or from GPT-2's weights), saving, processes under torchrun and
+signals; then main. Settings come from a plain `key = value` config file and `--key=value`
+overrides; --help lists them all.
 
 To follow one step, read train_step here, GPT.forward in model.py and TokenData.get_batch in
 gptkit/data.py. Everything else train.py calls (checkpoints, logs, the run folder) is in gptkit/.
@@ -19,7 +21,6 @@ START_TIME = time.time()
 
 import itertools
 import math
-import os
 import signal
 import sys
 from contextlib import nullcontext
@@ -30,22 +31,15 @@ from typing import Literal
 import torch
 from tqdm import tqdm
 
-from gptkit.checkpoint import checkpoint_config, model_from_checkpoint, save_checkpoint
 from gptkit.config import build_configs, closest_key_hint, read_command_line
-from gptkit.data import TokenData, model_vocab_size
-from gptkit.distributed import (Dist, barrier, broadcast_flag, broadcast_values, no_sync, setup_distributed,
-                                shard_model, teardown_distributed, wrap_model)
+from gptkit.data import TokenData
+from gptkit.distributed import agreed, broadcast_flag, check_parallel, no_sync, setup_distributed, teardown_distributed
 from gptkit.errors import UserError, run_main
-from gptkit.memory import check_memory
-from gptkit.optim import make_optimizer
-from gptkit.resume import load_checkpoint_state, resume_config
-from gptkit.rundir import check_free_space, claim_out_dir
-from gptkit.runlog import EvalSamples, RunLog, open_run_log
-from gptkit.shape_trace import print_shape_trace
-from gptkit.sharded import files_from_sharded, newest_checkpoint, save_sharded
-from gptkit.system import StopRequest, pick_device, pick_dtype, restore_rng, rng_state, setup_torch
-from gptkit.tokenizer import load_tokenizer
-from model import GPT, GPTConfig
+from gptkit.rundir import claim_out_dir
+from gptkit.sharded import files_from_sharded, save_checkpoint_or_shards
+from gptkit.system import StopRequest, pick_device, pick_dtype, rng_state, setup_torch
+from gptkit.training import start_run, summary, trace_shapes
+from model import GPTConfig
 
 # ----------------------------------------------------------------------------------------------
 # the settings (the model's are GPTConfig in model.py)
@@ -101,11 +95,12 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (eager where it cannot: Windows)
     backend: str = ""  # torch.distributed backend under torchrun; empty: nccl on CUDA, gloo on CPU
     # under torchrun: ddp keeps a whole copy of the weights, gradients and AdamW state on every GPU; fsdp
-    # (FSDP2) splits each of them across the GPUs, for models one GPU cannot hold (docs/memory.md)
-    parallel: Literal["ddp", "fsdp"] = "ddp"  # ddp: a whole copy per GPU; fsdp: 1/N of everything per GPU
-    # True holds the least; False keeps every Block's gathered weights until backward: one all-gather less each
-    fsdp_reshard_after_forward: bool = True  # fsdp: free each Block's gathered weights after its forward
-    # under fsdp, False accumulates whole float32 gradients on each GPU between syncs (docs/memory.md)
+    # (FSDP2) splits each of them across the GPUs, 1/N each, for models one GPU cannot hold (docs/memory.md)
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+    # free each Block's gathered weights after its forward: holds the least; False keeps them until backward,
+    # one all-gather less per Block
+    fsdp_reshard_after_forward: bool = True
+    # False: a sharded run accumulates whole float32 gradients on each GPU between syncs (docs/memory.md)
     sync_every_micro_step: bool = False  # average gradients at every micro-step, as nanoGPT: more traffic
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default
     seed: int = 1337  # the initial weights, the data order and dropout
@@ -146,12 +141,12 @@ class TrainConfig:
             raise UserError(f"stop_at_val_loss must be a finite number, got {self.stop_at_val_loss}")
         if self.parallel == "fsdp" and self.optimizer == "muon":
             raise UserError("optimizer=muon cannot run under parallel=fsdp: its Newton-Schulz step needs each "
-                            "weight matrix whole, and FSDP leaves each process a slice; use --optimizer=adamw or "
-                            "--parallel=ddp")
+                            "weight matrix whole, and sharding leaves each process a slice; use --optimizer=adamw "
+                            "or --parallel=ddp")
 
 
 # ----------------------------------------------------------------------------------------------
-# one training step
+# the algorithm: the learning rate, one step, evaluation, the loop
 
 
 def lr_at(it, cfg, n_embd):
@@ -191,107 +186,11 @@ def train_step(model, optimizer, scaler, data, cfg, ctx, generator, rank=0, worl
             scaler.scale(loss / len(mine)).backward()
     if cfg.grad_clip:
         scaler.unscale_(optimizer)  # clip the true gradients, not the float16-scaled ones
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)  # FSDP: the norm of all the slices
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)  # sharded: the norm of all the slices
     scaler.step(optimizer)  # skipped when float16 gradients overflowed; a plain step otherwise
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
     return loss
-
-
-# ----------------------------------------------------------------------------------------------
-# building
-
-
-@dataclass
-class Progress:
-    """Where training stands: saved in every checkpoint, restored on resume."""
-
-    iter_num: int = 0  # the iteration this run starts at (the loop counts on in its own `it`)
-    best_val_loss: float = math.inf
-    rng: dict | None = None  # the random states (system.rng_state) to continue from
-    evaluated: bool = True  # whether iter_num was evaluated before the checkpoint was saved
-    saved: bool = False  # whether this run has written a checkpoint
-
-
-def build(model_cfg, cfg, data, device, given=frozenset(), dist=Dist()):
-    """The model and its optimizer, on the device (under parallel=fsdp each process holds its slices of
-    both), and the progress to start from. given: the keys of the settings the user gave, checked
-    against a checkpoint to resume."""
-    ckpt = None
-    if cfg.init_from == "scratch":
-        model_cfg.vocab_size = model_vocab_size(data.meta)
-        check_memory(model_cfg, cfg, device, dist.world_size)
-        model = GPT(model_cfg)
-    elif cfg.init_from == "resume":
-        # ckpt.pt, or the sharded ckpt.dcp/ of an fsdp run when it was written later: its weights are read
-        # after sharding (load_checkpoint_state), so that no process holds them all
-        ckpt = newest_checkpoint(cfg.out_dir, sharded_first=cfg.parallel == "fsdp")
-        missing = [key for key in ("optimizer", "iter_num", "best_val_loss") if key not in ckpt]
-        if missing and "sharded" not in ckpt:
-            raise UserError(f"{Path(cfg.out_dir) / 'ckpt.pt'} has no {' or '.join(missing)}: it can be sampled from, "
-                            f"not resumed")
-        config = resume_config(checkpoint_config(ckpt), model_cfg, given)  # gptkit/resume.py
-        model = GPT(config) if "sharded" in ckpt else model_from_checkpoint(ckpt, config)
-    else:  # pretrained: OpenAI's GPT-2, or a local GPT-2 directory
-        from gptkit.gpt2_weights import PRETRAINED, load_hf_gpt2
-
-        if cfg.init_from in PRETRAINED and data.meta.get("tokenizer") != "gpt2":
-            raise UserError(f"init_from={cfg.init_from} needs a GPT-2 BPE dataset, but '{cfg.dataset}' is "
-                            f"{data.meta.get('tokenizer')}-level; prepare one with: python prepare.py shakespeare")
-        model = load_hf_gpt2(cfg.init_from, dropout=model_cfg.dropout)
-    check_fits(model, data, cfg)
-    if cfg.parallel == "fsdp":
-        shard_model(model, cfg, dist, device)  # in place: each process keeps its slice of every weight
-    else:
-        model.to(device)
-    optimizer = make_optimizer(model, cfg, device)
-    if ckpt is None:
-        return model, optimizer, Progress()
-    load_checkpoint_state(model, optimizer, ckpt, cfg)
-    # nanoGPT stores best_val_loss as a tensor and no RNG state (the data order then starts afresh)
-    return model, optimizer, Progress(ckpt["iter_num"], float(ckpt["best_val_loss"]), ckpt.get("rng"),
-                                      ckpt.get("evaluated", True))
-
-
-def check_fits(model, data, cfg):
-    """The dataset must be the model's: the same vocabulary and a block_size the model has positions for."""
-    source = "checkpoint" if cfg.init_from == "resume" else "pretrained model"
-    vocab, block_size = model.config.vocab_size, model.config.block_size
-    if vocab not in (data.meta["vocab_size"], model_vocab_size(data.meta)):  # GPT-2's 50257 is not padded
-        raise UserError(f"the {source}'s vocabulary ({vocab}) does not match dataset '{cfg.dataset}' "
-                        f"({data.meta['vocab_size']}); train on the dataset it was trained on")
-    if cfg.init_from == "resume" and block_size != data.block_size:
-        raise UserError(f"checkpoint block_size is {block_size}; resume with --block_size={block_size}")
-    if data.block_size > block_size:
-        raise UserError(f"block_size={data.block_size} is longer than the pretrained model's {block_size}; "
-                        f"use --block_size={block_size} or less")
-    if data.block_size < block_size:
-        model.crop_block_size(data.block_size)  # e.g. fine-tune GPT-2's 1024 positions on 256
-
-
-# ----------------------------------------------------------------------------------------------
-# evaluating, logging, saving
-
-
-@dataclass
-class Run:
-    """Everything the loop works with, built once by main()."""
-
-    cfg: TrainConfig
-    model: GPT  # the plain model (sharded in place under FSDP): what is saved
-    train_model: torch.nn.Module  # the same, compiled and/or wrapped by DDP: what is trained
-    eval_model: torch.nn.Module  # the same, compiled: what is evaluated
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler  # scales float16 losses so their gradients do not underflow; else a no-op
-    data: TokenData
-    ctx: object  # autocast, or nothing in float32
-    generator: torch.Generator  # draws the training batches
-    progress: Progress
-    log: RunLog | None  # rank 0 only
-    samples: EvalSamples | None  # with eval_sample_tokens: rank 0 (it writes samples.txt); under FSDP every rank
-    speed: "Speed"
-    dist: Dist
-    device: str
 
 
 @torch.no_grad()
@@ -299,8 +198,8 @@ def evaluate(model, data, cfg, ctx, stop=lambda: False, show_progress=True):
     """Mean loss on each split. The same batches every time (fixed seed), so evaluations compare.
 
     An evaluation that takes more than a second shows its own progress bar (show_progress: on one process
-    of several). None when stop() became true
-    (Ctrl-C, SIGTERM) before it ended: evaluating a large model on a CPU takes minutes, a signal must not wait.
+    of several). None when stop() became true (Ctrl-C, SIGTERM) before it ended: evaluating a large model
+    on a CPU takes minutes, a signal must not wait.
     """
     model.eval()
     losses = {}
@@ -333,144 +232,26 @@ def mean_loss(model, batches, ctx):
     return ((total / count).item() if count else float("nan")), count
 
 
-def evaluation_due(it, cfg, resumed_at):
-    """Every eval_interval iterations and at the end; not again at the iteration a run resumes from
-    (it was evaluated before that checkpoint was saved), nor before training when eval_first is off."""
-    if it == resumed_at or (it == 0 and not (cfg.eval_first or cfg.eval_only)):
-        return False
-    return it % cfg.eval_interval == 0 or it == cfg.max_iters
-
-
-def evaluate_and_save(run, it, lr, bar, stop_request):
-    """Evaluate, log, keep the best checkpoint and the latest; True when training should stop.
-    Rank 0 does it alone, except under FSDP: there every process holds slices of the weights that each
-    forward pass gathers, and writes its slices of the checkpoints, so all take part (rank 0 logs).
-
-    A signal during the evaluation stops it: the run then saves ckpt.pt at this iteration marked not evaluated,
-    so that a resumed run evaluates it first (and runs exactly as if never stopped), unless this run has not
-    trained a step (its checkpoint, if any, holds this iteration already).
-    """
-    cfg, master = run.cfg, run.dist.master
-    stop = cfg.eval_only
-    if master or cfg.parallel == "fsdp":
-        # under FSDP every forward pass needs every process: rank 0 decides each stop for all, so that all stop
-        # at the same batch (deciding alone, one could stop while the others wait for it forever)
-        def stopped():
-            signalled = stop_request.signum is not None
-            return broadcast_flag(signalled, run.dist, run.device) if cfg.parallel == "fsdp" else signalled
-
-        losses = evaluate(run.eval_model, run.data, cfg, run.ctx, stop=stopped, show_progress=master)
-        if cfg.parallel == "fsdp" and losses is not None:  # rank 0's: all processes decide alike
-            losses = broadcast_values(losses, run.dist, run.device)
-        if losses is None:  # a signal stopped it (on every process alike, under FSDP)
-            if master:
-                bar.write(f"{signal.Signals(stop_request.signum or signal.SIGTERM).name}: the evaluation at iter "
-                          f"{it} stopped")
-            if it > run.progress.iter_num:
-                save(run, "ckpt.pt", it, evaluated=False)
-            return broadcast_flag(True, run.dist, run.device)
-        for value in losses.values():
-            check_finite(value, it, cfg.out_dir)
-        if master:
-            run.log.write(iter=it, train_loss=losses["train"], val_loss=losses["val"], lr=lr,
-                          tokens=it * run.speed.tokens_per_iter, tokens_per_s=round(run.speed.rate) or None,
-                          elapsed_s=round(time.time() - START_TIME, 3))
-            bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
-        if run.samples is not None:
-            sample = run.samples.write(run.model, it, losses["val"], run.ctx)
-            if master:
-                bar.write(sample.rstrip("\n"))
-        if not cfg.eval_only:
-            if losses["val"] < run.progress.best_val_loss:
-                run.progress.best_val_loss = losses["val"]
-                save(run, "best.pt", it)
-            if cfg.always_save_checkpoint or it == cfg.max_iters:
-                save(run, "ckpt.pt", it)
-        if losses["val"] <= cfg.stop_at_val_loss:
-            if master:
-                bar.write(f"val loss {losses['val']:.4f} reached stop_at_val_loss={cfg.stop_at_val_loss}")
-            stop = True
-    return broadcast_flag(stop, run.dist, run.device)
-
-
-def save(run, name, it, evaluated=True):
-    """out_dir/name (ckpt.pt, best.pt) from rank 0; under FSDP its sharded form out_dir/ckpt.dcp/ from every
-    process, which the end of the run turns into the file (finish_sharded). evaluated: whether iteration `it`
-    was evaluated (logged, best.pt updated) before this save."""
-    state = dict(iter_num=it, best_val_loss=run.progress.best_val_loss, train_config=asdict(run.cfg),
-                 meta=run.data.meta, rng=rng_state(run.generator, run.device), evaluated=evaluated)
-    if run.cfg.parallel == "fsdp":
-        save_sharded(Path(run.cfg.out_dir) / name, run.model, run.optimizer, run.dist, **state)
-    else:
-        save_checkpoint(Path(run.cfg.out_dir) / name, run.model, run.optimizer, **state)
-    run.progress.saved = True
-
-
-def finish_sharded(out_dir):
-    """After an fsdp run, rank 0 writes ckpt.pt and best.pt from their sharded forms, for sample.py,
-    export.py and visualize.py (python export.py --to=pt does the same for a run that was killed)."""
-    for name in files_from_sharded(out_dir):
-        print(f"wrote {Path(out_dir) / name} from its sharded form", file=sys.stderr)
-
-
-def check_finite(loss, it, out_dir):
-    """Stop before a NaN or infinite loss reaches a checkpoint: the last good one stays in out_dir."""
-    if not math.isfinite(loss):
-        raise UserError(f"loss is {loss} at iter {it}; stopped without saving, the last good checkpoint in "
-                        f"{out_dir} is kept. Lower learning_rate, or use dtype=bfloat16 instead of float16")
-
-
-class Speed:
-    """Training tokens per second, smoothed; the clock restarts after each evaluation, so only training counts."""
-
-    def __init__(self, tokens_per_iter):
-        self.tokens_per_iter, self.rate = tokens_per_iter, 0.0
-        self.restart()
-
-    def restart(self):
-        self.last = time.time()
-
-    def update(self, iters):
-        now = time.time()
-        rate = iters * self.tokens_per_iter / (now - self.last)
-        self.rate = rate if self.rate == 0 else 0.9 * self.rate + 0.1 * rate
-        self.last = now
-        return self.rate
-
-
-# ----------------------------------------------------------------------------------------------
-# the loop
-
-
 def train(run):
     """Evaluate when due, then step, until max_iters, a stop, or a signal; returns (iter, signal or None)."""
-    cfg, dist, speed = run.cfg, run.dist, run.speed
+    cfg, dist = run.cfg, run.dist
     it, loss = run.progress.iter_num, None
-    # the iteration a run resumes at was evaluated before its checkpoint was saved, unless a signal stopped that
-    evaluated = cfg.init_from == "resume" and not cfg.eval_only and run.progress.evaluated
-    resumed_at = it if evaluated else None
     with tqdm(total=cfg.max_iters, initial=it, unit="it", dynamic_ncols=True, file=sys.stderr,
               disable=not dist.master) as bar, StopRequest() as stop_request:
         while True:
             lr = lr_at(it, cfg, run.model.config.n_embd)
             for group in run.optimizer.param_groups:
                 group["lr"] = lr
-            if evaluation_due(it, cfg, resumed_at):
+            if evaluation_due(it, cfg, run.progress):
                 if evaluate_and_save(run, it, lr, bar, stop_request):
                     return it, stop_request.signum
                 bar.unpause()  # the evaluation's time is not the steps': the ETA counts steps only
-                speed.restart()
+                run.speed.restart()
             if it >= cfg.max_iters:
                 return it, None
-            # Ctrl-C or SIGTERM: save at this iteration, after its evaluation (so resuming, which skips
-            # the evaluation at the checkpoint's iteration, runs exactly as if never stopped). Under
-            # torchrun rank 0 decides, every log_interval steps (a broadcast is a GPU sync).
-            if (dist.world_size == 1 or it % cfg.log_interval == 0) and broadcast_flag(
-                    stop_request.signum is not None, dist, run.device):
-                if (dist.master or cfg.parallel == "fsdp") and it > run.progress.iter_num:  # else nothing new
-                    if loss is not None:
-                        check_finite(loss.item(), it, cfg.out_dir)
-                    save(run, "ckpt.pt", it)
+            # Ctrl-C or SIGTERM: save at this iteration, after its evaluation (so resuming, which skips the
+            # evaluation at the checkpoint's iteration, runs exactly as if never stopped)
+            if stopped_by_signal(run, it, loss, stop_request):
                 return it, stop_request.signum or signal.SIGTERM
 
             loss = train_step(run.train_model, run.optimizer, run.scaler, run.data, cfg, run.ctx, run.generator,
@@ -479,38 +260,106 @@ def train(run):
             if it % cfg.log_interval == 0 and dist.master:
                 loss_value = loss.item()  # a GPU sync, so only every log_interval iterations
                 check_finite(loss_value, it, cfg.out_dir)
-                tokens_per_s = speed.update(cfg.log_interval)
+                tokens_per_s = run.speed.update(cfg.log_interval)
                 bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:,.0f}")
             bar.update(1)
 
 
-def start_run(model_cfg, cfg, data, dist, device, dtype, ctx, given):
-    """Build (or resume) the model and optimizer and everything the loop needs, ready to train."""
-    barrier(dist)  # rank 0 has claimed out_dir, which may put back a checkpoint a crash left moved aside
-    model, optimizer, progress = build(model_cfg, cfg, data, device, given, dist)
-    if dist.world_size > 1:
-        torch.manual_seed(cfg.seed + dist.rank)  # different dropout masks on each process
-    generator = torch.Generator().manual_seed(cfg.seed)
-    if progress.rng is not None:
-        restore_rng(progress.rng, generator, device)
-    if dist.master and not cfg.eval_only:
-        check_free_space(cfg.out_dir, model)
-    train_model, eval_model = wrap_model(model, cfg, dist, device)
-    resume_iter = progress.iter_num if cfg.init_from == "resume" else None
-    log = open_run_log(cfg, {**asdict(model.config), **asdict(cfg)}, resume_iter) if dist.master else None
-    # under FSDP every process samples (each forward pass needs all of them); rank 0 writes samples.txt
-    sampling = cfg.eval_sample_tokens and (dist.master or cfg.parallel == "fsdp")
-    samples = EvalSamples(cfg, data.meta, device, resume_iter, write=dist.master) if sampling else None
-    scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
-    tokens_per_iter = cfg.batch_size * model.config.block_size * cfg.gradient_accumulation_steps
-    if dist.master:
-        if model.config.sees_the_future:
-            print(f"note: mask={model.config.mask} lets each position see the token it must predict: the loss will "
-                  f"fall by copying it, not by learning (docs/experiments.md, the mask)", file=sys.stderr)
-        print(f"{model.num_params() / 1e6:.2f}M parameters, {tokens_per_iter:,} tokens per iteration, "
-              f"device {device} x {dist.world_size}, dtype {str(dtype).removeprefix('torch.')}", file=sys.stderr)
-    return Run(cfg, model, train_model, eval_model, optimizer, scaler, data, ctx, generator, progress, log, samples,
-               Speed(tokens_per_iter), dist, device)
+# ----------------------------------------------------------------------------------------------
+# the plumbing: what the loop stands on
+
+
+def evaluation_due(it, cfg, progress):
+    """Every eval_interval iterations and at the end; not before training when eval_first is off, nor again at
+    the iteration a run resumes from when it was evaluated before that checkpoint was saved."""
+    resumed_here = cfg.init_from == "resume" and not cfg.eval_only and it == progress.iter_num and progress.evaluated
+    if resumed_here or (it == 0 and not (cfg.eval_first or cfg.eval_only)):
+        return False
+    return it % cfg.eval_interval == 0 or it == cfg.max_iters
+
+
+def evaluate_and_save(run, it, lr, bar, stop_request):
+    """Evaluate, log, keep the best checkpoint and the latest; True when training should stop. The processes
+    that evaluate do (Dist.evaluates: rank 0, or all of a sharded model); rank 0 decides for all."""
+    cfg, dist, progress = run.cfg, run.dist, run.progress
+    if not dist.evaluates:
+        return broadcast_flag(False, dist, run.device)  # rank 0's decision
+    losses = evaluate_together(run, stop_request)
+    if losses is None:  # a signal stopped it: save this iteration marked not evaluated (resuming evaluates it)
+        if dist.master:
+            bar.write(f"{signal.Signals(stop_request.signum or signal.SIGTERM).name}: the evaluation at iter {it} "
+                      f"stopped")
+        if it > progress.iter_num:  # else this run trained nothing: its checkpoint holds this iteration
+            save(run, "ckpt.pt", it, evaluated=False)
+        return broadcast_flag(True, dist, run.device)
+    for value in losses.values():
+        check_finite(value, it, cfg.out_dir)
+    log_evaluation(run, it, lr, losses, bar)
+    if not cfg.eval_only:
+        if losses["val"] < progress.best_val_loss:
+            progress.best_val_loss = losses["val"]
+            save(run, "best.pt", it)
+        if cfg.always_save_checkpoint or it == cfg.max_iters:
+            save(run, "ckpt.pt", it)
+    reached = losses["val"] <= cfg.stop_at_val_loss
+    if reached and dist.master:
+        bar.write(f"val loss {losses['val']:.4f} reached stop_at_val_loss={cfg.stop_at_val_loss}")
+    return broadcast_flag(cfg.eval_only or reached, dist, run.device)
+
+
+def evaluate_together(run, stop_request):
+    """evaluate() on each process that evaluates, all of them stopping at the same batch and deciding on the same
+    losses: when sharded, each forward pass needs every process, so rank 0 decides each stop and its losses are
+    everyone's (deciding alone, one could stop while the others wait for it forever)."""
+    dist, device = run.dist, run.device
+    stop = lambda: agreed(stop_request.signum is not None, dist, device)  # noqa: E731
+    losses = evaluate(run.eval_model, run.data, run.cfg, run.ctx, stop=stop, show_progress=dist.master)
+    return None if losses is None else agreed(losses, dist, device)
+
+
+def log_evaluation(run, it, lr, losses, bar):
+    """log.jsonl and the line above the progress bar (rank 0), and the evaluation's sample: every process that
+    evaluates draws it (a sharded model's forward pass needs them all), rank 0 shows it."""
+    if run.dist.master:
+        run.log.write(iter=it, train_loss=losses["train"], val_loss=losses["val"], lr=lr,
+                      tokens=it * run.speed.tokens_per_iter, tokens_per_s=round(run.speed.rate) or None,
+                      elapsed_s=round(time.time() - START_TIME, 3))
+        bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+    if run.samples is not None:
+        sample = run.samples.write(run.model, it, losses["val"], run.ctx)
+        if run.dist.master:
+            bar.write(sample.rstrip("\n"))
+
+
+def stopped_by_signal(run, it, loss, stop_request):
+    """Whether Ctrl-C or SIGTERM asked to stop; if so, ckpt.pt is saved at `it` first (unless this run has not
+    trained a step). Under torchrun rank 0 decides, every log_interval steps (a broadcast is a GPU sync)."""
+    dist = run.dist
+    if dist.world_size > 1 and it % run.cfg.log_interval:
+        return False
+    if not broadcast_flag(stop_request.signum is not None, dist, run.device):
+        return False
+    if dist.evaluates and it > run.progress.iter_num:
+        if loss is not None:
+            check_finite(loss.item(), it, run.cfg.out_dir)
+        save(run, "ckpt.pt", it)
+    return True
+
+
+def save(run, name, it, evaluated=True):
+    """out_dir/name (ckpt.pt, best.pt), or its sharded form (gptkit/sharded.py). evaluated: whether iteration
+    `it` was evaluated (logged, best.pt updated) before this save."""
+    save_checkpoint_or_shards(Path(run.cfg.out_dir) / name, run.model, run.optimizer, run.dist,
+                              iter_num=it, best_val_loss=run.progress.best_val_loss, train_config=asdict(run.cfg),
+                              meta=run.data.meta, rng=rng_state(run.generator, run.device), evaluated=evaluated)
+    run.progress.saved = True
+
+
+def check_finite(loss, it, out_dir):
+    """Stop before a NaN or infinite loss reaches a checkpoint: the last good one stays in out_dir."""
+    if not math.isfinite(loss):
+        raise UserError(f"loss is {loss} at iter {it}; stopped without saving, the last good checkpoint in "
+                        f"{out_dir} is kept. Lower learning_rate, or use dtype=bfloat16 instead of float16")
 
 
 def parse(argv):
@@ -523,33 +372,16 @@ def parse(argv):
 @run_main
 def main(argv):
     model_cfg, cfg, given = parse(argv)
-    dist, device = setup_distributed(pick_device(cfg.device), cfg.backend)
-    if cfg.gradient_accumulation_steps % dist.world_size:
-        raise UserError(f"gradient_accumulation_steps={cfg.gradient_accumulation_steps} must be a multiple of "
-                        f"the number of processes ({dist.world_size}): each takes an equal share of the micro-batches")
-    if cfg.parallel == "fsdp" and "RANK" not in os.environ:  # not under torchrun
-        raise UserError("parallel=fsdp shards the model across processes: launch it with torchrun, e.g. "
-                        "torchrun --standalone --nproc_per_node=8 train.py ... --parallel=fsdp")
+    dist, device = setup_distributed(pick_device(cfg.device), cfg.backend, cfg.parallel)
     dtype = pick_dtype(cfg.dtype, device)
     if cfg.optimizer == "muon" and dtype == torch.float16:
         raise UserError("optimizer=muon does not support float16 gradient scaling; use --dtype=bfloat16 or float32")
-    if cfg.parallel == "fsdp" and dtype == torch.float16:
-        raise UserError("parallel=fsdp computes in bfloat16 or float32 here (float16's gradient scaler is not wired "
-                        "to FSDP's sharded gradients); use --dtype=bfloat16 or float32")
+    check_parallel(cfg, dist, dtype)
     ctx = setup_torch(device, dtype, cfg.threads)
-    torch.manual_seed(cfg.seed)  # the same initial weights in every process (FSDP shards them as drawn)
+    torch.manual_seed(cfg.seed)  # the same initial weights in every process (sharding splits them as drawn)
     data = TokenData(Path(cfg.data_dir) / cfg.dataset, model_cfg.block_size, device)
-
-    if cfg.trace_shapes:  # one forward pass, printed; nothing is written, so out_dir is not claimed
-        model = build(model_cfg, cfg, data, device, given, dist)[0]
-        tokenizer = load_tokenizer(data.meta) if data.meta.get("tokenizer") in ("char", "gpt2") else None
-        x, y = data.get_batch("train", 2, torch.Generator().manual_seed(cfg.seed))
-        source = {"scratch": f"untrained: the initial weights of seed {cfg.seed} (sample.py --trace_shapes=True "
-                             f"traces a trained checkpoint)",
-                  "resume": f"the checkpoint {Path(cfg.out_dir) / 'ckpt.pt'}"}.get(cfg.init_from, cfg.init_from)
-        print_shape_trace(model, x, y, tokenizer=tokenizer, values=cfg.trace_values, layer=cfg.trace_layer,
-                          source=source)
-        return
+    if cfg.trace_shapes:
+        return trace_shapes(model_cfg, cfg, data, device, given, dist)
     # one writer per out_dir for the run's whole life (eval_only too: it appends to log.jsonl)
     fresh = cfg.init_from != "resume" and not (cfg.overwrite or cfg.eval_only)
     with claim_out_dir(cfg.out_dir, protect_checkpoints=fresh) if dist.master else nullcontext() as lock:
@@ -560,19 +392,16 @@ def main(argv):
         if lock is not None and not run.progress.saved:
             lock.leave_as_found = True  # a run stopped before it saved anything changes nothing, as a refused one
         progress, speed = run.progress, run.speed
-        del run  # an FSDP model holds on to the process group: let go of it before leaving the group
+        del run  # a sharded model holds on to the process group: let go of it before leaving the group
         teardown_distributed()
-        if dist.master and cfg.parallel == "fsdp":
-            finish_sharded(cfg.out_dir)  # rank 0 alone, still holding out_dir
-    if signum is not None:
-        if dist.master:
-            saved = f"saved {Path(cfg.out_dir) / 'ckpt.pt'}; continue with --init_from=resume" if progress.saved \
-                else f"nothing was saved, {cfg.out_dir} is as it was"
-            print(f"interrupted at iter {it}: {saved}", file=sys.stderr)
-        sys.exit(128 + signum)  # the shell's code for death by that signal
+        if dist.master and dist.sharded:  # rank 0 alone, still holding out_dir
+            for name in files_from_sharded(cfg.out_dir):  # for sample.py, export.py, visualize.py
+                print(f"wrote {Path(cfg.out_dir) / name} from its sharded form", file=sys.stderr)
     if dist.master:
-        print(f"done: iter {it}, best val loss {progress.best_val_loss:.4f}, {time.time() - START_TIME:.1f} s, "
-              f"{speed.rate:,.0f} tokens/s; checkpoints in {cfg.out_dir}/")
+        print(summary(cfg, it, signum, progress, speed, time.time() - START_TIME),
+              file=sys.stderr if signum is not None else sys.stdout)
+    if signum is not None:
+        sys.exit(128 + signum)  # the shell's code for death by that signal
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model import GPT, MLP, CausalSelfAttention, GPTConfig, KVCache, SinusoidalEncoding, make_norm
+from model import GPT, MLP, NO_CACHE, CausalSelfAttention, GPTConfig, KVCache, SinusoidalEncoding, make_norm
 
 
 @dataclass
@@ -188,8 +188,8 @@ class DecoderLayer(nn.Module):
         self.cross_attn = residual(parts, Attention(parts))
         self.mlp = residual(parts, MLP(parts))
 
-    def forward(self, x, positions, allowed, memory_kv, kv_cache=None):
-        x = self.self_attn(x, positions, None, kv_cache)  # (B, T, C): the target so far, causally
+    def forward(self, x, allowed, memory_kv, kv_cache=NO_CACHE):
+        x = self.self_attn(x, None, kv_cache)  # (B, T, C): the target so far, causally (no rotary positions)
         x = self.cross_attn(x, allowed, memory_kv)  # (B, T, C): queries from the target, keys/values from the source
         return self.mlp(x)  # (B, T, C)
 
@@ -233,7 +233,7 @@ class Transformer(nn.Module):
         """Token ids (B, L) -> (B, L, C): the embedding scaled by sqrt(C), plus the position's sinusoid (3.4, 3.5)."""
         positions = start + torch.arange(ids.size(1), device=ids.device)  # (L,)
         x = table(ids) * math.sqrt(self.config.n_embd) + self.sinusoidal(positions).to(table.weight.dtype)
-        return self.drop(x), positions  # (B, L, C), (L,)
+        return self.drop(x)  # (B, L, C)
 
     def source_mask(self, src):
         """(B, S) source ids -> allowed (B, 1, 1, S): True for real tokens, False for padding; broadcast over
@@ -243,7 +243,7 @@ class Transformer(nn.Module):
     def encode(self, src):
         """Source ids (B, S) -> memory (B, S, C) and the padding mask (B, 1, 1, S)."""
         allowed = self.source_mask(src)
-        x, _ = self.embed(self.src_embed, src)  # (B, S, C)
+        x = self.embed(self.src_embed, src)  # (B, S, C)
         for layer in self.encoder:
             x = layer(x, allowed)  # (B, S, C)
         return self.encoder_ln(x), allowed
@@ -253,13 +253,12 @@ class Transformer(nn.Module):
         They depend on the source alone, so decoding computes them once per sentence (TranslationCache)."""
         return [layer.cross_attn.sublayer.keys_values(memory) for layer in self.decoder]
 
-    def decode(self, tgt, allowed, memory_kv, kv_cache=None):
-        """Target ids (B, T) -> (B, T, C). With a kv_cache, tgt holds only the new positions."""
-        x, positions = self.embed(self.tgt_embed, tgt, kv_cache.pos if kv_cache is not None else 0)  # (B, T, C)
+    def decode(self, tgt, allowed, memory_kv, kv_cache=NO_CACHE):
+        """Target ids (B, T) -> (B, T, C). With a KVCache, tgt holds only the positions after its pos."""
+        x = self.embed(self.tgt_embed, tgt, kv_cache.pos)  # (B, T, C)
         for layer, kv in zip(self.decoder, memory_kv):
-            x = layer(x, positions, allowed, kv, kv_cache)  # (B, T, C)
-        if kv_cache is not None:
-            kv_cache.advance(tgt.size(1))
+            x = layer(x, allowed, kv, kv_cache)  # (B, T, C)
+        kv_cache.advance(tgt.size(1))
         return self.decoder_ln(x)
 
     def forward(self, src, tgt, targets=None, cache=None, label_smoothing=0.0):
@@ -309,7 +308,8 @@ class TranslationCache:
         """Keep the sentences `rows` (B',), in that order (beam search follows its beams)."""
         self.allowed = self.allowed[rows]
         self.memory_kv = [(k[rows], v[rows]) for k, v in self.memory_kv]
-        self.kv_cache.keep(rows)
+        if self.kv_cache.k is not None:  # (n_layer, B, nh, max_len, hs) each
+            self.kv_cache.k, self.kv_cache.v = self.kv_cache.k[:, rows], self.kv_cache.v[:, rows]
 
 
 class TranslationDecoder:

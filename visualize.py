@@ -5,7 +5,7 @@
     python visualize.py next --out_dir=out-shakespeare-char --text="ROMEO:"
     python visualize.py loss out-a out-b ... [--out=loss.png]
 
-attention: one forward pass over the text, with model.tracing collecting every layer's attention
+attention: one forward pass over the text, with gptkit/tracing.py collecting every layer's attention
 weights softmax(score + mask), shape (1, nh, T, T). They are drawn as a grid, one row per layer and
 one column per head: the query (the token that looks) down the side, the key (the token looked at)
 along the bottom. Under the causal mask the upper-right triangle is empty: nobody sees the future.
@@ -19,7 +19,7 @@ next: the most likely next tokens after a prompt, with their probabilities.
 loss: the train and val curves of each run, read from its out_dir/log.jsonl, each run labelled by
 the settings that differ between the runs (read from the runs' checkpoints).
 
-What the pictures read from the model is in gptkit/attention.py; how they are drawn, here and in
+What the pictures read from the model is in gptkit/attention_maps.py; how they are drawn, here and in
 gptkit/plots.py. The PNG pictures need matplotlib (in requirements.txt).
 """
 
@@ -33,14 +33,14 @@ import numpy as np
 import torch
 
 from gptkit import explore
-from gptkit.attention import (ModelSource, attention_maps, default_out, encode_text, find_query, load_model,
-                              next_token_probabilities, token_text, word_tokens, word_weights)
+from gptkit.attention_maps import (ModelSource, attention_maps, default_out, load_model, next_token_probabilities,
+                                   word_weights)
 from gptkit.checkpoint import load_checkpoint
 from gptkit.config import command_args, parse_args
 from gptkit.errors import UserError, run_main
 from gptkit.plots import check_size, matplotlib_figure, plot_loss, save, wrapped
 from gptkit.runlog import read_log
-from gptkit.tokenizer import prompt_ids, read_prompt
+from gptkit.tokenizer import encode_text, find_query, prompt_ids, read_prompt, token_text, word_tokens
 
 PIZZA = "The pizza came out of the oven and it tasted good."
 PIZZA_SWAPPED = "The oven came out of the pizza and it tasted good."  # the same sentence, the nouns swapped

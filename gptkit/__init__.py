@@ -4,7 +4,7 @@
     errors       UserError and run_main: one line of error, exit code 2, no traceback
     config       config files read as data, --key=value arguments, did-you-mean hints
     data         datasets on disk, and the one function that makes batches
-    tokenizer    characters and GPT-2 BPE (offline too)
+    tokenizer    characters and GPT-2 BPE (offline too); tokens as text, words found among them
     checkpoint   the checkpoint format: written and read in one place each
     sharded      parallel=fsdp's sharded checkpoints (Distributed Checkpoint), and ckpt.pt from them
     resume       --init_from=resume: the settings a resumed run may change, the optimizer state loaded
@@ -14,11 +14,13 @@
     optim        AdamW and Muon
     system       device, dtype, threads, compile, random states, Ctrl-C
     distributed  several processes under torchrun: DDP or FSDP
-    memory       the memory planner: bytes per GPU before anything is built
+    memory       the memory planner: bytes per GPU before anything is built (parameters from a meta model)
     quantize     int8 weights for CPU sampling
-    decode       gpt-fast's static KV cache with a compiled decode step, and beam search
+    decode       a RoPE cache that slides past block_size, gpt-fast's static KV cache with a compiled decode
+                 step, and beam search
     translation  translating held-out pairs and scoring them: exact match, BLEU, chrF (sacrebleu)
-    attention    reading attention weights and next-token probabilities out of a model
+    tracing      watching a forward pass: every named step (STEPS) handed to a function
+    attention_maps  reading attention weights and next-token probabilities out of a model
     explore      the attention as one HTML page to explore offline (visualize.py explore, notebooks)
     shape_trace  the named tensors of one forward pass, printed
     plots        PNG plots (matplotlib)

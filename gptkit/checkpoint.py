@@ -164,6 +164,8 @@ def checkpoint_config(ckpt):
     args = {k: v for k, v in ckpt["model_args"].items() if k in fields}
     if is_nanogpt_checkpoint(ckpt):
         args["activation"] = "gelu_exact"  # nanoGPT's MLP uses nn.GELU(), the exact (erf) GELU
+    if "norm_eps" not in args and args.get("norm") == "rmsnorm":  # written before norm_eps: torch's default eps
+        args["norm_eps"] = torch.finfo(torch.float32).eps
     try:
         (config,) = build_configs([GPTConfig], args)
     except UserError as e:

@@ -112,6 +112,29 @@ def _compute(op, node, where, *operands):
         raise UserError(f"{where}: cannot compute `{_source(node)}` ({e})") from None
 
 
+class TrailingComma(list):
+    """A value that a trailing comma made a list (`learning_rate = 1e-3,` is Python's one-item tuple): a list
+    setting takes its items, any other setting names the comma as the mistake. written: where and how."""
+
+    def __init__(self, items, written):
+        super().__init__(items)
+        self.written = written
+
+
+def _ends_with_comma(text, node):
+    """Whether the tuple `node` was written without parentheses and with a trailing comma: `1e-3,`."""
+    source = (ast.get_source_segment(text, node) or "").strip()
+    return isinstance(node, ast.Tuple) and not source.startswith("(") and source.endswith(",")
+
+
+def config_file_hint(path):
+    """` (did you mean config/shakespeare_char.py?)` for a config file name that is close to one that exists."""
+    folder = path.parent if path.parent.is_dir() else Path("config")  # a misspelt folder: the repository's
+    names = sorted(p.name for p in folder.glob("*.py")) if folder.is_dir() else []
+    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.8)
+    return f" (did you mean {folder / close[0]}?)" if close else ""
+
+
 def read_config_file(path):
     """Return {key: value} from a `key = value` config file, without executing it.
 
@@ -121,9 +144,11 @@ def read_config_file(path):
     path = Path(path)
     if not path.is_file():
         hint = f" (settings look like --key=value: --{path.name})" if "=" in path.name else ""
-        raise UserError(f"config file '{path}' not found{hint}; see config/ for the available ones")
+        raise UserError(f"config file '{path}' not found{hint or config_file_hint(path)}; see config/ for the "
+                        f"available ones")
     try:
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        text = path.read_text(encoding="utf-8")
+        tree = ast.parse(text, filename=str(path))
     except (SyntaxError, UnicodeDecodeError, ValueError) as e:  # ValueError: a NUL byte in the file
         raise UserError(f"{path}: not a valid `key = value` config file ({e})") from None
     except (RecursionError, MemoryError):  # Python's own parser gives up on an expression nested thousands deep
@@ -141,6 +166,8 @@ def read_config_file(path):
         key = stmt.targets[0].id
         try:
             values[key] = _eval_node(stmt.value, values, where)
+            if _ends_with_comma(text, stmt.value):
+                values[key] = TrailingComma(values[key], f"{where}: `{ast.get_source_segment(text, stmt)}`")
         except RecursionError:  # `1 + 1 + ... + 1`, thousands of terms: a tree deeper than Python's stack
             raise UserError(f"{where}: the expression is nested too deeply") from None
         except UserError as e:
@@ -164,6 +191,8 @@ def parse_override(text):
         value = ast.literal_eval(raw)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         value = raw
+    if isinstance(value, tuple) and raw.rstrip().endswith(",") and not raw.lstrip().startswith("("):
+        value = TrailingComma(value, f"`{text}`")
     return key, value
 
 
@@ -186,6 +215,9 @@ def read_args(argv, config_file=False):
 def _coerce(key, value, typ):
     """Check `value` against the field type `typ`, allowing the safe widenings int->float and any->str."""
     origin = typing.get_origin(typ)
+    if isinstance(value, TrailingComma) and origin is not list:
+        raise UserError(f"{value.written} ends with a comma, which makes {key} a list ({list(value)!r}); remove "
+                        f"the trailing comma")
     if origin is typing.Literal:
         choices = typing.get_args(typ)
         if value not in choices or isinstance(value, bool) != any(isinstance(c, bool) for c in choices):

@@ -1,5 +1,10 @@
-"""Decoding beyond model.py's sampling loop: gpt-fast's static cache with a compiled one-token step, and
-beam search.
+"""Decoding beyond model.py's sampling loop: a KV cache that slides past block_size (RoPE), gpt-fast's
+static cache with a compiled one-token step, and beam search.
+
+Sliding cache: model.Decoder recomputes the last block_size positions every step once the context
+outgrows block_size. Under RoPE a query only needs the last block_size keys, at relative distances it
+was trained on, and those never change: RingKVCache keeps them in a ring (each new position
+overwrites the oldest), and SlidingDecoder keeps using it.
 
 Static cache (meta-pytorch/gpt-fast): the keys and values of every layer are allocated to block_size
 at once, each step writes its position in place, and attention runs over the whole buffer with the
@@ -10,7 +15,7 @@ On a 2-core CPU it measured no faster than the eager cache (docs/sampling.md): t
 is the weights read from memory, which compiling does not change.
 
 Beam search keeps the beam_width most likely continuations at each step instead of sampling one
-(the Transformer paper decodes translations this way); model.Decoder's cache follows the beams.
+(the Transformer paper decodes translations this way); SlidingDecoder.keep makes its cache follow the beams.
 """
 
 import time
@@ -19,7 +24,47 @@ import torch
 import torch.nn.functional as F
 
 from gptkit.system import maybe_compile
-from model import Decoder
+from model import Decoder, KVCache
+
+
+class RingKVCache(KVCache):
+    """model.KVCache that, once more than max_len positions have been seen, overwrites the oldest with each new one.
+
+    Key order does not matter to attention (a softmax-weighted sum), so the ring needs no shifting; and every
+    slot then holds a position before the one new query, so it sees them all (attn_mask None, as KVCache's
+    for one query)."""
+
+    def update(self, layer, k, v):
+        if self.pos + k.size(2) <= self.max_len:
+            return super().update(layer, k, v)
+        assert k.size(2) == 1, "past max_len the cache takes one position at a time"
+        slot = self.pos % self.max_len
+        self.k[layer, :, :, slot:slot + 1] = k
+        self.v[layer, :, :, slot:slot + 1] = v
+        return self.k[layer], self.v[layer]  # (B, nkv, max_len, hs)
+
+    def keep(self, rows):
+        """Keep the sequences `rows` (B',) of the batch, in that order (beam search reorders its beams)."""
+        if self.k is not None:
+            self.k, self.v = self.k[:, rows], self.v[:, rows]
+
+
+class SlidingDecoder(Decoder):
+    """model.Decoder whose cache, under RoPE, slides past block_size (each query sees the last block_size keys at
+    the relative distances it was trained on) instead of recomputing the window every step; and whose contexts
+    and cache can follow beam search (keep). The tokens are model.Decoder's."""
+
+    def new_cache(self):
+        return RingKVCache(self.model.config.n_layer, self.model.config.block_size)
+
+    def full(self):
+        return self.model.config.pos_encoding != "rope" and super().full()
+
+    def keep(self, rows):
+        """Keep the contexts `rows` (and their cached keys and values), in that order."""
+        self.context = self.context[rows]
+        if self.cache is not None:
+            self.cache.keep(rows)
 
 
 class StaticKVCache:
@@ -37,16 +82,22 @@ class StaticKVCache:
         self.pos = torch.zeros((), dtype=torch.long, device=device)  # positions seen, as model.KVCache's pos
 
     def update(self, layer, k, v):
-        """Write k, v (B, nh, T, hs) at the next T positions; return the whole buffers (B, nh, max_len, hs), slot
-        s holding position s: the causal mask hides the slots past the query, the ones not written yet too."""
+        """Write k, v (B, nkv, T, hs) at the next T positions; return the whole buffers (B, nkv, max_len, hs),
+        slot s holding position s."""
         if self.k is None:
-            B, nh, _, hs = k.shape
-            self.k = [k.new_zeros(B, nh, self.max_len, hs) for _ in range(self.n_layer)]
-            self.v = [k.new_zeros(B, nh, self.max_len, hs) for _ in range(self.n_layer)]
+            B, nkv, _, hs = k.shape
+            self.k = [k.new_zeros(B, nkv, self.max_len, hs) for _ in range(self.n_layer)]
+            self.v = [k.new_zeros(B, nkv, self.max_len, hs) for _ in range(self.n_layer)]
         positions = self.pos + torch.arange(k.size(2), device=k.device)  # (T,)
         self.k[layer].index_copy_(2, positions, k)
         self.v[layer].index_copy_(2, positions, v)
         return self.k[layer], self.v[layer]
+
+    def attn_mask(self, T, device):
+        """(T, max_len): query pos + t sees the slots up to its own, so the causal mask hides the slots not
+        written yet too. Always a tensor: a compiled step has the same shapes every time."""
+        queries = self.pos + torch.arange(T, device=device)  # (T,) positions
+        return torch.arange(self.max_len, device=device)[None, :] <= queries[:, None]  # (T, max_len)
 
     def advance(self, n):
         self.pos += n  # in place: the same tensor every step
@@ -110,15 +161,15 @@ def beam_search(model, idx, max_new_tokens, beam_width, alpha=0.0, vocab_limit=N
                 decoder=None):
     """The most likely continuations of one prompt idx (1, T) under the model, best first:
     [(tokens: list of ids, score)], at most beam_width of them. decoder: another object with Decoder's
-    interface to extend (transformer.py's TranslationDecoder, whose context starts at BOS); by default
-    Decoder(model, idx, use_cache).
+    interface and keep (transformer.py's TranslationDecoder, whose context starts at BOS); by default
+    SlidingDecoder(model, idx, use_cache).
 
     Each step extends every beam by every token, scores each extension by its total log-probability
-    log p(continuation | prompt), and keeps the beam_width best (Decoder.keep reorders the KV cache to
-    follow them). A beam that produces `eos` is finished. Finished and surviving beams are ranked by
+    log p(continuation | prompt), and keeps the beam_width best (SlidingDecoder.keep reorders the KV cache
+    to follow them). A beam that produces `eos` is finished. Finished and surviving beams are ranked by
     log p / length_penalty(length, alpha). beam_width=1 is greedy decoding.
     """
-    decoder = decoder or Decoder(model, idx, use_cache)
+    decoder = decoder or SlidingDecoder(model, idx, use_cache)
     scores = torch.zeros(1, device=decoder.context.device)  # (W,) log-probability of each beam's continuation
     start, finished = decoder.context.size(1), []
     for _ in range(max_new_tokens):

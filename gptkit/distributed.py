@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from gptkit.errors import UserError
 from gptkit.system import maybe_compile, pick_dtype
 
 
@@ -24,25 +25,46 @@ class Dist:
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
+    sharded: bool = False  # parallel=fsdp: each process holds a slice of every weight (shard_model)
 
     @property
     def master(self):
         return self.rank == 0
 
+    @property
+    def evaluates(self):
+        """Whether this process evaluates, samples and saves: rank 0 alone, or every process when sharded
+        (each forward pass gathers the slices of all of them, and each save writes each one's slices)."""
+        return self.master or self.sharded
 
-def setup_distributed(device, backend=""):
+
+def setup_distributed(device, backend="", parallel="ddp"):
     """Under torchrun (it sets RANK), join the process group: NCCL on CUDA, gloo on CPU.
 
     Returns (Dist, device): each process on a GPU takes the one its LOCAL_RANK names.
     """
+    if parallel == "fsdp" and "RANK" not in os.environ:
+        raise UserError("parallel=fsdp shards the model across processes: launch it with torchrun, e.g. "
+                        "torchrun --standalone --nproc_per_node=8 train.py ... --parallel=fsdp")
     if "RANK" not in os.environ:
         return Dist(), device
-    dist = Dist(int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"]))
+    dist = Dist(int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"]),
+                sharded=parallel == "fsdp")
     if device.startswith("cuda"):
         device = f"cuda:{dist.local_rank}"
         torch.cuda.set_device(device)
     torch.distributed.init_process_group(backend=backend or ("nccl" if device.startswith("cuda") else "gloo"))
     return dist, device
+
+
+def check_parallel(cfg, dist, dtype):
+    """What a run on these processes cannot take (cfg: train.py's settings; dtype: the one picked), one line each."""
+    if cfg.gradient_accumulation_steps % dist.world_size:
+        raise UserError(f"gradient_accumulation_steps={cfg.gradient_accumulation_steps} must be a multiple of "
+                        f"the number of processes ({dist.world_size}): each takes an equal share of the micro-batches")
+    if dist.sharded and dtype == torch.float16:
+        raise UserError("parallel=fsdp computes in bfloat16 or float32 here (float16's gradient scaler is not wired "
+                        "to FSDP's sharded gradients); use --dtype=bfloat16 or float32")
 
 
 def teardown_distributed():
@@ -75,12 +97,20 @@ def shard_model(model, cfg, dist, device):
     fully_shard(model, mesh=mesh, mp_policy=mp_policy)
 
 
+def put_on_device(model, cfg, dist, device):
+    """The model on this process's device: whole, or when sharded only this process's slices (in place)."""
+    if dist.sharded:
+        shard_model(model, cfg, dist, device)
+    else:
+        model.to(device)
+
+
 def wrap_model(model, cfg, dist, device):
     """(the model to train, the model to evaluate): the model compiled when cfg.compile, and for
     training under torchrun with parallel=ddp, wrapped by DDP, which averages gradients in backward.
     (An fsdp model is already sharded, in place: shard_model.)"""
     compiled = maybe_compile(model, cfg.compile)
-    if dist.world_size == 1 or cfg.parallel == "fsdp":
+    if dist.world_size == 1 or dist.sharded:
         return compiled, compiled
     device_ids = [dist.local_rank] if device.startswith("cuda") else None
     return torch.nn.parallel.DistributedDataParallel(compiled, device_ids=device_ids), compiled
@@ -126,6 +156,14 @@ def broadcast_values(values, dist, device):
     t = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
     torch.distributed.broadcast(t, src=0)
     return dict(zip(values, t.tolist()))
+
+
+def agreed(value, dist, device):
+    """When sharded, rank 0's value (a flag, or {name: float}) on every process, as each evaluation batch needs
+    them all; otherwise this process's own (it decides alone)."""
+    if not dist.sharded:
+        return value
+    return broadcast_values(value, dist, device) if isinstance(value, dict) else broadcast_flag(value, dist, device)
 
 
 def barrier(dist):

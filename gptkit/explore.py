@@ -23,9 +23,10 @@ from pathlib import Path
 
 import torch
 
-from gptkit.attention import attention_and_logits, encode_text, token_text, word_tokens
+from gptkit.attention_maps import attention_and_logits
 from gptkit.errors import UserError
 from gptkit.rundir import write_atomically
+from gptkit.tokenizer import encode_text, token_text, word_tokens
 
 LEVELS = 255  # a weight w is stored as the byte round(LEVELS * sqrt(w))
 TOP_NEXT = 5  # the most likely next tokens kept for each position

@@ -146,8 +146,12 @@ def check_exportable(config):
     """A UserError naming every setting GPT-2's architecture cannot express."""
     problems = [f"{key}={getattr(config, key)!r} (GPT-2: {want!r})" for key, want in
                 (("pos_encoding", "learned"), ("attn_score", "dot"), ("mask", "causal"),
-                 ("residual", True), ("norm", "layernorm"), ("qk_norm", False))
+                 ("residual", True), ("norm", "layernorm"), ("qk_norm", False), ("mlp", "gelu"), ("norm_eps", 1e-5))
                 if getattr(config, key) != want]
+    if config.kv_heads != config.n_head:
+        problems.append(f"n_kv_head={config.n_kv_head} (GPT-2: n_head's {config.n_head} key and value heads)")
+    if config.mlp_width != 4 * config.n_embd:
+        problems.append(f"mlp_hidden={config.mlp_hidden} (GPT-2: 4 * n_embd)")
     if config.activation not in OUR_ACTIVATIONS:
         problems.append(f"activation={config.activation!r} (GPT-2: 'gelu' or 'gelu_exact')")
     if problems:

@@ -5,7 +5,8 @@ cannot fit at all (check_memory). docs/memory.md has the table for GPT-2's four 
 Bytes per process, with P parameters, N processes, B micro-batch, T block_size, C n_embd, V vocab,
 w the bytes of a computed number (2 in bfloat16 or float16, 4 in float32):
 
-  weights      DDP: 4P, float32; in bfloat16 autocast also keeps a 2-byte copy of every matrix (the
+  weights      P counted on the model itself, built on the meta device (shapes, no memory).
+               DDP: 4P, float32; in bfloat16 autocast also keeps a 2-byte copy of every matrix (the
                Blocks' and the head's) through the step. FSDP: 4P/N slices, + the weights gathered to
                compute with (w bytes each): the root's (embeddings, final norm, head) for the whole step,
                and 2 Blocks' at a time, or all of them with fsdp_reshard_after_forward=False.
@@ -20,7 +21,9 @@ w the bytes of a computed number (2 in bfloat16 or float16, 4 in float32):
                with a fused attention kernel that keeps no T x T scores). Here, per Block,
                B*T*C * (2*4 + 14w): the input of each LayerNorm in float32 (CUDA's autocast computes norms
                in float32), then in units of B*T*C numbers the inputs of the attention's two matmuls and of
-               the MLP's first (1 + 1 + 1), q, k and v (3), the GELU's 4C-wide input and output (4 + 4);
+               the MLP's first (1 + 1 + 1), q, k and v (3; 1 + 2 n_kv_head/n_head under grouped-query
+               attention), the GELU's 4C-wide input and output (4 + 4; with mlp=swiglu the gate's input and
+               output, the up projection and their product, 4 of mlp_hidden/C each);
                + 2 bytes of dropout masks per element when dropout > 0, + B*nh*T*T*(4 + ...) when attention
                runs step by step. Activation checkpointing keeps only each Block's input (4 bytes) and
                rebuilds one Block at a time in backward. The head keeps the final norm's and lm_head's
@@ -29,38 +32,58 @@ w the bytes of a computed number (2 in bfloat16 or float16, 4 in float32):
 
 What is checked (tests/test_fsdp.py): weights, gradients and optimizer state against the bytes torch
 allocates, one process and each of two FSDP processes, within 1-3%; the activations a forward pass keeps
-against the CPU allocator's count, float32 and bfloat16, within 3%. Not checked here, a model until a GPU
+against the CPU allocator's count, float32 and bfloat16, within 3%, GPT-2's blocks and grouped-query
+attention with SwiGLU. Not counted yet: what rmsnorm, rope and qk_norm keep on top (on the CPU, 8 to 15
+more bytes per B*T*C in each Block). Not checked here, a model until a GPU
 measures it: the peaks of backward, the GPU kernels' own choices (which attention kernel, what it keeps),
 the allocator's fragmentation and CUDA's and NCCL's buffers; fits() plans on 90% of a GPU's memory.
 """
 import math
-from dataclasses import dataclass, replace
+from dataclasses import astuple, dataclass, replace
+from functools import lru_cache
+
+import torch
 
 from gptkit.errors import UserError
 from gptkit.system import device_memory, pick_dtype
+from model import GPT, GPTConfig
 
 USABLE = 0.9  # of a GPU's memory: the rest for the CUDA context, NCCL and the allocator's fragmentation
 
 
-def norm_params(config):
-    """Weights of one LayerNorm (a gain, and a bias with bias=True), RMSNorm (a gain) or none."""
-    return {"layernorm": config.n_embd * (2 if config.bias else 1), "rmsnorm": config.n_embd, "none": 0}[config.norm]
+@dataclass(frozen=True)
+class Counts:
+    block: int  # the parameters of one Block
+    block_matrices: int  # of them, in 2-D weights (what Muon optimises)
+    root: int  # everything outside the Blocks: the token embedding (and a separate head), positions, final norm
+
+
+def param_counts(config):
+    """Counts for the GPT a config describes, from model.py's own GPT built on the meta device with one Block
+    (every Block has the same parameters): no memory, and a millisecond whatever the model's size."""
+    return _counts(tuple(astuple(replace(config, n_layer=1))))
+
+
+@lru_cache(maxsize=64)
+def _counts(one_layer):  # the fields of a GPTConfig (which, mutable, is not hashable) as a tuple
+    with torch.device("meta"):
+        model = GPT(GPTConfig(*one_layer))
+    block = model.transformer.h[0]
+    n_block = sum(p.numel() for p in block.parameters())
+    return Counts(n_block, sum(p.numel() for p in block.parameters() if p.dim() == 2),
+                  model.num_params(non_embedding=False) - n_block)
 
 
 def block_params(config):
-    """One Block: q, k, v and the output projection 4 C^2, the MLP 8 C^2, their biases 9 C, two norms."""
-    C = config.n_embd
-    return 12 * C * C + (9 * C if config.bias else 0) + 2 * norm_params(config)
+    return param_counts(config).block
 
 
 def root_params(config):
-    """Everything outside the Blocks: the token embedding (and a separate head), positions, the final norm."""
-    positions = config.block_size if config.pos_encoding == "learned" else 0
-    return (config.vocab_size * (1 if config.tie_weights else 2) + positions) * config.n_embd + norm_params(config)
+    return param_counts(config).root
 
 
 def estimated_params(config):
-    """Parameters of the GPT a config describes, without building it (exactly GPT(config).num_params(False))."""
+    """Parameters of the GPT a config describes, without allocating it (exactly GPT(config).num_params(False))."""
     return config.n_layer * block_params(config) + root_params(config)
 
 
@@ -105,8 +128,10 @@ def activation_bytes(config, batch_size, w, checkpointing=None):
     says; w: the bytes of a computed number."""
     checkpointing = config.activation_checkpointing if checkpointing is None else checkpointing
     B, T, C, V = batch_size, config.block_size, config.n_embd, config.vocab_size
-    per_block = B * T * C * (2 * 4 + 14 * w + (2 if config.dropout > 0 else 0))
-    if not config.fusable_attention:  # the T x T scores, softmaxed in float32; dropped weights and masks
+    qkv = C + 2 * config.kv_heads * (C // config.n_head)  # q, k and v (3C without grouped-query attention)
+    mlp = (4 if config.mlp == "swiglu" else 2) * config.mlp_width  # the activation's inputs and outputs
+    per_block = B * T * (C * (2 * 4 + (2 if config.dropout > 0 else 0)) + w * (3 * C + qkv + mlp))
+    if not config.fused_attention:  # the T x T scores, softmaxed in float32; dropped weights and masks
         per_block += B * config.n_head * T * T * (4 + (1 + w if config.dropout > 0 else 0))
     blocks = config.n_layer * (B * T * C * 4 if checkpointing else per_block)
     head = B * T * C * (4 + w) + 4 * B * T * V + 16 * B * T  # ln_f and lm_head inputs, log-probs, token ids
@@ -120,7 +145,7 @@ def plan_memory(config, cfg, gpus=1, parallel="ddp", checkpointing=None):
     or FSDP."""
     P, N, L = estimated_params(config), gpus, config.n_layer
     w = compute_bytes(cfg.dtype)
-    hidden = L * 12 * config.n_embd ** 2  # the matrices inside the Blocks: Muon's
+    hidden = L * param_counts(config).block_matrices  # the matrices inside the Blocks: Muon's
     optimizer = 8 * P if cfg.optimizer == "adamw" else 4 * hidden + 8 * (P - hidden)
     if parallel == "fsdp":
         gathered = min(L, 2 if cfg.fsdp_reshard_after_forward else L)

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -183,6 +184,36 @@ def optional_sink(setting, package, open_sink):
         return None
 
 
+class Speed:
+    """Training tokens per second: `rate` smoothed for the progress bar and log.jsonl, and the mean over every
+    timed step. The clock restarts after each evaluation, so only training counts."""
+
+    def __init__(self, tokens_per_iter):
+        self.tokens_per_iter, self.rate = tokens_per_iter, 0.0
+        self.timed_iters, self.timed_s = 0, 0.0
+        self.restart()
+
+    def restart(self):
+        self.last = time.time()
+
+    def update(self, iters):
+        now = time.time()
+        rate = iters * self.tokens_per_iter / (now - self.last)
+        self.rate = rate if self.rate == 0 else 0.9 * self.rate + 0.1 * rate
+        self.timed_iters, self.timed_s, self.last = self.timed_iters + iters, self.timed_s + now - self.last, now
+        return self.rate
+
+    def summary(self, iters, wall_s):
+        """`, N tokens/s overall; M tokens/s while training` for `iters` steps in `wall_s` seconds of a run
+        (its start, evaluations and saves included): the second is the steps' alone; "" when nothing trained."""
+        if not iters or wall_s <= 0:
+            return ""
+        overall = f", {iters * self.tokens_per_iter / wall_s:,.0f} tokens/s overall"
+        if not self.timed_s:
+            return overall
+        return f"{overall}; {self.timed_iters * self.tokens_per_iter / self.timed_s:,.0f} tokens/s while training"
+
+
 class EvalSamples:
     """A short sample at each evaluation, printed and appended to out_dir/samples.txt, so a learner watches
     noise turn into text (the "Let's build GPT" lecture does this by hand). The same prompt and seed
@@ -192,10 +223,13 @@ class EvalSamples:
 
     HEADER = re.compile(r"^=== iter (\d+), val loss \S+ ===$", re.M)
 
-    def __init__(self, cfg, meta, device, resume_iter=None, write=True):
-        """write=False: sample without writing samples.txt (the other processes of an fsdp run)."""
-        self.cfg, self.tokenizer = cfg, load_tokenizer(meta)
-        self.prompt = torch.tensor([prompt_ids(self.tokenizer, cfg.eval_sample_start)], device=device)  # (1, T)
+    START_TOKENS = 32  # at most this much of the training text stands in for an eval_sample_start it cannot encode
+
+    def __init__(self, cfg, data, device, resume_iter=None, write=True):
+        """data: the run's TokenData. write=False: sample without writing samples.txt (the other processes of a
+        sharded run)."""
+        self.cfg, self.tokenizer = cfg, load_tokenizer(data.meta)
+        self.prompt = torch.tensor([prompt_ids(self.tokenizer, self.start(data, say=write))], device=device)  # (1, T)
         self.file = None
         if write:
             path, kept = Path(cfg.out_dir) / "samples.txt", ""
@@ -204,6 +238,23 @@ class EvalSamples:
                 later = [m.start() for m in self.HEADER.finditer(text) if int(m.group(1)) > resume_iter]
                 kept = text[:later[0]] if later else text
             self.file = ContinuedFile(path, kept)
+
+    def start(self, data, say):
+        """eval_sample_start; or, when the dataset's tokenizer cannot encode it (a config's 'ROMEO:\n' on a text
+        without a capital O), the training text's first line or first words (START_TOKENS tokens at most), said in
+        one line."""
+        try:
+            self.tokenizer.encode(self.cfg.eval_sample_start)
+            return self.cfg.eval_sample_start
+        except UserError as e:
+            first = data.get_batch("train", 1, None, starts=torch.zeros(1, dtype=torch.long))[0][0]  # (T,)
+            text = self.tokenizer.decode(first[:self.START_TOKENS].tolist())
+            start = text[:text.index("\n") + 1] if "\n" in text else text[:text.rfind(" ") + 1] or text
+            if say:
+                print(f"note: eval_sample_start={self.cfg.eval_sample_start!r} cannot be encoded in dataset "
+                      f"'{data.dir.name}' ({str(e).split(';')[0]}); the evaluation samples start as its training "
+                      f"text does instead: {start!r}", file=sys.stderr)
+            return start
 
     @torch.no_grad()
     def write(self, model, it, val_loss, ctx):

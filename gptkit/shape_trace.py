@@ -1,65 +1,23 @@
 """The shape trace: one forward pass, each named tensor with its shape and what it holds.
 
 train.py and sample.py print it with --trace_shapes=True; the walkthrough notebook calls it too.
-The names are those model.tracing hands out (h.0.attn.q, h.0.attn.softmax, ...).
+The names and their descriptions are gptkit/tracing.py's STEPS (h.0.attn.q, h.0.attn.softmax, ...).
 """
 
 import textwrap
 
 import torch
 
-from gptkit.attention import token_text
 from gptkit.errors import UserError
-from model import tracing
-
-
-def describe_step(name, config):
-    """One line on what the traced tensor `name` holds (per-layer names lose their `h.N.` prefix)."""
-    step = name.split(".", 2)[2] if name.startswith("h.") else name
-    norm = {"layernorm": "LayerNorm: each position's C values to mean 0, variance 1, then a learned scale",
-            "rmsnorm": "RMSNorm: each position's C values divided by their root mean square, then scaled",
-            "none": "no normalisation (norm=none): the input unchanged"}[config.norm]
-    scores = {"dot": "q.k/sqrt(hs)", "dot_then_square": "(q.k/sqrt(hs))^2",
-              "square_then_dot": "sum_i q_i^2 k_i^2 / sqrt(hs)", "neg_dot": "-q.k/sqrt(hs)"}[config.attn_score]
-    if config.qk_norm:
-        scores += " (of the RMS-normalised q and k)"
-    return {
-        "idx": "token ids: the input, one integer per position",
-        "tok_emb": "token embedding: the row of wte for each token id",
-        "pos_emb": f"{config.pos_encoding} position encoding, added to tok_emb (broadcast over B)",
-        "ln_1": f"{norm} (before attention)",
-        "attn.q": "queries: what each position looks for, one set per head",
-        "attn.k": "keys: what each position can be found by",
-        "attn.v": "values: what each position passes on when attended to",
-        "attn.q_norm": "queries RMS-normalised per head (qk_norm): the score can no longer grow with |q|",
-        "attn.k_norm": "keys RMS-normalised per head (qk_norm)",
-        "attn.q_rope": "queries rotated by their position (rope): each pair of channels by pos * theta_i",
-        "attn.k_rope": "keys rotated by their position (rope): q.k now depends on the distance",
-        "attn.scores": f"{scores} for every (query, key) pair",
-        "attn.mask": {"causal": "True where the key is the query itself or in its past",
-                      "none": "all True: every position sees every other",
-                      "anticausal": "True where the key is the query itself or in its future"}[config.mask],
-        "attn.softmax": "attention weights: softmax of the masked scores over keys; rows sum to 1",
-        "attn.out": "per head, the attention-weighted sum of the values",
-        "attn.merged": "the heads side by side again",
-        "attn.c_proj": "c_proj: a Linear that mixes the heads' outputs (then dropout)",
-        "attn_residual": "x + attention: the residual stream",
-        "attn_output": "the attention output alone (residual=False: nothing carries x past it)",
-        "ln_2": f"{norm} (before the MLP)",
-        "mlp": f"MLP: Linear to 4C, {config.activation}, Linear back to C",
-        "out": "block output: x + MLP (the residual stream)" if config.residual
-               else "block output: the MLP output alone (no residual connection)",
-        "ln_f": f"final {norm}",
-        "logits": "a score for every vocabulary entry as the next token",
-        "loss": "cross-entropy: mean of -log p(target) over all B*T positions",
-    }.get(step, "")
+from gptkit.tokenizer import token_text
+from gptkit.tracing import describe_step, step_of, tracing
 
 
 def attention_path(config):
-    """How training and sampling run attention, in words (model.CausalSelfAttention.forward)."""
+    """How training and sampling run attention, in words (model.CausalSelfAttention.__init__ picks the path)."""
     if config.explicit_attention:
         return "run it step by step too, as explicit_attention=True asks"
-    if not config.fusable_attention:
+    if not config.fused_attention:
         what = f"attn_score={config.attn_score}" if config.attn_score != "dot" else f"mask={config.mask}"
         return (f"run it step by step too: the fused kernel knows only the dot-product score under the causal mask "
                 f"or none, and this model has {what}")
@@ -98,7 +56,7 @@ def print_shape_trace(model, idx, targets=None, tokenizer=None, values=False, la
     print(f"{'step':<20} {'shape':<18} what it holds")
     layer_of = lambda name: int(name.split(".")[1]) if name.startswith("h.") else None  # noqa: E731
     shape_of = lambda x: tuple(x.shape if isinstance(x, torch.Tensor) else x)  # noqa: E731
-    first = [(n.split(".", 2)[2], shape_of(t)) for n, t in steps if layer_of(n) == (layer or 0)]
+    first = [(step_of(n), shape_of(t)) for n, t in steps if layer_of(n) == (layer or 0)]
     done = set()
     for name, tensor in steps:
         step_layer = layer_of(name)
@@ -112,7 +70,7 @@ def print_shape_trace(model, idx, targets=None, tokenizer=None, values=False, la
         if layer is None and step_layer is not None and step_layer > 0:
             if step_layer in done:
                 continue
-            mine = [(n.split(".", 2)[2], shape_of(t)) for n, t in steps if layer_of(n) == step_layer]
+            mine = [(step_of(n), shape_of(t)) for n, t in steps if layer_of(n) == step_layer]
             if mine == first and not values:
                 done.add(step_layer)
                 if step_layer == 1:

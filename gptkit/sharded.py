@@ -84,6 +84,15 @@ def save_sharded(path, model, optimizer, dist, **state):
     barrier(dist)  # nobody reads it or goes on before it is in place
 
 
+def save_checkpoint_or_shards(path, model, optimizer, dist, **state):
+    """`path` (out/ckpt.pt) from rank 0 (save_checkpoint), or, when the model is sharded, its sharded form
+    from every process (save_sharded), which the end of the run turns into the file (files_from_sharded)."""
+    if dist.sharded:
+        save_sharded(path, model, optimizer, dist, **state)
+    else:
+        save_checkpoint(path, model, optimizer, **state)
+
+
 def check_all_shards(folder, world_size):
     """Every process's file must be in the folder rank 0 sees: on several nodes, out_dir must be one
     folder they all share (NFS, Lustre...), or each node's shards would land on its own disk."""

@@ -137,8 +137,10 @@ class StopRequest:
         self.signum = signum
         self.restore()
         # os.write, not print: a handler may run in the middle of another write to stderr
-        os.write(2, f"\n{signal.Signals(signum).name}: stopping after this step to save a checkpoint "
-                    f"(Ctrl-C again: quit now without saving)\n".encode())
+        name = signal.Signals(signum).name
+        again = "Ctrl-C again" if signum == signal.SIGINT else f"another {name}"
+        os.write(2, f"\n{name}: stopping after this step to save a checkpoint ({again}: quit now without "
+                    f"saving)\n".encode())
 
     def restore(self):
         for signum, handler in self.previous.items():

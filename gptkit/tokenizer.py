@@ -12,7 +12,10 @@ $GPT2_BPE_DIR), after checking they are byte-for-byte the files tiktoken itself 
 import functools
 import hashlib
 import importlib.util
+import itertools
 import os
+import re
+import sys
 from pathlib import Path
 
 import tiktoken
@@ -204,3 +207,55 @@ def load_tokenizer(meta):
     if not isinstance(meta.get("chars"), str):
         raise UserError("char-level metadata's 'chars' must be a string of characters; re-run prepare.py")
     return CharTokenizer(meta["chars"])
+
+
+# ----------------------------------------------------------------------------------------------
+# tokens as text: labels for pictures and traces, and finding a word among the tokens
+
+
+def encode_text(tokenizer, text, block_size):
+    """The token ids of a text setting (FILE:path reads a file), at most block_size of them."""
+    ids = tokenizer.encode(read_prompt(text))
+    if not ids:
+        raise UserError("the text is empty; pass some with --text")
+    if len(ids) > block_size:
+        print(f"note: the text is {len(ids)} tokens; using the first block_size={block_size}", file=sys.stderr)
+    return ids[:block_size]
+
+
+def token_text(tokenizer, i):
+    """A token as a label: its text, with the whitespace made visible (a BPE word keeps no leading space)."""
+    text = tokenizer.decode([i])
+    if len(text) > 1 and text[0] == " " and text[1:].strip():
+        text = text[1:]  # " pizza" reads as the word it is
+    return text.replace(" ", "\u2423").replace("\n", "\u23ce").replace("\t", "\u21e5") or "\u2205"
+
+
+def token_spans(tokenizer, ids):
+    """(text, [(start, end)]): the decoded text and each token's character span in it."""
+    pieces = [tokenizer.decode([i]) for i in ids]
+    ends = list(itertools.accumulate(len(p) for p in pieces))
+    return "".join(pieces), [(end - len(p), end) for p, end in zip(pieces, ends)]
+
+
+def find_query(tokenizer, ids, query):
+    """The position of the query token: `query` is a position (0, 35, -1), or a word of the text, whose
+    last token is the query (the 't' of 'it' in a char-level model, ' it' with GPT-2's BPE)."""
+    if re.fullmatch(r"-?\d+", query):
+        position = int(query)
+        if not -len(ids) <= position < len(ids):
+            raise UserError(f"query position {position} is outside the text's {len(ids)} tokens")
+        return position % len(ids)
+    text, spans = token_spans(tokenizer, ids)
+    match = re.search(rf"(?<!\w){re.escape(query)}(?!\w)", text) or re.search(re.escape(query), text)
+    if match is None:
+        raise UserError(f"--query={query!r} is not in the text; give a word of it, or a position 0..{len(ids) - 1}")
+    last_char = match.end() - 1
+    return next(t for t, (start, end) in enumerate(spans) if start <= last_char < end)
+
+
+def word_tokens(tokenizer, ids):
+    """[(word, [token positions])] for each word of the text, in order."""
+    text, spans = token_spans(tokenizer, ids)
+    return [(m.group(), [t for t, (start, end) in enumerate(spans) if start < m.end() and end > m.start()])
+            for m in re.finditer(r"\w+", text)]

@@ -347,3 +347,32 @@ def test_every_setting_in_help_says_what_it_does(script):
     assert result.returncode == 0, result.stderr
     settings = [line.split() for line in result.stdout.splitlines() if line.startswith("    --")]
     assert settings and [words[0] for words in settings if len(words) < 3] == []
+
+
+def test_a_trailing_comma_is_named_as_the_mistake(tmp_path):
+    """`learning_rate = 1e-3,` is Python's one-item tuple: the error names the comma, where it is and the fix,
+    not only "got [0.001] (list)"; a string setting is refused alike (it would otherwise become "['out']")."""
+    path = write(tmp_path, "n_layer = 2\nlearning_rate = 1e-3,\n")
+    assert error_of([str(path)]) == (f"{path}:2: `learning_rate = 1e-3,` ends with a comma, which makes learning_rate "
+                                     f"a list ([0.001]); remove the trailing comma")
+    assert error_of([str(write(tmp_path, "out_dir = 'out',\n", "s.py"))]).endswith(
+        "`out_dir = 'out',` ends with a comma, which makes out_dir a list (['out']); remove the trailing comma")
+    assert error_of(["--learning_rate=1e-3,"]) == ("`--learning_rate=1e-3,` ends with a comma, which makes "
+                                                   "learning_rate a list ([0.001]); remove the trailing comma")
+    assert parse([str(write(tmp_path, "learning_rate = (1e-3)\n", "p.py"))])[1].learning_rate == 1e-3
+
+
+def test_a_trailing_comma_on_a_list_setting_is_its_one_item(tmp_path):
+    @dataclasses.dataclass
+    class Sweep:
+        vary: list[str] = dataclasses.field(default_factory=list)
+
+    (sweep,) = build_configs([Sweep], read_config_file(write(tmp_path, "vary = 'n_head=1,2',\n")))
+    assert sweep.vary == ["n_head=1,2"]
+
+
+def test_a_mistyped_config_file_name_gets_a_did_you_mean(monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    assert "(did you mean config/shakespeare_char_cpu.py?)" in error_of(["config/shakespear_char_cpu.py"])
+    assert "(did you mean config/lab_char_cpu.py?)" in error_of(["confg/lab_char_cpu.py"])  # a misspelt folder
+    assert "did you mean" not in error_of(["config/something_else_entirely.py"])

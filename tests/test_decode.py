@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import sample
 from conftest import main_error_line, make_model, random_tokens
 from gptkit.checkpoint import load_trained
-from gptkit.decode import StaticDecoder, beam_search, length_penalty
+from gptkit.decode import SlidingDecoder, StaticDecoder, beam_search, length_penalty
 from model import Decoder, stream
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -143,7 +143,7 @@ def test_keeping_beams_reorders_the_kv_cache_with_them(pos_encoding):
     """After keep(rows), the cached decoder gives the logits of a fresh uncached one on the reordered contexts."""
     model = make_model(pos_encoding=pos_encoding).eval()
     contexts = random_tokens((3, 6))
-    cached = Decoder(model, contexts)
+    cached = SlidingDecoder(model, contexts)
     cached.next_logits()
     cached.keep(torch.tensor([2, 2, 0]))
     cached.append(torch.tensor([[5], [9], [1]]))

@@ -24,11 +24,11 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT, main_error_line, make_model, png_size
-from gptkit.attention import attention_maps, find_query, word_weights
+from gptkit.attention_maps import attention_maps, word_weights
 from gptkit.checkpoint import load_checkpoint, load_trained, model_from_checkpoint, save_checkpoint
 from gptkit.errors import UserError
 from gptkit.explore import LEVELS, inline, page_html, panel
-from gptkit.tokenizer import CharTokenizer, load_tokenizer
+from gptkit.tokenizer import CharTokenizer, find_query, load_tokenizer
 from model import GPT, GPTConfig
 import visualize
 

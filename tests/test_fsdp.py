@@ -176,6 +176,10 @@ def test_a_crash_between_the_two_moves_of_a_sharded_save_leaves_the_old_checkpoi
 
 SIZES = [dict(n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=65),
          dict(n_layer=6, n_head=6, n_embd=192, block_size=128, vocab_size=4096, tie_weights=False)]
+# Llama's MLP and grouped-query attention: c_attn narrower, a third matrix in the MLP, no biases
+PLANNED = [*SIZES, dict(n_layer=2, n_head=4, n_kv_head=2, n_embd=64, block_size=64, vocab_size=65, mlp="swiglu",
+                        mlp_hidden=160, bias=False, tie_weights=False)]
+PLANNED_IDS = ["2x64", "6x192-untied", "2x64-gqa-swiglu"]
 
 
 def tensor_bytes(tensors):
@@ -192,7 +196,7 @@ def training_config(**changes):
     return replace(train.TrainConfig(dtype="float32", batch_size=2), **changes)
 
 
-@pytest.mark.parametrize("size", SIZES, ids=["2x64", "6x192-untied"])
+@pytest.mark.parametrize("size", PLANNED, ids=PLANNED_IDS)
 def test_planner_counts_what_one_process_allocates(size, one_thread):
     config, cfg = GPTConfig(**size), training_config()
     model = GPT(config)
@@ -216,7 +220,7 @@ def forward_memory(model, x, y, ctx):
     return sum(e.cpu_memory_usage for e in prof.events() if e.cpu_parent is None), logits
 
 
-@pytest.mark.parametrize("size", SIZES, ids=["2x64", "6x192-untied"])
+@pytest.mark.parametrize("size", PLANNED, ids=PLANNED_IDS)
 @pytest.mark.parametrize("dtype, checkpointing", [("float32", False), ("float32", True), ("bfloat16", False)])
 def test_planner_counts_the_activations_a_forward_pass_keeps(size, dtype, checkpointing, one_thread):
     """The saved activations (Korthikanti et al.'s count), measured with the profiler's CPU allocations.

@@ -97,7 +97,8 @@ def test_export_round_trip_gives_identical_logits(transformers, tmp_path, varian
 
 @pytest.mark.parametrize("variant", [dict(pos_encoding="rope"), dict(norm="rmsnorm"), dict(activation="relu2"),
                                      dict(qk_norm=True), dict(mask="none"), dict(attn_score="dot_then_square"),
-                                     dict(residual=False)])
+                                     dict(residual=False), dict(mlp="swiglu"), dict(n_kv_head=3),
+                                     dict(mlp_hidden=100), dict(norm_eps=1e-6)])
 def test_export_refuses_what_gpt2_cannot_express(variant):
     key = next(iter(variant))
     with pytest.raises(UserError, match=f"cannot be exported as GPT-2.*{key}="):

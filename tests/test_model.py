@@ -2,6 +2,7 @@
 leak under the others; positional encodings and attention scores against their formulas; the fused
 and explicit attention paths; dropout; parameters; config validation; the KV cache; sampling."""
 
+import dataclasses
 import math
 
 import pytest
@@ -11,9 +12,10 @@ import torch.nn.functional as F
 from conftest import make_model as make_tiny
 from conftest import random_tokens, tiny_config
 from gptkit.data import TokenData
-from gptkit.decode import StaticDecoder
+from gptkit.decode import SlidingDecoder, StaticDecoder
+from gptkit.tracing import tracing
 import model as model_module
-from model import GPT, GPTConfig, KVCache, apply_rotary, rotary_cos_sin, sample_next, sinusoidal_encoding, tracing
+from model import GPT, GPTConfig, KVCache, apply_rotary, rotary_cos_sin, sample_next, sinusoidal_encoding
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -213,8 +215,8 @@ def test_explicit_attention_equals_the_fused_kernel(batch, mask, pos_encoding):
     x, y = batch
     fused_model = make_model(mask=mask, pos_encoding=pos_encoding).eval()
     explicit_model = make_model(mask=mask, pos_encoding=pos_encoding, explicit_attention=True).eval()
-    assert all(b.attn.fusable for b in fused_model.transformer.h)
-    assert not any(b.attn.fusable for b in explicit_model.transformer.h)
+    assert all(b.attn.attend == b.attn.fused_attention for b in fused_model.transformer.h)
+    assert not any(b.attn.attend == b.attn.fused_attention for b in explicit_model.transformer.h)
     fused_logits, fused_loss = fused_model(x, y)
     explicit_logits, explicit_loss = explicit_model(x, y)  # the same weights: same seed, same shapes
     torch.testing.assert_close(explicit_logits, fused_logits, rtol=0, atol=1e-5)
@@ -273,7 +275,7 @@ def test_square_then_dot_squares_each_component_before_the_sum():
     k = torch.tensor([[[[2.0, 1.0, -5.0, -1.0]]]])
     seen = {}
     with tracing(model, lambda name, t: seen.setdefault(name, t)):
-        attn.step_by_step(q, k, k, torch.arange(1), torch.arange(1), 0.0)
+        attn.step_by_step(q, k, k)
     # 1*4 + 4*1 + 0*25 + 9*1 = 17, over sqrt(4); the plain dot product would be 2 - 2 + 0 - 3 = -3
     assert seen["h.0.attn.scores"].item() == pytest.approx(17 / 2)
 
@@ -282,8 +284,7 @@ def test_the_fused_kernel_computes_what_step_by_step_attention_computes():
     attn = make_tiny().eval().transformer.h[0].attn
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 2, 16, 8, generator=g) for _ in range(3))
-    positions = torch.arange(16)
-    explicit = attn.step_by_step(q, k, v, positions, positions, 0.0)
+    explicit = attn.step_by_step(q, k, v)
     torch.testing.assert_close(explicit, F.scaled_dot_product_attention(q, k, v, is_causal=True), rtol=1e-5, atol=1e-6)
 
 
@@ -400,13 +401,16 @@ def test_cached_logits_equal_the_full_forward(batch, pos_encoding):
 
 @pytest.mark.parametrize("pos_encoding", POS_ENCODINGS)
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
-def test_generate_with_and_without_cache_gives_the_same_tokens(batch, pos_encoding, temperature):
-    """Prompt 5, block 16, 40 new tokens: the generation runs well past block_size."""
+@pytest.mark.parametrize("sliding", [False, True])
+def test_generate_with_and_without_cache_gives_the_same_tokens(batch, pos_encoding, temperature, sliding):
+    """Prompt 5, block 16, 40 new tokens: the generation runs well past block_size (model.Decoder recomputes the
+    window there; decode.py's SlidingDecoder slides a RoPE cache)."""
     x, _ = batch
     model = make_model(pos_encoding=pos_encoding, block_size=16).eval()
     prompt = x[:2, :5]
     outs = [model.generate(prompt, 40, temperature=temperature, top_k=None, use_cache=use_cache,
-                           generator=torch.Generator().manual_seed(7))
+                           generator=torch.Generator().manual_seed(7),
+                           decoder=SlidingDecoder(model, prompt, use_cache) if sliding else None)
             for use_cache in (True, False)]
     assert outs[0].shape == (2, 45)
     assert torch.equal(outs[0][:, :5], prompt)
@@ -414,7 +418,8 @@ def test_generate_with_and_without_cache_gives_the_same_tokens(batch, pos_encodi
 
 
 def test_generate_uses_the_cache(batch, monkeypatch):
-    """With the cache each step after the prefill feeds one token; without it, the whole window."""
+    """With the cache each step after the prefill feeds one token; without it, the whole window. Past block_size
+    model.Decoder recomputes the window; decode.py's SlidingDecoder slides RoPE's cache on."""
     x, _ = batch
     model = make_model(pos_encoding="rope", block_size=16).eval()
     lengths = {}
@@ -423,9 +428,10 @@ def test_generate_uses_the_cache(batch, monkeypatch):
         forward = GPT.forward
         monkeypatch.setattr(GPT, "forward", lambda self, idx, *a, **k: seen.append(idx.size(1)) or forward(self, idx, *a, **k))
         model.generate(x[:1, :5], 20, temperature=0, use_cache=use_cache)
+        model.generate(x[:1, :5], 20, temperature=0, decoder=SlidingDecoder(model, x[:1, :5], use_cache))
         monkeypatch.undo()
-    assert lengths[True] == [5] + [1] * 19
-    assert lengths[False] == [min(5 + i, 16) for i in range(20)]
+    assert lengths[True] == [5] + [1] * 11 + [16] * 8 + [5] + [1] * 19
+    assert lengths[False] == [min(5 + i, 16) for i in range(20)] * 2
 
 
 def test_a_token_decoded_after_the_cache_attends_without_a_mask(monkeypatch):
@@ -435,7 +441,8 @@ def test_a_token_decoded_after_the_cache_attends_without_a_mask(monkeypatch):
     masks, sdpa = [], F.scaled_dot_product_attention
     monkeypatch.setattr(F, "scaled_dot_product_attention",
                         lambda *a, attn_mask=None, **k: masks.append(attn_mask) or sdpa(*a, attn_mask=attn_mask, **k))
-    model.generate(random_tokens((1, 5)), 20, temperature=0)  # a prefill (is_causal), 19 steps, the last 8 in the ring
+    prompt = random_tokens((1, 5))  # a prefill (is_causal), then 19 steps, the last 8 in the ring
+    model.generate(prompt, 20, temperature=0, decoder=SlidingDecoder(model, prompt))
     assert len(masks) == 2 * 20 and all(m is None for m in masks)
     masks.clear()
     with torch.no_grad():
@@ -529,3 +536,132 @@ def test_top_k_and_top_p_combine():
     logits = torch.tensor([0.5, 0.3, 0.15, 0.05]).log().expand(5000, 4)
     drawn = sample_next(logits, 1.0, top_k=3, top_p=0.99, generator=torch.Generator().manual_seed(0))
     assert set(drawn.unique().tolist()) == {0, 1, 2}
+
+
+# ---------------------------------------------------------------------------------------------
+# Llama's pieces as settings: grouped-query attention, SwiGLU, norm_eps, rope_theta
+
+
+def repeated_kv_model(gqa):
+    """A model with n_kv_head = n_head whose every key and value head is a copy of gqa's head h // group."""
+    c = gqa.config
+    full = GPT(GPTConfig(**{**dataclasses.asdict(c), "n_kv_head": 0})).eval()
+    state, hs, group = gqa.state_dict(), c.n_embd // c.n_head, c.n_head // c.kv_heads
+    for name, tensor in list(state.items()):
+        if name.endswith("attn.c_attn.weight") or name.endswith("attn.c_attn.bias"):
+            q, k, v = tensor.split([c.n_embd, c.kv_heads * hs, c.kv_heads * hs])
+            repeat = lambda t: t.unflatten(0, (c.kv_heads, hs)).repeat_interleave(group, 0).flatten(0, 1)  # noqa: E731
+            state[name] = torch.cat([q, repeat(k), repeat(v)])
+    full.load_state_dict(state)
+    return full
+
+
+@pytest.mark.parametrize("n_kv_head", [1, 2])
+@pytest.mark.parametrize("explicit_attention", [False, True])
+def test_grouped_query_attention_equals_full_attention_with_repeated_key_value_heads(batch, n_kv_head,
+                                                                                      explicit_attention):
+    x, y = batch
+    gqa = make_model(n_head=4, n_kv_head=n_kv_head, pos_encoding="rope", explicit_attention=explicit_attention).eval()
+    attn = gqa.transformer.h[0].attn
+    assert attn.c_attn.weight.shape == ((4 + 2 * n_kv_head) * 8, 32)  # q: nh heads, k and v: n_kv_head each
+    full = repeated_kv_model(gqa)
+    torch.testing.assert_close(gqa(x, y)[0], full(x, y)[0], rtol=0, atol=1e-5)
+
+
+def test_with_n_kv_head_equal_to_n_head_the_state_dict_is_gpt2s():
+    """Byte-compatible checkpoints: n_kv_head = n_head (0 or given) names and shapes every weight as before."""
+    default, given = make_model(), make_model(n_kv_head=2)
+    assert {k: v.shape for k, v in default.state_dict().items()} == {k: v.shape for k, v in given.state_dict().items()}
+    assert all(torch.equal(default.state_dict()[k], t) for k, t in given.state_dict().items())
+
+
+@pytest.mark.parametrize("n_kv_head", [4, 2, 1])
+def test_the_kv_cache_shrinks_by_n_head_over_n_kv_head(n_kv_head):
+    model = make_tiny(n_embd=32, n_head=4, n_kv_head=n_kv_head).eval()
+    prompt = random_tokens((1, 5))
+    caches = [KVCache(model.config.n_layer, 16)]
+    static = StaticDecoder(model, prompt, compile=False)
+    with torch.no_grad():
+        model(prompt, kv_cache=caches[0])
+        static.next_logits()
+    per_token = caches[0].k.numel() * caches[0].k.element_size() * 2 / 16  # keys and values, every layer
+    assert per_token == 2 * 2 * n_kv_head * 8 * 4  # k and v x layers x heads x hs x float32
+    static_bytes = sum(t.numel() * t.element_size() for t in static.cache.k + static.cache.v)
+    assert static_bytes == per_token * 16
+
+
+@pytest.mark.parametrize("pos_encoding", ["learned", "rope"])
+@pytest.mark.parametrize("n_kv_head", [1, 2])
+def test_generation_with_grouped_query_attention_is_the_same_with_and_without_the_cache(batch, pos_encoding,
+                                                                                         n_kv_head):
+    model = make_model(n_head=4, n_kv_head=n_kv_head, pos_encoding=pos_encoding, block_size=16).eval()
+    prompt = batch[0][:2, :5]
+    uncached = model.generate(prompt, 11, temperature=0, use_cache=False)
+    assert torch.equal(model.generate(prompt, 11, temperature=0), uncached)
+    assert torch.equal(model.generate(prompt, 11, temperature=0, decoder=StaticDecoder(model, prompt, compile=False)),
+                       uncached)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_swiglu_has_three_matrices_and_at_two_thirds_the_width_the_gelu_mlps_parameters(bias):
+    C = 48
+    gelu = make_tiny(n_embd=C, bias=bias).transformer.h[0].mlp
+    swiglu = make_tiny(n_embd=C, bias=bias, mlp="swiglu", mlp_hidden=2 * 4 * C // 3).transformer.h[0].mlp
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    h = 128
+    assert count(swiglu) == 3 * C * h + (2 * h + C if bias else 0)
+    assert count(gelu) == 2 * C * 4 * C + (4 * C + C if bias else 0)
+    assert count(swiglu) - count(gelu) == (0 if not bias else 2 * h - 4 * C)  # equal matrices; biases differ
+    x = torch.randn(2, 3, C)
+    expected = swiglu.c_proj(F.silu(swiglu.c_fc(x)) * swiglu.c_fc2(x))  # w2(silu(w1 x) * w3 x), Shazeer 2020
+    torch.testing.assert_close(swiglu(x), expected)
+
+
+def test_norm_eps_reaches_every_norm_and_rope_theta_the_angles(batch):
+    for norm, kind in [("layernorm", torch.nn.LayerNorm), ("rmsnorm", torch.nn.RMSNorm)]:
+        model = make_model(norm=norm, norm_eps=1e-3)
+        norms = [m for m in model.modules() if isinstance(m, kind)]
+        assert len(norms) == 2 * 2 + 1 and all(m.eps == 1e-3 for m in norms)
+    assert make_model(norm="rmsnorm").transformer.ln_f.eps == 1e-5  # Llama's, not torch's default (None)
+    x, _ = batch
+    base, other = make_model(pos_encoding="rope").eval(), make_model(pos_encoding="rope", rope_theta=500000.0).eval()
+    seen = {}
+    with tracing(other, lambda name, t: seen.setdefault(name, t)):
+        logits_of(other, x[:1, :8])
+    q, cos_sin = seen["h.0.attn.q"], rotary_cos_sin(torch.arange(8), 16, 500000.0)
+    torch.testing.assert_close(seen["h.0.attn.q_rope"], apply_rotary(q, *cos_sin))
+    assert not torch.allclose(logits_of(base, x[:1, :8]), logits_of(other, x[:1, :8]))
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (dict(n_head=4, n_kv_head=3), ["n_kv_head=3", "n_head=4", "[1, 2, 4]"]),
+    (dict(n_kv_head=-1), ["n_kv_head", "-1"]),
+    (dict(mlp_hidden=-8), ["mlp_hidden", "-8"]),
+    (dict(norm_eps=0.0), ["norm_eps", "positive"]),
+    (dict(rope_theta=-1.0), ["rope_theta", "positive"]),
+    (dict(mlp="geglu"), ["mlp='geglu'", "'swiglu'"]),
+])
+def test_validate_rejects_impossible_llama_settings(overrides, words):
+    with pytest.raises(ValueError) as e:
+        tiny(**overrides).validate()
+    for word in words:
+        assert word in str(e.value)
+
+
+@pytest.mark.parametrize("norm", ["layernorm", "rmsnorm"])
+def test_a_checkpoint_written_before_the_llama_settings_loads_as_it_was_trained(batch, norm):
+    """Without n_kv_head, mlp, mlp_hidden, norm_eps and rope_theta in model_args: GPT-2's defaults, and an rmsnorm
+    model keeps the eps it was trained with (torch's default then, not 1e-5)."""
+    from gptkit.checkpoint import model_from_checkpoint
+
+    model = make_model(norm=norm).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.RMSNorm):
+                m.eps = None  # how nn.RMSNorm(n_embd) was built before norm_eps
+    new = ("n_kv_head", "mlp", "mlp_hidden", "norm_eps", "rope_theta")
+    old_args = {k: v for k, v in dataclasses.asdict(model.config).items() if k not in new}
+    loaded = model_from_checkpoint({"model": model.state_dict(), "model_args": old_args}).eval()
+    assert loaded.config.mlp == "gelu" and loaded.config.kv_heads == loaded.config.n_head
+    x, _ = batch
+    assert torch.equal(logits_of(loaded, x), logits_of(model, x))

@@ -25,8 +25,8 @@ from gptkit.config import parse_args
 from gptkit.data import TokenData
 from gptkit.errors import UserError
 from gptkit.nanogpt import read_meta_pkl
+from gptkit.training import build
 from model import GPTConfig
-import train
 from train import TrainConfig
 
 NANOGPT_CONFIGS = REPO_ROOT / "tests" / "fixtures" / "nanogpt_config"
@@ -307,7 +307,7 @@ def test_resume_maps_nanogpts_optimizer_state(nano, tmp_path):
         "--init_from=resume", f"--out_dir={out_dir}", f"--data_dir={nano.data_dir}", f"--dataset={DATASET}",
         f"--block_size={BLOCK_SIZE}"])
     data = TokenData(nano.data_dir / DATASET, BLOCK_SIZE)
-    model, optimizer, state = train.build(model_cfg, cfg, data, "cpu")
+    model, optimizer, state = build(model_cfg, cfg, data, "cpu")
     assert state.iter_num == 3 and state.best_val_loss == pytest.approx(3.5) and state.rng is None
     ours = dict(model.named_parameters())
     for name, p in nano.model.named_parameters():

@@ -57,6 +57,20 @@ def test_int8_stays_close_to_float32_on_real_text(trained):
     assert torch.equal(greedy["int8", False], greedy["fp32", True])
 
 
+@torch.no_grad()
+def test_llama_pieces_run_with_int8_weights_and_the_same_cached_tokens():
+    """Grouped-query attention (a narrower c_attn) and SwiGLU (a third Linear, c_fc2) quantize like the rest."""
+    model = make_model(n_embd=32, n_head=4, n_kv_head=1, mlp="swiglu", mlp_hidden=64, norm="rmsnorm",
+                       pos_encoding="rope").eval()
+    quantized = quantize(copy.deepcopy(model), "int8", "cpu", torch.float32)
+    assert isinstance(model.transformer.h[0].mlp.c_fc2, torch.nn.Linear)
+    assert quantized.transformer.h[0].mlp.c_fc2.weight().dtype == torch.qint8
+    assert quantized.transformer.h[0].attn.c_attn.weight().shape == ((4 + 2) * 8, 32)
+    prompt = torch.randint(24, (2, 4), generator=torch.Generator().manual_seed(0))
+    cached, uncached = (quantized.generate(prompt, 12, temperature=0, use_cache=c) for c in (True, False))
+    assert torch.equal(cached, uncached)
+
+
 def test_int8_sampling_is_deterministic_for_a_seed(tiny_run, cli):
     def run(seed):
         result = cli("sample.py", f"--out_dir={tiny_run.out_dir}", "--device=cpu", "--quantize=int8",

@@ -476,6 +476,21 @@ def test_every_reader_of_a_live_runs_log_skips_its_half_written_last_line(tmp_pa
     assert (tmp_path / "loss.png").stat().st_size > 0
 
 
+@pytest.mark.parametrize("signum, again", [(signal.SIGINT, "(Ctrl-C again: quit now without saving)"),
+                                           (signal.SIGTERM, "(another SIGTERM: quit now without saving)")])
+def test_the_stop_message_says_what_a_second_signal_of_that_kind_does(signum, again, capfd):
+    """A SIGTERM comes from a scheduler or `kill`, not a keyboard: its message does not talk of Ctrl-C."""
+    with StopRequest() as stop:
+        os.kill(os.getpid(), signum)
+        for _ in range(100):
+            if stop.signum is not None:
+                break
+            time.sleep(0.01)
+    err = capfd.readouterr().err
+    assert f"{signal.Signals(signum).name}: stopping after this step to save a checkpoint {again}" in err
+    assert ("Ctrl-C" in err) == (signum == signal.SIGINT)
+
+
 def test_stop_request_records_the_signal_and_hands_a_second_one_back():
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     with StopRequest() as stop:

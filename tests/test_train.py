@@ -20,6 +20,7 @@ from gptkit.errors import UserError
 from gptkit.runlog import read_log
 from gptkit.tokenizer import load_tokenizer
 from model import GPT, GPTConfig
+import prepare
 import train
 from train import TrainConfig, train_step
 
@@ -515,9 +516,15 @@ def test_resume_applies_a_new_dropout_and_says_so(capsys, resumable):
     resumed run takes the new value, and says so on stderr."""
     out_dir, args = resumable
     capsys.readouterr()
+    best = load_checkpoint(out_dir / "ckpt.pt")["best_val_loss"]
     train.main([*args, "--dropout=0.1", "--explicit_attention=True"])
+    captured = capsys.readouterr()
     assert "resuming with dropout=0.1 (the checkpoint had 0.0), explicit_attention=True (the checkpoint had False)" \
-        in capsys.readouterr().err
+        in captured.err
+    # where it starts, and, at the end, wall time beside the overall rate, the training-only rate named as such
+    assert f"resuming from iter 30 of {out_dir / 'ckpt.pt'} (best val loss {best:.4f})" in captured.err
+    assert re.fullmatch(r"done: iter 40, best val loss \d\.\d{4}, \d+\.\d s wall, [\d,]+ tokens/s overall; "
+                        r"[\d,]+ tokens/s while training; checkpoints in .+/", captured.out.splitlines()[-1])
     saved = load_checkpoint(out_dir / "ckpt.pt")["model_args"]
     assert saved["dropout"] == 0.1 and saved["explicit_attention"] is True and saved["n_layer"] == 2
 
@@ -558,3 +565,32 @@ def test_the_progress_bar_times_steps_only_not_evaluations(tiny_train_args, tmp_
     (bar,) = [b for b in bars if b.total == 30]
     assert bar.n == 30
     assert 29 <= bar.last_print_t - bar.start_t <= 31  # 30 s of steps; the 400 s of evaluations left out
+
+
+# a text of our own with no capital O, so config/shakespeare_char_cpu.py's eval_sample_start 'ROMEO:\n' cannot be
+# written in its char-level vocabulary
+GERMAN = """Am Morgen lag Nebel über dem Fluss, und die Fähre wartete still am Steg.
+Der Fährmann trank seinen Kaffee und zählte die Möwen, die über den Booten kreisten.
+Gegen neun kamen die ersten Leute: eine Bäckerin mit zwei Körben, ein Junge mit seinem Fahrrad.
+Sie sprachen vom Wetter, vom Markt und von der Brücke, die man seit Jahren bauen wollte.
+"Nächstes Jahr", sagte der Fährmann, und alle lachten, weil er das jedes Jahr sagte.
+Erst am Abend kam Regen auf. Er sagte: "Morgen wieder."
+"""
+
+
+def test_own_text_without_the_configs_sample_start_trains_with_the_texts_own_start(tmp_path, capsys):
+    """docs/data.md's recipe `train.py config/shakespeare_char_cpu.py --dataset=mydata` on anyone's text: the
+    config's eval_sample_start is replaced by the start of the text, in one line naming the setting."""
+    assert set("ROMEO:\n") - set(GERMAN) == {"O"}
+    (tmp_path / "mein.txt").write_text(GERMAN * 6, encoding="utf-8")
+    prepare.main(["text", f"--input={tmp_path / 'mein.txt'}", "--name=meintext", f"--data_dir={tmp_path / 'data'}"])
+    out_dir = tmp_path / "out"
+    train.main(["config/shakespeare_char_cpu.py", "--dataset=meintext", f"--data_dir={tmp_path / 'data'}",
+                f"--out_dir={out_dir}", "--max_iters=2", "--eval_interval=2", "--eval_sample_tokens=8", "--n_layer=1",
+                "--threads=1"])
+    notes = [line for line in capsys.readouterr().err.splitlines() if "eval_sample_start" in line]
+    assert notes == ["note: eval_sample_start='ROMEO:\\n' cannot be encoded in dataset 'meintext' (1 character(s) "
+                     "not in the char-level vocabulary: 'O'); the evaluation samples start as its training text does "
+                     "instead: 'Am Morgen lag Nebel über dem '"]
+    samples = (out_dir / "samples.txt").read_text(encoding="utf-8")
+    assert samples.startswith("=== iter 0, val loss ") and "\nAm Morgen lag Nebel über dem " in samples

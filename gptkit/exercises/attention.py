@@ -4,7 +4,6 @@ attention` trains with it in place of step_by_step (explicit_attention=True)."""
 
 import math
 from contextlib import contextmanager
-from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +26,7 @@ def reference(q, k, v):
     attn = model.CausalSelfAttention(model.GPTConfig(n_embd=nh * hs, n_head=nh, block_size=T, bias=False), 0)
     seen = {}
     attn.tap = lambda **tensors: seen.update(tensors)  # what tracing does: see the steps by name
-    positions = torch.arange(T)
-    attn.step_by_step(q, k, v, positions, positions, dropout_p=0.0)
+    attn.step_by_step(q, k, v)
     return F.scaled_dot_product_attention(q, k, v, is_causal=True), seen["softmax"]  # (B, nh, T, hs), (B, nh, T, T)
 
 
@@ -149,16 +147,16 @@ def properties(mine):
 
 @contextmanager
 def substitute(mine):
-    """CausalSelfAttention.step_by_step, which explicit_attention=True runs for every forward pass, computed
-    by the learner's causal_attention."""
+    """The step-by-step attention, which explicit_attention=True runs for every forward pass (model.py's part
+    step_by_step), computed by the learner's causal_attention."""
 
-    def step_by_step(self, q, k, v, q_positions, k_positions, dropout_p):
+    def step_by_step(attn, q, k, v, mask=None):
         y, weights = mine.causal_attention(q, k, v)  # (B, nh, T, hs), (B, nh, T, T)
-        if dropout_p > 0:  # the model drops attention weights in training, as step_by_step does
-            y = F.dropout(weights, p=dropout_p) @ v
+        if attn.training and attn.attn_dropout.p > 0:  # the model drops attention weights in training, as it does
+            y = attn.attn_dropout(weights) @ v
         return y
 
-    with mock.patch.object(model.CausalSelfAttention, "step_by_step", step_by_step):
+    with model.using_parts(step_by_step=step_by_step):
         yield
 
 

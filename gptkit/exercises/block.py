@@ -4,7 +4,6 @@ masks); `learn.py train block` runs every Block of the model through it."""
 
 from contextlib import contextmanager
 from functools import partial
-from unittest import mock
 
 import torch
 
@@ -25,7 +24,7 @@ def parts(C, n_head, T, seed=0):
         for ln in (ref.ln_1, ref.ln_2):
             ln.weight.normal_(1.0, 0.3)
             ln.bias.normal_(0.0, 0.3)
-    attn = partial(ref.attn, positions=torch.arange(T))  # x (B, T, C) -> (B, T, C)
+    attn = ref.attn  # x (B, T, C) -> (B, T, C)
     return ref, attn
 
 
@@ -105,7 +104,7 @@ def matches_model_block(mine):
         y = mine.call(block, x.clone())
         where = f"B={B}, T={T}, C={C}"
         yield check_shape(f"(B, T, C) in, (B, T, C) out ({where})", y, (B, T, C))
-        yield compare(f"eval mode (no dropout): equals model.Block ({where})", y, ref.eval()(x, torch.arange(T)),
+        yield compare(f"eval mode (no dropout): equals model.Block ({where})", y, ref.eval()(x),
                       lambda: eval_causes(y, ref, attn, x))
 
 
@@ -136,14 +135,15 @@ def dropout_in_training(mine):
 
 @contextmanager
 def substitute(mine):
-    """model.Block.forward runs the learner's Block over the block's own pieces. Their dropout is inside
-    attn and mlp already (model.py's resid_dropout), so the learner's Block gets 0."""
+    """The model's blocks (model.py's part `block`) run the learner's Block over model.Block's own pieces. Their
+    dropout is inside attn and mlp already (model.py's resid_dropout), so the learner's Block gets 0."""
 
-    def forward(self, x, positions, rotary=None, kv_cache=None):
-        attn = partial(self.attn, positions=positions, rotary=rotary, kv_cache=kv_cache)
-        return mine.Block(self.ln_1, attn, self.ln_2, self.mlp, 0.0).train(self.training)(x)  # (B, T, C)
+    class LearnersBlock(model.Block):
+        def forward(self, x, rotary=None, kv_cache=model.NO_CACHE):
+            attn = partial(self.attn, rotary=rotary, kv_cache=kv_cache)
+            return mine.Block(self.ln_1, attn, self.ln_2, self.mlp, 0.0).train(self.training)(x)  # (B, T, C)
 
-    with mock.patch.object(model.Block, "forward", forward):
+    with model.using_parts(block=LearnersBlock):
         yield
 
 

@@ -3,7 +3,6 @@ against model.KVCache, and against model.stream without a cache: cached generati
 very tokens that running the whole sequence every step gives."""
 
 from contextlib import contextmanager
-from unittest import mock
 
 import torch
 
@@ -118,14 +117,27 @@ def cached_logits(name, gpt, calls, tokens, cause):
     return Result(name, True)
 
 
+@contextmanager
+def answering_masks(mine):
+    """model.py asks every cache which keys each query may see (attn_mask); the learner's KVCache, like
+    model.KVCache, holds position s in slot s, so model.KVCache's answer is theirs. Meanwhile the KVCache of
+    their file is their class with that answer added."""
+    theirs = mine.KVCache
+    mine.module.KVCache = type(theirs.__name__, (theirs,), {"attn_mask": model.KVCache.attn_mask})
+    try:
+        yield mine.module.KVCache
+    finally:
+        mine.module.KVCache = theirs
+
+
 def cache_in_model_stream(mine):
-    """The learner's cache inside the repository's own generation loop (model.stream, which builds its
-    cache as model.KVCache(n_layer, max_len))."""
+    """The learner's cache inside the repository's own generation loop (model.stream, whose Decoder builds the
+    cache model.py's part `cache` names)."""
     for pos_encoding in ("learned", "rope"):
-        gpt = tiny_gpt(pos_encoding)
+        with answering_masks(mine) as cache, model.using_parts(cache=lambda n_layer, max_len: cache(n_layer)):
+            gpt = tiny_gpt(pos_encoding)
         idx = torch.randint(24, (B, 4), generator=torch.Generator().manual_seed(1))
-        with mock.patch.object(model, "KVCache", lambda n_layer, max_len: mine.KVCache(n_layer)), \
-                watching(gpt) as calls:
+        with answering_masks(mine), watching(gpt) as calls:
             got = mine.call(lambda: torch.cat([idx, *model.stream(gpt, idx, 8, temperature=0.0)], dim=1))
         yield cached_logits(f"model.stream with your KVCache: each step's logits equal the uncached model's "
                             f"(pos_encoding={pos_encoding})", gpt, calls, got,
@@ -158,7 +170,7 @@ def generate_matches_uncached(mine):
     for pos_encoding, T, n in (("learned", 1, 5), ("learned", 4, 8), ("rope", 5, 10)):
         gpt = tiny_gpt(pos_encoding, seed=2)
         idx = torch.randint(24, (B, T), generator=torch.Generator().manual_seed(3))
-        with watching(gpt) as calls:
+        with answering_masks(mine), watching(gpt) as calls:
             got = mine.call(mine.generate, gpt, idx.clone(), n)
         where = f"pos_encoding={pos_encoding}, a prompt of {T}, {n} new tokens"
         yield check_shape(f"(B, T + max_new_tokens) = ({B}, {T + n}) ({where})", got, (B, T + n))

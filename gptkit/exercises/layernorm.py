@@ -2,7 +2,6 @@
 model.py's nn.LayerNorm computes); `learn.py train layernorm` builds every norm of the model from it."""
 
 from contextlib import contextmanager
-from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -107,9 +106,9 @@ def properties(mine):
 
 @contextmanager
 def substitute(mine):
-    """model.make_norm, which builds every LayerNorm of the model, builds the learner's instead: parameters
-    with the same names (weight, bias) and the same start (1, 0)."""
-    with mock.patch.object(model, "make_norm", lambda config: mine.LayerNorm(config.n_embd, bias=config.bias)):
+    """Every norm of the model (model.py's part `norm`) is the learner's LayerNorm: parameters with the same
+    names (weight, bias) and the same start (1, 0)."""
+    with model.using_parts(norm=lambda config: mine.LayerNorm(config.n_embd, bias=config.bias)):
         yield
 
 

@@ -2,9 +2,7 @@
 uses), its gradient against F.cross_entropy's; `learn.py train loss` trains with it in GPT.forward."""
 
 import math
-import types
 from contextlib import contextmanager
-from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -88,13 +86,13 @@ def properties(mine):
 
 @contextmanager
 def substitute(mine):
-    """GPT.forward's F.cross_entropy answered by the learner's (only in model.py: model.F is a copy of
-    torch.nn.functional with that one function replaced). Training has no ignored targets (-1) and the lab
-    trains without label smoothing, so the learner's plain loss is the whole of it."""
-    functional = types.SimpleNamespace(**vars(F))
-    functional.cross_entropy = lambda logits, targets, ignore_index=-100, label_smoothing=0.0: \
-        mine.cross_entropy(logits, targets)
-    with mock.patch.object(model, "F", functional):
+    """The model's loss (model.py's part `loss`) computed by the learner's cross_entropy. Training has no ignored
+    targets (-1) and the lab trains without label smoothing, so the learner's plain loss is the whole of it."""
+
+    def loss(logits, targets, label_smoothing=0.0):  # as model.next_token_loss hands them to F.cross_entropy
+        return mine.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1))
+
+    with model.using_parts(loss=loss):
         yield
 
 

@@ -4,7 +4,6 @@ attention layers from it."""
 
 import math
 from contextlib import contextmanager
-from unittest import mock
 
 import torch
 import torch.nn as nn
@@ -83,7 +82,7 @@ def matches_model(mine):
         y = mine.call(mha, x.clone())
         where = f"B={B}, T={T}, C={C}, n_head={n_head}"
         yield check_shape(f"(B, T, C) in, (B, T, C) out ({where})", y, (B, T, C))
-        expected = ref(x, torch.arange(T))
+        expected = ref(x)
         yield compare(f"equals model.CausalSelfAttention with the same weights ({where})", y, expected,
                       lambda: first_match(y, variants(ref, x, n_head), atol=1e-4, rtol=1e-3, expected=expected))
 
@@ -105,19 +104,18 @@ def properties(mine):
 
 @contextmanager
 def substitute(mine):
-    """Every Block builds its attention from the learner's MultiHeadAttention (model.CausalSelfAttention,
-    the name Block.__init__ looks up, is this subclass meanwhile): the same parameters, in the same order,
-    so the same initial weights."""
+    """Every Block builds its attention (model.py's part `attention`) from the learner's MultiHeadAttention: the
+    same parameters as model.CausalSelfAttention, in the same order, so the same initial weights."""
 
     class LearnersAttention(mine.MultiHeadAttention):
-        def __init__(self, config, layer):
+        def __init__(self, config, layer, parts=None):
             super().__init__(config.n_embd, config.n_head)
             self.resid_dropout = nn.Dropout(config.dropout)
 
-        def forward(self, x, positions, rotary=None, kv_cache=None):
+        def forward(self, x, rotary=None, kv_cache=None):
             return self.resid_dropout(super().forward(x))  # (B, T, C)
 
-    with mock.patch.object(model, "CausalSelfAttention", LearnersAttention):
+    with model.using_parts(attention=LearnersAttention):
         yield
 
 

@@ -2,7 +2,6 @@
 `learn.py train positions` trains with it in place of model.py's (pos_encoding=sinusoidal)."""
 
 from contextlib import contextmanager
-from unittest import mock
 
 import torch
 
@@ -89,13 +88,14 @@ def encoding_properties(mine):
 
 @contextmanager
 def substitute(mine):
-    """model.sinusoidal_encoding(positions, dim), the model's call, answered by the learner's function."""
+    """The model's sinusoidal encoding (model.py's part `sinusoidal`, called as model.sinusoidal_encoding(positions,
+    dim)) answered by the learner's function."""
 
     def learners(positions, dim):
         table = mine.sinusoidal_encoding(int(positions.max()) + 1, dim)  # (num_positions, dim)
         return table.to(positions.device)[positions]  # (T, dim)
 
-    with mock.patch.object(model, "sinusoidal_encoding", learners):
+    with model.using_parts(sinusoidal=learners):
         yield
 
 

@@ -1,18 +1,15 @@
-"""Reading attention out of a model: which model, its tokens as text, and the weights of each layer
-and head for one text. visualize.py draws what these return."""
+"""Reading attention out of a model: which model, and the weights of each layer and head for one text
+(seen through gptkit/tracing.py). visualize.py draws what these return; the text's tokens as words
+are gptkit/tokenizer.py's."""
 
-import itertools
-import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from gptkit.checkpoint import load_trained
-from gptkit.errors import UserError
-from gptkit.tokenizer import load_tokenizer, read_prompt
-from model import tracing
+from gptkit.tokenizer import load_tokenizer, word_tokens
+from gptkit.tracing import tracing
 
 
 @dataclass
@@ -39,54 +36,6 @@ def default_out(cfg, name):
     return Path(cfg.out_dir if not cfg.init_from else ".") / name
 
 
-def encode_text(tokenizer, text, block_size):
-    """The token ids of a text setting (FILE:path reads a file), at most block_size of them."""
-    ids = tokenizer.encode(read_prompt(text))
-    if not ids:
-        raise UserError("the text is empty; pass some with --text")
-    if len(ids) > block_size:
-        print(f"note: the text is {len(ids)} tokens; using the first block_size={block_size}", file=sys.stderr)
-    return ids[:block_size]
-
-
-def token_text(tokenizer, i):
-    """A token as a label: its text, with the whitespace made visible (a BPE word keeps no leading space)."""
-    text = tokenizer.decode([i])
-    if len(text) > 1 and text[0] == " " and text[1:].strip():
-        text = text[1:]  # " pizza" reads as the word it is
-    return text.replace(" ", "\u2423").replace("\n", "\u23ce").replace("\t", "\u21e5") or "\u2205"
-
-
-def token_spans(tokenizer, ids):
-    """(text, [(start, end)]): the decoded text and each token's character span in it."""
-    pieces = [tokenizer.decode([i]) for i in ids]
-    ends = list(itertools.accumulate(len(p) for p in pieces))
-    return "".join(pieces), [(end - len(p), end) for p, end in zip(pieces, ends)]
-
-
-def find_query(tokenizer, ids, query):
-    """The position of the query token: `query` is a position (0, 35, -1), or a word of the text, whose
-    last token is the query (the 't' of 'it' in a char-level model, ' it' with GPT-2's BPE)."""
-    if re.fullmatch(r"-?\d+", query):
-        position = int(query)
-        if not -len(ids) <= position < len(ids):
-            raise UserError(f"query position {position} is outside the text's {len(ids)} tokens")
-        return position % len(ids)
-    text, spans = token_spans(tokenizer, ids)
-    match = re.search(rf"(?<!\w){re.escape(query)}(?!\w)", text) or re.search(re.escape(query), text)
-    if match is None:
-        raise UserError(f"--query={query!r} is not in the text; give a word of it, or a position 0..{len(ids) - 1}")
-    last_char = match.end() - 1
-    return next(t for t, (start, end) in enumerate(spans) if start <= last_char < end)
-
-
-def word_tokens(tokenizer, ids):
-    """[(word, [token positions])] for each word of the text, in order."""
-    text, spans = token_spans(tokenizer, ids)
-    return [(m.group(), [t for t, (start, end) in enumerate(spans) if start < m.end() and end > m.start()])
-            for m in re.finditer(r"\w+", text)]
-
-
 def word_weights(tokenizer, ids, weights):
     """{word: weight}, summing the weights (..., S) of each word's tokens (a repeated word: `the@2`)."""
     words = {}
@@ -111,7 +60,7 @@ def attention_and_logits(model, ids):
 
     def grab(name, t):
         layer = name.split(".")[1] if name.startswith("h.") else None
-        if name.endswith(".attn.softmax"):
+        if name.endswith(".attn.softmax"):  # gptkit/tracing.py's STEPS
             maps[int(layer)] = t[0].detach().float().cpu()  # (nh, T, S)
         elif name.endswith(".attn.mask"):
             masks[int(layer)] = t.detach().cpu()  # (T, S), True where allowed
