@@ -47,7 +47,7 @@ class TransformerConfig:
     n_embd: int = 512  # channels (the paper's d_model)
     dropout: float = 0.1  # on each sublayer's output, the attention weights and the embeddings (P_drop)
     bias: bool = True  # biases in Linear layers and norms
-    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"  # the paper's LayerNorm, or RMSNorm
     # post: LayerNorm(x + Sublayer(x)), the paper's (section 3.1); pre: x + Sublayer(LayerNorm(x)), GPT-2's,
     # which keeps the residual path unnormalised and trains without a long warmup (Xiong et al. 2020)
     norm_position: Literal["post", "pre"] = "post"
@@ -58,6 +58,8 @@ class TransformerConfig:
     pad_id: int = 509  # fills a short sentence up to the batch's longest
     bos_id: int = 510  # the decoder's first input: "begin the translation"
     eos_id: int = 511  # the decoder's last output: "the translation is done"
+
+    sees_the_future = False  # the decoder's self-attention is always causal (model.py's GPTConfig asks)
 
     def validate(self):
         check_config(self)
@@ -336,7 +338,9 @@ class TranslationDecoder:
         else:
             logits, _ = self.model(None, self.context[:, self.fed:], cache=self.cache)
             self.fed = self.context.size(1)
-        return logits[:, -1, :]
+        logits = logits[:, -1, :]  # (B, vocab)
+        logits[:, [self.model.config.pad_id, self.model.config.bos_id]] = float("-inf")  # never written
+        return logits
 
     def append(self, tokens):
         """Extend each target by its token: tokens (B, 1)."""

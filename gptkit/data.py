@@ -30,15 +30,17 @@ from gptkit.nanogpt import read_meta_pkl
 # The datasets prepare.py makes, by name, and their tokenizer (text: the one --tokenizer names)
 DATASETS = {"shakespeare_char": "char", "shakespeare": "gpt2", "text": None, "numbers_de": "char",
             "translation": None, "openwebtext": "gpt2", "fineweb_edu": "gpt2"}
-# A pair dataset's special tokens, given the ids after the tokenizer's own (meta.json's "specials")
-PAIR_SPECIALS = ("pad", "bos", "eos")
+# A pair dataset's special tokens, given the ids after the tokenizer's own (meta.json's "specials"); EOS first, so
+# that the ids below PAD (vocab_limit=eos+1) are all a translation may hold: text, and the EOS that ends it
+PAIR_SPECIALS = ("eos", "pad", "bos")
 IN_MEMORY_LIMIT = 1 << 30  # bytes per split; above this, read batches by memmap
 
 
 def model_vocab_size(meta):
-    """The model's vocabulary for a dataset's: padded to a multiple of 64 when large (50257 -> 50304),
-    which makes the embedding and head matmuls faster; the padding ids never occur in the data."""
-    n = meta["vocab_size"]
+    """The model's vocabulary for a dataset's: the tokenizer's, then a pair dataset's special tokens, padded to a
+    multiple of 64 when large (50257 -> 50304), which makes the embedding and head matmuls faster; the padding
+    ids never occur in the data."""
+    n = meta["vocab_size"] + len(meta.get("specials", {}))
     return n if n < 1024 else (n + 63) // 64 * 64
 
 
@@ -226,6 +228,11 @@ class TokenData:
             return torch.from_numpy(np.memmap(data, dtype=np.uint16, mode="c"))
         return data
 
+    @property
+    def tokens_per_row(self):
+        """The tokens one batch row trains on: block_size (train.py's tokens/s)."""
+        return self.block_size
+
     def num_tokens(self, split):
         data = self.splits[split]
         if isinstance(data, Shards):
@@ -275,6 +282,19 @@ class TokenData:
         """Non-overlapping windows covering the whole split once, for an exact, repeatable loss."""
         for chunk in self.sequential_starts(split).split(batch_size):
             yield self.get_batch(split, len(chunk), None, starts=chunk)
+
+
+def model_inputs(x):
+    """A batch's inputs as the model's positional arguments: (x,) for a GPT, (src, tgt) for the encoder-decoder."""
+    return x if isinstance(x, tuple) else (x,)
+
+
+def open_data(dataset_dir, block_size, device, model="gpt"):
+    """A dataset ready to make batches: PairData when prepare.py wrote sentence pairs (laid out for the encoder-
+    decoder, or for a GPT as source, BOS, target), else TokenData. model: train.py's `model` setting."""
+    if model == "transformer" or "specials" in load_meta(dataset_dir):
+        return PairData(dataset_dir, block_size, device, "encoder_decoder" if model == "transformer" else "decoder_only")
+    return TokenData(dataset_dir, block_size, device)
 
 
 class PairData:
@@ -369,9 +389,15 @@ class PairData:
         """Random pair numbers of the given shape, drawn from `generator` (TokenData's windows, for pairs)."""
         return torch.randint(self.num_pairs(split), shape, generator=generator)
 
+    @property
+    def tokens_per_row(self):
+        """The tokens a pair's loss counts (its target and EOS), on average over the train split: what train.py's
+        tokens/s counts, the same for both layouts."""
+        return float((self.tables["train"]["targets"] != -1).sum(dim=1).float().mean())
+
     def get_batch(self, split, batch_size, generator, starts=None):
         """(inputs, targets) of batch_size random pairs drawn from `generator`, or of the pairs `starts`:
-        inputs (src, tgt) or (x,) as the layout says, each (B, L) cut to the batch's longest row."""
+        inputs (src, tgt) (encoder_decoder) or x (decoder_only), each (B, L) cut to the batch's longest row."""
         rows = self.random_starts(split, (batch_size,), generator) if starts is None else starts
         tables = self.tables[split]
         rows = rows.to(self.device)
@@ -379,9 +405,13 @@ class PairData:
         cut = {name: int(tables[name + "_len"][rows].max()) for name in names}  # one sync per batch: small data
         inputs = tuple(tables[name][rows, :cut[name]] for name in names)
         targets = tables["targets"][rows, :cut[names[-1]]]  # as long as tgt (or x)
-        return inputs, targets
+        return (inputs if len(inputs) > 1 else inputs[0]), targets
+
+    def sequential_starts(self, split):
+        """Every pair of the split, in order."""
+        return torch.arange(self.num_pairs(split))
 
     def sequential_batches(self, split, batch_size):
         """Every pair of the split once, in order, for an exact, repeatable loss."""
-        for chunk in torch.arange(self.num_pairs(split)).split(batch_size):
+        for chunk in self.sequential_starts(split).split(batch_size):
             yield self.get_batch(split, len(chunk), None, starts=chunk)

@@ -16,8 +16,10 @@ import itertools
 import torch
 
 from gptkit.errors import UserError
+from gptkit.tokenizer import load_tokenizer
+from gptkit.decode import SlidingDecoder
 from model import stream
-from transformer import Transformer, translate
+from transformer import Transformer, TranslationDecoder, translate
 
 
 def pad_rows(rows, pad_id, device):
@@ -41,7 +43,8 @@ def greedy_translations(model, sources, specials, batch_size=256):
         for chunk in (same[i:i + batch_size] for i in range(0, len(same), batch_size)):
             idx = torch.tensor([sources[i] + [bos] for i in chunk], device=device)  # (B, L): source, BOS
             done, tokens = torch.zeros(len(chunk), dtype=torch.bool, device=device), []
-            for token in stream(model, idx, model.config.block_size - idx.size(1), temperature=0):  # (B, 1)
+            max_new = model.config.block_size - idx.size(1)
+            for token in stream(model, idx, max_new, temperature=0, vocab_limit=eos + 1):  # (B, 1): text or EOS
                 tokens.append(token)
                 done |= token[:, 0] == eos
                 if done.all():
@@ -76,3 +79,42 @@ def evaluate_translations(model, data, tokenizer, split="val", max_pairs=None):
     scores = translation_scores(hypotheses, references, tokenizer.name == "char")
     scores["examples"] = [(tokenizer.decode(s), h, r) for (s, _), h, r in zip(pairs[:3], hypotheses, references)]
     return scores
+
+
+class EvalTranslations:
+    """train.py's evaluation of a model trained on sentence pairs: at each evaluation, every held-out (val) pair
+    translated greedily and scored, beside the loss (log.jsonl's exact_match, bleu and chrf)."""
+
+    def __init__(self, data):
+        self.data, self.tokenizer = data, load_tokenizer(data.meta)
+
+    def write(self, model, ctx):
+        """(the scores for log.jsonl, a line saying them with the first held-out example)."""
+        with ctx:
+            scores = evaluate_translations(model, self.data, self.tokenizer)
+        source, translation, reference = scores.pop("examples")[0]
+        line = (f"held-out pairs: exact match {scores['exact_match']:.1%}, BLEU {scores['bleu']:.1f}, chrF "
+                f"{scores['chrf']:.1f}; {source!r} -> {translation!r} (reference {reference!r})")
+        return {key: round(value, 4) for key, value in scores.items()}, line
+
+
+def source_ids(model, tokenizer, text):
+    """The token ids of a sentence to translate; a UserError when it is empty or longer than the model's positions
+    (a decoder-only model needs room after it for BOS and at least one token of the translation)."""
+    ids = tokenizer.encode(text)
+    room = model.config.block_size - (0 if isinstance(model, Transformer) else 2)
+    if not ids:
+        raise UserError("the sentence to translate is empty; pass it with --start")
+    if len(ids) > room:
+        raise UserError(f"the sentence to translate is {len(ids)} tokens long, more than the {room} this model has "
+                        f"positions for (block_size={model.config.block_size}); shorten it")
+    return ids
+
+
+def translation_decoder(model, ids, specials, use_cache=True):
+    """A decoder (model.Decoder's interface, with keep for beam search) whose context grows into the translation of
+    one source: transformer.py's TranslationDecoder, or for a decoder-only GPT the source and BOS continued."""
+    device = next(model.parameters()).device
+    if isinstance(model, Transformer):
+        return TranslationDecoder(model, torch.tensor([ids], device=device), use_cache)
+    return SlidingDecoder(model, torch.tensor([ids + [specials["bos"]]], device=device), use_cache)

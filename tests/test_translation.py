@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import snapshot
-from gptkit.data import PairData
+from conftest import REPO_ROOT, snapshot
+from gptkit.runlog import read_log
+from gptkit.data import PairData, model_inputs
 from gptkit.decode import beam_search
 from gptkit.errors import UserError
 from gptkit.tokenizer import load_tokenizer
@@ -134,11 +135,24 @@ def test_impossible_settings_are_refused():
 
 
 @pytest.fixture(scope="session")
-def numbers_de_dir(tmp_path_factory):
+def numbers_de_pairs():
+    return prepare.numbers_de_pairs()
+
+
+@pytest.fixture(scope="session")
+def numbers_de_dir(tmp_path_factory, numbers_de_pairs):
     """data_dir/numbers_de written by prepare.py's own function."""
     data_dir = tmp_path_factory.mktemp("data")
-    prepare.prepare_pairs(prepare.numbers_de_pairs(), data_dir / "numbers_de", "char", "num2words")
+    prepare.prepare_pairs(numbers_de_pairs, data_dir / "numbers_de", "char", "num2words")
     return data_dir / "numbers_de"
+
+
+@pytest.fixture(scope="session")
+def small_pairs_dir(tmp_path_factory, numbers_de_pairs):
+    """A data_dir holding numbers_de's first 400 pairs as the dataset `numbers`: quick to train and evaluate."""
+    data_dir = tmp_path_factory.mktemp("data")
+    prepare.prepare_pairs(numbers_de_pairs[:400], data_dir / "numbers", "char", "num2words, 0 to 399")
+    return data_dir
 
 
 def read_pairs(dataset_dir, split):
@@ -158,7 +172,7 @@ def test_numbers_de_holds_every_number_once_and_holds_out_numbers_never_trained_
     assert pairs["four thousand, seven hundred and eleven"] == "viertausendsiebenhundertelf"
     assert pairs["twenty-three"] == "dreiundzwanzig"
     meta = json.loads((numbers_de_dir / "meta.json").read_text())
-    assert meta["specials"] == {"pad": meta["vocab_size"], "bos": meta["vocab_size"] + 1, "eos": meta["vocab_size"] + 2}
+    assert meta["specials"] == {"eos": meta["vocab_size"], "pad": meta["vocab_size"] + 1, "bos": meta["vocab_size"] + 2}
     assert (meta["train_pairs"], meta["val_pairs"]) == (len(train), len(val))
 
 
@@ -167,7 +181,8 @@ def test_pair_batches_are_padded_and_their_targets_cover_the_target_alone(number
     data = PairData(numbers_de_dir, 96, layout=layout)
     pad, bos, eos = (data.specials[k] for k in ("pad", "bos", "eos"))
     rows = [0, 5, 9]
-    inputs, targets = data.get_batch("train", 3, None, starts=torch.tensor(rows))
+    x, targets = data.get_batch("train", 3, None, starts=torch.tensor(rows))
+    inputs = model_inputs(x)  # (src, tgt), or (x,) for a GPT
     pairs = [data.pairs["train"][row] for row in rows]
     if layout == "encoder_decoder":
         expected = {"src": [src for src, _ in pairs], "tgt": [[bos, *tgt] for _, tgt in pairs]}
@@ -253,3 +268,65 @@ def test_greedy_translations_of_a_batch_are_those_of_each_source_alone(kind):
     together = greedy_translations(model, rows, specials)
     assert together == [greedy_translations(model, [row], specials)[0] for row in rows]
     assert all(EOS not in hyp for hyp in together)  # each cut at its end
+
+
+# ---------------------------------------------------------------------------------------------
+# through train.py and sample.py
+
+TINY = ("--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=48", "--batch_size=8", "--max_iters=4",
+        "--eval_interval=4", "--eval_first=False", "--eval_iters=1", "--device=cpu", "--threads=1", "--dataset=numbers")
+
+
+@pytest.fixture(scope="module")
+def translator(tmp_path_factory, small_pairs_dir, forked):
+    """config/translate_numbers_de.py trained 4 steps at a tiny size by train.py."""
+    root = tmp_path_factory.mktemp("translator")
+    result = forked("train.py", REPO_ROOT / "config" / "translate_numbers_de.py", *TINY, f"--data_dir={small_pairs_dir}",
+                    "--out_dir=out", cwd=root)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return root
+
+
+def test_train_logs_exact_match_bleu_and_chrf_and_records_the_model_kind(translator):
+    (record,) = read_log(translator / "out")
+    assert {"exact_match", "bleu", "chrf", "val_loss"} <= record.keys()
+    assert 0 <= record["exact_match"] <= 1 and 0 <= record["chrf"] <= 100
+    ckpt = torch.load(translator / "out" / "ckpt.pt", weights_only=True)
+    assert ckpt["model_kind"] == "transformer" and ckpt["model_args"]["norm_position"] == "post"
+    assert ckpt["model_args"]["eos_id"] == ckpt["meta"]["specials"]["eos"]
+
+
+def test_sample_translates_greedily_and_beam_width_1_is_the_greedy_translation(translator, forked):
+    args = ("--out_dir=out", "--start=twenty-three", "--max_new_tokens=12")
+    greedy = forked("sample.py", *args, cwd=translator)
+    assert greedy.returncode == 0, greedy.stderr
+    assert greedy.stdout.count("\n") == 1 and "twenty" not in greedy.stdout  # the translation alone
+    beam = forked("sample.py", *args, "--beam_width=1", cwd=translator)
+    assert beam.returncode == 0, beam.stderr
+    assert beam.stdout.split("\n", 1)[1] == greedy.stdout
+    assert beam.stdout.startswith("[beam 1, score -")
+
+
+def test_a_source_too_long_for_the_models_positions_is_one_line(translator, forked):
+    result = forked("sample.py", "--out_dir=out", f"--start={'one hundred and one ' * 4}", cwd=translator)
+    assert result.returncode == 2
+    assert result.stderr == ("error: the sentence to translate is 80 tokens long, more than the 48 this model has "
+                             "positions for (block_size=48); shorten it\n")
+
+
+def test_a_block_size_too_short_for_the_pairs_stops_training_before_it_starts(tmp_path, small_pairs_dir, forked):
+    result = forked("train.py", REPO_ROOT / "config" / "translate_numbers_de.py", *TINY, "--block_size=16",
+                    f"--data_dir={small_pairs_dir}", "--out_dir=out", cwd=tmp_path)
+    assert result.returncode == 2 and not (tmp_path / "out").exists()
+    assert result.stderr.startswith("error: the longest source in the train split of 'numbers' has 31 tokens, more "
+                                    "than the model's block_size=16 positions; set --block_size=31 or more")
+
+
+def test_a_gpt_trains_on_the_same_pairs_as_source_bos_target(tmp_path, small_pairs_dir, forked):
+    result = forked("train.py", REPO_ROOT / "config" / "translate_numbers_de_gpt.py", *TINY, "--block_size=80",
+                    f"--data_dir={small_pairs_dir}", "--out_dir=out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (record,) = read_log(tmp_path / "out")
+    assert "exact_match" in record
+    translated = forked("sample.py", "--out_dir=out", "--start=seven", "--max_new_tokens=6", cwd=tmp_path)
+    assert translated.returncode == 0 and translated.stdout.count("\n") == 1
