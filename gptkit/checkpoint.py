@@ -218,7 +218,8 @@ def _args_against_weights(config, state):
     wte = state.get(embedding)
     if wte is None or wte.dim() != 2:
         return f"weights have no token embedding ({embedding})"
-    layers = {int(k[len(stack):].split(".")[0]) for k in state if k.startswith(stack) and k[len(stack):].split(".")[0].isdigit()}
+    numbers = [k[len(stack):].split(".")[0] for k in state if k.startswith(stack)]  # h.3.attn...: "3"
+    layers = {int(n) for n in numbers if n.isdigit()}
     found = {"vocab_size": wte.shape[0], "n_embd": wte.shape[1], "n_layer": max(layers, default=-1) + 1}
     if gpt and config.pos_encoding == "learned" and "transformer.wpe.weight" in state:
         found["block_size"] = state["transformer.wpe.weight"].shape[0]

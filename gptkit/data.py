@@ -293,7 +293,8 @@ def open_data(dataset_dir, block_size, device, model="gpt"):
     """A dataset ready to make batches: PairData when prepare.py wrote sentence pairs (laid out for the encoder-
     decoder, or for a GPT as source, BOS, target), else TokenData. model: train.py's `model` setting."""
     if model == "transformer" or "specials" in load_meta(dataset_dir):
-        return PairData(dataset_dir, block_size, device, "encoder_decoder" if model == "transformer" else "decoder_only")
+        layout = "encoder_decoder" if model == "transformer" else "decoder_only"
+        return PairData(dataset_dir, block_size, device, layout)
     return TokenData(dataset_dir, block_size, device)
 
 
@@ -315,7 +316,8 @@ class PairData:
     LAYOUTS = ("encoder_decoder", "decoder_only")
 
     def __init__(self, dataset_dir, block_size, device="cpu", layout="encoder_decoder"):
-        self.dir, self.block_size, self.device, self.layout = Path(dataset_dir), block_size, torch.device(device), layout
+        self.dir, self.block_size, self.device = Path(dataset_dir), block_size, torch.device(device)
+        self.layout = layout
         self.meta = load_meta(self.dir)
         if "specials" not in self.meta:
             raise UserError(f"dataset '{self.dir.name}' holds running text, not sentence pairs; a translation model "
@@ -345,7 +347,8 @@ class PairData:
                               f"or not one BOS")
         pairs = [(tokens[a:b].tolist(), tokens[b + 1:e].tolist()) for a, b, e in zip(starts, seps, ends)]
         if len(pairs) != self.meta.get(f"{split}_pairs", len(pairs)):
-            raise self._error(f"{path} holds {len(pairs):,} pairs but meta.json records {self.meta[f'{split}_pairs']:,}")
+            raise self._error(f"{path} holds {len(pairs):,} pairs but meta.json records "
+                              f"{self.meta[f'{split}_pairs']:,}")
         self._check_length(pairs, split)
         return pairs
 
@@ -359,8 +362,8 @@ class PairData:
         for what, n in lengths.items():
             if n > self.block_size:
                 raise UserError(f"the longest {what} in the {split} split of '{self.dir.name}' has {n} tokens, more "
-                                f"than the model's block_size={self.block_size} positions; set --block_size={n} or more, "
-                                f"or leave the longest pairs out of the dataset")
+                                f"than the model's block_size={self.block_size} positions; set --block_size={n} or "
+                                f"more, or leave the longest pairs out of the dataset")
 
     def _tables(self, pairs):
         """Padded (N, L) tables of the split's pairs in this layout, and each pair's length (N,)."""

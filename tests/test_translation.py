@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO_ROOT, snapshot
+from conftest import REPO_ROOT, png_size, snapshot
 from gptkit.runlog import read_log
 from gptkit.data import PairData, model_inputs
 from gptkit.decode import beam_search
@@ -330,3 +330,14 @@ def test_a_gpt_trains_on_the_same_pairs_as_source_bos_target(tmp_path, small_pai
     assert "exact_match" in record
     translated = forked("sample.py", "--out_dir=out", "--start=seven", "--max_new_tokens=6", cwd=tmp_path)
     assert translated.returncode == 0 and translated.stdout.count("\n") == 1
+
+
+def test_visualize_draws_cross_attention_and_the_encoders_self_attention(translator, forked):
+    result = forked("visualize.py", "attention", "--out_dir=out", "--start=twenty-three", cwd=translator)
+    assert result.returncode == 0, result.stderr
+    assert "wrote out/cross_attention.png: 1 layers x 2 heads" in result.stdout
+    assert "wrote out/encoder_attention.png: 1 layers x 2 heads, 12 x 12 tokens" in result.stdout
+    for name in ("cross_attention.png", "encoder_attention.png"):
+        assert min(png_size(translator / "out" / name)) > 100
+    refused = forked("visualize.py", "attention", "--out_dir=out", cwd=translator)
+    assert refused.returncode == 2 and "--start" in refused.stderr
