@@ -1,6 +1,7 @@
 # "Do we need the encoder?" The pairs of config/translate_numbers_de.py learned by a decoder-only GPT
 # (model.py): each pair one sequence, source, BOS, target, the loss on the target alone. The same recipe
-# and the same batches; 4 layers 70 wide: 241k parameters to the encoder-decoder's 235k.
+# and the same batches; 4 layers 70 wide: 241k parameters to the encoder-decoder's 235k. Measured: 82.6%
+# held-out exact match at step 400, to the encoder-decoder's 97.8% (docs/experiments.md).
 # Prepare the data first: python3 prepare.py numbers_de
 # Train it, then compare both runs' log.jsonl: python3 train.py config/translate_numbers_de_gpt.py
 out_dir = 'out-translate-numbers-de-gpt'
