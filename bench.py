@@ -1,18 +1,28 @@
 """Benchmarks that print figures (never timed unit tests).
 
-  python bench.py sample [--n_layer=6 --n_embd=384 ...]   sampling tokens/s, batch 1 and 8: nanoGPT's loop
+  python3 bench.py sample [--n_layer=6 --n_embd=384 ...]   sampling tokens/s, batch 1 and 8: nanoGPT's loop
                                                         (no cache), the KV cache, the cache with int8 weights,
                                                         and the static cache with a compiled step (gpt-fast)
-  python bench.py sample OUT_DIR                          the same for a trained run, and its val loss in
+  python3 bench.py sample OUT_DIR                          the same for a trained run, and its val loss in
                                                         float32 and int8 on the dataset it was trained on
-  python bench.py int8 [--n_layer=6 ...]                  ms per token at batch 1, float32 vs each int8
+  python3 bench.py int8 [--n_layer=6 ...]                  ms per token at batch 1, float32 vs each int8
                                                         implementation (PyTorch's dynamic int8, torchao's)
-  python bench.py llama_cpp FILE.gguf [--new_tokens=255]  the same batch-1 sampling in llama.cpp itself, on a
+  python3 bench.py llama_cpp FILE.gguf [--new_tokens=255]  the same batch-1 sampling in llama.cpp itself, on a
                                                         file export.py wrote (needs llama-cpp-python)
-  python bench.py train config/x.py [--key=value ...]      training tokens/s, MFU, peak memory
-  python bench.py time_to_loss OUT_DIR [OUT_DIR ...] --target=1.4697
+  python3 bench.py train config/x.py [--key=value ...]      training tokens/s, MFU, peak memory
+  python3 bench.py time_to_loss OUT_DIR [OUT_DIR ...] --target=1.4697
                                                         first time a run's val loss reached the target
-  python bench.py memory config/x.py [--gpus=8 --gpu_memory=80GB]
+  python3 bench.py tokenizer [--input=FILE] [--vocab_size=4096] [--size_mb=100]
+                                                        BPE training (rustbpe, Hugging Face tokenizers): time
+                                                        and peak memory; encoding MB/s beside tiktoken's GPT-2;
+                                                        with --size_mb, prepare.py on that much text
+  python3 bench.py gpu --nanogpt_dir=DIR [--quick=True]  ours beside nanoGPT on one GPU, every figure from one run:
+                                                        GPT-2 124M training throughput (and each lever), time to
+                                                        val 1.4697 on Tiny Shakespeare, sampling (gptkit/suite.py,
+                                                        docs/performance.md); 8 minutes on an H100
+  python3 bench.py cpu_bf16 [config/x.py ...]              the CPU recipes in float32 and bfloat16, time to the same
+                                                        val loss side by side, and sampling tokens/s (6 minutes)
+  python3 bench.py memory config/x.py [--gpus=8 --gpu_memory=80GB]
                                                         memory per GPU (weights, gradients, optimizer state,
                                                         activations) under DDP and FSDP, with and without
                                                         activation checkpointing, and the largest micro-batch
@@ -25,20 +35,21 @@ depend on them. Without a config file, sample and int8 time the 6x384 Shakespear
 import contextlib
 import copy
 import importlib.util
+import itertools
 import json
+import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from gptkit.checkpoint import checkpoint_path, load_checkpoint, load_trained
-from gptkit.config import command_args, parse_args
+from gptkit.config import closest_key_hint, command_args, parse_args
 from gptkit.data import TokenData, load_meta, model_vocab_size
 from gptkit.decode import SlidingDecoder, StaticDecoder, why_not_static
 from gptkit.errors import UserError, first_line, run_main
@@ -46,12 +57,14 @@ from gptkit.memory import USABLE
 from gptkit.optim import make_optimizer
 from gptkit.quantize import quantize
 from gptkit.runlog import read_log
-from gptkit.system import maybe_compile, pick_device, pick_dtype, setup_torch
+from gptkit.suite import CpuBf16Config, GpuSuiteConfig, cpu_bf16_suite, gpu_suite, random_dataset
+from gptkit.system import estimate_mfu, maybe_compile, peak_flops, pick_device, pick_dtype, setup_torch
 from model import GPT, GPTConfig, stream
 from train import TrainConfig, mean_loss, train_step
 
-# dense bf16 peak FLOP/s by device name, for MFU (nanoGPT measured against the A100 always: #182)
-PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "4090": 165e12}
+# train: one change each against the configured run, timed in the same process after it (time_training)
+LEVERS = ("eager", "foreach", "muon", "host_data")
+SAMPLE_LOOPS = ("no_cache", "kv_cache", "int8", "static")
 
 
 @dataclass
@@ -62,10 +75,38 @@ class BenchConfig:
     bench_compile: bool = True  # sample: also time the compiled static-cache step (each variant compiles: minutes)
     nanogpt_dir: str = ""  # sample: a karpathy/nanoGPT checkout, to time its own model.py's generate too
     peak_flops: float = 0.0  # the device's peak FLOP/s for MFU; 0: look it up by GPU name
+    compile_mode: str = "default"  # train with --compile=True: torch.compile's mode (default, max-autotune, ...)
+    # train: comma-separated, each timed after the configured run in the same process (one compilation
+    # serves them all): eager, foreach, muon, host_data, batch_size=N
+    levers: str = ""
+    sample_loops: str = ",".join(SAMPLE_LOOPS)  # sample: the loops to time (static: only with bench_compile)
+    json_out: str = ""  # train, sample: append each row's figures to this file as a JSON line (bench.py gpu)
 
     def validate(self):
         if self.new_tokens <= 0:
             raise UserError(f"new_tokens must be positive, got {self.new_tokens}")
+        for lever in split_list(self.levers):
+            name, _, value = lever.partition("=")
+            if name == "batch_size" and not (value.isdigit() and int(value) > 0):
+                raise UserError(f"levers: {lever} needs a positive whole number, e.g. batch_size=16")
+            if name != "batch_size" and lever not in LEVERS:
+                raise UserError(f"levers: unknown lever {lever!r}{closest_key_hint(lever, [*LEVERS, 'batch_size'])}; "
+                                f"one of {', '.join(LEVERS)}, batch_size=N")
+        for loop in split_list(self.sample_loops):
+            if loop not in SAMPLE_LOOPS:
+                raise UserError(f"sample_loops: unknown loop {loop!r}{closest_key_hint(loop, list(SAMPLE_LOOPS))}; "
+                                f"one of {', '.join(SAMPLE_LOOPS)}")
+
+
+def split_list(text):
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def write_json_line(path, record):
+    """One row of figures, appended, for bench.py gpu to read back (gptkit/suite.py)."""
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
 
 
 @dataclass
@@ -100,7 +141,19 @@ class LlamaCppConfig:
 
     def validate(self):
         if not self.gguf:
-            raise UserError("name the file: python bench.py llama_cpp FILE.gguf (write one with export.py --to=gguf)")
+            raise UserError("name the file: python3 bench.py llama_cpp FILE.gguf (write one with export.py --to=gguf)")
+
+
+@dataclass
+class TokenizerConfig:
+    input: str = ""  # the text to train and encode on; empty: the shipped Tiny Shakespeare
+    vocab_size: int = 4096  # tokens of the BPE each library trains
+    size_mb: int = 0  # also prepare.py --tokenizer=bpe on this many MB (the text repeated, each copy perturbed)
+    threads: int = 2  # prepare.py's encoding threads for the size_mb run
+
+    def validate(self):
+        if self.vocab_size < 258 or self.size_mb < 0 or self.threads < 1:
+            raise UserError("vocab_size must be at least 258, size_mb not negative, threads positive")
 
 
 @dataclass
@@ -110,31 +163,18 @@ class TimeToLossConfig:
 
     def validate(self):
         if not self.runs:
-            raise UserError("name the runs: python bench.py time_to_loss OUT_DIR [OUT_DIR ...] --target=1.4697")
+            raise UserError("name the runs: python3 bench.py time_to_loss OUT_DIR [OUT_DIR ...] --target=1.4697")
 
 
 def device_peak_flops(device, override):
     if override:
         return override
-    if device.startswith("cuda"):
-        name = torch.cuda.get_device_name()
-        return next((flops for key, flops in PEAK_FLOPS.items() if key in name), 0.0)
-    return 0.0
+    return peak_flops(torch.cuda.get_device_name()) if device.startswith("cuda") else 0.0
 
 
 def sync(device):
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-
-
-def random_dataset(folder, vocab_size, n_tokens):
-    """A dataset of random tokens in prepare.py's format, so the real data path is what is timed."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for split in ("train", "val"):
-        rng.integers(0, vocab_size, n_tokens, dtype=np.uint16).tofile(folder / f"{split}.bin")
-    (folder / "meta.json").write_text(json.dumps({"tokenizer": "random", "vocab_size": vocab_size}))
-    return folder
 
 
 def dataset_vocab_size(cfg):
@@ -144,43 +184,78 @@ def dataset_vocab_size(cfg):
 
 
 def bench_train(model_cfg, cfg, bench):
+    """Training tokens/s, MFU and peak memory for the configured run, then for each lever (bench.levers) in
+    the same process: the compiled model is reused, so each lever costs seconds, not a compilation."""
     device = pick_device(cfg.device)
     dtype = pick_dtype(cfg.dtype, device)
     ctx = setup_torch(device, dtype, cfg.threads)
     with tempfile.TemporaryDirectory() as tmp:
         vocab = dataset_vocab_size(cfg) or (50257 if model_cfg.vocab_size > 1024 else model_cfg.vocab_size)
-        data = TokenData(random_dataset(Path(tmp) / "random", vocab, 2_000_000), model_cfg.block_size, device)
+        # enough windows that batches differ (the speed does not depend on which): 100 batches' worth
+        n_tokens = min(2_000_000, 100 * cfg.batch_size * model_cfg.block_size + model_cfg.block_size + 1)
+        folder = random_dataset(Path(tmp) / "random", vocab, n_tokens)
         model_cfg.vocab_size = model_vocab_size({"vocab_size": vocab})
         model = GPT(model_cfg).to(device)
-        optimizer = make_optimizer(model, cfg, device)
-        train_model = maybe_compile(model, cfg.compile)
-        scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
-        generator = torch.Generator().manual_seed(0)
+        # static shapes: a batch_size lever compiles its own graph, as a run of that batch size would
+        compiled = maybe_compile(model, cfg.compile, mode=bench.compile_mode, dynamic=False)
+        rows = []
+        for lever in ["", *split_list(bench.levers)]:
+            figures = time_training(model, model if lever == "eager" else compiled, folder, cfg, bench, lever, ctx,
+                                    dtype, device)
+            write_json_line(bench.json_out, {"command": "train", **figures})
+            rows.append((lever or "as configured", f"{figures['ms_per_iter']:.2f}", f"{figures['tokens_per_s']:,.0f}",
+                         f"{100 * figures['mfu']:.1f}%" if figures["mfu"] else "n/a (set --peak_flops)",
+                         f"{figures['peak_memory'] / 2**30:.2f} GiB" if figures["peak_memory"] else "n/a",
+                         f"{figures['warmup_s']:.1f}"))
+    compiled_as = f"compile {bench.compile_mode}" if cfg.compile else "eager"
+    print(f"training {model.num_params() / 1e6:.1f}M parameters ({model_cfg.n_layer}x{model_cfg.n_embd}, block "
+          f"{model_cfg.block_size}, vocab {model_cfg.vocab_size}), {cfg.batch_size} x {model_cfg.block_size} tokens x "
+          f"{cfg.gradient_accumulation_steps}, {str(dtype).removeprefix('torch.')}, {cfg.optimizer}, {compiled_as}; "
+          f"{machine(device)}")
+    print_table(["lever", "ms/iter", "tokens/s", "MFU", "peak memory", "warm-up s"], rows)
 
-        def step():
-            return train_step(train_model, optimizer, scaler, data, cfg, ctx, generator)
 
-        for _ in range(bench.bench_warmup):
-            step()
-        sync(device)
-        if device.startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
-        for _ in range(bench.bench_iters):
-            loss = step()
-        loss.item()
-        sync(device)
-        dt = (time.perf_counter() - t0) / bench.bench_iters
-    tokens_per_iter = cfg.batch_size * model_cfg.block_size * cfg.gradient_accumulation_steps
-    tokens_per_s = tokens_per_iter / dt
+def time_training(model, train_model, folder, cfg, bench, lever, ctx, dtype, device):
+    """The figures of bench.bench_iters steps after bench.bench_warmup, with one lever changed ("": none)."""
+    name, _, value = lever.partition("=")
+    if name == "muon":
+        cfg = replace(cfg, optimizer="muon")
+    if name == "batch_size":
+        cfg = replace(cfg, batch_size=int(value))
+    data = TokenData(folder, model.config.block_size, device)
+    if name == "host_data":  # held on the host as a split read by memmap is: each batch gathered there, copied over
+        data.splits = {split: tokens.cpu() for split, tokens in data.splits.items()}
+    optimizer = make_optimizer(model, cfg, device)
+    if name == "foreach":  # torch's default on CUDA when not asked for fused: a kernel per op over all tensors
+        for group in optimizer.param_groups:
+            if "fused" in group:
+                group["fused"] = False
+    scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
+    generator = torch.Generator().manual_seed(0)
+
+    def step():
+        return train_step(train_model, optimizer, scaler, data, cfg, ctx, generator)
+
+    t0 = time.perf_counter()
+    for _ in range(bench.bench_warmup):
+        step()
+    sync(device)
+    warmup_s = time.perf_counter() - t0
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for _ in range(bench.bench_iters):
+        loss = step()
+    loss.item()
+    sync(device)
+    dt = (time.perf_counter() - t0) / bench.bench_iters
+    tokens_per_iter = cfg.batch_size * model.config.block_size * cfg.gradient_accumulation_steps
     peak = device_peak_flops(device, bench.peak_flops)
-    mfu = f"{100 * model.estimate_mfu(tokens_per_s, peak):.1f}%" if peak else "n/a (set --peak_flops)"
-    memory = f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if device.startswith("cuda") else "n/a"
-    rows = [("device", f"{device} ({torch.cuda.get_device_name() if device.startswith('cuda') else 'cpu'})"),
-            ("torch", torch.__version__), ("parameters", f"{model.num_params() / 1e6:.1f}M"),
-            ("tokens/iter", f"{tokens_per_iter:,}"), ("ms/iter", f"{1000 * dt:.2f}"),
-            ("tokens/s", f"{tokens_per_s:,.0f}"), ("MFU", mfu), ("peak memory", memory)]
-    print_table(["training", "value"], rows)
+    return {"lever": lever, "batch_size": cfg.batch_size, "tokens_per_iter": tokens_per_iter,
+            "ms_per_iter": 1000 * dt, "tokens_per_s": tokens_per_iter / dt, "warmup_s": warmup_s,
+            "mfu": estimate_mfu(model, tokens_per_iter / dt, peak) if peak else None, "peak_flops": peak,
+            "peak_memory": torch.cuda.max_memory_allocated() if device.startswith("cuda") else None,
+            "device": machine(device), "parameters": model.num_params()}
 
 
 def bench_sample(model_cfg, cfg, bench, run_dir=None):
@@ -194,16 +269,20 @@ def bench_sample(model_cfg, cfg, bench, run_dir=None):
     With run_dir, the trained model in it, and its val loss in float32 and int8.
     """
     device = pick_device(cfg.device)
-    dtype = pick_dtype(cfg.dtype, device)
+    loops = split_list(bench.sample_loops)
+    dtype = pick_dtype(cfg.dtype, device, int8="int8" in loops)
     ctx = setup_torch(device, dtype, cfg.threads)
     model = load_trained(run_dir, device=device).model if run_dir else GPT(model_cfg).to(device).eval()
     models, notes = {"fp32": model}, []
-    variants = [("no cache (nanoGPT)", "fp32"), ("kv cache", "fp32"), ("kv cache", "int8")]
-    try:
-        models["int8"] = quantize(copy.deepcopy(model), "int8", device, dtype)
-    except UserError as e:
-        notes.append(f"int8: {e}")
-    if bench.bench_compile:
+    variants = [variant for loop, variant in (("no_cache", ("no cache (nanoGPT)", "fp32")),
+                                              ("kv_cache", ("kv cache", "fp32")), ("int8", ("kv cache", "int8")))
+                if loop in loops]
+    if "int8" in loops:
+        try:
+            models["int8"] = quantize(copy.deepcopy(model), "int8", device, dtype)
+        except UserError as e:
+            notes.append(f"int8: {e}")
+    if bench.bench_compile and "static" in loops:
         why = why_not_timed_static(model, bench.new_tokens)
         if why is None:
             variants.append(("static cache, compiled", "fp32"))
@@ -217,10 +296,12 @@ def bench_sample(model_cfg, cfg, bench, run_dir=None):
             base = time_nanogpt_generate(nanogpt, batch, bench.new_tokens, ctx, device)
             rows.append((batch, "nanoGPT's own generate", "fp32", f"{batch * bench.new_tokens / base:,.0f}",
                          f"{1000 * base / bench.new_tokens:.2f}", "1.0x", ""))
+            write_json_line(bench.json_out, sample_figures(batch, "nanoGPT's own generate", "fp32", base, None, bench))
         for loop, weights in variants:
             if weights not in models:
                 continue
             dt, compiled = time_generation(models[weights], batch, bench.new_tokens, loop, ctx, device)
+            write_json_line(bench.json_out, sample_figures(batch, loop, weights, dt, compiled, bench))
             base = base or dt
             rows.append((batch, loop, weights, f"{batch * bench.new_tokens / dt:,.0f}",
                          f"{1000 * dt / bench.new_tokens:.2f}", f"{base / dt:.1f}x",
@@ -228,12 +309,20 @@ def bench_sample(model_cfg, cfg, bench, run_dir=None):
     config = model.config
     print(f"sampling {bench.new_tokens} new tokens, {model.num_params() / 1e6:.1f}M parameters "
           f"({config.n_layer}x{config.n_embd}, block {config.block_size}, vocab {config.vocab_size}"
-          f"{', ' + str(run_dir) if run_dir else ', random weights'}), {machine(device)}")
+          f"{', ' + str(run_dir) if run_dir else ', random weights'}), {str(dtype).removeprefix('torch.')}, "
+          f"{machine(device)}")
     print_table(["batch", "loop", "weights", "tokens/s", "ms/step", "vs nanoGPT", "compile s"], rows)
     for note in notes:
         print(note)
+        write_json_line(bench.json_out, {"command": "sample", "note": note})
     if run_dir:
         print_val_losses(models, run_dataset(run_dir, config.block_size, device), cfg, ctx)
+
+
+def sample_figures(batch, loop, weights, seconds, compile_seconds, bench):
+    return {"command": "sample", "batch": batch, "loop": loop, "weights": weights, "new_tokens": bench.new_tokens,
+            "tokens_per_s": batch * bench.new_tokens / seconds, "ms_per_step": 1000 * seconds / bench.new_tokens,
+            "compile_s": compile_seconds}
 
 
 def print_val_losses(models, data, cfg, ctx):
@@ -342,7 +431,7 @@ def bench_int8(model_cfg, cfg, bench):
     """ms per token at batch 1 with the KV cache, float32 vs each int8 implementation; and the block's
     Linear layers alone (4 per layer), the part int8 speeds up. torchao's rows need `pip install torchao`."""
     device = pick_device(cfg.device)
-    ctx = setup_torch(device, pick_dtype(cfg.dtype, device), cfg.threads)
+    ctx = setup_torch(device, pick_dtype(cfg.dtype, device, int8=True), cfg.threads)
     model = GPT(model_cfg).to(device).eval()
     rows = []
     for name, make in INT8_IMPLEMENTATIONS.items():
@@ -407,7 +496,7 @@ def bench_llama_cpp(cfg):
         raise UserError("bench.py llama_cpp needs llama-cpp-python: pip install llama-cpp-python "
                         "(it compiles llama.cpp: 10 minutes or more)") from None
     if not Path(cfg.gguf).is_file():
-        raise UserError(f"{cfg.gguf} not found; write it with: python export.py --out_dir=DIR --to=gguf {cfg.gguf}")
+        raise UserError(f"{cfg.gguf} not found; write it with: python3 export.py --out_dir=DIR --to=gguf {cfg.gguf}")
     threads = cfg.threads or torch.get_num_threads()
     llm = llama_cpp.Llama(cfg.gguf, n_ctx=0, n_threads=threads, n_threads_batch=threads, seed=0, verbose=False)
     if cfg.new_tokens + 1 > llm.n_ctx():
@@ -478,6 +567,113 @@ def bench_memory(model_cfg, cfg, memory):
           f"is planned on.")
 
 
+def in_child(function, *args):
+    """(function(*args), seconds, peak resident MiB above the child's start): run in a fresh process, so that
+    memory Rust allocates (which Python's tracemalloc cannot see) is measured and nothing is shared."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_measured, function, *args).result()
+
+
+def _measured(function, *args):
+    import resource
+
+    def rss_mib(key):
+        return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key)) / 1024
+
+    start = rss_mib("VmRSS:")
+    t0 = time.perf_counter()
+    result = function(*args)
+    seconds = time.perf_counter() - t0
+    peak = max(rss_mib("VmHWM:"), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return result, seconds, peak - start
+
+
+def train_rustbpe(text, vocab_size):
+    from gptkit.tokenizer import train_bpe
+
+    return train_bpe([text], vocab_size).vocab_size
+
+
+def train_hf_tokenizers(text, vocab_size):
+    """Hugging Face tokenizers' BPE trainer with the same pre-tokenization (GPT-2's byte-level split)."""
+    import tokenizers
+
+    hf = tokenizers.Tokenizer(tokenizers.models.BPE())
+    hf.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    trainer = tokenizers.trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"], show_progress=False,
+                                             initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet())
+    hf.train_from_iterator([text], trainer)
+    return hf.get_vocab_size()
+
+
+def perturbed_copies(text, size_mb, path):
+    """Write about size_mb MB to path: the text again and again, copy k with its lines rotated by k * 7919 and
+    every 5th word (from word k % 5) capitalised, so that later copies are not the same text."""
+    lines, written = text.splitlines(keepends=True), 0
+    with open(path, "w", encoding="utf-8") as f:
+        for k in itertools.count():
+            shift = k * 7919 % len(lines)
+            words = "".join(lines[shift:] + lines[:shift]).split(" ")
+            copy_ = " ".join(w.capitalize() if i % 5 == k % 5 else w for i, w in enumerate(words))
+            f.write(copy_)
+            written += len(copy_.encode())
+            if written >= size_mb * 1e6:
+                return written
+
+
+def prepare_big(path, vocab_size, threads):
+    """prepare.py end to end, as a user runs it: the tokens it wrote, and its peak resident MiB."""
+    import resource
+
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run([sys.executable, str(Path(__file__).parent / "prepare.py"), "text", f"--input={path}",
+                        "--name=big", "--tokenizer=bpe", f"--vocab_size={vocab_size}", f"--num_proc={threads}",
+                        f"--data_dir={out}"], check=True)
+        meta = json.loads((Path(out) / "big" / "meta.json").read_text())
+    return meta["train_tokens"] + meta["val_tokens"], resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def bench_tokenizer(cfg):
+    """BPE training time and peak memory, rustbpe beside Hugging Face tokenizers; encoding speed beside
+    tiktoken's GPT-2 on the same text; with size_mb, prepare.py --tokenizer=bpe end to end on that much."""
+    from gptkit.tokenizer import GPT2Tokenizer, train_bpe
+
+    if cfg.input:
+        text = Path(cfg.input).read_text(encoding="utf-8")
+    else:
+        import lzma
+
+        text = lzma.decompress((Path(__file__).parent / "corpus" / "tinyshakespeare.txt.xz").read_bytes()).decode()
+    mb = len(text.encode()) / 1e6
+    print(f"{cfg.input or 'Tiny Shakespeare'}: {mb:.2f} MB; {machine('cpu')}")
+    rows = []
+    for name, trainer in (("rustbpe (prepare.py's)", train_rustbpe), ("Hugging Face tokenizers", train_hf_tokenizers)):
+        vocab, seconds, peak = in_child(trainer, text, cfg.vocab_size)
+        rows.append((name, vocab, f"{seconds:.2f}", f"{peak:,.0f}"))
+    print_table(["BPE trainer", "vocab", "seconds", "peak MiB above start"], rows)
+
+    ours, gpt2 = train_bpe([text], cfg.vocab_size), GPT2Tokenizer()
+    rows = []
+    for name, tokenizer in (("tiktoken GPT-2 (50,257)", gpt2), (f"ours, trained ({cfg.vocab_size:,})", ours)):
+        tokenizer.encode(text[:10000])  # warm-up
+        seconds = min(timed(tokenizer.encode, text) for _ in range(3))
+        rows.append((name, f"{len(tokenizer.encode(text)):,}", f"{mb / seconds:.1f}", seconds))
+    base = rows[0][3]
+    print_table(["encoder, one thread", "tokens", "MB/s", "time vs GPT-2"],
+                [(*row[:3], f"{row[3] / base:.2f}x") for row in rows])
+    if cfg.size_mb:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "big.txt"
+            n_bytes = perturbed_copies(text, cfg.size_mb, path)
+            (tokens, peak), seconds, _ = in_child(prepare_big, path, cfg.vocab_size, cfg.threads)
+        print(f"prepare.py --tokenizer=bpe --vocab_size={cfg.vocab_size} on {n_bytes / 1e6:.0f} MB (the text "
+              f"repeated, perturbed): {seconds:.1f} s for training and encoding ({n_bytes / 1e6 / seconds:.1f} MB/s, "
+              f"{cfg.threads} encoding threads), {tokens:,} tokens, prepare.py's peak resident memory {peak:,.0f} MiB")
+
+
 def gib(n):
     return f"{n / 2**30:.2f}"
 
@@ -493,7 +689,8 @@ def print_table(header, rows):
 
 SPEED = [GPTConfig, TrainConfig, BenchConfig]
 COMMANDS = {"sample": SPEED, "int8": SPEED, "llama_cpp": [LlamaCppConfig], "train": SPEED,
-            "time_to_loss": [TimeToLossConfig], "memory": [GPTConfig, TrainConfig, MemoryConfig]}
+            "time_to_loss": [TimeToLossConfig], "memory": [GPTConfig, TrainConfig, MemoryConfig],
+            "tokenizer": [TokenizerConfig], "gpu": [GpuSuiteConfig], "cpu_bf16": [CpuBf16Config]}
 
 
 def parse(argv):
@@ -505,6 +702,12 @@ def parse(argv):
         return command, parse_args([TimeToLossConfig], rest, positional="runs"), None
     if command == "llama_cpp":
         return command, parse_args([LlamaCppConfig], rest, positional="gguf"), None
+    if command == "tokenizer":
+        return command, parse_args([TokenizerConfig], rest), None
+    if command == "gpu":
+        return command, parse_args([GpuSuiteConfig], rest), None
+    if command == "cpu_bf16":
+        return command, parse_args([CpuBf16Config], rest, positional="recipes"), None
     positional = [a for a in rest if not a.startswith("-")]
     run_dir = positional[0] if command == "sample" and positional and not positional[0].endswith(".py") else None
     if run_dir:
@@ -523,8 +726,14 @@ def main(argv):
         return time_to_loss(configs[0].runs, configs[0].target)
     if command == "llama_cpp":
         return bench_llama_cpp(configs[0])
+    if command == "tokenizer":
+        return bench_tokenizer(configs[0])
     if command == "memory":
         return bench_memory(*configs)
+    if command == "gpu":
+        return gpu_suite(configs[0])
+    if command == "cpu_bf16":
+        return cpu_bf16_suite(configs[0])
     model_cfg, cfg, bench = configs
     if command == "sample":
         return bench_sample(model_cfg, cfg, bench, run_dir)

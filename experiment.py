@@ -1,10 +1,10 @@
 """Change one thing, keep everything else equal, and compare: one training run per value.
 
-    python experiment.py config/lab_char_cpu.py --vary=pos_encoding=learned,sinusoidal,rope,none
-    python experiment.py config/lab_char_cpu.py --vary=n_head=1,8 --vary=mask=causal,none --max_iters=600
-    python experiment.py config/sweep_mask.py       # a sweep config: the training config and what to vary
+    python3 experiment.py config/lab_char_cpu.py --vary=pos_encoding=learned,sinusoidal,rope,none
+    python3 experiment.py config/lab_char_cpu.py --vary=n_head=1,8 --vary=mask=causal,none --max_iters=600
+    python3 experiment.py config/sweep_mask.py       # a sweep config: the training config and what to vary
 
-Each run is `python train.py CONFIG [--key=value ...] --KEY=VALUE --out_dir=OUT_ROOT/KEY=VALUE
+Each run is `python3 train.py CONFIG [--key=value ...] --KEY=VALUE --out_dir=OUT_ROOT/KEY=VALUE
 --overwrite=True` in a fresh interpreter (same seed, so the runs differ only in KEY), its output kept
 in OUT_ROOT/KEY=VALUE/train.log. Other --key=value settings go to every run. --vary given twice
 makes the grid of all combinations. At the end: a table of final train and val loss, best val
@@ -23,6 +23,7 @@ settings for every run. config/sweep_mask.py is one:
 """
 
 import dataclasses
+import math
 import os
 import subprocess
 import sys
@@ -186,10 +187,28 @@ def train_all(todo, jobs, bar, on_done):
         raise
 
 
+def bits_per_byte(meta, split):
+    """The factor from a dataset's loss (nats per token) to bits per byte of its text, or None if prepare.py
+    recorded no byte counts. Datasets cut by different tokenizers compare only per byte: per token, a
+    tokenizer with longer tokens has more to predict in each (Shannon's bits per character, nats -> bits)."""
+    n_bytes = meta.get(f"{split}_bytes")
+    return meta[f"{split}_tokens"] / n_bytes / math.log(2) if n_bytes and meta.get(f"{split}_tokens") else None
+
+
+def per_byte_records(records, meta):
+    """A run's log with train_loss and val_loss in bits per byte of its dataset's text."""
+    factors = {split: bits_per_byte(meta, split) for split in ("train", "val")}
+    return [{**r, **{f"{split}_loss": r[f"{split}_loss"] * f for split, f in factors.items()
+                     if f and r.get(f"{split}_loss") is not None}} for r in records]
+
+
 def results_table(keys, rows):
     """A Markdown table, one row per run; a run whose mask let it see the tokens it predicts is marked,
-    and a note under the table says why its low loss ranks nowhere."""
-    head = [*keys, "train loss", "val loss", "best val", "time (s)", "params", "run"]
+    and a note under the table says why its low loss ranks nowhere. Rows carrying their dataset's
+    "meta" (the datasets differ) get the val loss in bits per byte too."""
+    per_byte = any("meta" in row for row in rows)
+    head = [*keys, "train loss", "val loss", *(["val bits/byte"] if per_byte else []), "best val", "time (s)",
+            "params", "run"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         values = [str(v) for _, v in row["combo"]]
@@ -198,9 +217,13 @@ def results_table(keys, rows):
             last = log[-1]
             best = min(r["val_loss"] for r in log)
             leak = f" ({LEAK})" if row["model_cfg"].sees_the_future else ""
-            values += [f"{last['train_loss']:.4f}", f"{last['val_loss']:.4f}{leak}", f"{best:.4f}"]
+            values += [f"{last['train_loss']:.4f}", f"{last['val_loss']:.4f}{leak}"]
+            if per_byte:
+                factor = bits_per_byte(row.get("meta", {}), "val")
+                values.append(f"{last['val_loss'] * factor:.4f}" if factor else "(no byte count)")
+            values.append(f"{best:.4f}")
         else:
-            values += [row["status"], "", ""]
+            values += [row["status"], "", "", *([""] if per_byte else [])]
         values += [f"{row['seconds']:.0f}", f"{row['params']:,}", str(row["source"])]
         lines.append("| " + " | ".join(values) + " |")
     if any(row["model_cfg"].sees_the_future for row in rows):
@@ -213,7 +236,9 @@ def results_table(keys, rows):
 @run_main
 def main(argv):
     exp, keys, runs = plan(argv)
-    meta = load_meta(Path(runs[0]["train_cfg"].data_dir) / runs[0]["train_cfg"].dataset)
+    # each run's dataset, read now: a missing one is said before any run trains, and a swept dataset
+    # (another tokenizer) changes the vocabulary and so the parameter count
+    metas = {run["name"]: load_meta(Path(run["train_cfg"].data_dir) / run["train_cfg"].dataset) for run in runs}
     stem = "-".join(keys)
     plot_path = Path(exp.plot) if exp.plot else Path(exp.out_root) / f"{stem}.png"
     try:
@@ -235,7 +260,8 @@ def main(argv):
         bar.update(1)
 
     def trained(run, status, seconds):
-        record = write_record(run["out_dir"], status, seconds, count_params(run["model_cfg"], meta), run["args"],
+        record = write_record(run["out_dir"], status, seconds, count_params(run["model_cfg"], metas[run["name"]]),
+                              run["args"],
                               run["settings"], vary=dict(run["combo"]))
         add_row(run, status, record["seconds"], record["params"], run["out_dir"])
 
@@ -249,6 +275,9 @@ def main(argv):
     train_all(todo, exp.jobs, bar, trained)
     bar.close()
     rows = [rows[run["name"]] for run in runs]
+    if "dataset" in keys:  # different texts or tokenizers: their losses per token do not compare, per byte they do
+        for row in rows:
+            row["meta"] = metas[row["name"]]
 
     table = results_table(keys, rows)
     print(table)
@@ -257,11 +286,13 @@ def main(argv):
     print(f"table saved to {table_path}", file=sys.stderr)
     if plot_path is not None:
         drawn = [row for row in rows if row["records"]]
-        curves = [(", ".join(f"{k}={v}" for k, v in row["combo"]), row["records"]) for row in drawn]
+        curves = [(", ".join(f"{k}={v}" for k, v in row["combo"]),
+                   per_byte_records(row["records"], row["meta"]) if "meta" in row else row["records"]) for row in drawn]
         leaks = {i for i, row in enumerate(drawn) if row["model_cfg"].sees_the_future}
         config_name = Path(exp.config).name if exp.config else "the default settings"
         title = f"{', '.join(keys)} on {config_name}, all else equal"
-        print(f"plot saved to {plot_loss(curves, plot_path, title=title, leaks=leaks)}", file=sys.stderr)
+        unit = "bits per byte of text" if "dataset" in keys else "cross-entropy loss"
+        print(f"plot saved to {plot_loss(curves, plot_path, title=title, leaks=leaks, unit=unit)}", file=sys.stderr)
     failed = [row["name"] for row in rows if row["status"] != "ok"]
     if failed:
         print(f"error: {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)

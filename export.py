@@ -1,6 +1,6 @@
-"""Export a trained model: python export.py --out_dir=out-shakespeare --to=hf DEST
-                          python export.py --out_dir=out-shakespeare --to=gguf FILE.gguf
-                          python export.py --out_dir=out-gpt2 --to=pt
+"""Export a trained model: python3 export.py --out_dir=out-shakespeare --to=hf DEST
+                          python3 export.py --out_dir=out-shakespeare --to=gguf FILE.gguf
+                          python3 export.py --out_dir=out-gpt2 --to=pt
 
 --to=hf writes DEST as a Hugging Face GPT-2 directory (config.json, model.safetensors, and the tokenizer
 files for GPT-2's BPE vocabulary) that `GPT2LMHeadModel.from_pretrained(DEST)` loads and that gives
@@ -43,7 +43,7 @@ class ExportConfig:
     def validate(self):
         if not self.dest and self.to != "pt":
             what = "GGUF file" if self.to == "gguf" else "directory"
-            raise UserError(f"give the {what} to write: python export.py --out_dir=DIR --to={self.to} DEST")
+            raise UserError(f"give the {what} to write: python3 export.py --out_dir=DIR --to={self.to} DEST")
 
 
 def parse(argv):

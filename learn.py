@@ -1,9 +1,10 @@
 """Build a GPT yourself: write each piece, check it against the repository's own, then train with it.
 
-    python learn.py                     the exercises in order, each one's state, and what to do next
-    python learn.py start               copy the exercises into mine/ (a file already there is kept)
-    python learn.py check attention     check mine/attention.py: each check passed or failed, and why
-    python learn.py train attention     train the lab model with your attention, beside model.py's
+    python3 learn.py                     the exercises in order, each one's state, and what to do next
+    python3 learn.py start               copy the exercises into mine/ (a file already there is kept)
+    python3 learn.py check attention     check mine/attention.py: each check passed or failed, and why
+    python3 learn.py train attention     train the lab model with your attention, beside model.py's
+    python3 learn.py train bpe           train it on Tiny Shakespeare cut by your BPE, beside the reference's
 
 Each exercise is a template in exercises/NAME.py: the function or module to write, its shapes, the
 formula and where it comes from, a hint. You edit your copy, mine/NAME.py (git ignores mine/).
@@ -27,7 +28,7 @@ from gptkit.config import build_configs, closest_key_hint, command_args, read_co
 from gptkit.data import load_meta
 from gptkit.errors import UserError, run_main
 from gptkit.exercises import EXERCISES
-from gptkit.exercises.harness import learner_traceback, run_checks
+from gptkit.exercises.harness import LearnerError, learner_traceback, run_checks
 from gptkit.plots import matplotlib_figure, plot_loss
 from gptkit.runlog import read_log
 from gptkit.runrecord import as_override, compared_settings, count_params, find_reusable, write_record
@@ -43,7 +44,7 @@ NOT_OVERRIDDEN = ("out_dir", "overwrite", "init_from")  # learn.py names the run
 
 @dataclass
 class LearnConfig:
-    name: str = ""  # the exercise to check or train, e.g. attention (`python learn.py` lists them)
+    name: str = ""  # the exercise to check or train, e.g. attention (`python3 learn.py` lists them)
     mine: str = "mine"  # the folder of your solutions, mine/NAME.py
     config: str = "config/lab_char_cpu.py"  # train: the training config both runs start from
     out_root: str = "out-learn"  # train: your run trains into out_root/NAME, the reference's into out_root/reference-NAME
@@ -55,7 +56,7 @@ def trainable():
 
 def exercise_named(name, command):
     if not name:
-        raise UserError(f"name the exercise: python learn.py {command} attention (python learn.py lists them)")
+        raise UserError(f"name the exercise: python3 learn.py {command} attention (python3 learn.py lists them)")
     if name not in EXERCISES:
         raise UserError(f"unknown exercise '{name}'{closest_key_hint(name, list(EXERCISES))}; "
                         f"the exercises: {', '.join(EXERCISES)}")
@@ -78,32 +79,32 @@ def checked(cfg, name):
     """The Report of mine/NAME.py's checks; a UserError when it is missing or not started."""
     exercise, path = EXERCISES[name], solution_path(cfg, name)
     if not path.is_file():
-        raise UserError(f"{path} does not exist; copy the exercises into {cfg.mine}/ with: python learn.py start")
+        raise UserError(f"{path} does not exist; copy the exercises into {cfg.mine}/ with: python3 learn.py start")
     report = run_checks(exercise, path)
     if report.state == "not started":
         raise UserError(f"{name} is not started: {path} still raises NotImplementedError in "
-                        f"{', '.join(report.not_written)}; write it, then run: python learn.py check {name}")
+                        f"{', '.join(report.not_written)}; write it, then run: python3 learn.py check {name}")
     return report
 
 
 # ----------------------------------------------------------------------------------------------
-# python learn.py: the list
+# python3 learn.py: the list
 
 
 def state_line(cfg, name):
     """(state, what to do next) of one exercise."""
     path = solution_path(cfg, name)
     if not path.is_file():
-        return "not copied", f"python learn.py start   ({path} is missing)"
+        return "not copied", f"python3 learn.py start   ({path} is missing)"
     report = quietly(run_checks, EXERCISES[name], path)
     if report.state == "not started":
-        return "not started", f"write {EXERCISES[name].WRITES} in {path}, then: python learn.py check {name}"
+        return "not started", f"write {EXERCISES[name].WRITES} in {path}, then: python3 learn.py check {name}"
     if report.state == "passing":
         return f"passing ({len(report.results)} checks)", ""
     why = "your code raises an exception" if report.error else (
         f"{len(report.failed)} of {len(report.results)} checks fail" if report.failed
         else f"{', '.join(report.not_written)} not written yet")
-    return f"failing ({why})", f"python learn.py check {name}"
+    return f"failing ({why})", f"python3 learn.py check {name}"
 
 
 def list_command(cfg):
@@ -111,7 +112,7 @@ def list_command(cfg):
     if not Path(cfg.mine).is_dir():
         for i, (name, exercise) in enumerate(EXERCISES.items(), 1):
             print(f"  {i:2}  {name:<10} {exercise.TITLE}")
-        print(f"\nnext: python learn.py start   (copies the exercises into {cfg.mine}/)")
+        print(f"\nnext: python3 learn.py start   (copies the exercises into {cfg.mine}/)")
         return
     todo = None
     for i, (name, exercise) in enumerate(EXERCISES.items(), 1):
@@ -122,9 +123,9 @@ def list_command(cfg):
     if todo:
         print(f"\nnext: {todo}")
     else:
-        print(f"\nall {len(EXERCISES)} pass. Train the lab model with your pieces: python learn.py train attention "
+        print(f"\nall {len(EXERCISES)} pass. Train the lab model with your pieces: python3 learn.py train attention "
               f"(or {', '.join(n for n in trainable() if n != 'attention')})")
-    print("[train]: python learn.py train NAME trains the model with your piece in place of model.py's")
+    print("[train]: python3 learn.py train NAME trains the model with your piece in place of model.py's")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -150,7 +151,7 @@ def start_command(cfg):
         print(f"kept {len(kept)} already in {mine}/ (never overwritten; delete one and run start again for a "
               f"fresh copy): {', '.join(kept)}")
     first = next(iter(EXERCISES))
-    print(f"next: open {mine / first}.py, write {EXERCISES[first].WRITES}, then: python learn.py check {first}")
+    print(f"next: open {mine / first}.py, write {EXERCISES[first].WRITES}, then: python3 learn.py check {first}")
 
 
 def print_report(name, path, report):
@@ -167,18 +168,30 @@ def print_report(name, path, report):
         shown += 1
     for what in report.not_written:
         print(f"  FAILED  {what} is not written yet (it still raises NotImplementedError)")
+    crashed = len(report.results) + 1  # the check whose call into the learner's code raised
+    calling = f", calling {report.crashed_in}" if report.crashed_in else ""
     if report.error:
-        print("\nthe checks stopped here:\n" + report.error)
+        print(f"\nthe checks stopped at check {crashed}{calling}:\n" + report.error)
     passed = sum(r.passed for r in report.results)
     if report.error:
-        before = f"{passed} of {len(report.results)} checks passed before that; " if report.results else ""
-        print(f"\n{before}fix it and run again: python learn.py check {name}")
+        inputs = f" ({report.crashed_in})" if report.crashed_in else ""
+        print(f"\ncrashed on check {crashed}{inputs}; {before_crash(passed, len(report.results))}fix it and run again: "
+              f"python3 learn.py check {name}")
     elif report.state == "passing":
-        done = f"; train with it: python learn.py train {name}" if EXERCISES[name].TRAIN else ""
+        done = f"; train with it: python3 learn.py train {name}" if EXERCISES[name].TRAIN else ""
         print(f"\nall {passed} checks passed{done}")
     else:
         print(f"\n{passed} of {len(report.results)} checks passed; fix the first failure and run again: "
-              f"python learn.py check {name}")
+              f"python3 learn.py check {name}")
+
+
+def before_crash(passed, ran):
+    """What the checks before a crash found, never reading as if every check passed: 'the 12 before it passed; '."""
+    if not ran:
+        return ""
+    if passed == ran:
+        return "the check before it passed; " if ran == 1 else f"the {ran} before it passed; "
+    return f"{passed} of the {ran} before it passed; "
 
 
 def check_command(cfg):
@@ -226,12 +239,12 @@ def train_mine(name, exercise, args, out_dir, solution):
             train.main([*args, f"--out_dir={out_dir}"])
     except SystemExit as e:
         if e.code == 2:  # train.py's one-line error, e.g. a NaN loss
-            print(f"training with {exercise.TRAIN.label} stopped (the error above); python learn.py check {name} may "
+            print(f"training with {exercise.TRAIN.label} stopped (the error above); python3 learn.py check {name} may "
                   f"show why", file=sys.stderr)
         raise
     except Exception as e:
         print(learner_traceback(e, solution.folder), file=sys.stderr)
-        raise UserError(f"{exercise.TRAIN.label} raised during training (above); python learn.py check {name} "
+        raise UserError(f"{exercise.TRAIN.label} raised during training (above); python3 learn.py check {name} "
                         f"shows it on small inputs") from None
 
 
@@ -254,21 +267,33 @@ def train_reference(name, args, settings, params, out_root):
 def train_command(cfg, given):
     exercise = exercise_named(cfg.name, "train")
     if not exercise.TRAIN:
-        raise UserError(f"{cfg.name} is not a part of the model that trains; python learn.py train takes: "
+        raise UserError(f"{cfg.name} is not a part of the model that trains; python3 learn.py train takes: "
                         f"{', '.join(trainable())}")
-    args, settings, params = train_settings(cfg, exercise, given)
+    if not exercise.TRAIN.datasets:
+        args, settings, params = train_settings(cfg, exercise, given)
     report = checked(cfg, cfg.name)
     if report.error:
         raise UserError(f"your {cfg.name} raises an exception in its checks; fix it first: "
-                        f"python learn.py check {cfg.name}")
+                        f"python3 learn.py check {cfg.name}")
     if report.state != "passing":
         print(f"note: {solution_path(cfg, cfg.name)} fails {len(report.failed) + len(report.not_written)} of its checks "
-              f"(python learn.py check {cfg.name}); training with it anyway, to see what that does", file=sys.stderr)
+              f"(python3 learn.py check {cfg.name}); training with it anyway, to see what that does", file=sys.stderr)
     solution = report.solution
+    args_ref = None
+    if exercise.TRAIN.datasets:  # a tokenizer: each run trains on the text as its tokenizer cut it
+        data_dir = dict(given).get("data_dir") or read_config_file(cfg.config).get("data_dir", "data")
+        try:
+            mine_data, reference_data = exercise.TRAIN.datasets(solution, data_dir)
+        except LearnerError as e:
+            print(e.text, file=sys.stderr)
+            raise UserError(f"your {cfg.name} raised while preparing Tiny Shakespeare (above); python3 learn.py check "
+                            f"{cfg.name} shows it on small inputs") from None
+        args, _, _ = train_settings(cfg, exercise, [*given, ("dataset", mine_data)])
+        args_ref, settings, params = train_settings(cfg, exercise, [*given, ("dataset", reference_data)])
     out_root = Path(cfg.out_root)
     mine_dir = out_root / cfg.name
     train_mine(cfg.name, exercise, args, mine_dir, solution)
-    reference_dir = train_reference(cfg.name, args, settings, params, out_root)
+    reference_dir = train_reference(cfg.name, args_ref or args, settings, params, out_root)
 
     runs = [(exercise.TRAIN.label, read_log(mine_dir)), ("the reference", read_log(reference_dir))]
     (_, mine_log), (_, reference_log) = runs
@@ -293,15 +318,15 @@ def parse(argv):
     """(command, LearnConfig, the other settings given [(key, value)] for train) of a command line, without
     running anything."""
     if not argv or (argv[0].startswith("--") and argv[0] != "--help"):
-        command, rest = "list", argv  # `python learn.py [--mine=FOLDER]`
+        command, rest = "list", argv  # `python3 learn.py [--mine=FOLDER]`
     else:
         command, rest = command_args(argv, COMMANDS)
     pairs = read_command_line(COMMANDS[command], rest, positional="name")
     cfg, *_ = build_configs(COMMANDS[command], pairs)  # every key checked now: a typo is said before any run
     given = [(k, v) for k, v in pairs if k not in {f.name for f in fields(LearnConfig)}]
     if command in ("list", "start") and cfg.name:
-        raise UserError(f"python learn.py {command} takes no exercise name; check or train one: "
-                        f"python learn.py check {cfg.name}")
+        raise UserError(f"python3 learn.py {command} takes no exercise name; check or train one: "
+                        f"python3 learn.py check {cfg.name}")
     return command, cfg, given
 
 

@@ -14,11 +14,10 @@ nanoGPT's layout and parameter names (the Hugging Face GPT-2 names) are followed
 
 import dataclasses
 import math
-import typing
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import MethodType
-from typing import Literal
+from typing import Literal, get_args, get_origin
 
 import torch
 import torch.nn as nn
@@ -272,28 +271,6 @@ class GPT(nn.Module):
         n = sum(p.numel() for p in self.parameters())
         return n - self.transformer.wpe.weight.numel() if non_embedding and "wpe" in self.transformer else n
 
-    def optimizer_groups(self, weight_decay):
-        """Decay 2-D weights (matmuls, embeddings); never biases or norm gains."""
-        params = [p for p in self.parameters() if p.requires_grad]
-        return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-                {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-
-    def hidden_matrices(self):  # the 2-D weights inside the blocks: Muon's (embeddings and head stay with AdamW)
-        return [p for p in self.transformer.h.parameters() if p.dim() == 2]
-
-    def flops_per_token(self, T=None):  # training: 6N for the matmuls, attention's 12*L*C*T (PaLM appendix B)
-        return 6 * self.num_params() + 12 * self.config.n_layer * self.config.n_embd * (T or self.config.block_size)
-
-    def estimate_mfu(self, tokens_per_s, peak_flops, T=None):  # model FLOPs utilisation: FLOP/s over the peak
-        return self.flops_per_token(T) * tokens_per_s / peak_flops
-
-    def crop_block_size(self, block_size):
-        """Shrink the context (e.g. a pretrained 1024 model fine-tuned on 256 tokens)."""
-        assert block_size <= self.config.block_size
-        self.config.block_size = block_size
-        if "wpe" in self.transformer:
-            self.transformer.wpe.weight = nn.Parameter(self.transformer.wpe.weight[:block_size])
-
 # ----------------------------------------------------------------------------------------------
 # The pieces the model uses: positional encodings, the loss, the checks on a config
 
@@ -326,12 +303,7 @@ def rotary_cos_sin(positions, head_size, base=10000.0):
 def apply_rotary(x, cos, sin):
     """Rotate each pair (x[i], x[i + hs/2]) of every head x (B, nh, T, hs) by its angle. The dot product of two
     rotated vectors depends only on their distance, so RoPE encodes relative position and extends past block_size.
-
-    Which channels pair up is a convention: the two halves, as here, in GPT-NeoX and Hugging Face Llama;
-    neighbours (x[2i], x[2i+1]) in RoFormer and Meta's original Llama code. The scores are the same once
-    W_q and W_k are permuted to match: to load interleaved weights, reorder the rows of each head's block
-    of W_q and W_k to [0, 2, 4, ..., hs-2, 1, 3, ..., hs-1] (the even channels become the first half).
-    """
+    (Halves as GPT-NeoX and HF Llama pair them; RoFormer pairs neighbours: docs/settings.md#ropes-channel-pairs.)"""
     x1, x2 = x.float().chunk(2, dim=-1)  # (B, nh, T, hs/2) each
     rotated = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # (B, nh, T, hs)
     return rotated.type_as(x)
@@ -348,29 +320,27 @@ def next_token_loss(logits, targets, label_smoothing=0.0):
 def check_config(config):
     """Raise ValueError naming the first impossible setting (the command line shows it as one line)."""
     for f in dataclasses.fields(config):
-        choices = typing.get_args(f.type) if typing.get_origin(f.type) is Literal else None
+        choices = get_args(f.type) if get_origin(f.type) is Literal else None
         if choices and getattr(config, f.name) not in choices:
             raise ValueError(f"{f.name}={getattr(config, f.name)!r} is not one of {', '.join(map(repr, choices))}")
     for key in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd", "norm_eps", "rope_theta"):
         if getattr(config, key) <= 0:
             raise ValueError(f"{key} must be positive, got {getattr(config, key)}")
-    if config.n_kv_head < 0 or config.mlp_hidden < 0:
-        raise ValueError(f"n_kv_head and mlp_hidden must be positive, or 0 for their defaults; got {config.n_kv_head} "
-                         f"and {config.mlp_hidden}")
-    if config.n_embd % config.n_head:
-        raise ValueError(f"n_embd={config.n_embd} is not divisible by n_head={config.n_head}; "
-                         f"pick n_head among {[h for h in range(1, 17) if config.n_embd % h == 0]}")
-    if config.n_head % config.kv_heads:
-        raise ValueError(f"n_kv_head={config.n_kv_head} must divide n_head={config.n_head} (each key and value head "
-                         f"serves n_head / n_kv_head query heads): pick n_kv_head among "
-                         f"{[h for h in range(1, config.n_head + 1) if config.n_head % h == 0]}, or 0 for n_head")
-    head_size = config.n_embd // config.n_head
-    if config.pos_encoding == "rope" and head_size % 2:
-        raise ValueError(f"rope needs an even head size, got n_embd/n_head = {head_size}")
-    if config.pos_encoding == "sinusoidal" and config.n_embd % 2:
-        raise ValueError(f"sinusoidal encoding needs an even n_embd, got {config.n_embd}")
-    if not 0.0 <= config.dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
+    c, hs = config, config.n_embd // config.n_head
+    if c.n_kv_head < 0 or c.mlp_hidden < 0:
+        raise ValueError(f"n_kv_head and mlp_hidden must be positive or 0 (default), got {c.n_kv_head}, {c.mlp_hidden}")
+    if c.n_embd % c.n_head:
+        raise ValueError(f"n_embd={c.n_embd} is not divisible by n_head={c.n_head}; "
+                         f"pick n_head among {[h for h in range(1, 17) if c.n_embd % h == 0]}")
+    if c.n_head % c.kv_heads:
+        divisors = [h for h in range(1, c.n_head + 1) if c.n_head % h == 0]
+        raise ValueError(f"n_kv_head={c.n_kv_head} must divide n_head={c.n_head}: one of {divisors}, or 0 for n_head")
+    if c.pos_encoding == "rope" and hs % 2:
+        raise ValueError(f"rope needs an even head size, got n_embd/n_head = {hs}")
+    if c.pos_encoding == "sinusoidal" and c.n_embd % 2:
+        raise ValueError(f"sinusoidal encoding needs an even n_embd, got {c.n_embd}")
+    if not 0.0 <= c.dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {c.dropout}")
 
 # ----------------------------------------------------------------------------------------------
 # Generation. Keys and values of past positions never change under the causal mask, so a KV cache
@@ -405,16 +375,13 @@ class KVCache:
         self.pos += n
 
 class Decoder:
-    """A batch of contexts being extended, and the logits of each one's next token. Without the cache, every
-    step runs the last block_size tokens through the model (nanoGPT). With it, the prompt is run once (prefill)
-    and each step feeds only the newest token; the logits are the same. The cache is valid only under the
-    causal mask (with others, earlier positions change when a token is added), and within block_size: past it,
-    the window is recomputed every step, as without the cache."""
+    """A batch of contexts being extended, and the logits of each one's next token: the prompt once (prefill), then
+    the newest token each step; without the cache (other masks) or past block_size, the last block_size tokens
+    every step, as nanoGPT. The logits are the same (docs/sampling.md#the-kv-cache)."""
 
     def __init__(self, model, idx, use_cache=True):
         self.model, self.context = model, idx  # (B, T) token ids
-        self.use_cache = use_cache and model.config.mask == "causal"
-        self.cache = None
+        self.cache = self.new_cache() if use_cache and model.config.mask == "causal" else None
 
     def new_cache(self):  # with full(), what a decoder that slides its cache past block_size changes
         return self.model.parts.cache(self.model.config.n_layer, self.model.config.block_size)
@@ -425,16 +392,13 @@ class Decoder:
     @torch.no_grad()
     def next_logits(self):
         """(B, vocab): the logits of the token after each context."""
-        model, block_size = self.model, self.model.config.block_size
         if self.cache is not None and self.full():
-            self.use_cache, self.cache = False, None  # recompute the window from now on
-        if self.use_cache and self.cache is None:
-            self.cache = self.new_cache()
-            logits, _ = model(self.context[:, -block_size:], kv_cache=self.cache, last_only=True)  # prefill
-        elif self.use_cache:
-            logits, _ = model(self.context[:, -1:], kv_cache=self.cache)  # one new position
+            self.cache = None  # recompute the window from now on
+        if self.cache is not None and self.cache.pos > 0:
+            new = self.context[:, -1:]  # (B, 1): one new position, the rest is cached
         else:
-            logits, _ = model(self.context[:, -block_size:], last_only=True)
+            new = self.context[:, -self.model.config.block_size:]  # (B, T): the prefill, or the whole window
+        logits, _ = self.model(new, kv_cache=self.cache, last_only=True)
         return logits[:, -1, :]
 
     def append(self, tokens):

@@ -1,12 +1,13 @@
 """Turn a text file into a dataset: data/<name>/train.bin, val.bin and meta.json.
 
-    python prepare.py shakespeare_char             # Tiny Shakespeare, one token per character
-    python prepare.py shakespeare                  # Tiny Shakespeare, GPT-2 BPE
-    python prepare.py text --input=my.txt --name=mydata --tokenizer=char|gpt2
-    python prepare.py openwebtext                  # OpenWebText, GPT-2 BPE, 9B tokens in shards
-    python prepare.py fineweb_edu                  # FineWeb-Edu's 10B-token sample, likewise
-    python prepare.py numbers_de                   # English number words -> German, for transformer.py
-    python prepare.py translation --src=en.txt --tgt=de.txt --name=NAME --tokenizer=char|gpt2
+    python3 prepare.py shakespeare_char             # Tiny Shakespeare, one token per character
+    python3 prepare.py shakespeare                  # Tiny Shakespeare, GPT-2 BPE
+    python3 prepare.py text --input=my.txt --name=mydata --tokenizer=char|gpt2
+    python3 prepare.py text --input=my.txt --name=mine --tokenizer=bpe --vocab_size=4096   # your own BPE
+    python3 prepare.py openwebtext                  # OpenWebText, GPT-2 BPE, 9B tokens in shards
+    python3 prepare.py fineweb_edu                  # FineWeb-Edu's 10B-token sample, likewise
+    python3 prepare.py numbers_de                   # English number words -> German, for transformer.py
+    python3 prepare.py translation --src=en.txt --tgt=de.txt --name=NAME --tokenizer=char|gpt2
 
 Tiny Shakespeare ships with the repository (corpus/tinyshakespeare.txt.xz, checked against its
 sha256), so it needs no download; --input=PATH uses another copy.
@@ -22,6 +23,13 @@ pickle: the tokenizer (`gptkit.tokenizer.load_tokenizer(meta)` rebuilds it), the
 and the source and sha256 of the text. The new files are written to a temporary folder first, so
 a failed run leaves an existing dataset as it was.
 
+`text` with a byte-level tokenizer (gpt2, or bpe: a BPE trained on the text itself, saved beside
+meta.json as tokenizer.tiktoken) streams the file in blocks, so it may be larger than memory: one
+pass counts its characters and trains the BPE, a second encodes and writes the ids. Bytes that are
+not UTF-8 are kept as byte tokens, so the dataset decodes back to the file exactly.
+--doc_separator=TEXT: each occurrence of TEXT in the file ends a document and becomes the single
+token <|endoftext|> (TinyStories-style files use `--doc_separator='<|endoftext|>'`).
+
 The translation datasets (numbers_de, translation) hold sentence pairs instead of running text, in
 the same train.bin and val.bin, pair after pair: source ids, BOS, target ids, EOS (gptkit/data.py's
 PairData reads them). numbers_de is made offline by num2words: "four thousand, seven hundred and
@@ -30,6 +38,7 @@ two line-aligned files, line i of --src translated by line i of --tgt. A pair is
 a hash of its source (held_out), so a source in val never occurs in train.
 """
 
+import codecs
 import hashlib
 import itertools
 import zlib
@@ -47,12 +56,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from concurrent.futures import ThreadPoolExecutor
 from tqdm import tqdm
 
 from gptkit.config import closest_key_hint, parse_args
 from gptkit.data import DATASETS, PAIR_SPECIALS
 from gptkit.errors import UserError, first_line, run_main
-from gptkit.tokenizer import CharTokenizer, GPT2Tokenizer
+from gptkit.tokenizer import BPE_FILE, EOT_NAME, NOT_UTF8, CharTokenizer, GPT2Tokenizer, train_bpe
 
 REPO = Path(__file__).resolve().parent
 # Tiny Shakespeare (public domain; karpathy/char-rnn's data/tinyshakespeare/input.txt), xz-compressed
@@ -69,6 +79,8 @@ VAL_EVERY = 2000  # document i goes to val when i % VAL_EVERY == 0: 0.05% of the
 VAL_FRACTION = 0.1
 MIN_SPLIT_TOKENS = 2  # in each of train and val; below this there is nothing to learn or measure
 BPE_CHUNK_CHARS = 1 << 16  # only sets how often the progress bar moves
+READ_BLOCK = 1 << 22  # bytes of a text file read at a time when streaming it
+MAX_VOCAB = 2**16  # uint16 token ids
 
 
 def split_point(n_chars):
@@ -87,23 +99,35 @@ def sha256(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def read_text(path):
-    """The file's text; a UserError if it is missing, unreadable, empty or not UTF-8."""
+def check_input(path):
+    """A UserError if the input file is missing, unreadable or empty."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"input file {path} not found")
     try:
+        with path.open("rb") as f:
+            empty = not f.read(1)
+    except OSError as e:
+        raise UserError(f"cannot read input file {path}: {e.strerror}") from None
+    if empty:
+        raise UserError(f"input file {path} is empty")
+
+
+def read_text(path):
+    """The file's text; a UserError if it is missing, unreadable, empty or not UTF-8."""
+    path = Path(path)
+    check_input(path)
+    try:
         data = path.read_bytes()
     except OSError as e:
         raise UserError(f"cannot read input file {path}: {e.strerror}") from None
-    if not data:
-        raise UserError(f"input file {path} is empty")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise UserError(
             f"input file {path} is not UTF-8 text: byte 0x{data[e.start]:02x} at byte offset "
-            f"{e.start:,} is invalid; fix: convert the file to UTF-8"
+            f"{e.start:,} is invalid; fix: convert the file to UTF-8, or use --tokenizer=bpe or gpt2 (they keep "
+            f"such bytes)"
         ) from None
 
 
@@ -167,12 +191,165 @@ def encode(tokenizer, text, desc):
     return ids
 
 
-def check_split(n_chars, train_ids, val_ids):
-    if min(len(train_ids), len(val_ids)) < MIN_SPLIT_TOKENS:
+# ---------------------------------------------------------------------------------------------
+# text with a byte-level tokenizer (gpt2, bpe): streamed, so the file may be larger than memory
+
+
+def last_cut(text, end):
+    """The last position before `end` where _BPE_CUT allows a cut (a newline after a non-space), or 0."""
+    i = text.rfind("\n", 0, end)
+    while i > 0 and text[i - 1].isspace():  # isspace covers every character the pattern's \s matches
+        i = text.rfind("\n", 0, i)
+    return max(i, 0)
+
+
+def text_pieces(path, separator="", bar=None):
+    """(text, ends_document) pieces of a file read READ_BLOCK bytes at a time. Each piece BPE-encodes as
+    it would inside the whole file (cut as bpe_chunks cuts, never inside a separator); a separator ends
+    a document and is dropped. Bytes that are not UTF-8 come as surrogateescape characters."""
+    decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+    carry = ""
+    with open(path, "rb") as f:
+        while True:
+            data = f.read(READ_BLOCK)
+            if bar is not None:
+                bar.update(len(data))
+            carry += decoder.decode(data, final=not data)
+            if separator:
+                *documents, carry = carry.split(separator)
+                yield from ((document, True) for document in documents)
+            if not data:
+                if carry:
+                    yield carry, False
+                return
+            # a separator straddling the cut would start after len(carry) - len(separator): keep those
+            cut = last_cut(carry, len(carry) - len(separator) + 1)
+            if cut:
+                yield carry[:cut], False
+                carry = carry[cut:]
+
+
+def read_file_pass(path, separator, bpe_vocab_size, special_tokens):
+    """The first pass over a text file: its characters, bytes that are not UTF-8, sha256 and, for bpe,
+    the tokenizer trained on it (None for gpt2)."""
+    stats = {"chars": 0, "not_utf8": 0, "sha256": hashlib.sha256()}
+
+    def texts():  # what the trainer sees: the documents, cut at the bytes that are not UTF-8
+        with tqdm(total=Path(path).stat().st_size, unit="B", unit_scale=True, disable=None,
+                  desc="training BPE" if bpe_vocab_size else "reading") as bar:
+            for piece, _ in text_pieces(path, separator, bar):
+                stats["chars"] += len(piece)
+                pieces = NOT_UTF8.split(piece)  # text, bytes that are not UTF-8, text, ...
+                stats["not_utf8"] += sum(map(len, pieces[1::2]))
+                yield from filter(None, pieces[::2])
+        with open(path, "rb") as f:  # the file as it is, separators included
+            for block in iter(lambda: f.read(READ_BLOCK), b""):
+                stats["sha256"].update(block)
+
+    if bpe_vocab_size:
+        tokenizer = train_bpe(texts(), bpe_vocab_size, (EOT_NAME, *special_tokens))
+    else:
+        tokenizer = None
+        for _ in texts():
+            pass
+    return tokenizer, stats["chars"], stats["not_utf8"], stats["sha256"].hexdigest()
+
+
+class SplitWriter:
+    """Token ids appended to train.bin, then val.bin once the first `train_chars` characters are encoded."""
+
+    def __init__(self, folder, train_chars):
+        self.files = {split: open(folder / f"{split}.bin", "wb") for split in ("train", "val")}
+        self.tokens, self.max_id, self.bytes = ({"train": 0, "val": 0} for _ in range(3))
+        self.chars_left = train_chars
+
+    def split(self):
+        return "train" if self.chars_left > 0 else "val"
+
+    def add(self, split, ids, n_bytes):
+        self.files[split].write(np.array(ids, dtype=np.uint16).tobytes())
+        self.tokens[split] += len(ids)
+        self.max_id[split] = max(self.max_id[split], max(ids, default=0))
+        self.bytes[split] += n_bytes
+
+    def close(self):
+        for f in self.files.values():
+            f.close()
+
+
+def encode_pieces(tokenizer, pieces, writer, threads):
+    """Encode (text, ends_document) pieces into the writer, in order, `threads` chunks at a time (tiktoken
+    releases the GIL). The piece holding the last train character is split there; <|endoftext|> follows
+    each document."""
+
+    def chunks():  # (text, split), text None for <|endoftext|>
+        for text, ends_document in pieces:
+            while text:
+                n = min(len(text), writer.chars_left) if writer.chars_left > 0 else len(text)
+                split = writer.split()
+                for chunk in bpe_chunks(text[:n]):
+                    yield chunk, split
+                writer.chars_left -= n
+                text = text[n:]
+            if ends_document:
+                yield None, writer.split()
+
+    items = chunks()
+    with ThreadPoolExecutor(threads) as pool:
+        for batch in iter(lambda: list(itertools.islice(items, 4 * threads)), []):
+            encoded = pool.map(lambda item: [tokenizer.eot] if item[0] is None else tokenizer.encode(item[0]), batch)
+            for (chunk, split), ids in zip(batch, encoded):
+                writer.add(split, ids, len(chunk.encode("utf-8", "surrogateescape")) if chunk is not None else 0)
+
+
+def prepare_file(path, out_dir, tokenizer_name, source, vocab_size=4096, special_tokens=(), separator="",
+                 threads=1):
+    """Tokenize a text file with gpt2, or with a BPE trained on it (bpe), streaming it twice (train the
+    BPE and count; encode), into out_dir/{train.bin,val.bin,meta.json} (+ tokenizer.tiktoken); the meta."""
+    out_dir = Path(out_dir)
+    bpe = tokenizer_name == "bpe"
+    tokenizer, n_chars, not_utf8, digest = read_file_pass(path, separator, vocab_size if bpe else 0, special_tokens)
+    tokenizer = tokenizer or GPT2Tokenizer()
+    if bpe and tokenizer.vocab_size < vocab_size:
+        print(f"note: the text has only {tokenizer.vocab_size - 256 - 1 - len(special_tokens):,} pairs to merge: "
+              f"the vocabulary is {tokenizer.vocab_size:,} tokens, not {vocab_size:,}", file=sys.stderr)
+    if not_utf8:
+        print(f"note: {not_utf8:,} bytes of {path} are not UTF-8; each is kept as its own byte token",
+              file=sys.stderr)
+    with staging_folder(out_dir) as tmp_dir:
+        writer = SplitWriter(tmp_dir, split_point(n_chars))
+        try:
+            with tqdm(total=Path(path).stat().st_size, unit="B", unit_scale=True, disable=None,
+                      desc="encoding") as bar:
+                encode_pieces(tokenizer, text_pieces(path, separator, bar), writer, threads)
+        finally:
+            writer.close()
+        check_split(n_chars, writer.tokens["train"], writer.tokens["val"])
+        meta = {**tokenizer.meta(),
+                "train_tokens": writer.tokens["train"], "val_tokens": writer.tokens["val"],
+                "train_max_id": writer.max_id["train"], "val_max_id": writer.max_id["val"],
+                "train_bytes": writer.bytes["train"], "val_bytes": writer.bytes["val"],
+                "source": source, "sha256": digest}
+        names = ["train.bin", "val.bin"]
+        if bpe:
+            meta.pop("ranks")  # they are in the tokenizer file, which load_meta reads back in
+            (tmp_dir / BPE_FILE).write_text(tokenizer.file_text(), encoding="utf-8")
+            names.append(BPE_FILE)
+        if separator:
+            meta["doc_separator"] = separator
+        try:
+            publish(tmp_dir, out_dir, names, meta)
+        except OSError as e:
+            raise UserError(f"cannot write dataset {out_dir}: {e}") from None
+    return meta
+
+
+def check_split(n_chars, n_train, n_val):
+    if min(n_train, n_val) < MIN_SPLIT_TOKENS:
         raise UserError(
             f"the text is too short to split into train and val: its {n_chars:,} characters give "
-            f"{len(train_ids)} train + {len(val_ids)} val tokens; need at least "
-            f"{MIN_SPLIT_TOKENS} tokens in each (at least {MIN_CHARS} characters, more with gpt2)"
+            f"{n_train} train + {n_val} val tokens; need at least "
+            f"{MIN_SPLIT_TOKENS} tokens in each (at least {MIN_CHARS} characters, more with BPE)"
         )
 
 
@@ -217,7 +394,7 @@ def prepare_text(text, out_dir, tokenizer_name, source):
     split = split_point(len(text))
     train_ids = encode(tokenizer, text[:split], "encoding train")
     val_ids = encode(tokenizer, text[split:], "encoding val")
-    check_split(len(text), train_ids, val_ids)
+    check_split(len(text), len(train_ids), len(val_ids))
     arrays = {
         "train.bin": np.array(train_ids, dtype=np.uint16),
         "val.bin": np.array(val_ids, dtype=np.uint16),
@@ -228,6 +405,9 @@ def prepare_text(text, out_dir, tokenizer_name, source):
         "val_tokens": len(val_ids),
         "train_max_id": int(arrays["train.bin"].max()),  # what gptkit/data.py checks against the vocabulary
         "val_max_id": int(arrays["val.bin"].max()),
+        # bytes of text per split: loss per byte compares datasets of different tokenizers (experiment.py)
+        "train_bytes": len(text[:split].encode("utf-8")),
+        "val_bytes": len(text[split:].encode("utf-8")),
         "source": source,
         "sha256": sha256(text.encode("utf-8")),
     }
@@ -482,7 +662,10 @@ class PrepareConfig:
     src: str = ""  # translation: the source-language file, one sentence a line
     tgt: str = ""  # translation: the target-language file, line i translating line i of src
     name: str = ""  # the folder under data_dir; empty: the dataset's name
-    tokenizer: str = ""  # char or gpt2, for the text and translation datasets (empty: char)
+    tokenizer: str = ""  # char, gpt2 or bpe (trained on the text), for the text dataset; char or gpt2 for translation (empty: char)
+    vocab_size: int = 4096  # bpe: tokens in all, the 256 bytes and the special tokens included
+    special_tokens: str = ""  # bpe: more special tokens after <|endoftext|>, comma-separated: "<|user|>,<|bot|>"
+    doc_separator: str = ""  # text (gpt2, bpe): this text in the file ends a document; it becomes <|endoftext|>
     data_dir: str = "data"  # the datasets go to data_dir/NAME
     num_proc: int = 0  # tokenizing processes for the web datasets; 0: one per core
     shard_tokens: int = SHARD_TOKENS  # tokens per shard of the web datasets
@@ -490,7 +673,7 @@ class PrepareConfig:
 
     def validate(self):
         if not self.dataset:
-            raise UserError(f"name a dataset: one of {', '.join(DATASETS)} (python prepare.py shakespeare_char)")
+            raise UserError(f"name a dataset: one of {', '.join(DATASETS)} (python3 prepare.py shakespeare_char)")
         if self.dataset not in DATASETS:
             raise UserError(f"unknown dataset '{self.dataset}'{closest_key_hint(self.dataset, list(DATASETS))}; "
                             f"the datasets are {', '.join(DATASETS)}")
@@ -502,14 +685,32 @@ class PrepareConfig:
         if (self.src or self.tgt) and self.dataset != "translation":
             raise UserError("--src and --tgt are for the translation dataset: python3 prepare.py translation "
                             "--src=FILE --tgt=FILE")
-        if self.tokenizer not in ("", "char", "gpt2"):
-            raise UserError(f"tokenizer={self.tokenizer!r} is not one of 'char', 'gpt2'")
+        if self.tokenizer not in ("", "char", "gpt2", "bpe"):
+            raise UserError(f"tokenizer={self.tokenizer!r} is not one of 'char', 'gpt2', 'bpe'"
+                            f"{closest_key_hint(self.tokenizer, ['char', 'gpt2', 'bpe'])}")
+        specials = self.special_token_names()
+        if self.tokenizer != "bpe" and (specials or self.vocab_size != PrepareConfig.vocab_size):
+            raise UserError("--vocab_size and --special_tokens are for --tokenizer=bpe (a BPE trained on your text)")
+        if self.doc_separator and self.tokenizer not in ("gpt2", "bpe"):
+            raise UserError("--doc_separator ends documents with <|endoftext|>: use --tokenizer=bpe or gpt2")
+        if len(set(specials)) != len(specials) or EOT_NAME in specials or "" in specials:
+            raise UserError(f"--special_tokens must name distinct, non-empty tokens other than {EOT_NAME} "
+                            f"(which is always there)")
+        if not 256 + 1 + len(specials) <= self.vocab_size <= MAX_VOCAB:
+            raise UserError(f"vocab_size={self.vocab_size} must be from {256 + 1 + len(specials)} (the 256 bytes "
+                            f"and the special tokens) to {MAX_VOCAB:,} (uint16 token ids)")
+        if self.dataset == "translation" and self.tokenizer == "bpe":
+            raise UserError("translation takes --tokenizer=char or gpt2")
         if DATASETS[self.dataset] and self.tokenizer not in ("", DATASETS[self.dataset]):
             raise UserError(f"{self.dataset} is always {DATASETS[self.dataset]}; --tokenizer is for the text and "
                             f"translation datasets")
         if self.num_proc < 0 or self.shard_tokens < 1 or self.max_docs < 0:
             raise UserError("num_proc and max_docs must not be negative, shard_tokens must be positive")
         check_name(self.name or self.dataset)
+
+
+    def special_token_names(self):
+        return [name.strip() for name in self.special_tokens.split(",")] if self.special_tokens else []
 
 
 def parse(argv):
@@ -547,11 +748,16 @@ def main(argv):
               f"{meta['longest_source']} source, {meta['longest_target']} target tokens), vocab {meta['vocab_size']:,} "
               f"({meta['tokenizer']}) + {len(meta['specials'])} special tokens in {time.time() - start:.1f} s")
         return
-    if cfg.dataset == "text":
-        text, source = read_text(source_path), str(source_path.resolve())
+    if cfg.dataset == "text" and cfg.tokenizer in ("gpt2", "bpe"):  # byte-level: streamed, any size
+        check_input(source_path)
+        meta = prepare_file(source_path, out_dir, cfg.tokenizer, str(source_path.resolve()), cfg.vocab_size,
+                            cfg.special_token_names(), cfg.doc_separator, cfg.num_proc or os.cpu_count() or 1)
     else:
-        text, source = shakespeare_text(source_path)
-    meta = prepare_text(text, out_dir, DATASETS[cfg.dataset] or cfg.tokenizer or "char", source)
+        if cfg.dataset == "text":
+            text, source = read_text(source_path), str(source_path.resolve())
+        else:
+            text, source = shakespeare_text(source_path)
+        meta = prepare_text(text, out_dir, DATASETS[cfg.dataset] or cfg.tokenizer or "char", source)
     print(
         f"prepared {out_dir}: {meta['train_tokens']:,} train + {meta['val_tokens']:,} val tokens, "
         f"vocab {meta['vocab_size']:,} ({meta['tokenizer']}) in {time.time() - start:.1f} s"

@@ -1,4 +1,4 @@
-"""Sample from a trained model: python sample.py --out_dir=out-shakespeare-char --start="ROMEO:"
+"""Sample from a trained model: python3 sample.py --out_dir=out-shakespeare-char --start="ROMEO:"
 
 Streams the first sample to the terminal as its tokens are made (all samples are decoded together,
 as one batch), then prints the others. --start=FILE:prompt.txt reads the prompt from a file.
@@ -13,6 +13,7 @@ printing its greedy translation, or with --beam_width=N the num_samples best of 
     python3 sample.py --out_dir=out-translate-numbers-de --start="twenty-three"
 """
 
+import codecs
 import sys
 import time
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ class SampleConfig:
     beam_width: int = 0
     length_penalty: float = 0.0  # GNMT's alpha: rank beams by log p / ((5 + length) / 6)^alpha (ended ones)
     device: str = "auto"  # auto picks cuda, then mps, then cpu
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bfloat16 (else float16) on CUDA, float32 elsewhere
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on CUDA and bf16 CPUs (pick_dtype)
     compile: bool = False  # a static KV cache and a compiled one-token step (gpt-fast); compile time on stderr
     quantize: Literal["none", "int8"] = "none"  # int8: Linear layers with int8 weights, for faster CPU sampling
     trace_shapes: bool = False  # print each named tensor's shape for one forward pass, then exit
@@ -70,25 +71,26 @@ class SampleConfig:
 
 
 class Printer:
-    """Print a growing token sequence as text, holding back a split multi-byte character."""
+    """Print tokens as text as they come: their bytes through an incremental UTF-8 decoder, which holds
+    back a character's first bytes until its last arrives (a GPT-2 token may end inside an umlaut)."""
 
     def __init__(self, tokenizer):
-        self.tokenizer, self.ids, self.shown = tokenizer, [], 0
+        self.tokenizer, self.decoder = tokenizer, codecs.getincrementaldecoder("utf-8")("replace")
 
-    def add(self, token):
-        self.ids.append(token)
-        text = self.tokenizer.decode(self.ids)
-        if not text.endswith("\ufffd"):
-            sys.stdout.write(text[self.shown:])
-            sys.stdout.flush()
-            self.shown = len(text)
+    def add(self, *tokens):
+        sys.stdout.write(self.decoder.decode(b"".join(map(self.tokenizer.token_bytes, tokens))))
+        sys.stdout.flush()
+
+    def close(self):
+        """Bytes still held back (the sample ended inside a character) show as U+FFFD."""
+        sys.stdout.write(self.decoder.decode(b"", final=True))
 
 
 @run_main
 def main(argv):
     cfg = parse(argv)
     device = pick_device(cfg.device)
-    dtype = pick_dtype(cfg.dtype, device)
+    dtype = pick_dtype(cfg.dtype, device, int8=cfg.quantize != "none")
     ctx = setup_torch(device, dtype)
     trained = load_trained(cfg.out_dir, cfg.ckpt, cfg.data_dir, device)
     model, tokenizer = trained.model, trained.tokenizer
@@ -114,12 +116,13 @@ def main(argv):
     decoder = make_decoder(model, idx, cfg)
 
     out = Printer(tokenizer)
-    sys.stdout.write(tokenizer.decode(prompt))
+    out.add(*prompt)
     t0 = time.time()
     with ctx:
         for token in stream(model, idx, cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k or None,
                             top_p=cfg.top_p, vocab_limit=tokenizer.vocab_size, generator=generator, decoder=decoder):
             out.add(token[0, 0].item())
+    out.close()
     elapsed = time.time() - t0
     for row in decoder.context[1:].tolist():  # (B - 1, T + max_new_tokens): the samples after the streamed one
         sys.stdout.write(SEPARATOR + tokenizer.decode(row))
@@ -181,7 +184,8 @@ def print_translation(model, trained, text, cfg, ctx):
 
 
 def print_beams(model, tokenizer, prompt, cfg, ctx):
-    """Beam search from the prompt (1, T); print the num_samples best continuations, each with its score."""
+    """Beam search from the prompt (1, T); print the num_samples best continuations, and each one's score on
+    stderr (so that `sample.py --beam_width=4 > out.txt` holds the text only)."""
     if cfg.compile:
         print("note: beam search runs without compiling (its batch of beams changes as they end)", file=sys.stderr)
     eos = getattr(tokenizer, "eot", None)  # GPT-2's <|endoftext|> ends a beam; characters have no end token
@@ -191,7 +195,10 @@ def print_beams(model, tokenizer, prompt, cfg, ctx):
                             vocab_limit=tokenizer.vocab_size, eos=eos, use_cache=cfg.use_cache)
     text = tokenizer.decode(prompt[0].tolist())
     for i, (tokens, score) in enumerate(beams[:cfg.num_samples]):
-        sys.stdout.write((SEPARATOR if i else "") + f"[beam {i + 1}, score {score:.3f}]\n" + text + tokenizer.decode(tokens))
+        sys.stdout.write(SEPARATOR if i else "")
+        sys.stdout.flush()  # on a terminal, the score comes between the separator and its beam
+        print(f"[beam {i + 1}, score {score:.3f}]", file=sys.stderr, flush=True)
+        sys.stdout.write(text + tokenizer.decode(tokens))
     sys.stdout.write("\n")
     print(f"beam search, width {cfg.beam_width}: {cfg.max_new_tokens} tokens in {time.time() - t0:.2f} s",
           file=sys.stderr)

@@ -96,7 +96,7 @@ class TrainConfig:
     eval_sample_start: str = "\n"  # the sample's prompt (the same seed each time: only the model changes)
     # system
     device: str = "auto"  # auto picks cuda, then mps, then cpu
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bfloat16 (else float16) on CUDA, float32 elsewhere
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on CUDA (else fp16) and bf16 CPUs
     compile: bool = False  # torch.compile the model (eager where it cannot: Windows)
     backend: str = ""  # torch.distributed backend under torchrun; empty: nccl on CUDA, gloo on CPU
     # under torchrun: ddp keeps a whole copy of the weights, gradients and AdamW state on every GPU; fsdp
@@ -144,6 +144,8 @@ class TrainConfig:
             raise UserError(f"noam_factor must be a positive finite number, got {self.noam_factor}")
         if not math.isfinite(self.stop_at_val_loss):
             raise UserError(f"stop_at_val_loss must be a finite number, got {self.stop_at_val_loss}")
+        if self.model == "transformer" and self.optimizer != "adamw":
+            raise UserError("model=transformer trains with --optimizer=adamw (Muon's matrices are the GPT's blocks)")
         if self.model == "transformer" and self.init_from not in ("scratch", "resume"):
             raise UserError(f"init_from={self.init_from} loads a GPT's weights; model=transformer trains from scratch "
                             f"(or resumes)")

@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model import GPT, MLP, NO_CACHE, CausalSelfAttention, GPTConfig, KVCache, SinusoidalEncoding, make_norm
+from model import MLP, NO_CACHE, CausalSelfAttention, GPTConfig, KVCache, SinusoidalEncoding, make_norm
 
 
 @dataclass
@@ -285,11 +285,6 @@ class Transformer(nn.Module):
         """Parameters, each counted once (the shared embedding too)."""
         return sum(p.numel() for p in self.parameters())
 
-    optimizer_groups = GPT.optimizer_groups  # the GPT's rule: decay 2-D weights, never biases or norm gains
-
-    def hidden_matrices(self):
-        """The 2-D weights inside the layers: what Muon optimises (embeddings and head stay with AdamW)."""
-        return [p for stack in (self.encoder, self.decoder) for p in stack.parameters() if p.dim() == 2]
 
 
 # ----------------------------------------------------------------------------------------------

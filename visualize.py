@@ -1,10 +1,11 @@
 """Pictures of a model and of its training: attention maps and loss curves as PNG, attention as a page to explore.
 
-    python visualize.py attention --out_dir=out-shakespeare-char [--text="..."] [--query=it] [--compare="..."]
+    python3 visualize.py attention --out_dir=out-shakespeare-char [--text="..."] [--query=it] [--compare="..."]
     python3 visualize.py attention --out_dir=out-translate-numbers-de --start="twenty-three"
-    python visualize.py explore --out_dir=out-shakespeare-char [--text="..."] [--compare="..."] [--compare_out_dir=DIR2]
-    python visualize.py next --out_dir=out-shakespeare-char --text="ROMEO:"
-    python visualize.py loss out-a out-b ... [--out=loss.png]
+    python3 visualize.py explore --out_dir=out-shakespeare-char [--text="..."] [--query=it] [--compare="..."]
+    python3 visualize.py next --out_dir=out-shakespeare-char --text="ROMEO:"
+    python3 visualize.py loss out-a out-b ... [--out=loss.png]
+    python3 visualize.py tokens --text="Der Ofen ist heiß." [--dataset=mine] [--out=tokens.png]
 
 attention: one forward pass over the text, with gptkit/tracing.py collecting every layer's attention
 weights softmax(score + mask), shape (1, nh, T, T). They are drawn as a grid, one row per layer and
@@ -16,12 +17,17 @@ the bottom) and its encoder's self-attention are drawn, every layer and head.
 
 explore: the same weights as one HTML page to explore in a browser, offline (gptkit/explore.py):
 point at a token to see where it looks, layer by layer and head by head, and what the model expects
-next; beside it a second text (--compare) or a second model (--compare_out_dir).
+next; beside it a second text (--compare) or a second model (--compare_out_dir). It opens on --query
+(the last token by default) at the head whose attention from it is most concentrated, or at --layer and --head.
 
 next: the most likely next tokens after a prompt, with their probabilities.
 
 loss: the train and val curves of each run, read from its out_dir/log.jsonl, each run labelled by
 the settings that differ between the runs (read from the runs' checkpoints).
+
+tokens: how the model reads a text: the same text cut by characters, GPT-2's BPE and a dataset's own
+tokenizer (prepare.py --tokenizer=bpe), each token in its colour with its id, printed and drawn; and
+a table of tokens per word and bytes per token on the text and on corpus/samples' German and English.
 
 What the pictures read from the model is in gptkit/attention_maps.py; how they are drawn, here and in
 gptkit/plots.py. The PNG pictures need matplotlib (in requirements.txt).
@@ -42,9 +48,11 @@ from gptkit.attention_maps import (ModelSource, attention_maps, default_out, loa
 from gptkit.checkpoint import load_checkpoint
 from gptkit.config import command_args, parse_args
 from gptkit.errors import UserError, run_main
-from gptkit.plots import check_size, matplotlib_figure, plot_loss, save, wrapped
+from gptkit.data import load_meta
+from gptkit.plots import check_size, matplotlib_figure, plot_loss, plot_tokens, save, wrapped
 from gptkit.runlog import read_log
-from gptkit.tokenizer import encode_text, find_query, prompt_ids, read_prompt, token_text, word_tokens
+from gptkit.tokenizer import (SAMPLES, comparison_tokenizers, encode_text, find_query, load_tokenizer, prompt_ids,
+                              read_prompt, split_tokens, token_text, tokens_per_word, visible, word_tokens)
 from gptkit.translation import source_ids
 from transformer import Transformer
 
@@ -283,6 +291,9 @@ def swap_reading(texts, rankings):
 @dataclass
 class ExploreConfig(ModelSource):
     text: str = PIZZA  # the text to explore, up to block_size tokens; FILE:path reads it from a file
+    query: str = ""  # the token the page opens on: a word of the text (its last token) or a position; empty: the last
+    layer: int = -1  # the layer it opens on; -1: where the query's attention is most concentrated on one other token
+    head: int = -1  # the head it opens on; -1: likewise
     compare: str = ""  # a second text shown under the first, same layer, head and position (e.g. two words swapped)
     compare_out_dir: str = ""  # a second run's out_dir, shown under the first on the same text (or on --compare)
     out: str = ""  # the HTML file to write; empty: out_dir/attention.html (./attention.html for GPT-2)
@@ -290,7 +301,7 @@ class ExploreConfig(ModelSource):
 
 def explore_command(cfg):
     model, tokenizer, name = load_model(cfg)
-    panels = [explore.panel(model, tokenizer, cfg.text, name)]
+    panels = [explore.panel(model, tokenizer, cfg.text, name, cfg.query, cfg.layer, cfg.head)]
     if cfg.compare_out_dir:
         second = ModelSource(out_dir=cfg.compare_out_dir, ckpt=cfg.ckpt, data_dir=cfg.data_dir)
         model, tokenizer, name = load_model(second)
@@ -302,6 +313,10 @@ def explore_command(cfg):
     tokens = " and ".join(str(len(p["tokens"])) for p in panels)
     print(f"wrote {out} ({size / 1e3:,.0f} kB): {len(panels)} panel(s), {shape['n_layer']} layers x "
           f"{shape['n_head']} heads, {tokens} tokens; open it in a browser (it needs no network)")
+    start, tokens = panels[0]["start"], panels[0]["tokens"]
+    print(f"it opens on {tokens[start['query']]['label']!r} (position {start['query']}), layer {start['layer']}, "
+          f"head {start['head']}: {start['weight']:.2f} of its attention on {tokens[start['key']]['label']!r} "
+          f"(position {start['key']})")
     if size > 20e6:  # the weights grow as layers x heads x tokens^2 / 2
         print(f"note: the page is {size / 1e6:.0f} MB; a shorter --text makes it smaller and quicker to open",
               file=sys.stderr)
@@ -373,7 +388,7 @@ class LossConfig:
         if not self.width or not self.height:
             raise UserError("give the loss plot a positive --width and --height")
         if not self.runs:
-            raise UserError("name the runs to compare: python visualize.py loss OUT_DIR [OUT_DIR ...] [--out=loss.png]")
+            raise UserError("name the runs to compare: python3 visualize.py loss OUT_DIR [OUT_DIR ...] [--out=loss.png]")
 
 
 def logged_evaluations(run_dir):
@@ -433,6 +448,55 @@ def loss_command(cfg):
     print(f"wrote {out}: {len(run_dirs)} runs{labelled}")
 
 
+# ----------------------------------------------------------------------------------------------
+# how tokenizers cut a text
+
+
+@dataclass
+class TokensConfig:
+    text: str = "Der Ofen ist heiß, die Pizza schmeckt gut."  # the text to cut; FILE:path reads it from a file
+    dataset: str = ""  # also show this dataset's own tokenizer (data_dir/dataset/meta.json), e.g. a trained bpe
+    data_dir: str = "data"  # where --dataset is
+    out: str = "tokens.png"  # the PNG to write
+    width: int = 1400  # pixels
+    dpi: int = 100  # pixels per inch: the scale of the text in the picture
+
+    def validate(self):
+        check_size(self.width, 0, self.dpi)
+        if self.width < 400:
+            raise UserError("--width must be at least 400 pixels")
+
+
+def tokens_table(tokenizers, texts):
+    """Tokens per word and bytes per token of each tokenizer (rows) on each text (columns), as lines."""
+    lines = [f"{'tokens per word / bytes per token':<44}" + "".join(f"{name[:22]:>24}" for name in texts)]
+    for name, tokenizer in tokenizers:
+        cells = [tokens_per_word(tokenizer, text) for text in texts.values()]
+        lines.append(f"{name[:44]:<44}" + "".join(f"{f'{per_word:.2f} / {per_token:.2f}':>24}"
+                                                 for per_word, per_token in cells))
+    return lines
+
+
+def tokens_command(cfg):
+    matplotlib_figure()  # before the work: a missing matplotlib fails fast
+    text = read_prompt(cfg.text)
+    if not text:
+        raise UserError("the text is empty; pass some with --text")
+    tokenizer = load_tokenizer(load_meta(Path(cfg.data_dir) / cfg.dataset)) if cfg.dataset else None
+    tokenizers = comparison_tokenizers(tokenizer, cfg.dataset)
+    rows = [(name, split_tokens(tok, text)) for name, tok in tokenizers]
+    for name, tokens in rows:
+        print(f"{name}: {len(tokens)} tokens")
+        print("  " + " ".join(f"[{visible(piece)}|{i}]" for piece, i in tokens))
+    texts = {"your text": text, **{f"{path.name} ({language})": path.read_text(encoding="utf-8")
+                                   for path, language in ((SAMPLES / "de.txt", "German"), (SAMPLES / "en.txt", "English"))}}
+    table = tokens_table(tokenizers, texts)
+    print("\n".join(table))
+    out = plot_tokens(rows, cfg.out, title=f"how the model reads {text[:80]!r}", table="\n".join(table),
+                      width=cfg.width, dpi=cfg.dpi)
+    print(f"wrote {out}")
+
+
 @run_main
 def main(argv):
     command, cfg = parse(argv)
@@ -441,7 +505,8 @@ def main(argv):
 
 # command: (its settings, the setting its positional arguments fill, what it runs)
 COMMANDS = {"attention": (AttentionConfig, None, attention_command), "explore": (ExploreConfig, None, explore_command),
-            "next": (NextConfig, None, next_command), "loss": (LossConfig, "runs", loss_command)}
+            "next": (NextConfig, None, next_command), "loss": (LossConfig, "runs", loss_command),
+            "tokens": (TokensConfig, None, tokens_command)}
 
 
 def parse(argv):

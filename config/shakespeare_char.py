@@ -1,5 +1,5 @@
 # The baby GPT on character-level Tiny Shakespeare, for one GPU (nanoGPT's train_shakespeare_char.py).
-# Prepare the data first: python prepare.py shakespeare_char
+# Prepare the data first: python3 prepare.py shakespeare_char
 # Measured on one H100: val 1.4667 at iter 1500, 38.9 s from process start, without the samples
 # (--eval_sample_tokens=0; docs/performance.md).
 out_dir = 'out-shakespeare-char'

@@ -1,5 +1,5 @@
 # A character-level Shakespeare model for a 2-core laptop CPU: val about 1.62 after its 800 steps.
-# Prepare the data first: python prepare.py shakespeare_char
+# Prepare the data first: python3 prepare.py shakespeare_char
 # Small and shallow on purpose: on a CPU, time goes into matmuls, so fewer FLOPs per token wins;
 # rotary positions, QK-norm, ReLU^2, zero-initialised projections and Muon let it take a high
 # learning rate. Measured figures (time and loss, machine and date): docs/performance.md.

@@ -1,6 +1,6 @@
 # The CPU recipe tuned for one thing: time to nanoGPT's CPU result (val 1.886) on a 2-core laptop.
 # Measured on a 2-core AMD EPYC (torch 2.13 CPU): see docs/performance.md. nanoGPT takes 131 s there.
-# Prepare the data first: python prepare.py shakespeare_char
+# Prepare the data first: python3 prepare.py shakespeare_char
 # Trades: evaluates once, at the end (no curve to watch); not GPT-2's architecture (export.py refuses it);
 # for better samples train config/shakespeare_char_cpu.py, which runs longer.
 out_dir = 'out-shakespeare-char-cpu-fast'

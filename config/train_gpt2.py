@@ -1,10 +1,10 @@
 # GPT-2 (124M) on OpenWebText, on one node of 8 GPUs: nanoGPT's config/train_gpt2.py, its published
 # baseline (val loss ~2.85 after 600k iterations, about 4 days on 8x A100 40GB, by nanoGPT's README).
 # We have not run it end to end (docs/memory.md); its tiny-size test is tests/test_recipes.py.
-# Prepare the data first: python prepare.py openwebtext   (or fineweb_edu, with --dataset=fineweb_edu)
+# Prepare the data first: python3 prepare.py openwebtext   (or fineweb_edu, with --dataset=fineweb_edu)
 #   torchrun --standalone --nproc_per_node=8 train.py config/train_gpt2.py
 # Whether it fits your GPUs, and what --parallel=fsdp or --activation_checkpointing=True would change:
-#   python bench.py memory config/train_gpt2.py --gpus=8 --gpu_memory=24GB
+#   python3 bench.py memory config/train_gpt2.py --gpus=8 --gpu_memory=24GB
 out_dir = 'out-gpt2'
 dataset = 'openwebtext'
 

@@ -17,7 +17,7 @@ Decay Regularization", Algorithm 2. train.py trains with torch.optim.AdamW (gptk
 
 Hint: return new tensors; there is no state to keep between calls but the m and v you return.
 
-Check it: python learn.py check adamw
+Check it: python3 learn.py check adamw
 """
 
 import torch

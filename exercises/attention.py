@@ -16,8 +16,8 @@ and 3.2.3 (the mask). The repository's own is CausalSelfAttention.step_by_step i
 Hint: torch.tril(torch.ones(T, T, dtype=torch.bool)) is True where key <= query;
 scores.masked_fill(~mask, float("-inf")) then F.softmax(..., dim=-1).
 
-Check it: python learn.py check attention
-Train with it: python learn.py train attention
+Check it: python3 learn.py check attention
+Train with it: python3 learn.py train attention
 """
 
 import math

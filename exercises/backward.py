@@ -18,7 +18,7 @@ comes from. Two pieces of every GPT:
 Source: Karpathy, makemore part 4, "Becoming a Backprop Ninja" (each gradient checked against
 autograd with cmp()); Goodfellow et al. 2016, "Deep Learning", 6.5.
 
-Check it: python learn.py check backward
+Check it: python3 learn.py check backward
 """
 
 import torch

@@ -13,7 +13,7 @@ own is TokenData.get_batch in gptkit/data.py: read it after, not before.
 
 Hint: one window per start, data[s : s + block_size]; torch.stack the B windows into a (B, T) tensor.
 
-Check it: python learn.py check batch
+Check it: python3 learn.py check batch
 """
 
 import torch

@@ -14,8 +14,8 @@ Radford et al. 2019, GPT-2, section 2.3 (the norm moved to each branch's input);
 
 Hint: the pieces are given. forward is two lines, one per branch.
 
-Check it: python learn.py check block
-Train with it: python learn.py train block
+Check it: python3 learn.py check block
+Train with it: python3 learn.py train block
 """
 
 import torch

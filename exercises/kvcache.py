@@ -20,7 +20,7 @@ The repository's own is KVCache and stream in model.py.
 
 Hint: one list entry per layer; torch.cat([old, new], dim=2) joins along the positions.
 
-Check it: python learn.py check kvcache
+Check it: python3 learn.py check kvcache
 """
 
 import torch

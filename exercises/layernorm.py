@@ -14,8 +14,8 @@ nn.LayerNorm, which computes this.
 Hint: keepdim=True keeps the (..., 1) shapes that broadcast against x. self.bias is None when
 bias=False.
 
-Check it: python learn.py check layernorm
-Train with it: python learn.py train layernorm
+Check it: python3 learn.py check layernorm
+Train with it: python3 learn.py train layernorm
 """
 
 import torch

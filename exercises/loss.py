@@ -16,8 +16,8 @@ Source: Goodfellow, Bengio and Courville 2016, "Deep Learning", 6.2.2.3 (softmax
 Hint: logits[torch.arange(N), targets] picks one logit per row. Do not call F.cross_entropy or
 F.log_softmax: write them.
 
-Check it: python learn.py check loss
-Train with it: python learn.py train loss
+Check it: python3 learn.py check loss
+Train with it: python3 learn.py train loss
 """
 
 import torch

@@ -17,8 +17,8 @@ The repository's own is CausalSelfAttention.forward in model.py.
 Hint: the attention itself is F.scaled_dot_product_attention(q, k, v, is_causal=True), which computes
 what your causal_attention computes (without returning the weights). The work here is the shapes.
 
-Check it: python learn.py check multihead
-Train with it: python learn.py train multihead
+Check it: python3 learn.py check multihead
+Train with it: python3 learn.py train multihead
 """
 
 import torch

@@ -16,8 +16,8 @@ sinusoidal_encoding in model.py.
 Hint: torch.arange(0, d_model, 2) is already 2i (0, 2, 4, ...). Compute the angles as a
 (num_positions, d_model/2) table with broadcasting, then fill pe[:, 0::2] and pe[:, 1::2].
 
-Check it: python learn.py check positions
-Train with it: python learn.py train positions
+Check it: python3 learn.py check positions
+Train with it: python3 learn.py train positions
 """
 
 import torch

@@ -15,7 +15,7 @@ Hint: torch.topk(logits, k).values[:, [-1]] is each row's k-th largest logit, sh
 with torch.multinomial(probs, num_samples=1, generator=generator): with the same generator the
 same distribution draws the same tokens, which is how the checks compare yours with the reference.
 
-Check it: python learn.py check sampling
+Check it: python3 learn.py check sampling
 """
 
 import torch

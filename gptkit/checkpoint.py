@@ -105,7 +105,7 @@ def load_checkpoint(path, mmap=False):
         raise UserError(f"{path} is a directory, not a checkpoint file; to read the checkpoints in it, "
                         f"pass --out_dir={path}")
     if not path.is_file():
-        raise UserError(f"no checkpoint at {path}; train one first (python train.py ...) or check --out_dir")
+        raise UserError(f"no checkpoint at {path}; train one first (python3 train.py ...) or check --out_dir")
     damaged = f"checkpoint {path} is damaged or truncated"
     retry = "use another checkpoint (best.pt or ckpt.pt) or train again"
     try:
@@ -268,10 +268,10 @@ def load_trained(out_dir, ckpt="best", data_dir="data", device="cpu"):
     if ckpt in ("best", "latest") and not path.exists():
         if (Path(out_dir) / "ckpt.dcp").is_dir():
             raise UserError(f"{out_dir}/ holds only the sharded checkpoints of an fsdp run that did not finish; "
-                            f"make ckpt.pt and best.pt from them: python export.py --out_dir={out_dir} --to=pt")
+                            f"make ckpt.pt and best.pt from them: python3 export.py --out_dir={out_dir} --to=pt")
         names = "best.pt nor ckpt.pt" if ckpt == "best" else "ckpt.pt"
         raise UserError(f"no checkpoint in {out_dir}/ (neither {names}); train one first with "
-                        f"python train.py ... --out_dir={out_dir}, or check --out_dir")
+                        f"python3 train.py ... --out_dir={out_dir}, or check --out_dir")
     checkpoint = load_checkpoint(path)
     meta = checkpoint_meta(checkpoint, data_dir)
     tokenizer = load_tokenizer(meta)

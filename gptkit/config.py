@@ -2,7 +2,7 @@
 
 Every script reads its command line the same way:
 
-    python SCRIPT.py [COMMAND] [CONFIG.py] [POSITIONAL ...] [--key=value ...]
+    python3 SCRIPT.py [COMMAND] [CONFIG.py] [POSITIONAL ...] [--key=value ...]
 
 A config file is read as data, never executed: each line must be `name = expression`, where the
 expression uses only literals, arithmetic and names assigned earlier in the same file (so nanoGPT's

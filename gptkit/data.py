@@ -26,6 +26,7 @@ import torch
 from gptkit.config import is_count
 from gptkit.errors import UserError
 from gptkit.nanogpt import read_meta_pkl
+from gptkit.tokenizer import read_tokenizer_file
 
 # The datasets prepare.py makes, by name, and their tokenizer (text: the one --tokenizer names)
 DATASETS = {"shakespeare_char": "char", "shakespeare": "gpt2", "text": None, "numbers_de": "char",
@@ -54,7 +55,7 @@ def load_meta(dataset_dir):
         return read_meta_pkl(pkl) if pkl.is_file() else {"tokenizer": "gpt2", "vocab_size": 50257}
     if not path.is_file():
         raise UserError(f"dataset '{dataset_dir.name}' not found in {dataset_dir.parent}/; "
-                        f"create it with: python prepare.py {dataset_dir.name}")
+                        f"create it with: {rebuild_command(dataset_dir)}")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, OSError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -65,7 +66,7 @@ def load_meta(dataset_dir):
     problem = check_meta(meta)
     if problem:
         raise UserError(f"{path}: {problem}; rebuild it with: {rebuild_command(dataset_dir, meta)}")
-    return meta
+    return read_tokenizer_file(meta, dataset_dir)  # a trained BPE's tokens, from the file beside meta.json
 
 
 def check_meta(meta):
@@ -80,7 +81,7 @@ def check_meta(meta):
             return f"'chars' holds {shown} but vocab_size is {n}"
         if len(set(chars)) != n:
             return "'chars' lists a character twice"
-    for key in ("train_tokens", "val_tokens", "train_max_id", "val_max_id"):
+    for key in ("train_tokens", "val_tokens", "train_max_id", "val_max_id", "train_bytes", "val_bytes"):
         if key in meta and not is_count(meta[key]):
             return f"{key}={meta[key]!r}; expected a count"
     if "shards" in meta:
@@ -94,7 +95,8 @@ def check_meta(meta):
 
 
 def rebuild_command(dataset_dir, meta=None):
-    """The prepare.py command that writes the dataset at dataset_dir again (from its recorded source)."""
+    """The prepare.py command that writes the dataset at dataset_dir (again, from its recorded source): a name
+    prepare.py does not know is the text dataset of the learner's own FILE."""
     dataset_dir, meta = Path(dataset_dir), meta or {}
     name, source = dataset_dir.name, meta.get("source")
     try:  # the text it was prepared from, if it is still there (meta.json may hold anything here)
@@ -102,11 +104,14 @@ def rebuild_command(dataset_dir, meta=None):
     except (OSError, ValueError):  # a name too long for the file system, a NUL byte
         args = []
     if name not in DATASETS or name == "text":
-        args = [*(args or ["--input=YOUR_TEXT.txt"]), f"--name={name}", f"--tokenizer={meta.get('tokenizer', 'char')}"]
+        tokenizer = [f"--tokenizer={meta['tokenizer']}"] if meta.get("tokenizer") else []  # else char, the default
+        args = [*(args or ["--input=FILE"]), f"--name={name}", *tokenizer]
+        if meta.get("tokenizer") == "bpe":
+            args.append(f"--vocab_size={meta.get('vocab_size')}")
         name = "text"
     if dataset_dir.parent != Path("data"):
         args.append(f"--data_dir={dataset_dir.parent}")
-    return " ".join(["python prepare.py", name, *args])
+    return " ".join(["python3 prepare.py", name, *args])
 
 
 class Shards:
@@ -321,7 +326,7 @@ class PairData:
         self.meta = load_meta(self.dir)
         if "specials" not in self.meta:
             raise UserError(f"dataset '{self.dir.name}' holds running text, not sentence pairs; a translation model "
-                            f"trains on pairs: python prepare.py numbers_de, or python prepare.py translation "
+                            f"trains on pairs: python3 prepare.py numbers_de, or python3 prepare.py translation "
                             f"--src=FILE --tgt=FILE")
         self.specials = self.meta["specials"]
         self.pairs = {split: self._read(split) for split in ("train", "val")}  # [(source ids, target ids)]

@@ -1,4 +1,4 @@
-"""One HTML page to explore a model's attention in a browser: `python visualize.py explore` writes it,
+"""One HTML page to explore a model's attention in a browser: `python3 visualize.py explore` writes it,
 and a notebook shows the same page inline (`inline`).
 
 The page is gptkit/explore.html (its HTML, CSS and JavaScript) with the data put in where it says
@@ -26,7 +26,8 @@ import torch
 from gptkit.attention_maps import attention_and_logits
 from gptkit.errors import UserError
 from gptkit.rundir import write_atomically
-from gptkit.tokenizer import encode_text, token_text, word_tokens
+from gptkit.tokenizer import (comparison_tokenizers, encode_text, find_query, split_tokens, token_piece, token_text,
+                              visible, word_tokens)
 
 LEVELS = 255  # a weight w is stored as the byte round(LEVELS * sqrt(w))
 TOP_NEXT = 5  # the most likely next tokens kept for each position
@@ -81,17 +82,44 @@ def next_tokens(tokenizer, ids, logits, top=TOP_NEXT):
     return rows
 
 
-def panel(model, tokenizer, text, name):
-    """One text (at most block_size tokens; FILE:path reads a file) through one model, as the page's data."""
+def opening(maps, query, layer=-1, head=-1):
+    """Where the page opens for the token at position `query`: the layer and head given (-1: choose), chosen
+    where there is something to see: the head whose attention from the query is most concentrated on one
+    other token (its largest weight on a key that is not the query itself; a head looking at the token
+    itself, or spread thin, as many are in layer 0, shows nothing). maps: (n_layer, nh, T, T), NaN where hidden."""
+    n_layer, n_head = maps.shape[:2]
+    for what, value, count in (("layer", layer, n_layer), ("head", head, n_head)):
+        if not -1 <= value < count:
+            raise UserError(f"--{what}={value} is not one of the model's {count} {what}s (0..{count - 1}); "
+                            f"-1 picks the most concentrated")
+    weights = maps[:, :, query].nan_to_num(0.0).clone()  # (n_layer, nh, T)
+    weights[..., query] = 0.0
+    best, key = weights.max(-1)  # (n_layer, nh): each head's largest weight on another token, and where
+    allowed = torch.ones_like(best, dtype=torch.bool)
+    if layer >= 0:
+        allowed[torch.arange(n_layer) != layer] = False
+    if head >= 0:
+        allowed[:, torch.arange(n_head) != head] = False
+    layer, head = divmod(int(best.masked_fill(~allowed, -1.0).argmax()), n_head)
+    return {"query": query, "layer": layer, "head": head, "key": int(key[layer, head]),
+            "weight": round(best[layer, head].item(), 4)}
+
+
+def panel(model, tokenizer, text, name, query="", layer=-1, head=-1):
+    """One text (at most block_size tokens; FILE:path reads a file) through one model, as the page's data;
+    `start`, where the page opens: the token `query` (a word of the text or a position; empty: the last
+    token, as if the model had just read the text), at `layer` and `head` (-1: the most concentrated)."""
     ids = encode_text(tokenizer, text, model.config.block_size)
     maps, logits = attention_and_logits(model, ids)  # (n_layer, nh, T, T), (T, vocab)
+    start = opening(maps, find_query(tokenizer, ids, query) if query else len(ids) - 1, layer, head)
     word_of = {t: word for word, positions in word_tokens(tokenizer, ids) for t in positions}
     ranges = key_ranges(maps)
     config = model.config
+    text = tokenizer.decode(ids)
     return {
         "name": name,
-        "text": tokenizer.decode(ids),
-        "tokens": [{"label": token_text(tokenizer, i), "text": tokenizer.decode([i]), "id": i, "word": word_of.get(t, "")}
+        "text": text,
+        "tokens": [{"label": token_text(tokenizer, i), "text": token_piece(tokenizer, i), "id": i, "word": word_of.get(t, "")}
                    for t, i in enumerate(ids)],
         "shape": {k: getattr(config, k) for k in SHAPE},
         "settings": {k: getattr(config, k) for k in SETTINGS},
@@ -99,6 +127,9 @@ def panel(model, tokenizer, text, name):
         "ranges": ranges,
         "weights": packed_weights(maps, ranges),
         "next": next_tokens(tokenizer, ids, logits),
+        "tokenizations": [{"name": kind, "tokens": [[visible(piece), i] for piece, i in split_tokens(tok, text)]}
+                          for kind, tok in comparison_tokenizers(tokenizer, "this model's")],
+        "start": {**start, "pinned": bool(query)},  # a token asked for stays chosen when the mouse moves
     }
 
 

@@ -13,7 +13,8 @@ quantized type. What llama.cpp's gpt2 loader reads (src/models/gpt2.cpp), and wh
     gpt2.feed_forward_length             4 * n_embd
     gpt2.attention.head_count            n_head
     gpt2.attention.layer_norm_epsilon    1e-5 (nn.LayerNorm's default, GPT-2's)
-    tokenizer.ggml.*                     the vocabulary: see gpt2_vocab and char_vocab
+    tokenizer.ggml.*                     the vocabulary: see gpt2_vocab, char_vocab and (a trained BPE)
+                                         gptkit/tokenizer.py byte_level_vocab
 
     tensor (ggml shape: row length first)   ours (torch shape)
     token_embd.weight      {C, V}           transformer.wte.weight        (V, C)
@@ -45,6 +46,7 @@ from pathlib import Path
 from gptkit.errors import UserError
 from gptkit.gpt2_weights import check_exportable, gpt2_state_dict
 from gptkit.rundir import write_atomically
+from gptkit.tokenizer import byte_level_vocab, load_tokenizer
 
 GGUF_TYPES = ("f32", "f16", "q8_0")
 LAYER_NORM_EPS = 1e-5
@@ -118,13 +120,25 @@ def add_vocab(writer, gguf, meta):
         writer.add_token_merges(merges)
         writer.add_bos_token_id(eot)
         writer.add_eos_token_id(eot)
+    elif kind == "bpe":  # a BPE trained by prepare.py, spelled as GPT-2's; its split pattern is GPT-2's too
+        tokenizer = load_tokenizer(meta)
+        tokens, merges = byte_level_vocab(tokenizer)
+        n_ordinary = len(tokenizer.ranks)
+        writer.add_tokenizer_model("gpt2")
+        writer.add_tokenizer_pre("gpt-2")
+        writer.add_token_list(tokens)
+        writer.add_token_types([gguf.TokenType.NORMAL] * n_ordinary + [gguf.TokenType.CONTROL] * (len(tokens) - n_ordinary))
+        writer.add_token_merges(merges)
+        if tokenizer.eot is not None:
+            writer.add_bos_token_id(tokenizer.eot)
+            writer.add_eos_token_id(tokenizer.eot)
     elif kind == "char":
         tokens = char_vocab(meta["chars"])
         writer.add_tokenizer_model("rwkv")
         writer.add_token_list(tokens)
         writer.add_token_types([gguf.TokenType.NORMAL] * len(tokens))
     else:
-        raise UserError(f"cannot export tokenizer {kind!r} to GGUF; expected char or gpt2")
+        raise UserError(f"cannot export tokenizer {kind!r} to GGUF; expected char, gpt2 or bpe")
     writer.add_add_bos_token(False)  # our prompts start with their first token, never a BOS
     return len(tokens)
 

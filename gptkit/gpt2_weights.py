@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from gptkit.errors import UserError, first_line
+from gptkit.tokenizer import EOT_NAME, byte_level_vocab, load_tokenizer
 from model import GPT, GPTConfig
 
 PRETRAINED = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
@@ -223,7 +224,34 @@ def export_hf(model, dest, meta=None):
         raise UserError(f"cannot write {dest}: {e.strerror or e}") from None
     if (meta or {}).get("tokenizer") == "gpt2":
         save_gpt2_tokenizer(dest, config.block_size)
+    elif (meta or {}).get("tokenizer") == "bpe":
+        save_bpe_tokenizer(dest, load_tokenizer(meta), config.block_size)
     return sorted(p.name for p in dest.iterdir())
+
+
+def hf_bpe_tokenizer(tokenizer):
+    """A BPE trained by prepare.py as a Hugging Face `tokenizers.Tokenizer` that gives tiktoken's ids: GPT-2's
+    byte-level pre-tokenizer (its split pattern is ours), our tokens, and merges ranked as byte_level_vocab
+    says. Its special tokens are special there: "<|endoftext|>" in a text becomes the token."""
+    import tokenizers
+
+    tokens, merges = byte_level_vocab(tokenizer)
+    # ignore_merges: a chunk that is itself a token becomes that token, as tiktoken does
+    model = tokenizers.models.BPE(vocab={t: i for i, t in enumerate(tokens)},
+                                  merges=[tuple(m.split(" ")) for m in merges], ignore_merges=True)
+    hf = tokenizers.Tokenizer(model)
+    hf.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    hf.decoder = tokenizers.decoders.ByteLevel()
+    hf.add_special_tokens([tokenizers.AddedToken(name, special=True) for name in tokenizer.special_tokens])
+    return hf
+
+
+def save_bpe_tokenizer(dest, tokenizer, model_max_length):
+    """hf_bpe_tokenizer's tokenizer as dest/tokenizer.json and its config, for AutoTokenizer.from_pretrained(dest)."""
+    transformers = require_transformers("export --to=hf")
+    eot = EOT_NAME if EOT_NAME in tokenizer.special_tokens else None
+    transformers.PreTrainedTokenizerFast(tokenizer_object=hf_bpe_tokenizer(tokenizer), bos_token=eot, eos_token=eot,
+                                         model_max_length=model_max_length).save_pretrained(dest)
 
 
 def save_gpt2_tokenizer(dest, model_max_length=1024):

@@ -1,5 +1,5 @@
 """How much memory training takes on each GPU, worked out before anything is built: the planner of
-`python bench.py memory CONFIG --gpus=N --gpu_memory=80GB`, and train.py's refusal of a model that
+`python3 bench.py memory CONFIG --gpus=N --gpu_memory=80GB`, and train.py's refusal of a model that
 cannot fit at all (check_memory). docs/memory.md has the table for GPT-2's four sizes.
 
 Bytes per process, with P parameters, N processes, B micro-batch, T block_size, C n_embd, V vocab,
@@ -33,9 +33,9 @@ w the bytes of a computed number (2 in bfloat16 or float16, 4 in float32):
 What is checked (tests/test_fsdp.py): weights, gradients and optimizer state against the bytes torch
 allocates, one process and each of two FSDP processes, within 1-3%; the activations a forward pass keeps
 against the CPU allocator's count, float32 and bfloat16, within 3%, GPT-2's blocks and grouped-query
-attention with SwiGLU. Not counted yet: what rmsnorm, rope and qk_norm keep on top (on the CPU, 8 to 15
-more bytes per B*T*C in each Block). Not checked here, a model until a GPU
-measures it: the peaks of backward, the GPU kernels' own choices (which attention kernel, what it keeps),
+attention with SwiGLU (in float32; in bfloat16 autocast on the CPU SwiGLU keeps about 5% more). Not counted
+yet: what rmsnorm, rope and qk_norm keep on top (on the CPU, 8 to 15 more bytes per B*T*C in each Block).
+Not checked here, a model until a GPU measures it: the peaks of backward, the GPU kernels' own choices (which attention kernel, what it keeps),
 the allocator's fragmentation and CUDA's and NCCL's buffers; fits() plans on 90% of a GPU's memory.
 """
 import math
@@ -168,9 +168,9 @@ def check_memory(config, cfg, device, gpus=1):
     planner's, for one process of this run) exceed the device's memory: --n_layer=100000 would otherwise
     allocate block after block until the machine runs out. cfg: the TrainConfig."""
     have = device_memory(device)
-    cfg = replace(cfg, dtype=str(pick_dtype(cfg.dtype, device)).removeprefix("torch."))  # auto: float32 on a CPU
+    cfg = replace(cfg, dtype=str(pick_dtype(cfg.dtype, device)).removeprefix("torch."))  # auto as train.py resolves it
     need = plan_memory(config, cfg, gpus, cfg.parallel).state
     if have is not None and need > have:
         raise UserError(f"a model of {estimated_params(config) / 1e6:,.0f}M parameters needs about {need / 2**30:,.0f} "
                         f"GiB for its weights, gradients and optimizer state, more than this {device}'s "
-                        f"{have / 2**30:,.0f} GiB; lower n_layer or n_embd (python bench.py memory plans it)")
+                        f"{have / 2**30:,.0f} GiB; lower n_layer or n_embd (python3 bench.py memory plans it)")

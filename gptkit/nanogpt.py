@@ -67,7 +67,7 @@ def optimizer_state_from_nanogpt(opt_state, model):
     """
     params = dict(model.named_parameters())
 
-    def by_group(names):  # GPT.optimizer_groups: 2-D weights first, then biases and norm gains
+    def by_group(names):  # gptkit.optim.optimizer_groups: 2-D weights first, then biases and norm gains
         return [n for decay in (True, False) for n in names if (params[n].dim() >= 2) == decay]
 
     theirs = by_group(nanogpt_param_names(model))

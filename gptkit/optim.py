@@ -106,6 +106,18 @@ def load_optimizer_state(optimizer, state):
                     raise ValueError(f"its {name} for a {tuple(p.shape)} parameter is {tuple(value.shape)}")
 
 
+def optimizer_groups(model, weight_decay):
+    """Decay 2-D weights (matmuls, embeddings); never biases or norm gains."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+
+
+def hidden_matrices(model):
+    """The 2-D weights inside the blocks: Muon's (embeddings and head stay with AdamW)."""
+    return [p for p in model.transformer.h.parameters() if p.dim() == 2]
+
+
 def make_optimizer(model, cfg, device):
     """AdamW (fused on CUDA: one kernel for all parameters); or Muon for the 2-D weights inside blocks.
 
@@ -116,12 +128,12 @@ def make_optimizer(model, cfg, device):
     fused = device.startswith("cuda")
     betas = (cfg.beta1, cfg.beta2)
     if cfg.optimizer == "adamw":
-        groups = model.optimizer_groups(cfg.weight_decay)
+        groups = optimizer_groups(model, cfg.weight_decay)
         return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=betas, fused=fused)
-    hidden = {id(p) for p in model.hidden_matrices()}
+    hidden = {id(p) for p in hidden_matrices(model)}
     groups = [{**g, "params": [p for p in g["params"] if id(p) not in hidden]}
-              for g in model.optimizer_groups(cfg.weight_decay)]
+              for g in optimizer_groups(model, cfg.weight_decay)]
     return Optimizers(
-        Muon(model.hidden_matrices(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay),
+        Muon(hidden_matrices(model), lr=cfg.learning_rate, weight_decay=cfg.weight_decay),
         torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=betas, fused=fused),
     )

@@ -5,9 +5,11 @@ matplotlib is in requirements.txt; where it is missing anyway, the first plot is
 """
 
 import textwrap
+import warnings
 from pathlib import Path
 
 from gptkit.errors import UserError
+from gptkit.tokenizer import visible
 
 
 def matplotlib_figure():
@@ -15,6 +17,7 @@ def matplotlib_figure():
     try:
         import matplotlib
         import matplotlib.colors
+        import matplotlib.patches
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
@@ -56,12 +59,14 @@ MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 LEAK = "leak: saw the future"
 
 
-def plot_loss(runs, out, title="", width=1200, height=480, dpi=100, x="iter", target=0.0, leaks=()):
+def plot_loss(runs, out, title="", width=1200, height=480, dpi=100, x="iter", target=0.0, leaks=(),
+              unit="cross-entropy loss"):
     """Write loss_figure(...) to `out` as PNG; returns the path."""
-    return save(loss_figure(runs, title, width, height, dpi, x, target, leaks), out, dpi)
+    return save(loss_figure(runs, title, width, height, dpi, x, target, leaks, unit), out, dpi)
 
 
-def loss_figure(runs, title="", width=1200, height=480, dpi=100, x="iter", target=0.0, leaks=()):
+def loss_figure(runs, title="", width=1200, height=480, dpi=100, x="iter", target=0.0, leaks=(),
+                unit="cross-entropy loss"):
     """The curves of runs [(label, log records)]: train loss, val loss, and val loss again from a
     quarter of the way in, on its own y-axis, where runs that start alike come apart. Each run has
     its own colour, line style and marker, so a run drawn over another still shows. The runs whose index is in
@@ -102,9 +107,57 @@ def loss_figure(runs, title="", width=1200, height=480, dpi=100, x="iter", targe
         ax.set_title(name, fontsize=10)
         ax.set_xlabel(x_name)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("cross-entropy loss")
+    axes[0].set_ylabel(unit)
     handles, labels = axes[1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize="small")
     if title:
         fig.suptitle(wrapped(title, width / dpi, 11), fontsize=11)
     return fig
+
+
+def plot_tokens(rows, out, title="", table="", width=1400, dpi=100):
+    """Draw one text as each tokenizer cuts it: rows [(name, [(token text, id)])], each token a box in its own
+    colour with its id under it, wrapped to the width; `table` (monospaced text) under them."""
+    new_figure, matplotlib = matplotlib_figure()
+    font, char_w, line_h = 11, 8.0, 46  # points, and pixels per character and per line of boxes (at dpi 100)
+    scale = dpi / 100
+    colours = matplotlib.colormaps["Pastel1"].colors + matplotlib.colormaps["Pastel2"].colors
+    boxes, y = [], 34.0
+    for name, tokens in rows:
+        y += 10
+        boxes.append(("title", 8, y, f"{name}: {len(tokens)} tokens"))
+        x, y = 8.0, y + 22
+        for n, (piece, token_id) in enumerate(tokens):
+            label = visible(piece)
+            w = char_w * max(len(label), len(str(token_id))) + 8
+            if x + w > width / scale - 8 and x > 8:
+                x, y = 8.0, y + line_h
+            boxes.append(("token", x, y, (label, token_id, w, colours[n % len(colours)])))
+            x += w + 3
+        y += line_h
+    table_lines = table.splitlines()
+    height = round((y + 18 * len(table_lines) + 20) * scale)
+    fig = new_figure(width, height, dpi)
+    fig.set_layout_engine("none")
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, width / scale)
+    ax.set_ylim(height / scale, 0)
+    ax.axis("off")
+    if title:
+        ax.text(8, 18, title, fontsize=font + 1, va="center", parse_math=False)
+    for kind, x, top, what in boxes:
+        if kind == "title":
+            ax.text(x, top, what, fontsize=font, weight="bold", va="center", parse_math=False)
+            continue
+        label, token_id, w, colour = what
+        ax.add_patch(matplotlib.patches.FancyBboxPatch((x, top - 12), w, 38, boxstyle="round,pad=0,rounding_size=4",
+                                                       facecolor=colour, edgecolor="0.6", linewidth=0.6))
+        ax.text(x + w / 2, top, label, fontsize=font, family="monospace", ha="center", va="center", parse_math=False)
+        ax.text(x + w / 2, top + 17, str(token_id), fontsize=font - 3, family="monospace", ha="center", va="center",
+                color="0.35")
+    for n, line in enumerate(table_lines):
+        ax.text(8, y + 18 * n, line, fontsize=font - 1, family="monospace", va="center", parse_math=False)
+    with warnings.catch_warnings():  # an emoji the font lacks is drawn as a box; its id says what it is
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        return save(fig, out, dpi)
+

@@ -3,10 +3,13 @@
 Shared by every script, so train.py, sample.py and bench.py set up torch the same way.
 """
 
+import functools
 import os
 import signal
+import subprocess
 import sys
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 
@@ -37,16 +40,78 @@ def pick_device(name):
     return "cpu"
 
 
-def pick_dtype(name, device):
-    """bf16 where the GPU has it, else fp16 with a grad scaler; float32 on CPU and MPS (nanoGPT #8, #28)."""
+def pick_dtype(name, device, int8=False):
+    """auto: bf16 where the GPU has it, else fp16 with a grad scaler; on a CPU, bf16 where it has bfloat16
+    units (cpu_has_bf16), else float32; float32 on MPS (nanoGPT #8, #28). int8: int8 weights will run,
+    which compute in float32 (gptkit/quantize.py), so auto is float32 on a CPU."""
     if name == "auto":
         if device.startswith("cuda"):
             name = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        elif device.startswith("cpu") and cpu_has_bf16() and not int8:
+            name = "bfloat16"
         else:
             name = "float32"
     if name == "bfloat16" and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
         raise UserError("this GPU has no bfloat16; use --dtype=float16 (or auto)")
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+# x86 flags of bfloat16 arithmetic: AMX tiles (Sapphire Rapids and later) or AVX-512 BF16 (Cooper Lake,
+# AMD Zen 4). Without them torch emulates bfloat16 matmuls in float32 with conversions: slower, not faster.
+X86_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def native_bf16(platform, cpuinfo="", sysctl=""):
+    """Whether a CPU computes bfloat16 natively, from what the OS says about it: on Linux /proc/cpuinfo's
+    text (x86 "flags" with amx_bf16 or avx512_bf16; aarch64 "Features" with bf16, Armv8.6 FEAT_BF16), on
+    macOS the output of `sysctl -n hw.optional.arm.FEAT_BF16` ("1" on Apple M2 and later)."""
+    if platform == "darwin":
+        return sysctl.strip() == "1"
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        words = value.split()
+        if (key.strip() == "flags" and any(flag in words for flag in X86_BF16_FLAGS)
+                or key.strip() == "Features" and "bf16" in words):
+            return True
+    return False
+
+
+@functools.cache
+def cpu_has_bf16():
+    """native_bf16 for this machine (detected, never assumed: anything unreadable counts as no)."""
+    if sys.platform == "darwin":
+        try:
+            sysctl = subprocess.run(["sysctl", "-n", "hw.optional.arm.FEAT_BF16"], capture_output=True, text=True,
+                                    timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return native_bf16("darwin", sysctl=sysctl)
+    try:
+        cpuinfo = CPUINFO.read_text(errors="replace")
+    except OSError:  # Windows, or a sandbox without /proc
+        return False
+    return native_bf16(sys.platform, cpuinfo=cpuinfo)
+
+
+# dense bf16 peak FLOP/s by device name, for MFU (nanoGPT measured against the A100 always: #182)
+PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "4090": 165e12}
+
+
+def peak_flops(device_name):
+    """The GPU's dense bf16 peak FLOP/s, from its name (torch.cuda.get_device_name()); 0.0 when unknown."""
+    return next((flops for key, flops in PEAK_FLOPS.items() if key in device_name), 0.0)
+
+
+def flops_per_token(model, T=None):
+    """A GPT's training FLOPs per token: 6N for the matmuls, attention's 12*L*C*T (PaLM, appendix B)."""
+    c = model.config
+    return 6 * model.num_params() + 12 * c.n_layer * c.n_embd * (T or c.block_size)
+
+
+def estimate_mfu(model, tokens_per_s, peak, T=None):
+    """Model FLOPs utilisation: the FLOP/s the model's training does, over the device's peak FLOP/s."""
+    return flops_per_token(model, T) * tokens_per_s / peak
 
 
 def device_memory(device):

@@ -90,11 +90,16 @@ def tracing(model, fn):
                     (block.ln_2, f"h.{i}.ln_2"), (block.mlp, f"h.{i}.mlp"), (block, f"h.{i}.out")]
     outputs += [(transformer.ln_f, "ln_f"), (model.lm_head, "logits")]
 
+    # the hooks return None whatever fn returns: a hook that returned something would replace the input or output
     def see_input(name):
-        return lambda module, args: fn(name, args[0])  # a hook that returned something would replace the input
+        def hook(module, args):
+            fn(name, args[0])
+        return hook
 
     def see_output(name):
-        return lambda module, args, out: fn(name, out)
+        def hook(module, args, out):
+            fn(name, out)
+        return hook
 
     def see_loss(module, args, out):
         if out[1] is not None:

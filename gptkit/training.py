@@ -150,7 +150,15 @@ def check_fits(model, data, cfg):
         raise UserError(f"block_size={data.block_size} is longer than the pretrained model's {block_size}; "
                         f"use --block_size={block_size} or less")
     if data.block_size < block_size:
-        model.crop_block_size(data.block_size)  # e.g. fine-tune GPT-2's 1024 positions on 256
+        crop_block_size(model, data.block_size)  # e.g. fine-tune GPT-2's 1024 positions on 256
+
+
+def crop_block_size(model, block_size):
+    """Shrink a model's context (e.g. a pretrained 1024 model fine-tuned on 256 tokens), as nanoGPT's GPT method."""
+    assert block_size <= model.config.block_size
+    model.config.block_size = block_size
+    if "wpe" in model.transformer:
+        model.transformer.wpe.weight = torch.nn.Parameter(model.transformer.wpe.weight[:block_size])
 
 
 def trace_shapes(model_cfg, cfg, data, device, given, dist):
@@ -158,7 +166,7 @@ def trace_shapes(model_cfg, cfg, data, device, given, dist):
     if cfg.model != "gpt":
         raise UserError("trace_shapes traces model.py's GPT; transformer.py's shapes are in its comments")
     model = build(model_cfg, cfg, data, device, given, dist)[0]
-    tokenizer = load_tokenizer(data.meta) if data.meta.get("tokenizer") in ("char", "gpt2") else None
+    tokenizer = load_tokenizer(data.meta) if data.meta.get("tokenizer") in ("char", "gpt2", "bpe") else None
     x, y = data.get_batch("train", 2, torch.Generator().manual_seed(cfg.seed))
     source = {"scratch": f"untrained: the initial weights of seed {cfg.seed} (sample.py --trace_shapes=True "
                          f"traces a trained checkpoint)",

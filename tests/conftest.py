@@ -2,6 +2,7 @@
 prepared from it, one tiny checkpoint trained by train.py, tiny models, and ways to run scripts
 (a fresh interpreter, or forked from a server that imported the modules once: `forked`)."""
 
+import contextlib
 import hashlib
 import importlib
 import json
@@ -9,6 +10,7 @@ import os
 import random
 import runpy
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -101,7 +103,7 @@ def tiny_train_args(char_data_dir):
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, tiny_train_args):
-    """`python train.py` run once on the tiny config (30 iters): .out_dir, .result (CompletedProcess).
+    """`python3 train.py` run once on the tiny config (30 iters): .out_dir, .result (CompletedProcess).
 
     Tests must not modify out_dir: copy what they want to change.
     """
@@ -148,6 +150,34 @@ def main_error_line(capsys, module, argv):
 
 
 # ---------------------------------------------------------------------------------------------
+# processes a test starts: ended whatever the test's outcome
+
+
+@contextlib.contextmanager
+def running(command, **popen_kwargs):
+    """subprocess.Popen(command) in its own process group; when the block ends, however it ends (a failed
+    assertion, a timeout, Ctrl-C), the group is killed, workers included, and the process reaped. A test
+    that starts a process uses this or the `processes` fixture, never a bare Popen."""
+    proc = subprocess.Popen(command, start_new_session=True, **popen_kwargs)
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # SIGKILL ends a stopped (SIGSTOP) process too
+        proc.wait(timeout=60)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
+
+
+@pytest.fixture
+def processes():
+    """start(command, **Popen keywords) -> Popen, each process `running` until the test ends."""
+    with contextlib.ExitStack() as stack:
+        yield lambda command, **kwargs: stack.enter_context(running(command, **kwargs))
+
+
+# ---------------------------------------------------------------------------------------------
 # scripts run as a user runs them, fast: forked from a server that imported the modules once
 
 
@@ -188,24 +218,25 @@ def forked():
     """forked(script, *args, cwd) -> CompletedProcess, run in a child of the fork server."""
     # the repository and tests/ importable, as pytest.ini's pythonpath has them for the tests themselves
     pythonpath = os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")])
-    server = subprocess.Popen([sys.executable, "-c", "import conftest; conftest.serve()"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": pythonpath})
+    # the children it forks are in its process group: a script still running is ended with it
+    with running([sys.executable, "-c", "import conftest; conftest.serve()"], stdin=subprocess.PIPE,
+                 stdout=subprocess.PIPE, text=True,
+                 env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": pythonpath}) as server:
 
-    def run_forked(script, *args, cwd):
-        out, err = cwd.parent / f"{cwd.name}.stdout", cwd.parent / f"{cwd.name}.stderr"
-        request = dict(script=str(REPO_ROOT / script), args=list(map(str, args)), cwd=str(cwd),
-                       stdout=str(out), stderr=str(err))
-        server.stdin.write(json.dumps(request) + "\n")
-        server.stdin.flush()
-        if not select.select([server.stdout], [], [], 120)[0]:
-            raise TimeoutError(f"{script} {args} still running after 120 s")
-        reply = json.loads(server.stdout.readline())
-        return subprocess.CompletedProcess([script, *args], reply["returncode"], out.read_text(), err.read_text())
+        def run_forked(script, *args, cwd):
+            out, err = cwd.parent / f"{cwd.name}.stdout", cwd.parent / f"{cwd.name}.stderr"
+            request = dict(script=str(REPO_ROOT / script), args=list(map(str, args)), cwd=str(cwd),
+                           stdout=str(out), stderr=str(err))
+            server.stdin.write(json.dumps(request) + "\n")
+            server.stdin.flush()
+            if not select.select([server.stdout], [], [], 120)[0]:
+                raise TimeoutError(f"{script} {args} still running after 120 s")
+            reply = json.loads(server.stdout.readline())
+            return subprocess.CompletedProcess([script, *args], reply["returncode"], out.read_text(), err.read_text())
 
-    yield run_forked
-    server.stdin.close()
-    server.wait(timeout=30)
+        yield run_forked
+        server.stdin.close()
+        server.wait(timeout=30)
 
 
 def snapshot(root):

@@ -123,9 +123,10 @@ CASES = [
     ("config-unknown-key", "train.py", ["bad/typo.py"], "did you mean 'n_layer'?"),
     ("config-not-utf8", "train.py", ["bad/latin1.py"], "not a valid `key = value` config file"),
     # train.py: datasets and out_dir
-    ("dataset-not-prepared", "train.py", [*TINY, "--dataset=nope"], "python prepare.py nope"),
+    ("dataset-not-prepared", "train.py", [*TINY, "--dataset=nope"],
+     "create it with: python3 prepare.py text --input=FILE --name=nope"),
     ("block-size-over-dataset", "train.py", [*TINY, "--dataset=small", "--out_dir=new"], "fewer than block_size + 1"),
-    ("corrupt-meta-json", "train.py", [*TINY, "--dataset=broken"], "rebuild it with: python prepare.py text"),
+    ("corrupt-meta-json", "train.py", [*TINY, "--dataset=broken"], "rebuild it with: python3 prepare.py text"),
     ("data-id-beyond-vocab", "train.py", [*TINY, "--dataset=beyond", "--out_dir=new"],
      "train.bin holds token id 200 (token 100) but meta.json's vocabulary has 58 ids"),
     ("data-half-a-token", "train.py", [*TINY, "--dataset=odd", "--out_dir=new"], "not a whole number of 2-byte token ids"),

@@ -3,7 +3,8 @@ the scripts' docstrings (their --help) and the notebook's prose, each `python3 S
 that script's own parse(), exactly as its main() reads it: an unknown setting, a wrong form (`--vary KEY=v1`
 for `--vary=KEY=v1`), a missing config file, command or script fails here. Synopses with placeholders
 (`OUT_DIR`, `[--key=value ...]`) get a real value for each placeholder first; where none fits, at least
-the script must exist. Running them is other tests' work: these commands train for minutes."""
+the script must exist. Running them is other tests' work: these commands train for minutes. And each is
+spelled `python3 ...`, as the README spells it: a bare `python` is missing on many machines, so the hint fails."""
 
 import ast
 import json
@@ -91,6 +92,27 @@ def test_a_shown_command_runs_as_shown(where, script, arguments, monkeypatch):
         assert "--help" in filled and e.code == 0
     except UserError as e:
         pytest.fail(f"{where}: `{script} {arguments}` does not run as shown: {e}")
+
+
+BARE_PYTHON = re.compile(r"(?<![\w./-])python (?=[\w./-]*\.py\b|-[mc]\b|SCRIPT)")
+
+
+def printed_strings():
+    """{where: text} of every string literal in the scripts, gptkit/ and the exercises: the hints, suggestions
+    and --help a user is shown (an f-string's literal parts included)."""
+    files = [*sorted(REPO_ROOT.glob("*.py")), *sorted((REPO_ROOT / "gptkit").rglob("*.py")),
+             *sorted((REPO_ROOT / "exercises").glob("*.py"))]
+    return {str(f.relative_to(REPO_ROOT)): "\n".join(node.value for node in ast.walk(ast.parse(f.read_text()))
+                                                    if isinstance(node, ast.Constant) and isinstance(node.value, str))
+            for f in files}
+
+
+def test_every_shown_command_is_spelled_python3():
+    texts = {**shown_texts(), **printed_strings()}
+    bare = [f"{where}: {line.strip()}" for where, text in texts.items() for line in text.splitlines()
+            if BARE_PYTHON.search(line)]
+    assert not bare, "spell these `python3 ...`:\n" + "\n".join(bare)
+    assert BARE_PYTHON.search("fix: python prepare.py x") and not BARE_PYTHON.search("python3 prepare.py x")
 
 
 def test_a_wrong_form_is_caught(monkeypatch):

@@ -36,7 +36,7 @@ def error_of(argv):
 
 @functools.cache
 def help_of(script):
-    """`python SCRIPT --help`, run once per script (a CompletedProcess: the tests only read it)."""
+    """`python3 SCRIPT --help`, run once per script (a CompletedProcess: the tests only read it)."""
     return run_script(script, "--help")
 
 

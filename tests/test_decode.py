@@ -4,6 +4,8 @@ KV cache."""
 
 import itertools
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -95,8 +97,21 @@ def test_beam_width_1_is_greedy(tiny_run, capsys):
     sample.main([*args, "--temperature=0"])
     greedy = capsys.readouterr().out
     sample.main([*args, "--beam_width=1"])
-    beam = capsys.readouterr().out
-    assert beam.startswith("[beam 1, score -") and beam.split("\n", 1)[1] == greedy  # 50 tokens: past block_size
+    beam = capsys.readouterr()
+    assert beam.out == greedy  # 50 tokens: past block_size
+    assert beam.err.startswith("[beam 1, score -")
+
+
+def test_beam_scores_go_to_stderr_and_a_pipe_gets_the_text_only(tiny_run, cli):
+    """`sample.py --beam_width=3 > out.txt`: out.txt holds the beams' text between nanoGPT's separators."""
+    run = cli("sample.py", f"--out_dir={tiny_run.out_dir}", "--device=cpu", "--num_samples=3", "--max_new_tokens=20",
+              "--start=ROMEO:", "--beam_width=3")
+    assert run.returncode == 0, run.stderr
+    beams = run.stdout[:-1].split(sample.SEPARATOR)
+    assert len(beams) == 3 and all(b.startswith("ROMEO:") and len(b) == 26 for b in beams), run.stdout
+    assert "[beam" not in run.stdout and "score" not in run.stdout
+    scores = [float(s) for s in re.findall(r"^\[beam \d, score (-?[\d.]+)\]$", run.stderr, re.M)]
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True), run.stderr
 
 
 def test_beam_search_finds_the_most_likely_sequence_when_its_width_covers_every_prefix():

@@ -153,6 +153,36 @@ def test_compare_a_second_text_and_a_second_model(tmp_path):
     assert [p["text"] for p in both["panels"]] == [PIZZA, SWAPPED]
 
 
+def concentrated(maps, query):
+    """(layer, head) whose weight from `query` on one other token is largest, computed here independently."""
+    best = (-1.0, None)
+    for layer in range(maps.size(0)):
+        for head in range(maps.size(1)):
+            others = [w for s, w in enumerate(maps[layer, head, query].tolist()) if s != query and w == w]
+            best = max(best, (max(others, default=0.0), (layer, head)))
+    return best[1]
+
+
+def test_the_page_opens_on_the_query_at_the_most_concentrated_head(tmp_path, capsys):
+    tokenizer, model = peaked_checkpoint(tmp_path, n_layer=3)
+    ids = tokenizer.encode(PIZZA)
+    maps, it = attention_maps(model, ids), find_query(tokenizer, ids, "it")
+    start = page_data(write_explore(tmp_path, "--query=it"))["panels"][0]["start"]
+    layer, head = concentrated(maps, it)
+    assert (start["query"], start["layer"], start["head"], start["pinned"]) == (it, layer, head, True)
+    assert (layer, head) != (0, 0)  # where the page opened before: here it would show the wrong head
+    assert f"it opens on 't' (position {it}), layer {layer}, head {head}: " in capsys.readouterr().out
+    last = page_data(write_explore(tmp_path))["panels"][0]["start"]  # no --query: the last token, not pinned
+    assert (last["query"], last["pinned"]) == (len(ids) - 1, False)
+    assert (last["layer"], last["head"]) == concentrated(maps, len(ids) - 1)
+    chosen = page_data(write_explore(tmp_path, "--query=it", "--layer=2"))["panels"][0]["start"]
+    assert (chosen["layer"], chosen["head"]) == (2, concentrated(maps[2:], it)[1])
+    chosen = page_data(write_explore(tmp_path, "--query=4", "--layer=1", "--head=0"))["panels"][0]["start"]
+    assert (chosen["query"], chosen["layer"], chosen["head"]) == (4, 1, 0)
+    assert "--head=2 is not one of the model's 2 heads (0..1)" in main_error_line(
+        capsys, visualize, ["explore", f"--out_dir={tmp_path}", "--head=2"])
+
+
 def test_bpe_tokens_read_as_words(tmp_path):
     try:
         tokenizer = load_tokenizer({"tokenizer": "gpt2", "vocab_size": 50257})
@@ -163,6 +193,13 @@ def test_bpe_tokens_read_as_words(tmp_path):
     assert [t["label"] for t in p["tokens"][:3]] == ["The", "pizza", "came"]
     assert [t["text"] for t in p["tokens"][:3]] == ["The", " pizza", " came"]  # the page keeps the space to show
     assert len(p["tokens"]) == 12 and all(len(row["top"]) == 5 for row in p["next"])
+    # and the same text cut by characters and GPT-2's BPE, each token with its id (31.3: bytes, not U+FFFD)
+    (p,) = page_data(page_html([panel(model, tokenizer, "Köln \U0001F600", "bpe")]))["panels"]
+    chars, bpe = p["tokenizations"]
+    assert chars["tokens"][:2] == [["K", 75], ["ö", 246]]
+    assert bpe["tokens"] == [[piece, i] for piece, i in zip(["K", "ö", "ln", "\u2423<0xF0><0x9F><0x98>", "<0x80>"],
+                                                            tokenizer.encode("Köln \U0001F600"))]
+    assert [t["label"] for t in p["tokens"]][-2:] == ["<0xF0><0x9F><0x98>", "<0x80>"]
 
 
 def test_bad_input_is_one_line(tmp_path, capsys):
@@ -270,7 +307,7 @@ def test_the_recorder_sees_a_request_when_a_page_makes_one(browser, tmp_path):
 
 def test_pointing_at_it_shows_the_weights_the_model_computes(browser, tmp_path):
     tokenizer, model = peaked_checkpoint(tmp_path)
-    write_explore(tmp_path, f"--compare={SWAPPED}")
+    write_explore(tmp_path, f"--compare={SWAPPED}", "--layer=0", "--head=0")
     ids = {text: tokenizer.encode(text) for text in (PIZZA, SWAPPED)}
     maps = [attention_maps(model, ids[PIZZA]), attention_maps(model, ids[SWAPPED])]
     it = find_query(tokenizer, ids[PIZZA], "it")  # the 't' of "it": position 36 in both texts
@@ -313,6 +350,9 @@ def test_pointing_at_it_shows_the_weights_the_model_computes(browser, tmp_path):
     mean = maps[0][0, :, it].mean(0).nan_to_num(-1)
     assert most == visualize.token_text(tokenizer, ids[PIZZA][int(mean.argmax())])
     assert opened.problems == [] and opened.requests == [opened.url]
+    # under the panels, each text cut by the model's characters and by GPT-2's BPE, one box per token
+    rows = opened.page.locator("#tokenizers .row")
+    assert rows.count() == 4 and rows.nth(0).locator(".tk").count() == len(PIZZA)
     opened.close()
 
 
@@ -327,6 +367,27 @@ def test_the_model_view_shows_every_layer_and_head_and_opens_one(browser, tmp_pa
     opened.page.click('#grids canvas[data-layer="2"][data-head="1"]')
     assert opened.page.locator("#head-view").is_visible()
     assert_panel_shows(opened, 0, maps, 2, 1, len(tokenizer.encode(PIZZA)) - 1)  # it starts on the last token
+    assert opened.problems == [] and opened.requests == [opened.url]
+    opened.close()
+
+
+def test_the_page_opens_on_the_query_and_the_compared_maps_name_their_texts(browser, tmp_path):
+    """--query=it: the page opens on "it" at the most concentrated head, with no key pressed (a newcomer once
+    needed 36); in the model view each panel's title carries its own text."""
+    tokenizer, model = peaked_checkpoint(tmp_path, n_layer=3)
+    write_explore(tmp_path, "--query=it", f"--compare={SWAPPED}")
+    ids = tokenizer.encode(PIZZA)
+    maps, it = attention_maps(model, ids), find_query(tokenizer, ids, "it")
+    layer, head = concentrated(maps, it)
+    opened = Opened(browser, tmp_path / "attention.html").ready()
+    assert_panel_shows(opened, 0, maps, layer, head, it)
+    opened.page.mouse.move(5, 5)  # pinned: moving the mouse over the page keeps "it"
+    opened.page.hover(f'section[data-panel="0"] .tok[data-pos="3"]')
+    assert opened.selection(0) == (layer, str(head), it)
+    opened.page.keyboard.press("m")
+    titles = opened.page.locator("#grids .gridbox h2").all_inner_texts()
+    assert len(titles) == 2 and titles[0] != titles[1]
+    assert [t.split("\u201c")[1].rstrip("\u201d") for t in titles] == [PIZZA, SWAPPED]
     assert opened.problems == [] and opened.requests == [opened.url]
     opened.close()
 

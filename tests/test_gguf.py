@@ -9,7 +9,7 @@ BPE model trained here by train.py: the same prompt ids, the same logits, and th
 tokens as sample.py --temperature=0. llama-cpp-python compiles llama.cpp on install (10+ minutes on
 2 cores), too long for CI; enable with:
 
-    pip install llama-cpp-python && python -m pytest tests/test_gguf.py
+    pip install llama-cpp-python && python3 -m pytest tests/test_gguf.py
 """
 
 import sys
@@ -250,7 +250,7 @@ def test_bad_gguf_type_and_missing_gguf_are_one_line(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------------------------
-# llama.cpp itself (opt-in: pip install llama-cpp-python && python -m pytest tests/test_gguf.py)
+# llama.cpp itself (opt-in: pip install llama-cpp-python && python3 -m pytest tests/test_gguf.py)
 
 BLOCK = 128  # learned positions stop at block_size in llama.cpp too: prompt + 100 new tokens fit
 TRAIN_ARGS = ("--n_layer=2", "--n_head=2", "--n_embd=32", f"--block_size={BLOCK}", "--batch_size=8",
@@ -263,7 +263,7 @@ NEW_TOKENS = 100
 def llama_cpp():
     return pytest.importorskip("llama_cpp", reason=(
         "llama-cpp-python is not installed (a 10+ minute compile, so not in CI); run the llama.cpp checks "
-        "with: pip install llama-cpp-python && python -m pytest tests/test_gguf.py"))
+        "with: pip install llama-cpp-python && python3 -m pytest tests/test_gguf.py"))
 
 
 def train(out_dir, data_dir, dataset):
@@ -275,7 +275,8 @@ def train(out_dir, data_dir, dataset):
 
 @pytest.fixture(scope="module")
 def trained(llama_cpp, tmp_path_factory, char_data_dir, shakespeare_text_session):
-    """{kind: (out_dir, prompt)}: a char-level and a GPT-2 BPE model trained on Tiny Shakespeare."""
+    """{kind: (out_dir, prompt)}: a char-level, a GPT-2 BPE and a trained-BPE (prepare.py --tokenizer=bpe) model
+    trained on Tiny Shakespeare."""
     import prepare
 
     root = tmp_path_factory.mktemp("gguf_runs")
@@ -283,8 +284,11 @@ def trained(llama_cpp, tmp_path_factory, char_data_dir, shakespeare_text_session
         prepare.prepare_text(shakespeare_text_session, root / "data" / "bpe", "gpt2", prepare.SHAKESPEARE_SOURCE)
     except UserError as e:
         pytest.skip(f"GPT-2 BPE unavailable offline: {e}")
+    (root / "shakespeare.txt").write_text(shakespeare_text_session, encoding="utf-8")
+    prepare.prepare_file(root / "shakespeare.txt", root / "data" / "own", "bpe", "Tiny Shakespeare", vocab_size=1024)
     return {"char": (train(root / "char", char_data_dir, CHAR_DATASET), "ROMEO:\nWhat say you"),
-            "gpt2": (train(root / "gpt2", root / "data", "bpe"), "ROMEO:\nWhat say you to this?")}
+            "gpt2": (train(root / "gpt2", root / "data", "bpe"), "ROMEO:\nWhat say you to this?"),
+            "bpe": (train(root / "bpe", root / "data", "own"), "ROMEO:\nWhat say you to this?")}
 
 
 @pytest.fixture(scope="module")
@@ -322,7 +326,7 @@ def logits_both(llama_cpp, exported, trained, kind, gguf_type):
     return theirs, mine
 
 
-@pytest.mark.parametrize("kind", ["char", "gpt2"])
+@pytest.mark.parametrize("kind", ["char", "gpt2", "bpe"])
 def test_llama_cpp_f32_logits_match(llama_cpp, exported, trained, kind):
     theirs, mine = logits_both(llama_cpp, exported, trained, kind, "f32")
     diff = np.abs(theirs - mine).max()
@@ -330,7 +334,7 @@ def test_llama_cpp_f32_logits_match(llama_cpp, exported, trained, kind):
     assert diff < 1e-3
 
 
-@pytest.mark.parametrize("kind", ["char", "gpt2"])
+@pytest.mark.parametrize("kind", ["char", "gpt2", "bpe"])
 def test_llama_cpp_f16_logits_match(llama_cpp, exported, trained, kind):
     theirs, mine = logits_both(llama_cpp, exported, trained, kind, "f16")
     diff = np.abs(theirs - mine).max()
@@ -339,7 +343,7 @@ def test_llama_cpp_f16_logits_match(llama_cpp, exported, trained, kind):
     assert (theirs.argmax(-1) == mine.argmax(-1)).all()
 
 
-@pytest.mark.parametrize("kind", ["char", "gpt2"])
+@pytest.mark.parametrize("kind", ["char", "gpt2", "bpe"])
 def test_llama_cpp_q8_0_picks_the_same_next_token(llama_cpp, exported, trained, kind):
     theirs, mine = logits_both(llama_cpp, exported, trained, kind, "q8_0")
     agree = (theirs.argmax(-1) == mine.argmax(-1)).mean()
@@ -348,7 +352,7 @@ def test_llama_cpp_q8_0_picks_the_same_next_token(llama_cpp, exported, trained, 
     assert theirs[-1].argmax() == mine[-1].argmax()
 
 
-@pytest.mark.parametrize("kind", ["char", "gpt2"])
+@pytest.mark.parametrize("kind", ["char", "gpt2", "bpe"])
 def test_llama_cpp_greedy_text_equals_sample_py(llama_cpp, exported, trained, kind):
     out_dir, prompt = trained[kind]
     result = run_script("sample.py", f"--out_dir={out_dir}", f"--start={prompt}", "--temperature=0",
@@ -363,6 +367,18 @@ def test_llama_cpp_greedy_text_equals_sample_py(llama_cpp, exported, trained, ki
             break
     text = llm.detokenize(ids + new).decode("utf-8", errors="replace")
     assert result.stdout == text + "\n"
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "bpe"])
+def test_llama_cpp_tokenizes_any_text_to_our_ids(llama_cpp, exported, kind):
+    """German, emoji, Chinese, Windows line endings, runs of spaces: llama.cpp's BPE with the file's tokens and
+    merges and its gpt-2 pre-tokenizer gives tiktoken's ids (the Hugging Face export is checked the same way in
+    tests/test_tokenizer.py)."""
+    path, _, tokenizer = exported[kind, "f32"]
+    llm = load_llama(llama_cpp, path)
+    for text in ("Grüße aus Köln: die Straße ist naß.", "emoji \U0001F600\U0001F44D, 中文字符\r\n",
+                 "  two  spaces,\n\n\nthree newlines   ", "ROMEO:\nWherefore art thou, Romeo? 1234567 don't"):
+        assert llm.tokenize(text.encode(), add_bos=False, special=False) == tokenizer.encode(text), text
 
 
 def test_llama_cpp_refuses_a_character_outside_the_vocabulary(llama_cpp, exported):

@@ -52,8 +52,9 @@ def imported_modules(tree):
 
 
 # Issue 30 asks for 450 lines; model.py then gained issue 34's settings (grouped-query attention, SwiGLU,
-# norm_eps, rope_theta: about 45 lines) and the Parts a GPT is built from (about 30). This holds it from growing.
-MAX_LINES = 560
+# norm_eps, rope_theta: about 45 lines) and the Parts a GPT is built from (about 30). The training and measuring
+# helpers left for gptkit (optim.py, system.py, training.py); this holds what remains from growing.
+MAX_LINES = 520
 
 
 def test_model_py_stays_short():

@@ -4,6 +4,7 @@ and none of ours; `start` never overwrites their work."""
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def test_every_template_is_not_started_and_names_what_to_write(tmp_path):
     for name, exercise in EXERCISES.items():
         template = REPO_ROOT / "exercises" / f"{name}.py"
         text = template.read_text()
-        assert "raise NotImplementedError" in text and f"python learn.py check {name}" in text
+        assert "raise NotImplementedError" in text and f"python3 learn.py check {name}" in text
         report = run_checks(exercise, template)
         assert report.state == "not started", (name, report)
         for what in report.not_written:  # the template's names are those the checks call
@@ -81,7 +82,7 @@ def test_not_started_says_so_in_one_line_and_exits_non_zero(capsys, tmp_path):
     line = main_error_line(capsys, learn, ["check", "attention", f"--mine={tmp_path / 'mine'}"])
     assert "attention is not started" in line and "causal_attention" in line
     line = main_error_line(capsys, learn, ["check", "attention", f"--mine={tmp_path / 'elsewhere'}"])
-    assert "does not exist" in line and "python learn.py start" in line
+    assert "does not exist" in line and "python3 learn.py start" in line
 
 
 def test_a_half_written_exercise_fails_naming_what_is_left(capsys, tmp_path):
@@ -94,7 +95,7 @@ def test_a_half_written_exercise_fails_naming_what_is_left(capsys, tmp_path):
 def test_the_list_shows_each_state_and_the_next_step(capsys, tmp_path):
     folder = tmp_path / "mine"
     code, out, _ = run_learn(capsys, f"--mine={folder}")
-    assert "next: python learn.py start" in out
+    assert "next: python3 learn.py start" in out
     run_learn(capsys, "start", f"--mine={folder}")
     shutil.copy(SOLUTIONS / "batch.py", folder)
     write(folder, "positions", "pe[:, 0::2] = torch.sin(angles)", "pe[:, 0::2] = torch.cos(angles)")
@@ -102,7 +103,7 @@ def test_the_list_shows_each_state_and_the_next_step(capsys, tmp_path):
     rows = {line.split()[1]: line for line in out.splitlines() if line[:4].strip().isdigit()}
     assert list(rows) == list(EXERCISES)
     assert "passing" in rows["batch"] and "failing" in rows["positions"] and "not started" in rows["attention"]
-    assert "next: python learn.py check positions" in out
+    assert "next: python3 learn.py check positions" in out
 
 
 def test_start_never_overwrites_and_says_what_it_kept(capsys, tmp_path):
@@ -159,6 +160,28 @@ def test_a_learners_exception_shows_their_lines_and_none_of_ours(capsys, tmp_pat
     assert not any(ours in out + err for ours in OURS)
 
 
+@pytest.mark.parametrize("name, old, new, call", [
+    ("sampling", "    if temperature == 0:\n        return logits.argmax(dim=-1, keepdim=True)\n", "",
+     "sample_next(logits=a float32 tensor of shape (16, 30), temperature=0.0, generator=a Generator)"),
+    ("layernorm", "return y + self.bias if self.bias is not None else y", "return y + self.bias",
+     "LayerNorm(ndim=16, bias=False)(x=a float32 tensor of shape (2, 3, 16))"),
+], ids=["sampling-temperature-0", "layernorm-bias-False"])
+def test_a_crash_names_the_check_and_its_inputs_and_what_passed_before(capsys, tmp_path, name, old, new, call):
+    """The learner's code raises on one input only (temperature=0, a LayerNorm without bias): the report names
+    that call and its inputs, and what came before does not read as if every check passed."""
+    path = write(tmp_path / "mine", name, old, new)
+    code, out, _ = run_learn(capsys, "check", name, f"--mine={path.parent}")
+    ran = out.count("  passed  ") + out.count("  FAILED  ")
+    assert code == 1 and ran > 1
+    assert f"the checks stopped at check {ran + 1}, calling {call}:" in out
+    assert f"crashed on check {ran + 1} ({call}); the {ran} before it passed; fix it" in out
+
+
+def test_what_passed_before_a_crash_is_counted_in_words():
+    assert learn.before_crash(0, 0) == "" and learn.before_crash(1, 1) == "the check before it passed; "
+    assert learn.before_crash(11, 12) == "11 of the 12 before it passed; "
+
+
 def test_a_syntax_error_shows_the_learners_line(capsys, tmp_path):
     path = write(tmp_path / "mine", "loss", "def cross_entropy(logits, targets):", "def cross_entropy(logits, targets:")
     code, out, err = run_learn(capsys, "check", "loss", f"--mine={path.parent}")
@@ -198,6 +221,8 @@ WRONG = [
                   "torch.sin(angles)\n    pe[:, 1::2] = torch.cos(angles)",
      "torch.arange(d_model) / d_model)  # (T, d)\n    pe = torch.zeros(num_positions, d_model)\n    pe[:, 0::2] = "
      "torch.sin(angles[:, 0::2])\n    pe[:, 1::2] = torch.cos(angles[:, 1::2])", "each column j uses 10000^(j/d_model)"),
+    ("positions", "angles = pos * torch.exp(-math.log(10000.0) * two_i / d_model)",
+     "angles = pos / 10000 ** (two_i // d_model)", "two_i // d_model is integer division"),
     ("positions", "torch.arange(num_positions, dtype=torch.float32)",
      "torch.arange(1, num_positions + 1, dtype=torch.float32)", "your positions start at 1"),
     ("attention", " / math.sqrt(hs)", "", "your scores are 8.0 times the reference's: did you divide by sqrt(head_size)?"),
@@ -213,6 +238,12 @@ WRONG = [
     ("attention", 'float("-inf")), dim=-1)', 'float("-inf")), dim=-2)',
      "your weights sum to 1 over queries, not keys: softmax over the last dimension"),
     ("attention", 'masked_fill(~mask, float("-inf"))', "masked_fill(~mask, 0.0)", "-inf, not 0"),
+    ("attention", 'mask = torch.tril(torch.ones(T, T, dtype=torch.bool, device=q.device))\n    weights = F.softmax('
+                  'scores.masked_fill(~mask, float("-inf")), dim=-1)',
+     'mask = torch.triu(torch.ones(T, T, dtype=torch.bool, device=q.device))\n    weights = F.softmax('
+     'scores.masked_fill(~mask, float("-inf")), dim=-2)',
+     "two mistakes: the mask is on the wrong side (hide key > query, the upper-right triangle: torch.tril), and "
+     "the softmax is over queries, not keys (dim=-1)"),
     ("attention", 'scores.masked_fill(~mask, float("-inf"))', "scores",
      "position 0 attends to position 1, in its future"),
     ("attention", 'weights = F.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)',
@@ -321,6 +352,19 @@ WRONG = [
      "logits, _ = model(next_token, kv_cache=cache)\n            cache.advance(1)", "do not advance it in generate"),
     ("kvcache", "logits, _ = model(next_token, kv_cache=cache)", "logits, _ = model(idx)",
      "a step runs without the cache"),
+    ("bpe", "for chunk in regex.findall(SPLIT_PATTERN, text):\n        counts", "for chunk in [text]:\n        counts",
+     "the split pattern is forgotten: pairs are counted across the whole text"),
+    ("bpe", "            i += 2", "            i += 1", "overlapping pairs merged twice"),
+    ("bpe", "for pair in zip(ids, ids[1:]):", "for pair in zip(ids[::2], ids[1::2]):",
+     "pairs are counted at every other position only"),
+    ("bpe", "pair = max(stats, key=lambda p: (stats[p], -p[0], -p[1]))", "pair = max(stats, key=stats.get)",
+     "ties go to the pair counted first"),
+    ("bpe", "pair = min(zip(ids, ids[1:]), key=lambda p: merges.get(p, float(\"inf\")))",
+     "pair = next((p for p in zip(ids, ids[1:]) if p in merges), (None, None))", "merges applied out of rank order"),
+    ("bpe", "for chunk in regex.findall(SPLIT_PATTERN, text):\n        ids", "for chunk in [text]:\n        ids",
+     "the split pattern is forgotten at encode"),
+    ("bpe", 'return b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")',
+     'return "".join(vocab[i].decode("utf-8", errors="replace") for i in ids)', "each token is decoded on its own"),
 ]
 
 
@@ -330,6 +374,23 @@ def test_a_wrong_solution_is_caught_with_the_message_meant_for_it(tmp_path, name
     assert report.state == "failing", report
     causes = [r.cause for r in report.failed if r.cause]
     assert causes and message in causes[0], (causes, report.error)
+
+
+def test_token_ids_show_as_whole_numbers_and_one_position_is_singular(tmp_path):
+    report = run_checks(EXERCISES["batch"], write(tmp_path, "batch", "return x, y", "return y, x"))
+    x = report.failed[0]
+    assert re.fullmatch(r"\[0, 0:6\] = \[(\d+, ){5}\d+, \.\.\.\]", x.expected), x.expected  # not 10.0000
+    names = [r.name for r in run_checks(EXERCISES["positions"], SOLUTIONS / "positions.py").results]
+    assert "equals model.sinusoidal_encoding (1 position, d_model=2)" in names
+    assert "equals model.sinusoidal_encoding (10 positions, d_model=16)" in names
+
+
+def test_the_overflow_diagnosis_suggests_what_the_template_allows(tmp_path):
+    """The loss template says not to call F.log_softmax; the overflow's likely cause must not tell them to."""
+    assert "Do not call F.cross_entropy or\nF.log_softmax" in (REPO_ROOT / "exercises" / "loss.py").read_text()
+    path = write(tmp_path, "loss", "shifted = logits - logits.max(dim=-1, keepdim=True).values", "shifted = logits")
+    causes = [r.cause for r in run_checks(EXERCISES["loss"], path).failed if r.cause]
+    assert causes and all("log-sum-exp" in c and "use F.log_softmax" not in c for c in causes), causes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,3 +463,27 @@ def test_a_learners_exception_in_training_shows_their_lines(capsys, tmp_path, ou
     assert err.strip().splitlines()[-1].startswith("error: your attention raised during training (above)")
     assert not any(ours in err for ours in OURS)
     assert not (tmp_path / "out" / "reference-attention").exists()  # it stopped at the learner's run
+
+
+def test_train_bpe_trains_on_shakespeare_cut_by_the_learners_tokenizer(capsys, tmp_path, monkeypatch):
+    """A correct BPE cuts Tiny Shakespeare exactly as the reference does: the same data, the same losses."""
+    import numpy as np
+
+    from gptkit.exercises import bpe
+    from gptkit.tokenizer import load_tokenizer
+
+    monkeypatch.setattr(bpe, "TRAIN_CHARS", 30_000)
+    monkeypatch.setattr(bpe, "TRAIN_VOCAB", 300)
+    data_dir = tmp_path / "data"
+    code, out, err = run_learn(capsys, "train", "bpe", f"--mine={SOLUTIONS}", f"--out_root={tmp_path / 'out'}",
+                               f"--data_dir={data_dir}", *TINY)
+    assert code == 0, err[-2000:]
+    for split in ("train", "val"):
+        mine, reference = (np.fromfile(data_dir / name / f"{split}.bin", dtype=np.uint16)
+                           for name in ("learn-bpe", "learn-bpe-reference"))
+        assert len(mine) < 30_000 * 0.9 and np.array_equal(mine, reference)
+    tokenizer = load_tokenizer(load_checkpoint(tmp_path / "out" / "bpe" / "ckpt.pt")["meta"])  # sample.py decodes
+    assert tokenizer.vocab_size == 300 and tokenizer.decode(tokenizer.encode("ROMEO: thou")) == "ROMEO: thou"
+    mine, reference = final(tmp_path / "out" / "bpe"), final(tmp_path / "out" / "reference-bpe")
+    assert mine["val_loss"] == reference["val_loss"]
+    assert f"your BPE: train {mine['train_loss']:.4f}" in out

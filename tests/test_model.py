@@ -300,31 +300,6 @@ def test_weight_tying():
     assert untied.num_params() == tied.num_params() + VOCAB * 32
 
 
-@pytest.mark.parametrize("bias", [True, False])
-def test_optimizer_groups_decay_matrices_only_and_cover_every_parameter_once(bias):
-    model = make_model(bias=bias, tie_weights=False)
-    groups = model.optimizer_groups(weight_decay=0.1)
-    decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
-    not_decayed = {id(p) for g in groups if g["weight_decay"] == 0 for p in g["params"]}
-    listed = [id(p) for g in groups for p in g["params"]]
-    assert len(listed) == len(set(listed)) == len({id(p) for p in model.parameters()})
-    for name, p in model.named_parameters():
-        if p.dim() == 2:
-            assert id(p) in decayed, name
-        else:
-            assert id(p) in not_decayed, name
-            assert name.endswith(".bias") or ".ln_" in name or name.startswith("transformer.ln_f"), name
-    assert {id(model.lm_head.weight), id(model.transformer.wte.weight)} <= decayed
-    # AdamW accepts the groups as they are
-    torch.optim.AdamW(groups, lr=1e-3)
-
-
-def test_tied_weight_appears_once_in_optimizer_groups():
-    model = make_model()
-    listed = [p for g in model.optimizer_groups(0.1) for p in g["params"]]
-    assert sum(p is model.lm_head.weight for p in listed) == 1
-
-
 @pytest.mark.parametrize("pos_encoding", ["learned", "rope"])
 def test_num_params_matches_the_architecture(pos_encoding):
     L, C, V, T = 2, 32, VOCAB, 32

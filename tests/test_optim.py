@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from gptkit.optim import Muon, orthogonalize
+from conftest import make_model
+from gptkit.optim import Muon, hidden_matrices, optimizer_groups, orthogonalize
 
 
 @pytest.mark.parametrize("shape", [(32, 96), (96, 32), (40, 64)])
@@ -42,3 +43,35 @@ def test_the_update_is_torch_muon_with_adamw_matched_lr():
 def test_muon_refuses_what_is_not_a_matrix():
     with pytest.raises(ValueError, match="2-D"):
         Muon([torch.nn.Parameter(torch.zeros(3))])
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_optimizer_groups_decay_matrices_only_and_cover_every_parameter_once(bias):
+    model = make_model(bias=bias, tie_weights=False)
+    groups = optimizer_groups(model, weight_decay=0.1)
+    decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+    not_decayed = {id(p) for g in groups if g["weight_decay"] == 0 for p in g["params"]}
+    listed = [id(p) for g in groups for p in g["params"]]
+    assert len(listed) == len(set(listed)) == len({id(p) for p in model.parameters()})
+    for name, p in model.named_parameters():
+        if p.dim() == 2:
+            assert id(p) in decayed, name
+        else:
+            assert id(p) in not_decayed, name
+            assert name.endswith(".bias") or ".ln_" in name or name.startswith("transformer.ln_f"), name
+    assert {id(model.lm_head.weight), id(model.transformer.wte.weight)} <= decayed
+    # AdamW accepts the groups as they are
+    torch.optim.AdamW(groups, lr=1e-3)
+
+
+def test_tied_weight_appears_once_in_optimizer_groups():
+    model = make_model()
+    listed = [p for g in optimizer_groups(model, 0.1) for p in g["params"]]
+    assert sum(p is model.lm_head.weight for p in listed) == 1
+
+
+def test_hidden_matrices_are_the_blocks_2d_weights_muons_share():
+    model = make_model(tie_weights=False)
+    hidden = {id(p) for p in hidden_matrices(model)}
+    expected = {id(p) for n, p in model.named_parameters() if n.startswith("transformer.h.") and p.dim() == 2}
+    assert hidden == expected and id(model.transformer.wte.weight) not in hidden

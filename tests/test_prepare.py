@@ -231,6 +231,22 @@ def test_bad_input_is_one_error_line_and_keeps_the_old_dataset(case, tmp_path):
     assert snapshot(data_dir) == before
 
 
+def test_a_missing_dataset_names_the_prepare_command_that_makes_it(tmp_path, monkeypatch):
+    """A name prepare.py knows gets its own command; any other name (the learner's own text) gets the text
+    dataset's, and that command, its FILE filled in, makes a dataset train.py reads."""
+    from gptkit.data import load_meta
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"create it with: python3 prepare\.py shakespeare_char$"):
+        load_meta(Path("data") / "shakespeare_char")
+    with pytest.raises(UserError) as e:
+        load_meta(Path("data") / "mydata")
+    command = str(e.value).split("create it with: ")[1]
+    assert command == "python3 prepare.py text --input=FILE --name=mydata"
+    (tmp_path / "mine.txt").write_text("Es war einmal ein König, der hatte drei Töchter.\n" * 20, encoding="utf-8")
+    prepare.main(command.replace("FILE", "mine.txt").split()[2:])
+    assert load_meta(Path("data") / "mydata")["tokenizer"] == "char"
+
+
 def test_failure_while_writing_keeps_the_old_dataset(tmp_path):
     out_dir = tmp_path / "data" / "mine"
     prepare.prepare_text("an existing dataset, prepared earlier\n", out_dir, "char", "x")

@@ -8,6 +8,7 @@ that patches torch or data in the training process before running train.py, so t
 code has no test hooks.
 """
 
+import ast
 import errno
 import importlib.util
 import json
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO_ROOT, main_error_line
+from conftest import REPO_ROOT, main_error_line, running
 from gptkit.checkpoint import load_checkpoint, save_checkpoint
 from gptkit.errors import UserError
 import gptkit.rundir
@@ -40,7 +41,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 LOG_KEYS = ("iter", "train_loss", "val_loss", "lr", "tokens")
 
 # Runs train.py after patching the process to die (SIGKILL) at the n-th occurrence of a moment,
-# or to fail every checkpoint write as a full disk would:  python -c LAUNCHER repo phase n args...
+# or to fail every checkpoint write as a full disk would:  python3 -c LAUNCHER repo phase n args...
 LAUNCHER = r"""
 import io, os, runpy, signal, sys
 repo, phase, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -100,9 +101,10 @@ def train_command(out_dir, data_dir, *extra, phase=None, n=0):
     return [sys.executable, "-c", LAUNCHER, str(REPO_ROOT), phase, str(n), *args]
 
 
-def start(command, stderr_path):
+def start(processes, command, stderr_path):
+    """The command running (conftest's `processes`: ended with the test), its stderr in stderr_path."""
     with open(stderr_path, "w") as stderr:
-        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, env=ENV)
+        return processes(command, stdout=subprocess.DEVNULL, stderr=stderr, env=ENV)
 
 
 def run_train(out_dir, data_dir, *extra, phase=None, n=0):
@@ -164,9 +166,10 @@ def reference(tmp_path_factory, data_dir):
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
-def test_signal_saves_the_current_iteration_and_resume_is_exact(signum, code, reference, data_dir, tmp_path):
+def test_signal_saves_the_current_iteration_and_resume_is_exact(signum, code, reference, data_dir, tmp_path,
+                                                               processes):
     out_dir = tmp_path / "out"
-    proc = start(train_command(out_dir, data_dir), tmp_path / "stderr")
+    proc = start(processes, train_command(out_dir, data_dir), tmp_path / "stderr")
     wait_for(lambda: (out_dir / "log.jsonl").exists() and (out_dir / "log.jsonl").stat().st_size, proc)
     os.kill(proc.pid, signum)  # during the first checkpoint write or the first steps: mid-interval
     assert proc.wait(timeout=120) == code
@@ -209,7 +212,8 @@ def test_a_run_stopped_before_it_saved_anything_leaves_out_dir_as_it_found_it(da
     assert not (tmp_path / "new").exists()
 
 
-def test_sigkill_at_any_moment_then_resume_finishes_exactly_as_uninterrupted(reference, data_dir, tmp_path):
+def test_sigkill_at_any_moment_then_resume_finishes_exactly_as_uninterrupted(reference, data_dir, tmp_path,
+                                                                            processes):
     """Kill half-way through a checkpoint write, during an evaluation, inside a step, and at random
     moments; resume after each. No checkpoint is ever unreadable and the run ends bit-identical."""
     out_dir = tmp_path / "out"
@@ -218,7 +222,8 @@ def test_sigkill_at_any_moment_then_resume_finishes_exactly_as_uninterrupted(ref
     partial_writes = 0
     for phase, n in faults:
         stderr_path = tmp_path / f"stderr-{phase}"
-        proc = start(train_command(out_dir, data_dir, phase=None if phase == "random" else phase, n=n), stderr_path)
+        proc = start(processes, train_command(out_dir, data_dir, phase=None if phase == "random" else phase, n=n),
+                     stderr_path)
         if phase == "random":  # once training has started, so the kill lands in the loop
             wait_for(lambda: "parameters" in stderr_path.read_text(), proc)
             time.sleep(rng.uniform(0, 1.0))
@@ -271,12 +276,15 @@ def test_full_disk_keeps_the_old_checkpoint_with_one_error_line(reference, data_
     assert not list(out_dir.glob(".*.tmp"))
 
 
-def test_one_writer_per_out_dir_readers_welcome_and_a_killed_run_leaves_no_stale_lock(data_dir, tmp_path, capsys):
+def test_one_writer_per_out_dir_readers_welcome_and_a_killed_run_leaves_no_stale_lock(data_dir, tmp_path, capsys,
+                                                                                      processes):
     """While train.py runs in out_dir, a second train.py there exits 2 naming the live run's process:
     before its first checkpoint, and after it with --overwrite=True, --init_from=resume or
     --eval_only=True. sample.py, visualize.py, bench.py and export.py read the live folder. A run
     killed by SIGKILL leaves no stale lock. (The second runs and the readers run in this process:
-    the lock is the live run's, another process, and a fresh interpreter would only add seconds.)"""
+    the lock is the live run's, another process, and a fresh interpreter would only add seconds.)
+    The live run is stopped (SIGSTOP) while the others run: it holds the folder without needing the CPU,
+    so nothing here depends on how the scheduler shares a loaded machine."""
     import bench
     import export
     import sample
@@ -286,44 +294,70 @@ def test_one_writer_per_out_dir_readers_welcome_and_a_killed_run_leaves_no_stale
     out_dir = tmp_path / "out"
     args = [*TINY, f"--data_dir={data_dir}", "--dataset=tiny", f"--out_dir={out_dir}"]
 
-    def live_run(eval_interval, stderr_path):  # niced: what runs beside it gets the CPU
+    def live_run(eval_interval, stderr_path, until):
+        """A run that never ends, stopped once `until()` holds; `processes` kills it if the test fails."""
         command = [sys.executable, str(REPO_ROOT / "train.py"), *args, "--max_iters=1000000", "--eval_first=False",
                    f"--eval_interval={eval_interval}"]
-        with open(stderr_path, "w") as stderr:
-            proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, env=ENV,
-                                    preexec_fn=lambda: os.nice(19))
-        wait_for(lambda: "parameters" in stderr_path.read_text(), proc)  # the folder is held from here on
+        proc = start(processes, command, stderr_path)
+        wait_for(until, proc, timeout=600)  # a bound for a broken run, not a speed: a loaded machine is slow
+        os.kill(proc.pid, signal.SIGSTOP)
         return proc
 
     def assert_refused(live, *extra):
         line = main_error_line(capsys, train, [*args, *extra])
         assert f"{out_dir} is in use by a live training run (pid {live.pid}: " in line and "train.py" in line
 
-    live = live_run(10**6, tmp_path / "first.stderr")  # never writes a checkpoint
-    try:
-        assert_refused(live)
-    finally:
-        live.kill()
-        live.wait(timeout=60)
+    first = tmp_path / "first.stderr"
+    live = live_run(10**6, first, until=lambda: "parameters" in first.read_text())  # holds the folder from here
+    assert_refused(live)
+    live.kill()  # never wrote a checkpoint
+    live.wait(timeout=60)
     assert not (out_dir / "ckpt.pt").exists()
 
-    live = live_run(20, tmp_path / "second.stderr")  # takes the folder the killed run held
-    try:
-        wait_for(lambda: (out_dir / "ckpt.pt").exists(), live)
-        for extra in ("--overwrite=True", "--init_from=resume", "--eval_only=True"):
-            assert_refused(live, extra)
-        sample.main([f"--out_dir={out_dir}", "--ckpt=latest", "--max_new_tokens=5", "--num_samples=1", "--device=cpu"])
-        visualize.main(["loss", str(out_dir), f"--out={tmp_path / 'loss.png'}"])
-        bench.main(["time_to_loss", str(out_dir), "--target=9"])
-        if importlib.util.find_spec("transformers"):
-            export.main([f"--out_dir={out_dir}", "--ckpt=latest", "--to=hf", str(tmp_path / "hf")])
-        assert live.poll() is None, "the live run did not survive its readers"
-    finally:
-        live.kill()
-        live.wait(timeout=60)
+    live = live_run(20, tmp_path / "second.stderr", until=lambda: (out_dir / "ckpt.pt").exists())  # takes the folder
+    for extra in ("--overwrite=True", "--init_from=resume", "--eval_only=True"):
+        assert_refused(live, extra)
+    sample.main([f"--out_dir={out_dir}", "--ckpt=latest", "--max_new_tokens=5", "--num_samples=1", "--device=cpu"])
+    visualize.main(["loss", str(out_dir), f"--out={tmp_path / 'loss.png'}"])
+    bench.main(["time_to_loss", str(out_dir), "--target=9"])
+    if importlib.util.find_spec("transformers"):
+        export.main([f"--out_dir={out_dir}", "--ckpt=latest", "--to=hf", str(tmp_path / "hf")])
+    os.kill(live.pid, signal.SIGCONT)
+    assert live.poll() is None and str(live.pid) in (out_dir / "train.lock").read_text(), \
+        "the live run did not survive its readers"
+    live.kill()
+    live.wait(timeout=60)
     resumed_at = load_checkpoint(out_dir / "ckpt.pt")["iter_num"]
     train.main([*args, "--init_from=resume", f"--max_iters={resumed_at + 2}"])
     assert not (out_dir / "train.lock").exists(), "a run that ended left its lock file behind"
+
+
+def test_a_process_a_test_starts_is_ended_whatever_the_outcome():
+    """conftest's `running` ends the process (and its children) when an assertion fires inside the block, and
+    every test file starts its processes through it: none outlives a failed test, as a training run once did."""
+    sleeper = [sys.executable, "-c", "import subprocess, sys, time; "
+               "print(subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']).pid, flush=True); "
+               "time.sleep(600)"]
+    with pytest.raises(AssertionError), running(sleeper, stdout=subprocess.PIPE, text=True) as proc:
+        child = int(proc.stdout.readline())
+        raise AssertionError("a failed check")
+    assert proc.returncode == -signal.SIGKILL
+    stat = Path(f"/proc/{child}/stat")  # the child too: gone, or dead and not yet reaped by its new parent
+
+    def child_alive():
+        try:
+            return stat.read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except FileNotFoundError:
+            return False
+
+    deadline = time.time() + 30  # SIGKILL is delivered at once but a loaded machine takes a moment to act on it
+    while child_alive():
+        assert time.time() < deadline, "the child outlived its killed process group"
+        time.sleep(0.05)
+    bare = [f"{p.name}:{node.lineno}" for p in sorted((REPO_ROOT / "tests").glob("*.py")) if p.name != "conftest.py"
+            for node in ast.walk(ast.parse(p.read_text())) if isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", None)) == "Popen"]
+    assert bare == [], f"start these through conftest's running or processes: {bare}"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import zipfile
 import pytest
 import torch
 
-from conftest import REPO_ROOT, main_error_line, one_error_line
+from conftest import REPO_ROOT, main_error_line, one_error_line, running
 from gptkit.checkpoint import checkpoint_path, load_checkpoint, model_from_checkpoint
 from gptkit.tokenizer import load_tokenizer
 import sample
@@ -128,13 +128,13 @@ def test_a_model_that_saw_the_future_is_flagged_before_its_garbage(tmp_path, cap
 
 
 def test_piping_into_a_reader_that_stops_early_is_no_traceback(tiny_run):
-    """`python sample.py | head -1`: when the reader goes, the writer stops quietly (exit 141, as a Unix tool)."""
+    """`python3 sample.py | head -1`: when the reader goes, the writer stops quietly (exit 141, as a Unix tool)."""
     command = [sys.executable, str(REPO_ROOT / "sample.py"), f"--out_dir={tiny_run.out_dir}", "--num_samples=20",
                "--max_new_tokens=400", "--device=cpu"]
-    writer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    writer.stdout.readline()
-    writer.stdout.close()  # what head does after its line
-    _, stderr = writer.communicate(timeout=120)
+    with running(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as writer:
+        writer.stdout.readline()
+        writer.stdout.close()  # what head does after its line
+        _, stderr = writer.communicate(timeout=120)
     assert writer.returncode == 141 and b"Traceback" not in stderr, stderr.decode()
 
 

@@ -242,7 +242,7 @@ def set_token(path, index, value):
 def test_data_that_does_not_fit_its_meta_is_refused_before_training(char_copy, monkeypatch):
     """Each message names the file, what is wrong, and the prepare.py command that rebuilds it."""
     copy, meta = char_copy
-    rebuild = "rebuild it with: python prepare.py shakespeare_char --data_dir="
+    rebuild = "rebuild it with: python3 prepare.py shakespeare_char --data_dir="
     vocab = meta["vocab_size"]
     original = {name: (copy / name).read_bytes() for name in ("train.bin", "val.bin")}
     damages = [  # (file, damage, phrase of the error)
@@ -296,7 +296,7 @@ def test_a_memmapped_split_without_a_recorded_largest_id_is_checked_batch_by_bat
 def test_meta_json_that_cannot_describe_the_data_is_refused(char_copy, meta_edit, phrase):
     copy, meta = char_copy
     (copy / "meta.json").write_text(json.dumps({**meta, **meta_edit}))
-    with pytest.raises(UserError, match="rebuild it with: python prepare.py shakespeare_char") as e:
+    with pytest.raises(UserError, match="rebuild it with: python3 prepare.py shakespeare_char") as e:
         TokenData(copy, block_size=32)
     assert phrase in str(e.value) and str(copy / "meta.json") in str(e.value)
 

@@ -13,7 +13,7 @@ nbformat = pytest.importorskip("nbformat", reason="the notebook test needs nbfor
 nbclient = pytest.importorskip("nbclient", reason="the notebook test needs nbclient (requirements-dev.txt)")
 
 NUMBER = r"-?\d+(?:\.\d*)?"
-POINTER = re.compile(r"edit `mine/(\w+)\.py` and run `python learn\.py check (\w+)`")
+POINTER = re.compile(r"edit `mine/(\w+)\.py` and run `python3 learn\.py check (\w+)`")
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +54,17 @@ def test_the_notebook_runs_top_to_bottom_and_draws_every_picture(executed):
     assert images == 6
     log = (repo / "out-walkthrough" / "log.jsonl").read_text().splitlines()
     assert len(log) == 4 and (repo / "out-walkthrough" / "samples.txt").read_text().count("=== iter") == 4
+
+
+def test_the_training_cell_keeps_a_few_lines_not_every_redraw_of_a_progress_bar(executed):
+    """A saved notebook keeps what a cell printed: a progress bar's redraws (once ~1,300 fragments with
+    terminal escape codes) would be most of the file. The evaluations and the summary say the progress."""
+    cell = next(c for c in executed[1].cells if c.cell_type == "code" and "train.main(" in c.source)
+    text = "".join(o.get("text", "") for o in cell.outputs)
+    assert "\x1b[" not in text and "\r" not in text, text[:500]
+    assert len(cell.outputs) <= 20 and len(text) < 4000, text  # four evaluations and their 200-character samples
+    assert [int(i) for i in re.findall(r"^iter (\d+): train loss", text, re.M)] == [0, 100, 200, 300]
+    assert re.search(r"^done: iter 300, best val loss", text, re.M), text
 
 
 def test_the_two_os_of_romeo_get_the_same_embedding_row(executed):

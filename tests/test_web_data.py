@@ -112,7 +112,7 @@ def test_shards_record_their_count_and_largest_id_and_are_checked_against_them(j
     copy = tmp_path / "openwebtext"
     shutil.copytree(jsonl_dataset, copy)
     first = copy / meta["shards"]["train"][0]
-    rebuild = "rebuild it with: python prepare.py openwebtext"
+    rebuild = "rebuild it with: python3 prepare.py openwebtext"
     for damage, phrase in [
         (lambda: first.write_bytes(first.read_bytes() + b"x"), f"{first} is 601 bytes, not a whole number"),
         (lambda: first.write_bytes(first.read_bytes()[:-2]),

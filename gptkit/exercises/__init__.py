@@ -1,6 +1,7 @@
-"""The exercises of `python learn.py`, in the order a learner meets them: the model's own data flow
+"""The exercises of `python3 learn.py`, in the order a learner meets them: the model's own data flow
 (batch -> positions -> attention -> heads -> norm -> Block -> loss), then training it by hand
-(backward, AdamW), then generating from it (sampling, the KV cache).
+(backward, AdamW), then generating from it (sampling, the KV cache), and last the step before the
+model: a BPE tokenizer.
 
 Each exercise is a module here, named as its template exercises/NAME.py and the learner's copy
 mine/NAME.py, holding:
@@ -12,8 +13,8 @@ mine/NAME.py, holding:
 The checking machinery they share is harness.py.
 """
 
-from gptkit.exercises import (adamw, attention, backward, batch, block, kvcache, layernorm, loss, multihead,
+from gptkit.exercises import (adamw, attention, backward, batch, block, bpe, kvcache, layernorm, loss, multihead,
                               positions, sampling)
 
 EXERCISES = {module.__name__.rsplit(".", 1)[1]: module for module in (
-    batch, positions, attention, multihead, layernorm, block, loss, backward, adamw, sampling, kvcache)}
+    batch, positions, attention, multihead, layernorm, block, loss, backward, adamw, sampling, kvcache, bpe)}

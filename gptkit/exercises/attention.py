@@ -75,6 +75,18 @@ def weight_causes(weights, q, k):
         ("position 0 attends to position 1, in its future: set the scores where key > query to -inf before the softmax",
          F.softmax(scores, dim=-1) if T > 1 else None),
     ], atol=1e-4, rtol=1e-3, expected=masked_softmax(scores, causal))
+    if cause or T == 1:
+        return cause
+    # two of the classic mistakes at once (the mask's and the softmax's): name both
+    masks = [("the mask is on the wrong side (hide key > query, the upper-right triangle: torch.tril)", causal.T),
+             ("the mask hides the diagonal (torch.tril keeps it)", causal.tril(-1)),
+             ("there is no mask (set the scores where key > query to -inf)", torch.ones_like(causal))]
+    softmaxes = [("the softmax is over queries, not keys (dim=-1)", scores, -2),
+                 ("the scores are not divided by sqrt(head_size)", raw, -1)]
+    cause = first_match(weights, [(f"two mistakes: {mask}, and {softmax}",
+                                   lambda allowed=allowed, s=s, dim=dim: masked_softmax(s, allowed, dim=dim))
+                                  for mask, allowed in masks for softmax, s, dim in softmaxes],
+                        atol=1e-4, rtol=1e-3, expected=masked_softmax(scores, causal))
     if cause:
         return cause
     c = fitted_scale(weights, scores, causal)

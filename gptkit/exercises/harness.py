@@ -9,6 +9,7 @@ A check is a generator of Results; an exercise groups its checks by what the lea
 group per function), so a function not yet written fails its own group and the others still run.
 """
 
+import inspect
 import sys
 import traceback
 import types
@@ -34,11 +35,12 @@ class Result:
 
 
 class LearnerError(Exception):
-    """The learner's code raised: `text` is their traceback (their frames only) and the exception line."""
+    """The learner's code raised: `text` is their traceback (their frames only) and the exception line;
+    `call` the call of theirs that raised, with its inputs (e.g. "sample_next(..., temperature=0.0)")."""
 
-    def __init__(self, text):
+    def __init__(self, text, call=""):
         super().__init__(text)
-        self.text = text
+        self.text, self.call = text, call
 
 
 class NotWritten(Exception):
@@ -89,6 +91,7 @@ class Solution:
             source = self.path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise UserError(f"{self.path} is not UTF-8 text") from None
+        self.made = {}  # id(object made by Solution.call) -> (the object, the call that made it)
         self.module = types.ModuleType(f"mine_{self.path.stem}")
         self.module.__file__ = str(self.path)
         sys.modules[self.module.__name__] = self.module  # dataclasses and pickle look a class's module up
@@ -117,8 +120,29 @@ class Solution:
             raise LearnerError(learner_traceback(e, self.folder)) from None
 
     def call(self, fn, *args, **kwargs):
-        with self.turn():
-            return fn(*args, **kwargs)
+        try:
+            with self.turn():
+                result = fn(*args, **kwargs)
+        except LearnerError as e:
+            e.call = e.call or self.call_text(fn, args, kwargs)
+            raise
+        if isinstance(fn, type):  # an object of theirs: later calls on it name how it was made
+            self.made[id(result)] = (result, self.call_text(fn, args, kwargs))
+        return result
+
+    def call_text(self, fn, args, kwargs):
+        """The call as a learner reads it: `LayerNorm(ndim=16, bias=False)`, `sample_next(logits=a float32
+        tensor of shape (16, 30), temperature=0.0, ...)`; a call on an object of theirs names how it was made."""
+        made = self.made.get(id(fn))
+        name = made[1] if made and made[0] is fn else getattr(fn, "__qualname__", type(fn).__name__)
+        if name == "<lambda>":
+            return ""  # our own code around theirs: the traceback says where
+        try:
+            target = fn.forward if isinstance(fn, torch.nn.Module) else fn
+            bound = inspect.signature(target).bind(*args, **kwargs).arguments.items()
+        except (TypeError, ValueError):  # no signature to bind to: the inputs as passed
+            bound = [*((None, a) for a in args), *kwargs.items()]
+        return f"{name}({', '.join(input_text(v) if k is None else f'{k}={input_text(v)}' for k, v in bound)})"
 
 
 @dataclass
@@ -128,6 +152,7 @@ class Report:
     results: list = field(default_factory=list)
     not_written: list = field(default_factory=list)  # the functions still raising NotImplementedError
     error: str = ""  # the learner's traceback, when their code raised (the checks stop there)
+    crashed_in: str = ""  # the call of theirs that raised, with its inputs
     groups_run: int = 0  # check groups that ran to their end, without meeting a NotImplementedError
     solution: object = None  # the Solution the checks ran on, once it loaded
 
@@ -164,7 +189,7 @@ def run_checks(exercise, path):
             if e.what not in report.not_written:
                 report.not_written.append(e.what)
         except LearnerError as e:
-            report.error = e.text
+            report.error, report.crashed_in = e.text, e.call
             break
         except Exception as e:  # our check could not read what came back: a failure, not a crash
             report.groups_run += 1
@@ -185,6 +210,9 @@ class Training:
     substitute: object
     overrides: dict = field(default_factory=dict)
     requires: dict = field(default_factory=dict)
+    # a tokenizer changes the data, not the model: datasets(solution, data_dir) prepares the text with the
+    # learner's and with the reference's, and returns (the learner's dataset, the reference's) to train on
+    datasets: object = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -201,6 +229,20 @@ def same(got, expected, atol=ATOL, rtol=RTOL, nan_equal=False):
     return torch.equal(got, expected)
 
 
+def input_text(value):
+    """An input as a report names it: a tensor by dtype and shape, a number or setting as written."""
+    if isinstance(value, torch.Tensor):
+        return f"a {str(value.dtype).removeprefix('torch.')} tensor of shape {tuple(value.shape)}"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return repr(value)
+    return f"a {type(value).__name__}"
+
+
+def plural(n, noun):
+    """'1 position', '2 positions'."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def shape_text(t):
     return f"shape {tuple(t.shape)}" if isinstance(t, torch.Tensor) else f"a {type(t).__name__}, not a tensor"
 
@@ -211,7 +253,8 @@ def values_text(t, index):
         return f"{t.item():.6g}"
     *lead, last = index
     start = max(0, min(last - 2, t.shape[-1] - 6))
-    row = t[tuple(lead)][start:start + 6].detach().double().tolist()
+    row = t[tuple(lead)][start:start + 6].detach()
+    row = (row.double() if row.is_floating_point() else row).tolist()  # token ids stay whole numbers
     shown = ", ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row)
     at = ", ".join(map(str, lead + [f"{start}:{start + len(row)}"]))
     return f"[{at}] = [{shown}{', ...' if start + len(row) < t.shape[-1] else ''}]"
@@ -286,7 +329,8 @@ def unchanged_before(cut, y, y2, dim, cause):
     """A Result: y2, from inputs changed at positions `cut` on (along dim), equals y at the positions before."""
     moved = (y2 - y).narrow(dim, 0, cut).abs().amax(dim=[d for d in range(y.dim()) if d != dim])  # (cut,)
     changed = [t for t in range(cut) if moved[t] > 1e-6]
-    return Result(f"changing the tokens from position {cut} on leaves the outputs at positions 0-{cut - 1} as they were",
+    before = "position 0" if cut == 1 else f"positions 0-{cut - 1}"
+    return Result(f"changing the tokens from position {cut} on leaves the outputs at {before} as they were",
                   not changed, "the same outputs", f"position {changed[0]} changed by {moved[changed[0]]:.4f}"
                   if changed else "", cause if changed else "")
 

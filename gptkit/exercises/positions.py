@@ -6,7 +6,7 @@ from contextlib import contextmanager
 import torch
 
 import model
-from gptkit.exercises.harness import Result, Training, check_shape, compare, first_match
+from gptkit.exercises.harness import Result, Training, check_shape, compare, first_match, plural
 
 TITLE = "the sinusoidal positional encoding"
 WRITES = "sinusoidal_encoding"
@@ -54,6 +54,9 @@ def causes(got, n, d):
          halves),
         ("your positions start at 1: the first row is position 0 (sin 0 = 0, cos 0 = 1)",
          encoding(pos + 1, d, torch.sin, torch.cos, right)),
+        ("every pair of columns has the same frequency, 10000^0 = 1 (row 1 repeats sin 1 = 0.8415, cos 1 = 0.5403): "
+         "two_i // d_model is integer division, 0 for every 2i < d_model; divide with /: "
+         "10000 ** (two_i / d_model)", encoding(pos, d, torch.sin, torch.cos, torch.zeros_like(right))),
     ], atol=1e-4, rtol=1e-3, expected=encoding(pos, d, torch.sin, torch.cos, right))
 
 
@@ -62,7 +65,7 @@ def encoding_matches_model(mine):
         pe = mine.call(mine.sinusoidal_encoding, n, d)
         yield check_shape(f"shape (num_positions, d_model) = ({n}, {d}), float32", pe, (n, d), torch.float32)
         ref = model.sinusoidal_encoding(torch.arange(n), d)
-        yield compare(f"equals model.sinusoidal_encoding ({n} positions, d_model={d})", pe, ref,
+        yield compare(f"equals model.sinusoidal_encoding ({plural(n, 'position')}, d_model={d})", pe, ref,
                       lambda: causes(pe, n, d), atol=1e-4, rtol=1e-4)
 
 
