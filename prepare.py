@@ -6,6 +6,8 @@
     python3 prepare.py text --input=my.txt --name=mine --tokenizer=bpe --vocab_size=4096   # your own BPE
     python3 prepare.py openwebtext                  # OpenWebText, GPT-2 BPE, 9B tokens in shards
     python3 prepare.py fineweb_edu                  # FineWeb-Edu's 10B-token sample, likewise
+    python3 prepare.py numbers_de                   # English number words -> German, for transformer.py
+    python3 prepare.py translation --src=en.txt --tgt=de.txt --name=NAME --tokenizer=char|gpt2
 
 Tiny Shakespeare ships with the repository (corpus/tinyshakespeare.txt.xz, checked against its
 sha256), so it needs no download; --input=PATH uses another copy.
@@ -27,11 +29,19 @@ pass counts its characters and trains the BPE, a second encodes and writes the i
 not UTF-8 are kept as byte tokens, so the dataset decodes back to the file exactly.
 --doc_separator=TEXT: each occurrence of TEXT in the file ends a document and becomes the single
 token <|endoftext|> (TinyStories-style files use `--doc_separator='<|endoftext|>'`).
+
+The translation datasets (numbers_de, translation) hold sentence pairs instead of running text, in
+the same train.bin and val.bin, pair after pair: source ids, BOS, target ids, EOS (gptkit/data.py's
+PairData reads them). numbers_de is made offline by num2words: "four thousand, seven hundred and
+eleven" -> "viertausendsiebenhundertelf" for every number below NUMBERS_DE_LIMIT. translation reads
+two line-aligned files, line i of --src translated by line i of --tgt. A pair is held out for val by
+a hash of its source (held_out), so a source in val never occurs in train.
 """
 
 import codecs
 import hashlib
 import itertools
+import zlib
 import json
 import lzma
 import multiprocessing
@@ -50,7 +60,7 @@ from concurrent.futures import ThreadPoolExecutor
 from tqdm import tqdm
 
 from gptkit.config import closest_key_hint, parse_args
-from gptkit.data import DATASETS
+from gptkit.data import DATASETS, PAIR_SPECIALS
 from gptkit.errors import UserError, first_line, run_main
 from gptkit.tokenizer import BPE_FILE, EOT_NAME, NOT_UTF8, CharTokenizer, GPT2Tokenizer, train_bpe
 
@@ -409,6 +419,81 @@ def prepare_text(text, out_dir, tokenizer_name, source):
 
 
 # ---------------------------------------------------------------------------------------------
+# sentence pairs, for the encoder-decoder (transformer.py)
+
+NUMBERS_DE_LIMIT = 10_000  # numbers_de translates 0, 1, ..., 9999
+VAL_BUCKETS = 10  # a pair is held out when its source's crc32 is 0 modulo this: about 1 pair in 10
+
+
+def held_out(source):
+    """Whether a pair goes to val, decided by its source text alone: a source held out for val never occurs
+    in train (numbers_de's held-out numbers are never seen in training, so val measures the rule learned)."""
+    return zlib.crc32(source.encode("utf-8")) % VAL_BUCKETS == 0
+
+
+def numbers_de_pairs():
+    """(English, German) number words for 0 to NUMBERS_DE_LIMIT - 1, by num2words: its German grammar puts
+    units before tens ("dreiundzwanzig") and writes each number as one word."""
+    try:
+        from num2words import num2words
+    except ImportError:
+        raise UserError("numbers_de is made by the num2words package: pip install num2words") from None
+    return [(num2words(n), num2words(n, lang="de")) for n in range(NUMBERS_DE_LIMIT)]
+
+
+def read_parallel(src_path, tgt_path):
+    """The (source, target) pairs of two line-aligned UTF-8 files, line i of src_path translated by line i of
+    tgt_path, each line stripped of surrounding spaces; a UserError for unequal line counts or an empty line."""
+    src_lines, tgt_lines = ([line.strip() for line in read_text(path).splitlines()] for path in (src_path, tgt_path))
+    if len(src_lines) != len(tgt_lines):
+        raise UserError(f"--src {src_path} has {len(src_lines):,} lines but --tgt {tgt_path} has {len(tgt_lines):,}; "
+                        f"line i of one must translate line i of the other: make the files pair up line by line")
+    for path, lines in ((src_path, src_lines), (tgt_path, tgt_lines)):
+        empty = next((n for n, line in enumerate(lines, 1) if not line), None)
+        if empty is not None:
+            raise UserError(f"line {empty} of {path} is empty, and every line must hold a sentence: remove line "
+                            f"{empty} from both files, or put its translation there")
+    return list(zip(src_lines, tgt_lines))
+
+
+def prepare_pairs(pairs, out_dir, tokenizer_name, source):
+    """Tokenize (source, target) pairs into out_dir/{train.bin,val.bin,meta.json}, each pair as source ids,
+    BOS, target ids, EOS; the special tokens get the ids after the tokenizer's own. Returns the meta dict."""
+    out_dir = Path(out_dir)
+    tokenizer = make_tokenizer(tokenizer_name, "".join(src + tgt for src, tgt in pairs))
+    specials = {name: tokenizer.vocab_size + i for i, name in enumerate(PAIR_SPECIALS)}
+    if max(specials.values()) >= 2**16:
+        raise UserError(f"the pairs have {tokenizer.vocab_size:,} distinct characters: with the special tokens, "
+                        "more than the 65,536 token ids that uint16 .bin files hold; fix: use --tokenizer=gpt2")
+    ids = {"train": [], "val": []}
+    longest = {"source": 0, "target": 0}
+    for src, tgt in tqdm(pairs, desc="encoding pairs", unit="pair", disable=None):
+        src_ids, tgt_ids = tokenizer.encode(src), tokenizer.encode(tgt)
+        ids["val" if held_out(src) else "train"] += [*src_ids, specials["bos"], *tgt_ids, specials["eos"]]
+        longest = {"source": max(longest["source"], len(src_ids)), "target": max(longest["target"], len(tgt_ids))}
+    counts = {split: tokens.count(specials["eos"]) for split, tokens in ids.items()}
+    if min(counts.values()) < 1:
+        raise UserError(f"{len(pairs)} pairs gave {counts['train']} train and {counts['val']} val pairs; need at "
+                        f"least one in each (about 1 pair in {VAL_BUCKETS} is held out for val): use more pairs")
+    arrays = {f"{split}.bin": np.array(tokens, dtype=np.uint16) for split, tokens in ids.items()}
+    meta = {
+        **tokenizer.meta(),
+        "specials": specials,
+        **{f"{split}_pairs": n for split, n in counts.items()},
+        **{f"{split}_tokens": len(tokens) for split, tokens in ids.items()},
+        "longest_source": longest["source"],  # in tokens: what block_size must hold (gptkit/data.py checks)
+        "longest_target": longest["target"],
+        "source": source,
+        "sha256": sha256("\n".join(f"{src}\t{tgt}" for src, tgt in pairs).encode("utf-8")),
+    }
+    try:
+        write_dataset(out_dir, arrays, meta)
+    except OSError as e:
+        raise UserError(f"cannot write dataset {out_dir}: {e}") from None
+    return meta
+
+
+# ---------------------------------------------------------------------------------------------
 # web-scale datasets: documents streamed in, tokenized in parallel, written out in shards
 
 
@@ -572,10 +657,12 @@ def check_name(name):
 
 @dataclass
 class PrepareConfig:
-    dataset: str = ""  # shakespeare_char, shakespeare, text, openwebtext or fineweb_edu (the positional argument)
+    dataset: str = ""  # shakespeare_char, shakespeare, text, numbers_de, translation, openwebtext or fineweb_edu
     input: str = ""  # text: the file; Tiny Shakespeare: another copy; web datasets: a folder of .parquet/.jsonl
+    src: str = ""  # translation: the source-language file, one sentence a line
+    tgt: str = ""  # translation: the target-language file, line i translating line i of src
     name: str = ""  # the folder under data_dir; empty: the dataset's name
-    tokenizer: str = ""  # char, gpt2 or bpe (trained on the text), for the text dataset (empty: char)
+    tokenizer: str = ""  # char, gpt2 or bpe (trained on the text), for the text dataset; char or gpt2 for translation (empty: char)
     vocab_size: int = 4096  # bpe: tokens in all, the 256 bytes and the special tokens included
     special_tokens: str = ""  # bpe: more special tokens after <|endoftext|>, comma-separated: "<|user|>,<|bot|>"
     doc_separator: str = ""  # text (gpt2, bpe): this text in the file ends a document; it becomes <|endoftext|>
@@ -592,6 +679,12 @@ class PrepareConfig:
                             f"the datasets are {', '.join(DATASETS)}")
         if self.dataset == "text" and not (self.input and self.name):
             raise UserError("the text dataset needs --input=PATH and --name=NAME")
+        if self.dataset == "translation" and not (self.src and self.tgt):
+            raise UserError("the translation dataset needs --src=FILE and --tgt=FILE, two files of the same number "
+                            "of lines, line i of one translated by line i of the other")
+        if (self.src or self.tgt) and self.dataset != "translation":
+            raise UserError("--src and --tgt are for the translation dataset: python3 prepare.py translation "
+                            "--src=FILE --tgt=FILE")
         if self.tokenizer not in ("", "char", "gpt2", "bpe"):
             raise UserError(f"tokenizer={self.tokenizer!r} is not one of 'char', 'gpt2', 'bpe'"
                             f"{closest_key_hint(self.tokenizer, ['char', 'gpt2', 'bpe'])}")
@@ -606,8 +699,11 @@ class PrepareConfig:
         if not 256 + 1 + len(specials) <= self.vocab_size <= MAX_VOCAB:
             raise UserError(f"vocab_size={self.vocab_size} must be from {256 + 1 + len(specials)} (the 256 bytes "
                             f"and the special tokens) to {MAX_VOCAB:,} (uint16 token ids)")
-        if self.dataset != "text" and self.tokenizer not in ("", DATASETS[self.dataset]):
-            raise UserError(f"{self.dataset} is always {DATASETS[self.dataset]}; --tokenizer is for the text dataset")
+        if self.dataset == "translation" and self.tokenizer == "bpe":
+            raise UserError("translation takes --tokenizer=char or gpt2")
+        if DATASETS[self.dataset] and self.tokenizer not in ("", DATASETS[self.dataset]):
+            raise UserError(f"{self.dataset} is always {DATASETS[self.dataset]}; --tokenizer is for the text and "
+                            f"translation datasets")
         if self.num_proc < 0 or self.shard_tokens < 1 or self.max_docs < 0:
             raise UserError("num_proc and max_docs must not be negative, shard_tokens must be positive")
         check_name(self.name or self.dataset)
@@ -640,6 +736,17 @@ def main(argv):
         print(f"prepared {out_dir}: {meta['train_tokens']:,} train + {meta['val_tokens']:,} val tokens from "
               f"{meta['documents']:,} documents in {shards} shards, vocab {meta['vocab_size']:,} (gpt2) "
               f"in {time.time() - start:.1f} s")
+        return
+    if cfg.dataset in ("numbers_de", "translation"):
+        if cfg.dataset == "numbers_de":
+            pairs, source = numbers_de_pairs(), f"num2words: 0 to {NUMBERS_DE_LIMIT - 1}, English -> German"
+        else:
+            pairs = read_parallel(cfg.src, cfg.tgt)
+            source = f"{Path(cfg.src).resolve()} -> {Path(cfg.tgt).resolve()}"
+        meta = prepare_pairs(pairs, out_dir, DATASETS[cfg.dataset] or cfg.tokenizer or "char", source)
+        print(f"prepared {out_dir}: {meta['train_pairs']:,} train + {meta['val_pairs']:,} val pairs (longest: "
+              f"{meta['longest_source']} source, {meta['longest_target']} target tokens), vocab {meta['vocab_size']:,} "
+              f"({meta['tokenizer']}) + {len(meta['specials'])} special tokens in {time.time() - start:.1f} s")
         return
     if cfg.dataset == "text" and cfg.tokenizer in ("gpt2", "bpe"):  # byte-level: streamed, any size
         check_input(source_path)

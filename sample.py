@@ -7,6 +7,12 @@ as one batch), then prints the others. --start=FILE:prompt.txt reads the prompt 
 The same seed gives the same text. --beam_width=N decodes by beam search instead of sampling and prints
 the num_samples best continuations with their scores. --compile=True decodes with gpt-fast's static
 cache and a compiled one-token step (gptkit/decode.py), and says how long compiling took.
+
+A model trained on sentence pairs (prepare.py numbers_de or translation) translates --start instead,
+printing its greedy translation, or with --beam_width=N the num_samples best of beam search
+(docs/translation.md):
+
+    python3 sample.py --out_dir=out-translate-numbers-de --start="twenty-three"
 """
 
 import codecs
@@ -26,7 +32,9 @@ from gptkit.quantize import quantize
 from gptkit.shape_trace import print_shape_trace
 from gptkit.system import pick_device, pick_dtype, setup_torch
 from gptkit.tokenizer import prompt_ids, read_prompt
+from gptkit.translation import source_ids, translation_decoder
 from model import stream
+from transformer import until_eos
 
 SEPARATOR = "\n---------------\n"
 
@@ -42,7 +50,7 @@ class SampleConfig:
     start: str = "\n"  # the prompt, or FILE:path to read it from a file
     num_samples: int = 3  # how many samples (one batch)
     max_new_tokens: int = 500  # tokens to generate after the prompt
-    temperature: float = 0.8  # 0: greedy (always the most likely token); higher: more random
+    temperature: float = 0.8  # 0: greedy (always the most likely token); higher: more random. Translating: greedy
     top_k: int = 200  # keep only the k most likely tokens; 0: no limit
     top_p: float = 1.0  # keep the smallest set of tokens whose probability reaches p; 1.0: no limit
     seed: int = 1337  # the same seed gives the same text
@@ -97,6 +105,8 @@ def main(argv):
         trained = trained_from_pretrained(cfg.init_from, device)
     model, tokenizer = trained.model, trained.tokenizer
     model = quantize(model, cfg.quantize, device, dtype)
+    if trained.specials is not None:  # trained on sentence pairs: --start is a sentence to translate
+        return print_translation(model, trained, read_prompt(cfg.start), cfg, ctx)
     if model.config.sees_the_future:
         print(f"warning: this model was trained with mask={model.config.mask}, so it saw the tokens it had to predict "
               f"and learned to copy them; generating, there is no future to copy, so expect garbage "
@@ -158,6 +168,30 @@ def make_decoder(model, idx, cfg):
     print(f"note: --compile=True decodes with a static KV cache, and {why}; decoding without compiling",
           file=sys.stderr)
     return SlidingDecoder(model, idx, cfg.use_cache)
+
+
+def print_translation(model, trained, text, cfg, ctx):
+    """Translate text: print the greedy translation as it is made, or with beam_width the num_samples best beams."""
+    tokenizer, eos = trained.tokenizer, trained.specials["eos"]
+    decoder = translation_decoder(model, source_ids(model, tokenizer, text), trained.specials, cfg.use_cache)
+    max_new = min(cfg.max_new_tokens, model.config.block_size - decoder.context.size(1))  # positions left
+    t0 = time.time()
+    with ctx:
+        if cfg.beam_width:
+            beams = beam_search(model, None, max_new, cfg.beam_width, cfg.length_penalty, vocab_limit=eos + 1, eos=eos,
+                                decoder=decoder)  # text or EOS: never padding or BOS
+            for i, (tokens, score) in enumerate(beams[:cfg.num_samples]):
+                sys.stdout.write((SEPARATOR if i else "") + f"[beam {i + 1}, score {score:.3f}]\n"
+                                 + tokenizer.decode(until_eos(tokens, eos)))
+        else:
+            out = Printer(tokenizer)
+            for token in stream(model, None, max_new, temperature=0, vocab_limit=eos + 1, decoder=decoder):  # (1, 1)
+                if token.item() == eos:
+                    break
+                out.add(token.item())
+    sys.stdout.write("\n")
+    how = f"beam search, width {cfg.beam_width}" if cfg.beam_width else "greedy"
+    print(f"translated ({how}) in {time.time() - t0:.2f} s", file=sys.stderr)
 
 
 def print_beams(model, tokenizer, prompt, cfg, ctx):

@@ -32,7 +32,8 @@ import torch
 from tqdm import tqdm
 
 from gptkit.config import build_configs, read_command_line
-from gptkit.data import TokenData
+from gptkit.checkpoint import MODELS
+from gptkit.data import model_inputs, open_data
 from gptkit.distributed import agreed, broadcast_flag, check_parallel, no_sync, setup_distributed, teardown_distributed
 from gptkit.errors import UserError, run_main
 from gptkit.hf_weights import PRETRAINED, check_init_from
@@ -41,9 +42,10 @@ from gptkit.sharded import files_from_sharded, save_checkpoint_or_shards
 from gptkit.system import StopRequest, pick_device, pick_dtype, rng_state, setup_torch
 from gptkit.training import start_run, summary, trace_shapes
 from model import GPTConfig
+from transformer import TransformerConfig
 
 # ----------------------------------------------------------------------------------------------
-# the settings (the model's are GPTConfig in model.py)
+# the settings (the model's are GPTConfig in model.py, or TransformerConfig in transformer.py)
 
 # init_from: a fresh model, out_dir/ckpt.pt, OpenAI's GPT-2 weights, or a Hugging Face GPT-2 or Llama directory
 # (gptkit/hf_weights.py)
@@ -56,6 +58,9 @@ class TrainConfig:
     dataset: str = "shakespeare_char"  # a folder under data_dir written by prepare.py
     data_dir: str = "data"  # where prepare.py wrote the datasets
     init_from: str = "scratch"  # scratch, resume, gpt2, gpt2-medium, gpt2-large, gpt2-xl, or a GPT-2 or Llama directory
+    # gpt: model.py's decoder-only GPT; transformer: transformer.py's encoder-decoder, which trains on the sentence
+    # pairs of prepare.py numbers_de or translation (a GPT trains on them too, as source, BOS, target)
+    model: Literal["gpt", "transformer"] = "gpt"
     overwrite: bool = False  # allow a scratch run to replace the checkpoints already in out_dir
     # tokens per optimizer step = batch_size * block_size * gradient_accumulation_steps
     batch_size: int = 12  # sequences per micro-batch (per forward and backward pass)
@@ -139,6 +144,11 @@ class TrainConfig:
             raise UserError(f"noam_factor must be a positive finite number, got {self.noam_factor}")
         if not math.isfinite(self.stop_at_val_loss):
             raise UserError(f"stop_at_val_loss must be a finite number, got {self.stop_at_val_loss}")
+        if self.model == "transformer" and self.optimizer != "adamw":
+            raise UserError("model=transformer trains with --optimizer=adamw (Muon's matrices are the GPT's blocks)")
+        if self.model == "transformer" and self.init_from not in ("scratch", "resume"):
+            raise UserError(f"init_from={self.init_from} loads a GPT's weights; model=transformer trains from scratch "
+                            f"(or resumes)")
         if self.parallel == "fsdp" and self.optimizer == "muon":
             raise UserError("optimizer=muon cannot run under parallel=fsdp: its Newton-Schulz step needs each "
                             "weight matrix whole, and sharding leaves each process a slice; use --optimizer=adamw "
@@ -181,7 +191,8 @@ def train_step(model, optimizer, scaler, data, cfg, ctx, generator, rank=0, worl
         # (nanoGPT syncs every micro-step). no_sync must wrap the forward too (build-nanogpt PR #30).
         sync = micro == len(mine) - 1 or cfg.sync_every_micro_step
         with no_sync(model) if world_size > 1 and not sync else nullcontext(), ctx:
-            _, loss = model(x, y, label_smoothing=cfg.label_smoothing)  # mean cross-entropy of the next token
+            # the mean cross-entropy of the next token (x: a GPT's tokens, or the encoder-decoder's source and target)
+            _, loss = model(*model_inputs(x), y, label_smoothing=cfg.label_smoothing)
             # average over micro-steps so k micro-batches equal one k-times larger batch (nanoGPT #168)
             scaler.scale(loss / len(mine)).backward()
     if cfg.grad_clip:
@@ -223,13 +234,15 @@ def evaluate(model, data, cfg, ctx, stop=lambda: False, show_progress=True):
 
 @torch.no_grad()
 def mean_loss(model, batches, ctx):
-    """(mean loss per token, tokens) over batches of (x, y); summed on the device, so no sync per batch."""
+    """(mean loss per token, tokens) over batches of (x, y); summed on the device, so no sync per batch. Targets -1
+    (a sentence pair's padding and source) are not predicted, so not counted."""
     total, count = 0.0, 0
     for x, y in batches:
         with ctx:
-            _, loss = model(x, y)
-        total, count = total + loss.float() * y.numel(), count + y.numel()
-    return ((total / count).item() if count else float("nan")), count
+            _, loss = model(*model_inputs(x), y)
+        predicted = (y != -1).sum()
+        total, count = total + loss.float() * predicted, count + predicted
+    return ((total / count).item() if count else float("nan")), int(count)
 
 
 def train(run):
@@ -320,11 +333,14 @@ def evaluate_together(run, stop_request):
 def log_evaluation(run, it, lr, losses, bar):
     """log.jsonl and the line above the progress bar (rank 0), and the evaluation's sample: every process that
     evaluates draws it (a sharded model's forward pass needs them all), rank 0 shows it."""
+    scores, said = run.translations.write(run.model, run.ctx) if run.translations is not None else ({}, None)
     if run.dist.master:
         run.log.write(iter=it, train_loss=losses["train"], val_loss=losses["val"], lr=lr,
-                      tokens=it * run.speed.tokens_per_iter, tokens_per_s=round(run.speed.rate) or None,
-                      elapsed_s=round(time.time() - START_TIME, 3))
+                      tokens=round(it * run.speed.tokens_per_iter), tokens_per_s=round(run.speed.rate) or None,
+                      elapsed_s=round(time.time() - START_TIME, 3), **scores)
         bar.write(f"iter {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+        if said:
+            bar.write(said)
     if run.samples is not None:
         sample = run.samples.write(run.model, it, losses["val"], run.ctx)
         if run.dist.master:
@@ -363,10 +379,13 @@ def check_finite(loss, it, out_dir):
 
 
 def parse(argv):
-    """(GPTConfig, TrainConfig, the keys the user gave) of a command line, without running anything: the
-    keys given are what a resumed run checks against its checkpoint."""
-    settings = read_command_line([GPTConfig, TrainConfig], argv, config_file=True)
-    return (*build_configs([GPTConfig, TrainConfig], settings), {key for key, _ in settings})
+    """(the model's settings: GPTConfig, or TransformerConfig for model=transformer; TrainConfig; the keys the user
+    gave) of a command line, without running anything: the keys given are what a resumed run checks against its
+    checkpoint."""
+    settings = read_command_line([GPTConfig, TransformerConfig, TrainConfig], argv, config_file=True)
+    kind = dict(settings).get("model", "gpt")
+    model_settings = MODELS[kind][1] if isinstance(kind, str) and kind in MODELS else GPTConfig  # else TrainConfig says
+    return (*build_configs([model_settings, TrainConfig], settings), {key for key, _ in settings})
 
 
 @run_main
@@ -379,7 +398,7 @@ def main(argv):
     check_parallel(cfg, dist, dtype)
     ctx = setup_torch(device, dtype, cfg.threads)
     torch.manual_seed(cfg.seed)  # the same initial weights in every process (sharding splits them as drawn)
-    data = TokenData(Path(cfg.data_dir) / cfg.dataset, model_cfg.block_size, device)
+    data = open_data(Path(cfg.data_dir) / cfg.dataset, model_cfg.block_size, device, cfg.model)
     if cfg.trace_shapes:
         return trace_shapes(model_cfg, cfg, data, device, given, dist)
     # one writer per out_dir for the run's whole life (eval_only too: it appends to log.jsonl)

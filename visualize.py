@@ -1,6 +1,7 @@
 """Pictures of a model and of its training: attention maps and loss curves as PNG, attention as a page to explore.
 
     python3 visualize.py attention --out_dir=out-shakespeare-char [--text="..."] [--query=it] [--compare="..."]
+    python3 visualize.py attention --out_dir=out-translate-numbers-de --start="twenty-three"
     python3 visualize.py explore --out_dir=out-shakespeare-char [--text="..."] [--query=it] [--compare="..."]
     python3 visualize.py next --out_dir=out-shakespeare-char --text="ROMEO:"
     python3 visualize.py loss out-a out-b ... [--out=loss.png]
@@ -10,6 +11,9 @@ attention: one forward pass over the text, with gptkit/tracing.py collecting eve
 weights softmax(score + mask), shape (1, nh, T, T). They are drawn as a grid, one row per layer and
 one column per head: the query (the token that looks) down the side, the key (the token looked at)
 along the bottom. Under the causal mask the upper-right triangle is empty: nobody sees the future.
+For a translation model (transformer.py) --start is the sentence to translate: it is translated
+greedily, and its cross-attention (each target token, down the side, reading the source tokens along
+the bottom) and its encoder's self-attention are drawn, every layer and head.
 
 explore: the same weights as one HTML page to explore in a browser, offline (gptkit/explore.py):
 point at a token to see where it looks, layer by layer and head by head, and what the model expects
@@ -40,7 +44,7 @@ import torch
 
 from gptkit import explore
 from gptkit.attention_maps import (ModelSource, attention_maps, default_out, load_model, next_token_probabilities,
-                                   word_weights)
+                                   translation_attention, word_weights)
 from gptkit.checkpoint import load_checkpoint
 from gptkit.config import command_args, parse_args
 from gptkit.errors import UserError, run_main
@@ -49,6 +53,8 @@ from gptkit.plots import check_size, matplotlib_figure, plot_loss, plot_tokens, 
 from gptkit.runlog import read_log
 from gptkit.tokenizer import (SAMPLES, comparison_tokenizers, encode_text, find_query, load_tokenizer, prompt_ids,
                               read_prompt, split_tokens, token_text, tokens_per_word, visible, word_tokens)
+from gptkit.translation import source_ids
+from transformer import Transformer
 
 PIZZA = "The pizza came out of the oven and it tasted good."
 PIZZA_SWAPPED = "The oven came out of the pizza and it tasted good."  # the same sentence, the nouns swapped
@@ -63,6 +69,7 @@ NOT_A_SETTING = {"out_dir", "overwrite", "init_from", "eval_only", "trace_shapes
 @dataclass
 class AttentionConfig(ModelSource):
     text: str = PIZZA  # the text to run through the model; FILE:path reads it from a file
+    start: str = ""  # a translation model (transformer.py): the sentence to translate, as sample.py's --start
     query: str = ""  # draw only what this token attends to: a word of the text (its last token) or a position
     compare: str = ""  # a second text drawn beside the first, e.g. with two words swapped
     out: str = ""  # the PNG to write; empty: out_dir/attention.png (attention_query.png with --query)
@@ -76,13 +83,14 @@ class AttentionConfig(ModelSource):
 
 @dataclass
 class Panel:
-    """One text's attention, to draw: maps (n_layer, nh, T, T), token labels, and the query position or None."""
+    """One text's attention, to draw: maps (n_layer, nh, T, S), token labels, and the query position or None."""
 
     maps: torch.Tensor
-    labels: list
+    labels: list  # the queries' (down the side), and the keys' unless key_labels
     query: int | None
     caption: str
     words: list  # [(word, [token positions])], to name the words under a row of single characters
+    key_labels: list | None = None  # another sequence's keys (cross-attention: the source's)
 
 
 def attention_colours(matplotlib):
@@ -96,25 +104,26 @@ def plot_attention(panels, out, title="", width=0, height=0, dpi=100):
     """Draw each panel's every layer and head as a grid of heat maps (layers down, heads across,
     query down the side, key along the bottom), panels side by side; return the path written."""
     new_figure, matplotlib = matplotlib_figure()
-    n_layer, n_head, T, _ = panels[0].maps.shape
+    n_layer, n_head, T, S = panels[0].maps.shape
     # about 0.12 inch per token, so each label gets ~7 points; within 40 inches overall
-    cell = min(max(2.2, 0.12 * T + 0.6), 40.0 / max(n_layer, n_head * len(panels)))
+    cell = min(max(2.2, 0.12 * max(T, S) + 0.6), 40.0 / max(n_layer, n_head * len(panels)))
     width = width or round((len(panels) * (n_head * cell + 1.0) + 1.4) * dpi)
     height = height or round((n_layer * cell + 1.4) * dpi)
     fig = new_figure(width, height, dpi)
     cell_inches = min(width / (n_head * len(panels)), height / n_layer) / dpi
-    font = max(5.0, min(10.0, 0.9 * 72 * cell_inches / T))  # token labels: as large as fits
+    font = max(5.0, min(10.0, 0.9 * 72 * cell_inches / max(T, S)))  # token labels: as large as fits
     text_font = max(9.0, min(18.0, 1.6 * cell_inches + 5))  # titles and axis names grow with the maps
     norm, cmap = attention_colours(matplotlib)
     for subfig, panel in zip(np.atleast_1d(fig.subfigures(1, len(panels))), panels):
         axes = subfig.subplots(n_layer, n_head, squeeze=False, sharex=True, sharey=True)
-        rotation = 0 if max(len(label) for label in panel.labels) == 1 else 90
+        keys = panel.key_labels or panel.labels
+        rotation = 0 if max(len(label) for label in keys) == 1 else 90
         for layer in range(n_layer):
             for head in range(n_head):
                 ax = axes[layer][head]
                 image = ax.imshow(panel.maps[layer, head].numpy(), cmap=cmap, norm=norm, interpolation="nearest")
-                ax.set_xticks(range(T), panel.labels, rotation=rotation, fontsize=font, parse_math=False)
-                ax.set_yticks(range(T), panel.labels, fontsize=font, parse_math=False)
+                ax.set_xticks(range(len(keys)), keys, rotation=rotation, fontsize=font, parse_math=False)
+                ax.set_yticks(range(len(panel.labels)), panel.labels, fontsize=font, parse_math=False)
                 ax.tick_params(length=0, labelleft=head == 0, labelbottom=layer == n_layer - 1)
                 if layer == 0:
                     ax.set_title(f"head {head}", fontsize=text_font)
@@ -194,6 +203,8 @@ def print_query_summary(tokenizer, ids, maps, query, caption, words):
 def attention_command(cfg):
     matplotlib_figure()  # fail before loading anything when matplotlib is missing
     model, tokenizer, name = load_model(cfg)
+    if isinstance(model, Transformer):
+        return translation_attention_command(cfg, model, tokenizer, name)
     panels, rankings = [], []
     for text in [cfg.text] + ([cfg.compare] if cfg.compare else []):
         ids = encode_text(tokenizer, text, model.config.block_size)
@@ -222,6 +233,30 @@ def attention_command(cfg):
     out = draw(panels, out, title=title, width=cfg.width, height=cfg.height, dpi=cfg.dpi)
     n_layer, n_head, T, _ = panels[0].maps.shape
     print(f"wrote {out}: {n_layer} layers x {n_head} heads, {T} tokens" + (" and the comparison" if cfg.compare else ""))
+
+
+def translation_attention_command(cfg, model, tokenizer, name):
+    """--start translated, and two pictures in out_dir: cross_attention.png, each target token (down the side)
+    reading the source (along the bottom), and encoder_attention.png, the source reading itself."""
+    if not cfg.start:
+        raise UserError("this model translates: name the sentence to translate with --start (as sample.py's)")
+    ids = source_ids(model, tokenizer, read_prompt(cfg.start))
+    translation, maps = translation_attention(model, ids)
+    source = [token_text(tokenizer, i) for i in ids]
+    written = [token_text(tokenizer, i) if i != model.config.eos_id else "EOS" for i in translation]
+    text = tokenizer.decode(translation[:-1])
+    words = word_tokens(tokenizer, ids)
+    pictures = {"cross_attention.png": Panel(maps["cross"], written, None, f"cross-attention: {cfg.start!r} -> "
+                                             f"{text!r}, each written token (down) reading the source (across)",
+                                             words, key_labels=source),
+                "encoder_attention.png": Panel(maps["encoder"], source, None, f"encoder self-attention over "
+                                               f"{cfg.start!r}: no mask, every source token reads every other", words)}
+    for file, panel in pictures.items():
+        out = cfg.out if cfg.out and file == "cross_attention.png" else default_out(cfg, file)
+        out = plot_attention([panel], out, title=name, width=cfg.width, height=cfg.height, dpi=cfg.dpi)
+        print(f"wrote {out}: {panel.maps.size(0)} layers x {panel.maps.size(1)} heads, {panel.maps.size(2)} x "
+              f"{panel.maps.size(3)} tokens")
+    print(f"{cfg.start!r} -> {text!r}")
 
 
 def ranked_words(tokenizer, ids, words, query):

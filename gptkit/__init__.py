@@ -18,6 +18,7 @@
     quantize     int8 weights for CPU sampling
     decode       a RoPE cache that slides past block_size, gpt-fast's static KV cache with a compiled decode
                  step, and beam search
+    translation  translating held-out pairs and scoring them: exact match, BLEU, chrF (sacrebleu)
     tracing      watching a forward pass: every named step (STEPS) handed to a function
     attention_maps  reading attention weights and next-token probabilities out of a model
     explore      the attention as one HTML page to explore offline (visualize.py explore, notebooks)
@@ -27,5 +28,6 @@
     gguf_export  one GGUF file for llama.cpp and Ollama
     exercises    learn.py's exercises: a learner's pieces checked against ours (a package, one module each)
 
-model.py, the GPT itself, stays at the top: it is the file to read, and needs only torch.
+model.py, the GPT itself, stays at the top: it is the file to read, and needs only torch; so does
+transformer.py, the encoder-decoder that translates, built from model.py's pieces.
 """

@@ -10,6 +10,7 @@ import torch
 from gptkit.checkpoint import load_trained
 from gptkit.tokenizer import word_tokens
 from gptkit.tracing import tracing
+from transformer import translate
 
 
 @dataclass
@@ -80,3 +81,36 @@ def next_token_probabilities(model, ids, temperature=1.0, vocab_size=None):
     with torch.no_grad():
         logits, _ = model(torch.tensor([ids[-model.config.block_size:]]), last_only=True)
     return torch.softmax(logits[0, -1, :vocab_size].float() / temperature, dim=-1)
+
+
+def translation_attention(model, ids):
+    """transformer.py's encoder-decoder translating one source (a list of ids) greedily, and its attention over
+    the translation: (translation ids, the EOS included; {"cross": (n_layer, nh, T, S), "encoder": (n_layer, nh,
+    S, S)}). Row t of a cross map is the decoder position that writes translation token t: which source tokens
+    it reads."""
+    device = next(model.parameters()).device
+    src = torch.tensor([ids], dtype=torch.long, device=device)  # (1, S)
+    model.eval()
+    translation = translate(model, src)[0] + [model.config.eos_id]
+    tgt = torch.tensor([[model.config.bos_id] + translation[:-1]], device=device)  # (1, T): BOS, then each token
+    kinds = {"encoder": [layer.attn.sublayer for layer in model.encoder],
+             "cross": [layer.cross_attn.sublayer for layer in model.decoder]}
+    maps = {kind: [None] * len(modules) for kind, modules in kinds.items()}
+
+    def keep(kind, i):
+        def tap(**named):
+            if "softmax" in named:
+                maps[kind][i] = named["softmax"][0].float().cpu()  # (nh, rows, S)
+        return tap
+
+    for kind, modules in kinds.items():  # each runs step by step, its tap keeping the weights (as tracing does)
+        for i, attention in enumerate(modules):
+            attention.attend, attention.tap = attention.step_by_step, keep(kind, i)
+    try:
+        with torch.no_grad():
+            model(src, tgt)
+    finally:
+        for attention in (a for modules in kinds.values() for a in modules):
+            attention.attend = attention.fused_attention
+            del attention.tap  # back to the class's, which does nothing
+    return translation, {kind: torch.stack(layers) for kind, layers in maps.items()}

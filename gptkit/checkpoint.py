@@ -2,7 +2,9 @@
 
 A checkpoint is written in one function (save_checkpoint) and read in one (load_checkpoint); the
 model it holds is built in one (model_from_checkpoint), and made ready to generate, with its
-tokenizer, in one (load_trained), which sample.py, export.py and visualize.py all use.
+tokenizer, in one (load_trained), which sample.py, export.py and visualize.py all use. A model is
+one of MODELS: model.py's GPT, or transformer.py's encoder-decoder (the checkpoint's "model_kind"
+says which; new_model builds either).
 
 A checkpoint is data, never code: tensors, numbers, strings, lists and dicts, loaded with
 `torch.load(weights_only=True)`, which refuses anything else (a malicious pickle included).
@@ -24,6 +26,10 @@ from gptkit.nanogpt import is_nanogpt_checkpoint, read_meta_pkl
 from gptkit.rundir import write_atomically
 from gptkit.tokenizer import load_tokenizer
 from model import GPT, GPTConfig
+from transformer import Transformer, TransformerConfig
+
+# The kinds of model (train.py's `model` setting; a checkpoint's "model_kind", a GPT when absent): class, settings
+MODELS = {"gpt": (GPT, GPTConfig), "transformer": (Transformer, TransformerConfig)}
 
 
 def unwrap(model):
@@ -36,11 +42,21 @@ def unwrap(model):
     return getattr(model, "_orig_mod", model)
 
 
+def kind_of(config):
+    """The MODELS kind whose settings `config` is: "gpt" or "transformer"."""
+    return next(kind for kind, (_, settings) in MODELS.items() if type(config) is settings)
+
+
+def new_model(config):
+    """A freshly initialised model of the kind its settings describe: the one place a model is built."""
+    return MODELS[kind_of(config)][0](config)
+
+
 def save_checkpoint(path, model, optimizer=None, **state):
     """Atomically write the model (and optimizer, and any plain `state`) to `path`."""
     path = Path(path)
     raw = unwrap(model)
-    ckpt = {"model": raw.state_dict(), "model_args": asdict(raw.config), **state}
+    ckpt = {"model": raw.state_dict(), "model_args": asdict(raw.config), "model_kind": kind_of(raw.config), **state}
     if optimizer is not None:
         ckpt["optimizer"] = optimizer.state_dict()
     try:
@@ -135,6 +151,8 @@ def checkpoint_problem(ckpt):
     for key in ("meta", "optimizer", "train_config", "config", "rng"):
         if key in ckpt and not isinstance(ckpt[key], dict):
             return f"its {key!r} must be a dict, found a {type(ckpt[key]).__name__}"
+    if ckpt.get("model_kind", "gpt") not in MODELS:
+        return f"its 'model_kind' must be one of {', '.join(MODELS)}, found {ckpt['model_kind']!r}"
     if "evaluated" in ckpt and not isinstance(ckpt["evaluated"], bool):
         return f"its 'evaluated' must be True or False, found {ckpt['evaluated']!r}"
     if "iter_num" in ckpt and not is_count(ckpt["iter_num"]):
@@ -159,22 +177,24 @@ def _refusal_reason(error):
 
 
 def checkpoint_config(ckpt):
-    """The GPTConfig a checkpoint describes (nanoGPT's too), its types and values checked as a config file's."""
-    fields = set(GPTConfig.__dataclass_fields__)
+    """The settings (GPTConfig, TransformerConfig) a checkpoint describes (nanoGPT's too), their types and values
+    checked as a config file's."""
+    settings = MODELS[ckpt.get("model_kind", "gpt")][1]
+    fields = set(settings.__dataclass_fields__)
     args = {k: v for k, v in ckpt["model_args"].items() if k in fields}
     if is_nanogpt_checkpoint(ckpt):
         args["activation"] = "gelu_exact"  # nanoGPT's MLP uses nn.GELU(), the exact (erf) GELU
     if "norm_eps" not in args and args.get("norm") == "rmsnorm":  # written before norm_eps: torch's default eps
         args["norm_eps"] = torch.finfo(torch.float32).eps
     try:
-        (config,) = build_configs([GPTConfig], args)
+        (config,) = build_configs([settings], args)
     except UserError as e:
         raise UserError(f"the checkpoint describes an impossible model ({e}); it is damaged or not ours") from None
     return config
 
 
 def model_from_checkpoint(ckpt, config=None):
-    """Build the GPT a checkpoint describes (or `config`, of the same shape) and load its weights (nanoGPT's too)."""
+    """Build the model a checkpoint describes (or `config`, of the same shape) and load its weights (nanoGPT's too)."""
     config = config or checkpoint_config(ckpt)
     state = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in ckpt["model"].items()}
     if is_nanogpt_checkpoint(ckpt):  # nanoGPT without flash attention keeps its causal mask as a buffer named attn.bias
@@ -182,7 +202,7 @@ def model_from_checkpoint(ckpt, config=None):
     mismatch = _args_against_weights(config, state)
     if mismatch:  # before building: model_args from a damaged file could ask for a billion layers
         raise UserError(f"the checkpoint's {mismatch}; it is damaged or was edited")
-    model = GPT(config)
+    model = new_model(config)
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as e:  # missing, extra or misshapen weights
@@ -193,12 +213,15 @@ def model_from_checkpoint(ckpt, config=None):
 
 def _args_against_weights(config, state):
     """The model_args that the weights' own shapes contradict, as words (None: they agree)."""
-    wte = state.get("transformer.wte.weight")
+    gpt = isinstance(config, GPTConfig)
+    embedding, stack = ("transformer.wte.weight", "transformer.h.") if gpt else ("src_embed.weight", "encoder.")
+    wte = state.get(embedding)
     if wte is None or wte.dim() != 2:
-        return "weights have no token embedding (transformer.wte.weight)"
-    layers = {int(k.split(".")[2]) for k in state if k.startswith("transformer.h.") and k.split(".")[2].isdigit()}
+        return f"weights have no token embedding ({embedding})"
+    numbers = [k[len(stack):].split(".")[0] for k in state if k.startswith(stack)]  # h.3.attn...: "3"
+    layers = {int(n) for n in numbers if n.isdigit()}
     found = {"vocab_size": wte.shape[0], "n_embd": wte.shape[1], "n_layer": max(layers, default=-1) + 1}
-    if config.pos_encoding == "learned" and "transformer.wpe.weight" in state:
+    if gpt and config.pos_encoding == "learned" and "transformer.wpe.weight" in state:
         found["block_size"] = state["transformer.wpe.weight"].shape[0]
     for key, value in found.items():
         if getattr(config, key) != value:
@@ -229,10 +252,11 @@ def checkpoint_meta(ckpt, data_dir="data"):
 class Trained:
     """A trained model ready to generate: eval mode, on its device, with the tokenizer it was trained on."""
 
-    model: GPT
+    model: GPT | Transformer
     tokenizer: object
     path: Path  # the checkpoint it came from
     iter_num: int | None  # the training iteration it was saved at (None if it does not say)
+    specials: dict | None = None  # trained on sentence pairs: their PAD, BOS and EOS ids (the model translates)
 
 
 def load_trained(out_dir, ckpt="best", data_dir="data", device="cpu"):
@@ -249,9 +273,10 @@ def load_trained(out_dir, ckpt="best", data_dir="data", device="cpu"):
         raise UserError(f"no checkpoint in {out_dir}/ (neither {names}); train one first with "
                         f"python3 train.py ... --out_dir={out_dir}, or check --out_dir")
     checkpoint = load_checkpoint(path)
-    tokenizer = load_tokenizer(checkpoint_meta(checkpoint, data_dir))
+    meta = checkpoint_meta(checkpoint, data_dir)
+    tokenizer = load_tokenizer(meta)
     model = model_from_checkpoint(checkpoint).to(device).eval()
     if tokenizer.vocab_size > model.config.vocab_size:  # its ids would index past the embedding
         raise UserError(f"{path} does not hold together: the tokenizer has {tokenizer.vocab_size} tokens but the "
                         f"model only {model.config.vocab_size}; it is damaged or was edited")
-    return Trained(model, tokenizer, path, checkpoint.get("iter_num"))
+    return Trained(model, tokenizer, path, checkpoint.get("iter_num"), meta.get("specials"))

@@ -29,15 +29,19 @@ from gptkit.nanogpt import read_meta_pkl
 from gptkit.tokenizer import read_tokenizer_file
 
 # The datasets prepare.py makes, by name, and their tokenizer (text: the one --tokenizer names)
-DATASETS = {"shakespeare_char": "char", "shakespeare": "gpt2", "text": None,
-            "openwebtext": "gpt2", "fineweb_edu": "gpt2"}
+DATASETS = {"shakespeare_char": "char", "shakespeare": "gpt2", "text": None, "numbers_de": "char",
+            "translation": None, "openwebtext": "gpt2", "fineweb_edu": "gpt2"}
+# A pair dataset's special tokens, given the ids after the tokenizer's own (meta.json's "specials"); EOS first, so
+# that the ids below PAD (vocab_limit=eos+1) are all a translation may hold: text, and the EOS that ends it
+PAIR_SPECIALS = ("eos", "pad", "bos")
 IN_MEMORY_LIMIT = 1 << 30  # bytes per split; above this, read batches by memmap
 
 
 def model_vocab_size(meta):
-    """The model's vocabulary for a dataset's: padded to a multiple of 64 when large (50257 -> 50304),
-    which makes the embedding and head matmuls faster; the padding ids never occur in the data."""
-    n = meta["vocab_size"]
+    """The model's vocabulary for a dataset's: the tokenizer's, then a pair dataset's special tokens, padded to a
+    multiple of 64 when large (50257 -> 50304), which makes the embedding and head matmuls faster; the padding
+    ids never occur in the data."""
+    n = meta["vocab_size"] + len(meta.get("specials", {}))
     return n if n < 1024 else (n + 63) // 64 * 64
 
 
@@ -229,6 +233,11 @@ class TokenData:
             return torch.from_numpy(np.memmap(data, dtype=np.uint16, mode="c"))
         return data
 
+    @property
+    def tokens_per_row(self):
+        """The tokens one batch row trains on: block_size (train.py's tokens/s)."""
+        return self.block_size
+
     def num_tokens(self, split):
         data = self.splits[split]
         if isinstance(data, Shards):
@@ -276,5 +285,141 @@ class TokenData:
 
     def sequential_batches(self, split, batch_size):
         """Non-overlapping windows covering the whole split once, for an exact, repeatable loss."""
+        for chunk in self.sequential_starts(split).split(batch_size):
+            yield self.get_batch(split, len(chunk), None, starts=chunk)
+
+
+def model_inputs(x):
+    """A batch's inputs as the model's positional arguments: (x,) for a GPT, (src, tgt) for the encoder-decoder."""
+    return x if isinstance(x, tuple) else (x,)
+
+
+def open_data(dataset_dir, block_size, device, model="gpt"):
+    """A dataset ready to make batches: PairData when prepare.py wrote sentence pairs (laid out for the encoder-
+    decoder, or for a GPT as source, BOS, target), else TokenData. model: train.py's `model` setting."""
+    if model == "transformer" or "specials" in load_meta(dataset_dir):
+        layout = "encoder_decoder" if model == "transformer" else "decoder_only"
+        return PairData(dataset_dir, block_size, device, layout)
+    return TokenData(dataset_dir, block_size, device)
+
+
+class PairData:
+    """The train and val splits of a sentence-pair dataset (prepare.py numbers_de, translation), ready to cut
+    into padded batches, in one of two layouts chosen when the data is opened:
+
+    encoder_decoder (transformer.py): inputs (src, tgt), src (B, S) the sources, tgt (B, T) = BOS + target;
+        targets (B, T) = target + EOS. Sources and tgt are padded with PAD to the batch's longest, targets
+        with -1, which the loss ignores.
+    decoder_only (a GPT on the same pairs): inputs (x,), x (B, L) = source, BOS, target (BOS as the separator);
+        targets (B, L) = x shifted one to the left with EOS last, -1 on the source and the padding: the loss
+        is on the target alone, as the encoder-decoder's.
+
+    Each split's file holds pair after pair: source ids, BOS, target ids, EOS. The pairs are kept as padded
+    tables on the device, so a batch is one gather of rows, trimmed to its longest pair.
+    """
+
+    LAYOUTS = ("encoder_decoder", "decoder_only")
+
+    def __init__(self, dataset_dir, block_size, device="cpu", layout="encoder_decoder"):
+        self.dir, self.block_size, self.device = Path(dataset_dir), block_size, torch.device(device)
+        self.layout = layout
+        self.meta = load_meta(self.dir)
+        if "specials" not in self.meta:
+            raise UserError(f"dataset '{self.dir.name}' holds running text, not sentence pairs; a translation model "
+                            f"trains on pairs: python3 prepare.py numbers_de, or python3 prepare.py translation "
+                            f"--src=FILE --tgt=FILE")
+        self.specials = self.meta["specials"]
+        self.pairs = {split: self._read(split) for split in ("train", "val")}  # [(source ids, target ids)]
+        self.tables = {split: self._tables(pairs) for split, pairs in self.pairs.items()}
+
+    def _error(self, problem):
+        return UserError(f"{problem}; rebuild it with: {rebuild_command(self.dir, self.meta)}")
+
+    def _read(self, split):
+        """The split's pairs [(source ids, target ids)], each checked to be source, BOS, target, EOS."""
+        path = self.dir / f"{split}.bin"
+        if not path.is_file() or path.stat().st_size % 2:
+            raise self._error(f"{path} is missing, or not a whole number of 2-byte token ids")
+        tokens = np.fromfile(path, dtype=np.uint16).astype(np.int64)
+        bos, eos = self.specials["bos"], self.specials["eos"]
+        if not len(tokens) or tokens[-1] != eos or tokens.max() > max(self.specials.values()):
+            raise self._error(f"{path} is not pairs of source, BOS, target, EOS within the vocabulary")
+        ends = np.flatnonzero(tokens == eos)  # (N,) where each pair ends
+        starts = np.concatenate([[0], ends[:-1] + 1])
+        seps = np.flatnonzero(tokens == bos)  # (N,) each pair's BOS, if every pair has exactly one
+        if len(seps) != len(ends) or not ((starts < seps) & (seps < ends - 1)).all():
+            raise self._error(f"{path} is not pairs of a source, BOS, a target, EOS: a pair has no source, no target, "
+                              f"or not one BOS")
+        pairs = [(tokens[a:b].tolist(), tokens[b + 1:e].tolist()) for a, b, e in zip(starts, seps, ends)]
+        if len(pairs) != self.meta.get(f"{split}_pairs", len(pairs)):
+            raise self._error(f"{path} holds {len(pairs):,} pairs but meta.json records "
+                              f"{self.meta[f'{split}_pairs']:,}")
+        self._check_length(pairs, split)
+        return pairs
+
+    def _check_length(self, pairs, split):
+        """Every pair must fit the model's positions: block_size for the source, and for BOS + target (or, decoder-
+        only, for source, BOS and target together)."""
+        if self.layout == "encoder_decoder":
+            lengths = {"source": max(len(s) for s, _ in pairs), "target + BOS": max(len(t) + 1 for _, t in pairs)}
+        else:
+            lengths = {"source + BOS + target": max(len(s) + len(t) + 1 for s, t in pairs)}
+        for what, n in lengths.items():
+            if n > self.block_size:
+                raise UserError(f"the longest {what} in the {split} split of '{self.dir.name}' has {n} tokens, more "
+                                f"than the model's block_size={self.block_size} positions; set --block_size={n} or "
+                                f"more, or leave the longest pairs out of the dataset")
+
+    def _tables(self, pairs):
+        """Padded (N, L) tables of the split's pairs in this layout, and each pair's length (N,)."""
+        pad, bos, eos = self.specials["pad"], self.specials["bos"], self.specials["eos"]
+        if self.layout == "encoder_decoder":
+            rows = {"src": [s for s, _ in pairs], "tgt": [[bos, *t] for _, t in pairs],
+                    "targets": [[*t, eos] for _, t in pairs]}
+            fill = {"src": pad, "tgt": pad, "targets": -1}
+        else:
+            rows = {"x": [[*s, bos, *t] for s, t in pairs],
+                    "targets": [[-1] * len(s) + [*t, eos] for s, t in pairs]}
+            fill = {"x": pad, "targets": -1}
+        tables = {}
+        for name, seqs in rows.items():
+            table = np.full((len(seqs), max(map(len, seqs))), fill[name], dtype=np.int64)
+            for i, seq in enumerate(seqs):
+                table[i, :len(seq)] = seq
+            tables[name] = torch.from_numpy(table).to(self.device)
+            tables[name + "_len"] = torch.tensor([len(seq) for seq in seqs], device=self.device)
+        return tables
+
+    def num_pairs(self, split):
+        return len(self.pairs[split])
+
+    def random_starts(self, split, shape, generator):
+        """Random pair numbers of the given shape, drawn from `generator` (TokenData's windows, for pairs)."""
+        return torch.randint(self.num_pairs(split), shape, generator=generator)
+
+    @property
+    def tokens_per_row(self):
+        """The tokens a pair's loss counts (its target and EOS), on average over the train split: what train.py's
+        tokens/s counts, the same for both layouts."""
+        return float((self.tables["train"]["targets"] != -1).sum(dim=1).float().mean())
+
+    def get_batch(self, split, batch_size, generator, starts=None):
+        """(inputs, targets) of batch_size random pairs drawn from `generator`, or of the pairs `starts`:
+        inputs (src, tgt) (encoder_decoder) or x (decoder_only), each (B, L) cut to the batch's longest row."""
+        rows = self.random_starts(split, (batch_size,), generator) if starts is None else starts
+        tables = self.tables[split]
+        rows = rows.to(self.device)
+        names = ("src", "tgt") if self.layout == "encoder_decoder" else ("x",)
+        cut = {name: int(tables[name + "_len"][rows].max()) for name in names}  # one sync per batch: small data
+        inputs = tuple(tables[name][rows, :cut[name]] for name in names)
+        targets = tables["targets"][rows, :cut[names[-1]]]  # as long as tgt (or x)
+        return (inputs if len(inputs) > 1 else inputs[0]), targets
+
+    def sequential_starts(self, split):
+        """Every pair of the split, in order."""
+        return torch.arange(self.num_pairs(split))
+
+    def sequential_batches(self, split, batch_size):
+        """Every pair of the split once, in order, for an exact, repeatable loss."""
         for chunk in self.sequential_starts(split).split(batch_size):
             yield self.get_batch(split, len(chunk), None, starts=chunk)

@@ -157,18 +157,21 @@ def length_penalty(n, alpha):
 
 
 @torch.no_grad()
-def beam_search(model, idx, max_new_tokens, beam_width, alpha=0.0, vocab_limit=None, eos=None, use_cache=True):
+def beam_search(model, idx, max_new_tokens, beam_width, alpha=0.0, vocab_limit=None, eos=None, use_cache=True,
+                decoder=None):
     """The most likely continuations of one prompt idx (1, T) under the model, best first:
-    [(tokens: list of ids, score)], at most beam_width of them.
+    [(tokens: list of ids, score)], at most beam_width of them. decoder: another object with Decoder's
+    interface and keep (transformer.py's TranslationDecoder, whose context starts at BOS); by default
+    SlidingDecoder(model, idx, use_cache).
 
     Each step extends every beam by every token, scores each extension by its total log-probability
     log p(continuation | prompt), and keeps the beam_width best (SlidingDecoder.keep reorders the KV cache
     to follow them). A beam that produces `eos` is finished. Finished and surviving beams are ranked by
     log p / length_penalty(length, alpha). beam_width=1 is greedy decoding.
     """
-    decoder = SlidingDecoder(model, idx, use_cache)
-    scores = torch.zeros(1, device=idx.device)  # (W,) log-probability of each beam's continuation
-    start, finished = idx.size(1), []
+    decoder = decoder or SlidingDecoder(model, idx, use_cache)
+    scores = torch.zeros(1, device=decoder.context.device)  # (W,) log-probability of each beam's continuation
+    start, finished = decoder.context.size(1), []
     for _ in range(max_new_tokens):
         logp = F.log_softmax(decoder.next_logits()[:, :vocab_limit].float(), dim=-1)  # (W, V)
         vocab = logp.size(-1)
@@ -184,10 +187,11 @@ def beam_search(model, idx, max_new_tokens, beam_width, alpha=0.0, vocab_limit=N
                 keep.append((row, token, score))
         if not keep:
             break
-        rows = torch.tensor([r for r, _, _ in keep], device=idx.device)
+        device = decoder.context.device
+        rows = torch.tensor([r for r, _, _ in keep], device=device)
         decoder.keep(rows)
-        decoder.append(torch.tensor([[t] for _, t, _ in keep], device=idx.device))  # (W, 1)
-        scores = torch.tensor([s for _, _, s in keep], device=idx.device)
+        decoder.append(torch.tensor([[t] for _, t, _ in keep], device=device))  # (W, 1)
+        scores = torch.tensor([s for _, _, s in keep], device=device)
     beams = finished + [(row[start:], s) for row, s in zip(decoder.context.tolist(), scores.tolist())]
     ranked = sorted(beams, key=lambda b: -b[1] / length_penalty(len(b[0]), alpha))
     return [(tokens, score / length_penalty(len(tokens), alpha)) for tokens, score in ranked[:beam_width]]

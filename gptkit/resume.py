@@ -9,7 +9,6 @@ from gptkit.errors import UserError
 from gptkit.nanogpt import is_nanogpt_checkpoint, optimizer_state_from_nanogpt
 from gptkit.optim import load_optimizer_state
 from gptkit.sharded import load_sharded, load_whole_optimizer_state
-from model import GPTConfig
 
 # Model settings a resumed run takes from the user, not the checkpoint: they change how it trains, not
 # the shape or meaning of its weights (nanoGPT's resume lets dropout differ too). Every other model
@@ -21,7 +20,7 @@ def resume_config(saved, model_cfg, given):
     """The checkpoint's model config `saved`, with the settings of RESUME_MAY_CHANGE that the user gave
     (`given`: keys set in the config file or on the command line) in model_cfg."""
     changed = {}
-    for key in sorted(given & {f.name for f in fields(GPTConfig)}):
+    for key in sorted(given & {f.name for f in fields(saved)}):
         ours, theirs = getattr(model_cfg, key), getattr(saved, key)
         if ours == theirs:
             continue

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from gptkit.checkpoint import checkpoint_config, model_from_checkpoint
-from gptkit.data import TokenData, model_vocab_size
+from gptkit.checkpoint import checkpoint_config, model_from_checkpoint, new_model
+from gptkit.data import PairData, TokenData, model_vocab_size
 from gptkit.distributed import Dist, barrier, put_on_device, wrap_model
 from gptkit.errors import UserError
 from gptkit.memory import check_memory
@@ -26,7 +26,8 @@ from gptkit.shape_trace import print_shape_trace
 from gptkit.sharded import newest_checkpoint
 from gptkit.system import restore_rng
 from gptkit.tokenizer import load_tokenizer
-from model import GPT
+from gptkit.translation import EvalTranslations
+from model import GPT, GPTConfig
 
 
 @dataclass
@@ -51,12 +52,13 @@ class Run:
     eval_model: torch.nn.Module  # the same, compiled: what is evaluated
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler  # scales float16 losses so their gradients do not underflow; else a no-op
-    data: TokenData
+    data: TokenData | PairData
     ctx: object  # autocast, or nothing in float32
     generator: torch.Generator  # draws the training batches
     progress: Progress
     log: RunLog | None  # rank 0 only
     samples: EvalSamples | None  # with eval_sample_tokens: on the processes that evaluate (Dist.evaluates)
+    translations: EvalTranslations | None  # sentence pairs: held-out ones translated and scored at each evaluation
     speed: Speed
     dist: Dist
     device: str
@@ -78,7 +80,8 @@ def start_run(model_cfg, cfg, data, dist, device, dtype, ctx, given):
     log = open_run_log(cfg, {**asdict(model.config), **asdict(cfg)}, resume_iter) if dist.master else None
     sampling = cfg.eval_sample_tokens and dist.evaluates  # rank 0 alone writes samples.txt
     samples = EvalSamples(cfg, data, device, resume_iter, write=dist.master) if sampling else None
-    tokens_per_iter = cfg.batch_size * model.config.block_size * cfg.gradient_accumulation_steps
+    translations = EvalTranslations(data) if isinstance(data, PairData) and dist.evaluates else None
+    tokens_per_iter = cfg.batch_size * data.tokens_per_row * cfg.gradient_accumulation_steps
     if dist.master:
         if model.config.sees_the_future:
             print(f"note: mask={model.config.mask} lets each position see the token it must predict: the loss will "
@@ -86,11 +89,11 @@ def start_run(model_cfg, cfg, data, dist, device, dtype, ctx, given):
         if progress.resumed_from is not None:
             print(f"resuming from iter {progress.iter_num} of {progress.resumed_from} (best val loss "
                   f"{progress.best_val_loss:.4f})", file=sys.stderr)
-        print(f"{model.num_params() / 1e6:.2f}M parameters, {tokens_per_iter:,} tokens per iteration, "
+        print(f"{model.num_params() / 1e6:.2f}M parameters, {tokens_per_iter:,.0f} tokens per iteration, "
               f"device {device} x {dist.world_size}, dtype {str(dtype).removeprefix('torch.')}", file=sys.stderr)
     scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
     return Run(cfg, model, train_model, eval_model, optimizer, scaler, data, ctx, generator, progress, log, samples,
-               Speed(tokens_per_iter), dist, device)
+               translations, Speed(tokens_per_iter), dist, device)
 
 
 def build(model_cfg, cfg, data, device, given=frozenset(), dist=Dist()):
@@ -100,8 +103,11 @@ def build(model_cfg, cfg, data, device, given=frozenset(), dist=Dist()):
     ckpt = None
     if cfg.init_from == "scratch":
         model_cfg.vocab_size = model_vocab_size(data.meta)
-        check_memory(model_cfg, cfg, device, dist.world_size)
-        model = GPT(model_cfg)
+        if isinstance(model_cfg, GPTConfig):
+            check_memory(model_cfg, cfg, device, dist.world_size)
+        else:  # the encoder-decoder's special tokens are the dataset's
+            model_cfg.pad_id, model_cfg.bos_id, model_cfg.eos_id = (data.specials[k] for k in ("pad", "bos", "eos"))
+        model = new_model(model_cfg)
     elif cfg.init_from == "resume":
         # ckpt.pt, or the sharded ckpt.dcp/ when it was written later: its weights are read after sharding
         # (load_checkpoint_state), so that no process holds them all
@@ -111,7 +117,7 @@ def build(model_cfg, cfg, data, device, given=frozenset(), dist=Dist()):
             raise UserError(f"{Path(cfg.out_dir) / 'ckpt.pt'} has no {' or '.join(missing)}: it can be sampled from, "
                             f"not resumed")
         config = resume_config(checkpoint_config(ckpt), model_cfg, given)  # gptkit/resume.py
-        model = GPT(config) if "sharded" in ckpt else model_from_checkpoint(ckpt, config)
+        model = new_model(config) if "sharded" in ckpt else model_from_checkpoint(ckpt, config)
     else:  # pretrained: OpenAI's GPT-2, or a local Hugging Face GPT-2 or Llama directory
         from gptkit.hf_weights import PRETRAINED, load_pretrained
 
@@ -157,6 +163,8 @@ def crop_block_size(model, block_size):
 
 def trace_shapes(model_cfg, cfg, data, device, given, dist):
     """--trace_shapes: one forward pass, printed; nothing is written, so out_dir is not claimed."""
+    if cfg.model != "gpt":
+        raise UserError("trace_shapes traces model.py's GPT; transformer.py's shapes are in its comments")
     model = build(model_cfg, cfg, data, device, given, dist)[0]
     tokenizer = load_tokenizer(data.meta) if data.meta.get("tokenizer") in ("char", "gpt2", "bpe") else None
     x, y = data.get_batch("train", 2, torch.Generator().manual_seed(cfg.seed))

@@ -10,6 +10,7 @@ import pytest
 from conftest import REPO_ROOT, run_script
 from gptkit.config import build_configs, parse_args, parse_override, read_config_file
 from gptkit.errors import UserError, error_line
+import train
 from model import GPTConfig
 from train import TrainConfig
 
@@ -59,7 +60,7 @@ def test_real_config_files_read_as_python_would(path):
         exp, keys, runs = experiment.plan([str(path)])
         assert exp.vary + exp.walk == [values.get("vary") or values["walk"]] and len(runs) > 1
         return
-    model_cfg, cfg = parse([str(path)])
+    model_cfg, cfg, _ = train.parse([str(path)])  # the model's settings as its `model` says: GPT or encoder-decoder
     for key, value in values.items():
         got = getattr(model_cfg, key) if hasattr(model_cfg, key) else getattr(cfg, key)
         assert got == value, key

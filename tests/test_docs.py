@@ -10,6 +10,7 @@ import pytest
 
 from conftest import REPO_ROOT
 from model import GPTConfig
+from transformer import TransformerConfig
 import sample
 import train
 
@@ -52,8 +53,16 @@ def test_every_setting_is_in_the_settings_page_with_its_default(config):
                                                                                 field.default)
 
 
+def test_the_settings_page_names_the_encoder_decoders_own_settings():
+    rows, shared = settings_rows(), {field.name for field in dataclasses.fields(GPTConfig)}
+    for field in dataclasses.fields(TransformerConfig):
+        if field.name not in shared:
+            assert field.name in rows, f"docs/settings.md's tables lack {field.name}"
+            assert documents(rows[field.name], field.default), (field.name, rows[field.name], field.default)
+
+
 def test_the_settings_page_names_no_setting_that_does_not_exist():
-    known = {field.name for config in CONFIGS for field in dataclasses.fields(config)}
+    known = {field.name for config in [*CONFIGS, TransformerConfig] for field in dataclasses.fields(config)}
     assert set(settings_rows()) - known == set()
 
 
