@@ -58,7 +58,8 @@ def test_the_settings_page_names_the_encoder_decoders_own_settings():
     for field in dataclasses.fields(TransformerConfig):
         if field.name not in shared:
             assert field.name in rows, f"docs/settings.md's tables lack {field.name}"
-            assert documents(rows[field.name], field.default), (field.name, rows[field.name], field.default)
+            assert any(documents(row, field.default) for row in rows[field.name]), (field.name, rows[field.name],
+                                                                                    field.default)
 
 
 def test_the_settings_page_names_no_setting_that_does_not_exist():
