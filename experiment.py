@@ -254,7 +254,8 @@ def results_table(keys, rows):
         else:
             values += [row["status"], "", "", *([""] if per_byte else [])]
         speed = log[-1].get("tokens_per_s") if log else None  # training's, at the last evaluation
-        values += [f"{row['seconds']:.0f}", f"{speed:,}" if speed else "", f"{row['params']:,}",
+        params = f"{row['params']:,}" if row["params"] is not None else ""  # None: its dataset is missing
+        values += [f"{row['seconds']:.0f}", f"{speed:,}" if speed else "", params,
                    f"{kv_cache_bytes_per_token(row['model_cfg']):,}", str(row["source"])]
         lines.append("| " + " | ".join(values) + " |")
     if any(row["model_cfg"].sees_the_future for row in rows):
@@ -264,12 +265,18 @@ def results_table(keys, rows):
     return "\n".join(lines)
 
 
+def dataset_meta(run):
+    """The run's dataset's meta.json (a swept dataset, another tokenizer, changes the vocabulary and so the
+    parameter count); None when the dataset is missing: that run fails and says why, the others go on."""
+    try:
+        return load_meta(Path(run["train_cfg"].data_dir) / run["train_cfg"].dataset)
+    except UserError:
+        return None
+
+
 @run_main
 def main(argv):
     exp, keys, runs = plan(argv)
-    # each run's dataset, read now: a missing one is said before any run trains, and a swept dataset
-    # (another tokenizer) changes the vocabulary and so the parameter count
-    metas = {run["name"]: load_meta(Path(run["train_cfg"].data_dir) / run["train_cfg"].dataset) for run in runs}
     stem = "walk" if exp.walk else "-".join(keys)
     plot_path = Path(exp.plot) if exp.plot else Path(exp.out_root) / f"{stem}.png"
     try:
@@ -290,10 +297,13 @@ def main(argv):
                       f"val loss {records[-1]['val_loss']:.4f}, {seconds:.0f} s")
         bar.update(1)
 
+    def params(run):
+        meta = dataset_meta(run)
+        return count_params(run["model_cfg"], meta) if meta else None
+
     def trained(run, status, seconds):
-        record = write_record(run["out_dir"], status, seconds, count_params(run["model_cfg"], metas[run["name"]]),
-                              run["args"],
-                              run["settings"], vary=dict(run["combo"]))
+        record = write_record(run["out_dir"], status, seconds, params(run), run["args"], run["settings"],
+                              vary=dict(run["combo"]))
         add_row(run, status, record["seconds"], record["params"], run["out_dir"])
 
     for run in runs:
@@ -308,7 +318,7 @@ def main(argv):
     rows = [rows[run["name"]] for run in runs]
     if "dataset" in keys:  # different texts or tokenizers: their losses per token do not compare, per byte they do
         for row in rows:
-            row["meta"] = metas[row["name"]]
+            row["meta"] = dataset_meta(row) or {}
 
     table = results_table(keys, rows)
     print(table)
