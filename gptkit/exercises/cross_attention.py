@@ -65,9 +65,10 @@ def padding_mask(lengths, S):
     return (torch.arange(S)[None, :] < torch.tensor(lengths)[:, None])[:, None, None, :]
 
 
-def attended(ref, x, source, mask=None, fill=-math.inf, causal=False, transposed=False):
+def attended(ref, x, source, mask=None, fill=-math.inf, causal=False, transposed=False, fused=False):
     """What an Attention computes with ref's weights, done as a learner might: x's queries over source's keys and
-    values, the scores masked where `mask` (broadcast to them) is False with `fill`, under a top-left causal mask."""
+    values, the scores masked where `mask` (broadcast to them) is False with `fill`, under a top-left causal mask;
+    fused: a row with no key allowed gives 0, as in F.scaled_dot_product_attention (the softmax's gives NaN)."""
     B, T, C = x.shape
     q = ref.heads(ref.c_q(x))  # (B, nh, T, hs)
     k, v = ref.keys_values(source)  # (B, nh, S, hs) each
@@ -79,10 +80,13 @@ def attended(ref, x, source, mask=None, fill=-math.inf, causal=False, transposed
     if mask is not None:
         scores = scores.masked_fill(~mask, fill)
     weights = F.softmax(scores, dim=-1)
-    if fill == 0:  # F.scaled_dot_product_attention's way with a row of nothing allowed: the row's output is 0
+    if fused:
         weights = weights.nan_to_num(0.0)
     y = weights @ v  # (B, nh, T, hs)
     return ref.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))  # (B, T, C)
+
+
+WAYS = [{}, {"fill": -1e9}, {"fused": True}]  # hiding a key: -inf, a large negative number, or the fused kernel's mask
 
 
 def diagnose(ref, got, x, source, allowed):
@@ -102,8 +106,8 @@ def diagnose(ref, got, x, source, allowed):
         (CAUSAL_ALONE, variant(causal=True)),
         (SIDES, if_square(lambda: attended(ref, source, x, allowed)) if source is not x else None),
         (TRANSPOSED, if_square(variant(mask=allowed, transposed=True))),
-        *((QUERIES, if_square(variant(mask=on_queries, fill=fill))) for fill in (-math.inf, -1e9, 0)),
-        *((INVERTED, variant(mask=~allowed, fill=fill)) for fill in (-math.inf, -1e9, 0)),
+        *((QUERIES, if_square(variant(mask=on_queries, **how))) for how in WAYS),
+        *((INVERTED, variant(mask=~allowed, **how)) for how in WAYS),
         (UNMASKED, variant()),
     ], atol=1e-4, rtol=1e-3, expected=attended(ref, x, source, allowed))
 
