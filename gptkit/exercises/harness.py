@@ -337,6 +337,17 @@ def unchanged_before(cut, y, y2, dim, cause):
                   if changed else "", cause if changed else "")
 
 
+def holding_weights(module, ref, names):
+    """(the learner's module holding ref's weights, in eval mode, None), or (None, a failed Result) when its
+    parameters are not ref's, those the template's __init__ builds (`names`, e.g. "c_attn and c_proj")."""
+    got, expected = sorted(dict(module.named_parameters())), sorted(dict(ref.named_parameters()))
+    if got != expected:
+        return None, Result(f"the parameters are {names}, as the template builds them", False, ", ".join(expected),
+                            ", ".join(got), "keep the template's __init__")
+    module.load_state_dict(ref.state_dict(), strict=False)  # strict=False: ref's buffers, if any, are not learned
+    return module.eval(), None
+
+
 def random(*shape, seed=0, scale=1.0):
     """Standard normal values (times scale) from their own generator: the same for the same seed."""
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * scale
