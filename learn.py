@@ -27,10 +27,10 @@ import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from gptkit.config import build_configs, closest_key_hint, command_args, read_command_line, read_config_file
 import torch
 
 from gptkit.checkpoint import MODELS, new_model
+from gptkit.config import build_configs, closest_key_hint, command_args, read_command_line, read_config_file
 from gptkit.data import load_meta, model_vocab_size
 from gptkit.errors import UserError, run_main
 from gptkit.exercises import EXERCISES
@@ -216,6 +216,11 @@ def check_command(cfg):
 # train
 
 
+def training_config(cfg, exercise):
+    """The config file both runs start from: --config, else the exercise's."""
+    return cfg.config or exercise.TRAIN.config
+
+
 def model_kind(config_file, overrides=()):
     """The MODELS kind a training config (with these overrides) trains: train.py's `model` setting."""
     return dict([*read_config_file(config_file).items(), *overrides]).get("model", "gpt")
@@ -224,7 +229,7 @@ def model_kind(config_file, overrides=()):
 def train_settings(cfg, exercise, given):
     """The train.py arguments shared by both runs, the resolved settings that identify the reference run, and
     the model's parameter count."""
-    config = cfg.config or exercise.TRAIN.config
+    config = training_config(cfg, exercise)
     for key, _ in given:
         if key in NOT_OVERRIDDEN:
             raise UserError(f"--{key}: learn.py names the runs (out_root/NAME and out_root/reference-NAME) and "
@@ -300,7 +305,7 @@ def train_command(cfg, given):
     if not exercise.TRAIN:
         raise UserError(f"{cfg.name} is not a part of the model that trains; python3 learn.py train takes: "
                         f"{', '.join(trainable())}")
-    config = cfg.config or exercise.TRAIN.config
+    config = training_config(cfg, exercise)
     if not exercise.TRAIN.datasets:
         args, settings, params = train_settings(cfg, exercise, given)
     report = checked(cfg, cfg.name)
