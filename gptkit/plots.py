@@ -125,24 +125,27 @@ def loss_figure(runs, title="", width=0, height=0, dpi=100, x="iter", target=0.0
         ax.set_axis_off()
     axes[0].set_ylabel(unit)
     handles, labels = axes[1].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize="small")
+    if axes[n:]:  # a panel left empty holds the legend
+        axes[n].legend(handles, labels, loc="center")
+    else:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize="small")
     if title:
         fig.suptitle(wrapped(title, fig.get_figwidth(), 11), fontsize=11)
     return fig
 
 
 def speed_bars(ax, speeds):
-    """One horizontal bar per run [(label, tokens/s or None)], in the run's colour, its number at its end; a run
-    that logged no speed keeps its row, empty."""
-    labels = [label for label, _ in speeds]
+    """One horizontal bar per run [(label, tokens/s or None)], in the run's colour, first on top, named inside;
+    a run that logged no speed keeps its row, empty."""
     values = [tokens_per_s or 0 for _, tokens_per_s in speeds]
-    ax.barh(range(len(speeds)), values, color=[f"C{i % 10}" for i in range(len(speeds))], alpha=0.85)
-    for i, value in enumerate(values):
-        if value:
-            ax.annotate(f"{value:,.0f}", (value, i), xytext=(-4, 0), textcoords="offset points", ha="right",
-                        va="center", fontsize=8, color="white")
-    ax.set_yticks(range(len(speeds)), labels, fontsize=8)
+    ax.barh(range(len(speeds)), values, height=0.6, color=[f"C{i % 10}" for i in range(len(speeds))], alpha=0.45)
+    for i, ((label, _), value) in enumerate(zip(speeds, values)):
+        ax.annotate(f"{label}: {value:,.0f}" if value else f"{label}: not logged", (0, i), xytext=(4, 0),
+                    textcoords="offset points", va="center", fontsize=8)
+    ax.set_yticks([])
     ax.invert_yaxis()  # the first run on top, as in the legend
+    ax.locator_params(axis="x", nbins=4)
+    ax.xaxis.set_major_formatter(lambda v, _: f"{v:,.0f}")
     ax.set_title("training tokens/s (last evaluation)", fontsize=10)
     ax.set_xlabel("tokens/s")
     ax.grid(alpha=0.3, axis="x")
