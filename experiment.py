@@ -133,7 +133,7 @@ def plan(argv):
         if key in NOT_COMPARED or key in EXPERIMENT_KEYS and key != "config":
             raise UserError(f"--vary {key}: that setting names the run, it does not change it")
 
-    runs = []
+    runs, any_model = [], field_types([settings for _, settings in MODELS.values()])
     for name, combo, changes in steps:  # combo: the run's row in the table; changes: its (key, value) settings
         changes = dict(changes)
         config = changes.pop("config", exp.config)  # --vary=config: each run starts from its own file
@@ -144,9 +144,8 @@ def plan(argv):
                       "out_dir": str(out_dir), "overwrite": True}
         # every run's settings are checked before the first one starts: a typo costs seconds, not a sweep
         model_class = model_settings(run_values)
-        other_models = field_types([settings for _, settings in MODELS.values()])
-        for key in settings:
-            if key not in field_types([model_class, TrainConfig]) and key in other_models:
+        for key in settings:  # a setting of the other kind of model, given to every run
+            if key not in field_types([model_class, TrainConfig]) and key in any_model:
                 raise UserError(f"run {name}: {key} is not a setting of its model ({model_class.__name__}), but "
                                 f"every run is given it; set it in the config file of the runs it is for")
         try:

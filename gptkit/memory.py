@@ -44,9 +44,9 @@ from functools import lru_cache
 
 import torch
 
+from gptkit.checkpoint import new_model
 from gptkit.errors import UserError
 from gptkit.system import device_memory, pick_dtype
-from gptkit.checkpoint import new_model
 from model import GPTConfig
 
 USABLE = 0.9  # of a GPU's memory: the rest for the CUDA context, NCCL and the allocator's fragmentation
