@@ -55,17 +55,19 @@ def page_data(page):
     return json.loads(found.group(1))
 
 
-def stored_maps(p):
-    """A panel's weights read back as gptkit/explore.py describes them: (n_layer, nh, T, T), NaN where hidden."""
-    n_layer, n_head, T = p["shape"]["n_layer"], p["shape"]["n_head"], len(p["tokens"])
-    levels = torch.frombuffer(bytearray(zlib.decompress(base64.b64decode(p["weights"]))), dtype=torch.uint8)
+def stored_maps(p, view="self"):
+    """A panel's weights of one attention read back as gptkit/explore.py describes them: (n_layer, nh, T, S), NaN
+    where hidden; T and S the lengths of the token lists its queries and keys name."""
+    n_layer, n_head, stored = p["shape"]["n_layer"], p["shape"]["n_head"], p["views"][view]
+    T, S = len(p[stored["queries"]]), len(p[stored["keys"]])
+    levels = torch.frombuffer(bytearray(zlib.decompress(base64.b64decode(stored["weights"]))), dtype=torch.uint8)
     per_head = levels.view(n_layer, n_head, -1).float()
-    maps, start = torch.full((n_layer, n_head, T, T), float("nan")), 0
-    for t, (first, last) in enumerate(p["ranges"]):
+    maps, start = torch.full((n_layer, n_head, T, S), float("nan")), 0
+    for t, (first, last) in enumerate(stored["ranges"]):
         n = last - first + 1
         maps[:, :, t, first:last + 1] = (per_head[:, :, start:start + n] / LEVELS) ** 2
         start += n
-    assert start == per_head.size(-1)  # every byte read
+    assert start == per_head.size(-1) and len(stored["ranges"]) == T  # every byte read, a range per query
     return maps
 
 
