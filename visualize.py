@@ -54,7 +54,7 @@ from gptkit.runlog import read_log
 from gptkit.tokenizer import (SAMPLES, comparison_tokenizers, encode_text, find_query, load_tokenizer, prompt_ids,
                               read_prompt, split_tokens, token_text, tokens_per_word, visible, word_tokens)
 from gptkit.translation import source_ids
-from transformer import Transformer
+from transformer import Transformer, until_eos
 
 PIZZA = "The pizza came out of the oven and it tasted good."
 PIZZA_SWAPPED = "The oven came out of the pizza and it tasted good."  # the same sentence, the nouns swapped
@@ -244,7 +244,7 @@ def translation_attention_command(cfg, model, tokenizer, name):
     translation, maps, _ = translation_attention(model, ids)
     source = [token_text(tokenizer, i) for i in ids]
     written = [token_text(tokenizer, i) if i != model.config.eos_id else "EOS" for i in translation]
-    text = tokenizer.decode(translation[:-1])
+    text = tokenizer.decode(until_eos(translation, model.config.eos_id))
     words = word_tokens(tokenizer, ids)
     pictures = {"cross_attention.png": Panel(maps["cross"], written, None, f"cross-attention: {cfg.start!r} -> "
                                              f"{text!r}, each written token (down) reading the source (across)",
@@ -330,7 +330,7 @@ def explore_command(cfg):
     shape, size = panels[0]["shape"], out.stat().st_size
     if translating:
         tokens = " and ".join(f"{len(p['source'])} -> {len(p['tokens'])}" for p in panels)
-        tokens = f"{tokens} tokens (source -> written, EOS included)"
+        tokens = f"{tokens} tokens (source -> written)"
     else:
         tokens = " and ".join(str(len(p["tokens"])) for p in panels) + " tokens"
     print(f"wrote {out} ({size / 1e3:,.0f} kB): {len(panels)} panel(s), {shape['n_layer']} layers x "

@@ -85,14 +85,16 @@ def next_token_probabilities(model, ids, temperature=1.0, vocab_size=None):
 
 def translation_attention(model, ids):
     """transformer.py's encoder-decoder translating one source (a list of ids) greedily, and one forward pass over
-    the translation: (translation ids, the EOS included; its attention {"cross": (n_layer, nh, T, S), "encoder":
+    the translation: (translation ids, its EOS included when it wrote one, not when cut at block_size; its attention {"cross": (n_layer, nh, T, S), "encoder":
     (n_layer, nh, S, S), "decoder": (n_layer, nh, T, T)}; the logits (T, vocab)). Decoder position t reads BOS and
     the translation before token t and writes token t: row t of a cross map is which source tokens it reads, and
     logits[t] its choice. Weights a mask hides (the decoder's future) are NaN, as in attention_maps."""
     device = next(model.parameters()).device
     src = torch.tensor([ids], dtype=torch.long, device=device)  # (1, S)
     model.eval()
-    translation = translate(model, src)[0] + [model.config.eos_id]
+    translation = translate(model, src)[0]
+    if len(translation) < model.config.block_size - 1:  # it stopped at its EOS, before the positions ran out
+        translation.append(model.config.eos_id)
     tgt = torch.tensor([[model.config.bos_id] + translation[:-1]], device=device)  # (1, T): BOS, then each token
     kinds = {"encoder": [layer.attn.sublayer for layer in model.encoder],
              "cross": [layer.cross_attn.sublayer for layer in model.decoder],

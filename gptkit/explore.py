@@ -31,6 +31,7 @@ from gptkit.rundir import write_atomically
 from gptkit.tokenizer import (comparison_tokenizers, encode_text, find_query, read_prompt, split_tokens, token_piece,
                               token_text, visible, word_tokens)
 from gptkit.translation import source_ids
+from transformer import until_eos
 
 LEVELS = 255  # a weight w is stored as the byte round(LEVELS * sqrt(w))
 TOP_NEXT = 5  # the most likely next tokens kept for each position
@@ -157,8 +158,8 @@ def panel(model, tokenizer, text, name, query="", layer=-1, head=-1):
 
 def translation_panel(model, tokenizer, sentence, name, query="", layer=-1, head=-1):
     """A sentence (FILE:path reads a file) translated greedily by transformer.py's encoder-decoder, as the page's
-    data: the source's tokens, the tokens the decoder writes ("tokens", EOS last) and those it reads in ("inputs":
-    BOS, then each token written but the last), and three attentions: "cross" (row t: decoder position t, writing
+    data: the source's tokens, the tokens the decoder writes ("tokens", EOS last unless cut at block_size) and those
+    it reads in ("inputs": BOS, then each token written but the last), and three attentions: "cross" (row t: decoder position t, writing
     token t, reading the source), "encoder" (the source reading itself, no mask) and "decoder" (the decoder's causal
     self-attention over its inputs); at each decoder position its most likely next tokens. `start`: it opens on
     cross-attention from the written token `query` (a word of the translation or a position; empty: the first)."""
@@ -167,7 +168,8 @@ def translation_panel(model, tokenizer, sentence, name, query="", layer=-1, head
     config = model.config
     specials = {config.bos_id: "BOS", config.eos_id: "EOS"}
     text = tokenizer.decode(ids)
-    at = find_query(tokenizer, translation[:-1], query) if query else 0
+    words = until_eos(translation, config.eos_id)  # the translation's text, without its EOS
+    at = find_query(tokenizer, words, query) if query else 0
     start = opening(maps["cross"], at, layer, head, itself=False)
     # what the decoder could write: the tokenizer's tokens and EOS (it never writes PAD or BOS)
     writable = torch.full((logits.size(-1),), float("-inf"))
@@ -176,7 +178,7 @@ def translation_panel(model, tokenizer, sentence, name, query="", layer=-1, head
     return {
         "name": name,
         "text": text,
-        "translation": tokenizer.decode(translation[:-1]),
+        "translation": tokenizer.decode(words),
         "tokens": token_cells(tokenizer, translation, specials),
         "inputs": token_cells(tokenizer, [config.bos_id] + translation[:-1], specials),
         "source": token_cells(tokenizer, ids),
