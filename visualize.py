@@ -3,6 +3,7 @@
     python3 visualize.py attention --out_dir=out-shakespeare-char [--text="..."] [--query=it] [--compare="..."]
     python3 visualize.py attention --out_dir=out-translate-numbers-de --start="twenty-three"
     python3 visualize.py explore --out_dir=out-shakespeare-char [--text="..."] [--query=it] [--compare="..."]
+    python3 visualize.py explore --out_dir=out-translate-numbers-de --start="twenty-three"
     python3 visualize.py next --out_dir=out-shakespeare-char --text="ROMEO:"
     python3 visualize.py loss out-a out-b ... [--out=loss.png]
     python3 visualize.py tokens --text="Der Ofen ist heiß." [--dataset=mine] [--out=tokens.png]
@@ -19,6 +20,9 @@ explore: the same weights as one HTML page to explore in a browser, offline (gpt
 point at a token to see where it looks, layer by layer and head by head, and what the model expects
 next; beside it a second text (--compare) or a second model (--compare_out_dir). It opens on --query
 (the last token by default) at the head whose attention from it is most concentrated, or at --layer and --head.
+For a translation model --start is the sentence to translate (as for attention; --text is taken when it alone
+is given): the page shows its cross-attention, the tokens written above the source with lines to the source
+tokens each one reads, and switches to the encoder's and the decoder's self-attention.
 
 next: the most likely next tokens after a prompt, with their probabilities.
 
@@ -292,7 +296,9 @@ def swap_reading(texts, rankings):
 class ExploreConfig(ModelSource):
     text: str = PIZZA  # the text to explore, up to block_size tokens; FILE:path reads it from a file
     start: str = ""  # a translation model (transformer.py): the sentence to translate, as sample.py's --start
-    query: str = ""  # the token the page opens on: a word of the text (its last token) or a position; empty: the last
+    # the token the page opens on: a word of the text (its last token) or a position; empty: the last (for a
+    # translation: a word or position of the translation; empty: the first token written)
+    query: str = ""
     layer: int = -1  # the layer it opens on; -1: where the query's attention is most concentrated on one other token
     head: int = -1  # the head it opens on; -1: likewise
     compare: str = ""  # a second text shown under the first, same layer, head and position (e.g. two words swapped)

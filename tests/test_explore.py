@@ -605,3 +605,23 @@ def test_screenshots_of_the_head_view_on_it_and_of_the_model_view(browser, tmp_p
     assert png_size(dest / "explore_head.png") == png_size(dest / "explore_model.png") == (1366, 768)
     assert opened.problems == [] and opened.requests == [opened.url]
     opened.close()
+
+
+def test_screenshot_of_a_translations_cross_attention(browser, tmp_path):
+    """The picture of the translation page for the docs: EXPLORE_TRANSLATION_SCREENSHOT=out-translate-numbers-de takes
+    it from that trained run into docs/explore_translation.png; without it, from a tiny model into a temporary folder."""
+    run = os.environ.get("EXPLORE_TRANSLATION_SCREENSHOT")
+    if run:
+        out, dest = Path(run), REPO_ROOT / "docs"
+    else:
+        (_, _), out, dest = translator_checkpoint(tmp_path), tmp_path, tmp_path
+    # the 'd' of "drei", pinned, at the head where it reads the "three" at the end of the English (docs/explore.md)
+    visualize.main(["explore", f"--out_dir={out}", f"--start={SOURCE}", "--query=0", "--layer=1", "--head=1",
+                    f"--out={tmp_path / 'shot.html'}"])
+    opened = Opened(browser, tmp_path / "shot.html", viewport=(1366, 768)).ready()
+    opened.page.mouse.move(0, 0)
+    assert opened.selection(0) == (1, "1", 0)
+    opened.page.screenshot(path=dest / "explore_translation.png", clip=dict(x=0, y=0, width=1366, height=560))
+    assert png_size(dest / "explore_translation.png") == (1366, 560)
+    assert opened.problems == [] and opened.requests == [opened.url]
+    opened.close()
