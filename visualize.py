@@ -328,7 +328,8 @@ def explore_command(cfg):
         if isinstance(model, Transformer) != translating:
             kinds = {True: "a translation model", False: "a GPT"}
             raise UserError(f"--out_dir={cfg.out_dir} holds {kinds[translating]} and --compare_out_dir="
-                            f"{cfg.compare_out_dir} {kinds[not translating]}: the page compares two models of one kind")
+                            f"{cfg.compare_out_dir} {kinds[not translating]}: the page compares two models of "
+                            f"one kind")
     if cfg.compare or cfg.compare_out_dir:
         panels.append(make(model, tokenizer, cfg.compare or text, name))
     page = explore.page_html(panels, title=f"attention of {panels[0]['name']}")
@@ -345,8 +346,8 @@ def explore_command(cfg):
     if translating:
         print(f"{panels[0]['text']!r} -> {panels[0]['translation']!r}")
         print(f"it opens on cross-attention from the written {tokens[start['query']]['label']!r} (position "
-              f"{start['query']}), layer {start['layer']}, head {start['head']}: {start['weight']:.2f} of its attention on "
-              f"the source's {panels[0]['source'][start['key']]['label']!r} (position {start['key']})")
+              f"{start['query']}), layer {start['layer']}, head {start['head']}: {start['weight']:.2f} of its "
+              f"attention on the source's {panels[0]['source'][start['key']]['label']!r} (position {start['key']})")
     else:
         print(f"it opens on {tokens[start['query']]['label']!r} (position {start['query']}), layer {start['layer']}, "
               f"head {start['head']}: {start['weight']:.2f} of its attention on {tokens[start['key']]['label']!r} "

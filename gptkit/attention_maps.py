@@ -85,10 +85,11 @@ def next_token_probabilities(model, ids, temperature=1.0, vocab_size=None):
 
 def translation_attention(model, ids):
     """transformer.py's encoder-decoder translating one source (a list of ids) greedily, and one forward pass over
-    the translation: (translation ids, its EOS included when it wrote one, not when cut at block_size; its attention {"cross": (n_layer, nh, T, S), "encoder":
-    (n_layer, nh, S, S), "decoder": (n_layer, nh, T, T)}; the logits (T, vocab)). Decoder position t reads BOS and
-    the translation before token t and writes token t: row t of a cross map is which source tokens it reads, and
-    logits[t] its choice. Weights a mask hides (the decoder's future) are NaN, as in attention_maps."""
+    the translation: (the translation's ids, its EOS included when it wrote one, not when cut at block_size; its
+    attention {"cross": (n_layer, nh, T, S), "encoder": (n_layer, nh, S, S), "decoder": (n_layer, nh, T, T)}; the
+    logits (T, vocab)). Decoder position t reads BOS and the translation before token t and writes token t: row t
+    of a cross map is which source tokens it reads, and logits[t] its choice. Weights a mask hides (the decoder's
+    future) are NaN, as in attention_maps."""
     device = next(model.parameters()).device
     src = torch.tensor([ids], dtype=torch.long, device=device)  # (1, S)
     model.eval()
@@ -106,7 +107,8 @@ def translation_attention(model, ids):
             if "softmax" in named:
                 hidden = ~named["mask"]  # (B, 1, 1, S): padding (none in one sentence); or (T, S): the causal mask
                 hidden = hidden[0] if hidden.dim() == 4 else hidden
-                maps[kind][i] = named["softmax"][0].float().cpu().masked_fill(hidden.cpu(), float("nan"))  # (nh, rows, S)
+                weights = named["softmax"][0].float().cpu()  # (nh, rows, S)
+                maps[kind][i] = weights.masked_fill(hidden.cpu(), float("nan"))
         return tap
 
     attentions = [(a, a.attend) for modules in kinds.values() for a in modules]

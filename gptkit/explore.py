@@ -152,19 +152,21 @@ def panel(model, tokenizer, text, name, query="", layer=-1, head=-1):
         "views": {"self": attention_view(maps, "tokens", "tokens")},
         "next": next_tokens(lambda i: token_text(tokenizer, i), probs, ids[1:] + [None]),
         "tokenizations": tokenizations(tokenizer, text),
-        "start": {**start, "pinned": bool(query), "view": "self"},  # a token asked for stays chosen when the mouse moves
+        # a token asked for stays chosen (pinned) when the mouse moves
+        "start": {**start, "pinned": bool(query), "view": "self"},
     }
 
 
 def translation_panel(model, tokenizer, sentence, name, query="", layer=-1, head=-1):
     """A sentence (FILE:path reads a file) translated greedily by transformer.py's encoder-decoder, as the page's
-    data: the source's tokens, the tokens the decoder writes ("tokens", EOS last unless cut at block_size) and those
-    it reads in ("inputs": BOS, then each token written but the last), and three attentions: "cross" (row t: decoder position t, writing
-    token t, reading the source), "encoder" (the source reading itself, no mask) and "decoder" (the decoder's causal
-    self-attention over its inputs); at each decoder position its most likely next tokens. `start`: it opens on
-    cross-attention from the written token `query` (a word of the translation or a position; empty: the first)."""
+    data: the source's tokens, the tokens the decoder writes ("tokens", EOS last unless cut at block_size) and
+    those it reads in ("inputs": BOS, then each token written but the last), and three attentions: "cross" (row t:
+    decoder position t, writing token t, reading the source), "encoder" (the source reading itself, no mask) and
+    "decoder" (the decoder's causal self-attention over its inputs); at each decoder position its most likely next
+    tokens. `start`: it opens on cross-attention from the written token `query` (a word of the translation or a
+    position; empty: the first)."""
     ids = source_ids(model, tokenizer, read_prompt(sentence))
-    translation, maps, logits = translation_attention(model, ids)  # (T,), {kind: (n_layer, nh, T or S, S or T)}, (T, vocab)
+    translation, maps, logits = translation_attention(model, ids)  # (T,), {kind: (n_layer, nh, rows, keys)}, (T, vocab)
     config = model.config
     specials = {config.bos_id: "BOS", config.eos_id: "EOS"}
     text = tokenizer.decode(ids)

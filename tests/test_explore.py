@@ -361,7 +361,8 @@ def test_bad_input_to_a_translation_page_is_one_line(tmp_path, capsys):
     assert "give it once" in main_error_line(capsys, visualize, explore + ["--start=seven", "--text=eight"])
     assert "compares two models of one kind" in main_error_line(
         capsys, visualize, explore + [f"--start={SOURCE}", f"--compare_out_dir={tmp_path / 'gpt'}"])
-    assert "is not one of the model's 2 heads" in main_error_line(capsys, visualize, explore + ["--start=seven", "--head=5"])
+    assert "is not one of the model's 2 heads" in main_error_line(capsys, visualize,
+                                                                  explore + ["--start=seven", "--head=5"])
     assert not (tmp_path / "translator" / "attention.html").exists()  # nothing half-written
 
 
@@ -608,8 +609,9 @@ def test_screenshots_of_the_head_view_on_it_and_of_the_model_view(browser, tmp_p
 
 
 def test_screenshot_of_a_translations_cross_attention(browser, tmp_path):
-    """The picture of the translation page for the docs: EXPLORE_TRANSLATION_SCREENSHOT=out-translate-numbers-de takes
-    it from that trained run into docs/explore_translation.png; without it, from a tiny model into a temporary folder."""
+    """The picture of the translation page for the docs: EXPLORE_TRANSLATION_SCREENSHOT=out-translate-numbers-de
+    takes it from that trained run into docs/explore_translation.png; without it, from a tiny model into a
+    temporary folder."""
     run = os.environ.get("EXPLORE_TRANSLATION_SCREENSHOT")
     if run:
         out, dest = Path(run), REPO_ROOT / "docs"
