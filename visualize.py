@@ -353,8 +353,8 @@ def explore_command(cfg):
               f"head {start['head']}: {start['weight']:.2f} of its attention on {tokens[start['key']]['label']!r} "
               f"(position {start['key']})")
     if size > 20e6:  # the weights grow as layers x heads x tokens^2 / 2
-        print(f"note: the page is {size / 1e6:.0f} MB; a shorter --text makes it smaller and quicker to open",
-              file=sys.stderr)
+        print(f"note: the page is {size / 1e6:.0f} MB; a shorter {'--start' if translating else '--text'} makes it "
+              f"smaller and quicker to open", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------------------------
