@@ -3,13 +3,21 @@
     python3 experiment.py config/lab_char_cpu.py --vary=pos_encoding=learned,sinusoidal,rope,none
     python3 experiment.py config/lab_char_cpu.py --vary=n_head=1,8 --vary=mask=causal,none --max_iters=600
     python3 experiment.py config/sweep_mask.py       # a sweep config: the training config and what to vary
+    python3 experiment.py config/sweep_encoder.py    # two training configs compared: the encoder-decoder vs a GPT
 
 Each run is `python3 train.py CONFIG [--key=value ...] --KEY=VALUE --out_dir=OUT_ROOT/KEY=VALUE
 --overwrite=True` in a fresh interpreter (same seed, so the runs differ only in KEY), its output kept
 in OUT_ROOT/KEY=VALUE/train.log. Other --key=value settings go to every run. --vary given twice
 makes the grid of all combinations. At the end: a table of final train and val loss, best val
 loss, wall time, training tokens/s, parameter count and the KV cache's bytes per token in float32
-(printed, and saved as OUT_ROOT/KEYS.md), and the curves in OUT_ROOT/KEYS.png (which needs matplotlib).
+(printed, and saved as OUT_ROOT/KEYS.md), and the curves in OUT_ROOT/KEYS.png (which needs matplotlib)
+with a bar of each run's tokens/s. Runs that translate (log.jsonl carries exact_match) also get their
+held-out exact match (final and best), BLEU and chrF in the table, and exact match in the plot.
+
+--vary=config=A.py,B.py compares training configs that differ in many settings, even in the model (a GPT
+or model='transformer', the encoder-decoder): each run is its config file as it is, named by the file's
+stem (OUT_ROOT/A), with the other --key=value settings given to every run. config/sweep_encoder.py asks
+"do we need the encoder?" this way (docs/experiments.md).
 
 --reuse=True skips a run when OUT_ROOT already holds a finished one with exactly the same settings
 (the default run of every sweep is the same run, for example). Runs are deterministic on CPU.
@@ -39,7 +47,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from gptkit.config import build_configs, help_text, parse_override, read_args, read_config_file
+from gptkit.checkpoint import MODELS
+from gptkit.config import build_configs, field_types, help_text, parse_override, read_args, read_config_file
 from gptkit.data import load_meta
 from gptkit.errors import UserError, run_main
 from gptkit.memory import kv_cache_bytes_per_token
@@ -48,13 +57,14 @@ from gptkit.runlog import read_log
 from gptkit.runrecord import NOT_COMPARED, as_override, compared_settings, count_params, find_reusable, write_record
 from model import GPTConfig
 from train import TrainConfig
+from transformer import TransformerConfig
 
 REPO = Path(__file__).resolve().parent
 
 
 @dataclass
 class ExperimentConfig:
-    config: str = ""  # the training config file every run starts from (in a sweep config)
+    config: str = ""  # the training config file every run starts from (in a sweep config); --vary=config: one per run
     out_root: str = "out-exp"  # each run trains into out_root/KEY=VALUE
     reuse: bool = False  # skip runs already finished in out_root with exactly the same settings
     plot: str = ""  # the comparison PNG; empty: out_root/KEYS.png
@@ -84,7 +94,7 @@ def parse_vary(text):
 def plan(argv):
     """Read the command line (and a sweep config) into the experiment settings and the list of runs."""
     if "-h" in argv or "--help" in argv:
-        print(help_text([ExperimentConfig, GPTConfig, TrainConfig]))
+        print(help_text([ExperimentConfig, GPTConfig, TransformerConfig, TrainConfig]))
         sys.exit(0)
     pairs, positional = read_args(argv)
     if len(positional) > 1:
@@ -111,27 +121,75 @@ def plan(argv):
         keys = [k for k, _ in grid]
         if len(set(keys)) != len(keys):
             raise UserError(f"--vary names {keys} more than once")
-        steps = [(",".join(f"{k}={v}" for k, v in combo), combo, list(combo))
-                 for combo in product(*[[(k, v) for v in vs] for k, vs in grid])]
+        stems = training_configs(exp, dict(grid).get("config"))
+        steps = []
+        for combo in product(*[[(k, v) for v in vs] for k, vs in grid]):
+            row = tuple((k, stems[v] if k == "config" else v) for k, v in combo)  # a config file by its stem
+            steps.append((",".join(v if k == "config" else f"{k}={v}" for k, v in row), row, list(combo)))
     for key in {k for _, _, changes in steps for k, _ in changes}:
-        if key in NOT_COMPARED or key in EXPERIMENT_KEYS:
+        if key == "config" and exp.walk:
+            raise UserError("--walk config: a walk changes the settings of one training config; compare configs "
+                            "with --vary=config=A.py,B.py")
+        if key in NOT_COMPARED or key in EXPERIMENT_KEYS and key != "config":
             raise UserError(f"--vary {key}: that setting names the run, it does not change it")
 
-    base = read_config_file(exp.config) if exp.config else {}
-    base_args = [exp.config] if exp.config else []
-    base_args += [as_override(k, v) for k, v in settings.items()]
-    runs = []
+    runs, any_model = [], field_types([settings for _, settings in MODELS.values()])
     for name, combo, changes in steps:  # combo: the run's row in the table; changes: its (key, value) settings
+        changes = dict(changes)
+        config = changes.pop("config", exp.config)  # --vary=config: each run starts from its own file
         name = name.replace("/", "_").replace(" ", "_")
         out_dir = Path(exp.out_root) / name
-        run_values = {**base, **settings, **{k: parse_override(f"--{k}={v}")[1] for k, v in changes},
+        base = read_config_file(config) if config else {}
+        run_values = {**base, **settings, **{k: parse_override(f"--{k}={v}")[1] for k, v in changes.items()},
                       "out_dir": str(out_dir), "overwrite": True}
         # every run's settings are checked before the first one starts: a typo costs seconds, not a sweep
-        model_cfg, train_cfg = build_configs([GPTConfig, TrainConfig], run_values)
-        args = [*base_args, *(f"--{k}={v}" for k, v in changes), f"--out_dir={out_dir}", "--overwrite=True"]
+        model_class = model_settings(run_values)
+        for key in settings:  # a setting of the other kind of model, given to every run
+            if key not in field_types([model_class, TrainConfig]) and key in any_model:
+                raise UserError(f"run {name}: {key} is not a setting of its model ({model_class.__name__}), but "
+                                f"every run is given it; set it in the config file of the runs it is for")
+        try:
+            model_cfg, train_cfg = build_configs([model_class, TrainConfig], run_values)
+        except UserError as e:
+            raise UserError(f"run {name}: {e}" if "config" in keys else str(e)) from None  # which file it is
+        args = [*([config] if config else []), *(as_override(k, v) for k, v in settings.items()),
+                *(f"--{k}={v}" for k, v in changes.items()), f"--out_dir={out_dir}", "--overwrite=True"]
         runs.append({"name": name, "combo": combo, "out_dir": out_dir, "args": args, "model_cfg": model_cfg,
                      "train_cfg": train_cfg, "settings": compared_settings(model_cfg, train_cfg)})
     return exp, keys, runs
+
+
+def model_settings(values):
+    """The settings class of the run's model, as train.py picks it: GPTConfig, or TransformerConfig for
+    model='transformer' (an unknown model falls to GPTConfig, and TrainConfig's check names it)."""
+    kind = values.get("model", "gpt")
+    return MODELS[kind][1] if isinstance(kind, str) and kind in MODELS else GPTConfig
+
+
+def training_configs(exp, paths):
+    """{path: its stem} for --vary=config=A.py,B.py, each a training config run as it is (the stem names the
+    run); {} when config is not varied. Each file is checked before any run starts."""
+    if paths is None:
+        return {}
+    if exp.config:
+        raise UserError(f"--vary=config names each run's training config, so there is no other to start from: "
+                        f"drop {exp.config} (or the sweep config's `config = ` line)")
+    configs = {}
+    for path in paths:
+        try:
+            values = read_config_file(path)
+        except UserError as e:
+            raise UserError(f"--vary=config: {e}") from None
+        if "vary" in values or "walk" in values:
+            sets = "vary" if "vary" in values else "walk"
+            raise UserError(f"--vary=config: {path} is a sweep config (it sets {sets}); "
+                            f"name training configs, e.g. --vary=config=config/translate_numbers_de.py,"
+                            f"config/translate_numbers_de_gpt.py")
+        configs[path] = Path(path).stem
+    if len(set(configs.values())) != len(configs):
+        raise UserError(f"--vary=config: two config files share a name ({', '.join(paths)}); each run is named by "
+                        f"its file's name, so rename one")
+    return configs
 
 
 def walk_steps(walk):
@@ -231,13 +289,28 @@ def per_byte_records(records, meta):
                      if f and r.get(f"{split}_loss") is not None}} for r in records]
 
 
+SCORES = ["exact match", "best exact match", "BLEU", "chrF"]  # of held-out translations (gptkit/translation.py)
+
+
+def scores(log):
+    """A translation run's cells under SCORES: the last evaluation's, and its best exact match with its iteration."""
+    scored = [r for r in log if "exact_match" in r]
+    if not scored:
+        return [""] * len(SCORES)
+    last, best = scored[-1], max(scored, key=lambda r: r["exact_match"])  # the first of equal bests
+    return [f"{last['exact_match']:.1%}", f"{best['exact_match']:.1%} @{best['iter']}", f"{last['bleu']:.1f}",
+            f"{last['chrf']:.1f}"]
+
+
 def results_table(keys, rows):
     """A Markdown table, one row per run; a run whose mask let it see the tokens it predicts is marked,
     and a note under the table says why its low loss ranks nowhere. Rows carrying their dataset's
-    "meta" (the datasets differ) get the val loss in bits per byte too."""
+    "meta" (the datasets differ) get the val loss in bits per byte too; runs that translate (their log
+    carries exact_match) get their held-out scores."""
     per_byte = any("meta" in row for row in rows)
-    head = [*keys, "train loss", "val loss", *(["val bits/byte"] if per_byte else []), "best val", "time (s)",
-            "tokens/s", "params", "KV bytes/token", "run"]
+    translating = any("exact_match" in r for row in rows for r in row["records"])
+    head = [*keys, "train loss", "val loss", *(["val bits/byte"] if per_byte else []), "best val",
+            *(SCORES if translating else []), "time (s)", "tokens/s", "params", "KV bytes/token", "run"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         values = [str(v) for _, v in row["combo"]]
@@ -253,11 +326,18 @@ def results_table(keys, rows):
             values.append(f"{best:.4f}")
         else:
             values += [row["status"], "", "", *([""] if per_byte else [])]
+        if translating:
+            values += scores(log)
         speed = log[-1].get("tokens_per_s") if log else None  # training's, at the last evaluation
         params = f"{row['params']:,}" if row["params"] is not None else ""  # None: its dataset is missing
         values += [f"{row['seconds']:.0f}", f"{speed:,}" if speed else "", params,
                    f"{kv_cache_bytes_per_token(row['model_cfg']):,}", str(row["source"])]
         lines.append("| " + " | ".join(values) + " |")
+    if any(isinstance(row["model_cfg"], TransformerConfig) for row in rows):
+        lines += ["", "KV bytes/token of an encoder-decoder: its decoder's self-attention keys and values per target "
+                      "token. Decoding also keeps each decoder layer's cross-attention keys and values of the source, "
+                      "as many bytes again per source token (transformer.TranslationCache); a GPT's count covers "
+                      "every token of its context, source and target alike."]
     if any(row["model_cfg"].sees_the_future for row in rows):
         lines += ["", f"{LEAK}: under mask=none or anticausal each position sees the token it is trained to predict, "
                       "so the loss falls by copying it. It is not comparable with a causal model's, and the model "
@@ -328,15 +408,23 @@ def main(argv):
     if plot_path is not None:
         drawn = [row for row in rows if row["records"]]
         label = (lambda combo: f"{combo[0][1]}: {combo[1][1]}") if exp.walk else \
-            (lambda combo: ", ".join(f"{k}={v}" for k, v in combo))
+            (lambda combo: ", ".join(v if k == "config" else f"{k}={v}" for k, v in combo))
         curves = [(label(row["combo"]),
                    per_byte_records(row["records"], row["meta"]) if "meta" in row else row["records"]) for row in drawn]
         leaks = {i for i, row in enumerate(drawn) if row["model_cfg"].sees_the_future}
         config_name = Path(exp.config).name if exp.config else "the default settings"
-        title = (f"one change per step on {config_name}" if exp.walk else
-                 f"{', '.join(keys)} on {config_name}, all else equal")
+        if "config" in keys:
+            stems = dict.fromkeys(dict(row["combo"])["config"] for row in rows)
+            others = [key for key in keys if key != "config"]
+            title = f"{' vs '.join(stems)}, each as its config file sets it"
+            title += f", by {', '.join(others)}" if others else ""
+        elif exp.walk:
+            title = f"one change per step on {config_name}"
+        else:
+            title = f"{', '.join(keys)} on {config_name}, all else equal"
         unit = "bits per byte of text" if "dataset" in keys else "cross-entropy loss"
-        print(f"plot saved to {plot_loss(curves, plot_path, title=title, leaks=leaks, unit=unit)}", file=sys.stderr)
+        out = plot_loss(curves, plot_path, title=title, leaks=leaks, unit=unit, scores=True, speed=True)
+        print(f"plot saved to {out}", file=sys.stderr)
     failed = [row["name"] for row in rows if row["status"] != "ok"]
     if failed:
         print(f"error: {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)

@@ -3,6 +3,7 @@
     python3 visualize.py attention --out_dir=out-shakespeare-char [--text="..."] [--query=it] [--compare="..."]
     python3 visualize.py attention --out_dir=out-translate-numbers-de --start="twenty-three"
     python3 visualize.py explore --out_dir=out-shakespeare-char [--text="..."] [--query=it] [--compare="..."]
+    python3 visualize.py explore --out_dir=out-translate-numbers-de --start="twenty-three"
     python3 visualize.py next --out_dir=out-shakespeare-char --text="ROMEO:"
     python3 visualize.py loss out-a out-b ... [--out=loss.png]
     python3 visualize.py tokens --text="Der Ofen ist heiß." [--dataset=mine] [--out=tokens.png]
@@ -19,6 +20,9 @@ explore: the same weights as one HTML page to explore in a browser, offline (gpt
 point at a token to see where it looks, layer by layer and head by head, and what the model expects
 next; beside it a second text (--compare) or a second model (--compare_out_dir). It opens on --query
 (the last token by default) at the head whose attention from it is most concentrated, or at --layer and --head.
+For a translation model --start is the sentence to translate (as for attention; --text is taken when it alone
+is given): the page shows its cross-attention, the tokens written above the source with lines to the source
+tokens each one reads, and switches to the encoder's and the decoder's self-attention.
 
 next: the most likely next tokens after a prompt, with their probabilities.
 
@@ -54,7 +58,7 @@ from gptkit.runlog import read_log
 from gptkit.tokenizer import (SAMPLES, comparison_tokenizers, encode_text, find_query, load_tokenizer, prompt_ids,
                               read_prompt, split_tokens, token_text, tokens_per_word, visible, word_tokens)
 from gptkit.translation import source_ids
-from transformer import Transformer
+from transformer import Transformer, until_eos
 
 PIZZA = "The pizza came out of the oven and it tasted good."
 PIZZA_SWAPPED = "The oven came out of the pizza and it tasted good."  # the same sentence, the nouns swapped
@@ -241,10 +245,10 @@ def translation_attention_command(cfg, model, tokenizer, name):
     if not cfg.start:
         raise UserError("this model translates: name the sentence to translate with --start (as sample.py's)")
     ids = source_ids(model, tokenizer, read_prompt(cfg.start))
-    translation, maps = translation_attention(model, ids)
+    translation, maps, _ = translation_attention(model, ids)
     source = [token_text(tokenizer, i) for i in ids]
     written = [token_text(tokenizer, i) if i != model.config.eos_id else "EOS" for i in translation]
-    text = tokenizer.decode(translation[:-1])
+    text = tokenizer.decode(until_eos(translation, model.config.eos_id))
     words = word_tokens(tokenizer, ids)
     pictures = {"cross_attention.png": Panel(maps["cross"], written, None, f"cross-attention: {cfg.start!r} -> "
                                              f"{text!r}, each written token (down) reading the source (across)",
@@ -291,7 +295,10 @@ def swap_reading(texts, rankings):
 @dataclass
 class ExploreConfig(ModelSource):
     text: str = PIZZA  # the text to explore, up to block_size tokens; FILE:path reads it from a file
-    query: str = ""  # the token the page opens on: a word of the text (its last token) or a position; empty: the last
+    start: str = ""  # a translation model (transformer.py): the sentence to translate, as sample.py's --start
+    # the token the page opens on: a word of the text (its last token) or a position; empty: the last (for a
+    # translation: a word or position of the translation; empty: the first token written)
+    query: str = ""
     layer: int = -1  # the layer it opens on; -1: where the query's attention is most concentrated on one other token
     head: int = -1  # the head it opens on; -1: likewise
     compare: str = ""  # a second text shown under the first, same layer, head and position (e.g. two words swapped)
@@ -299,27 +306,55 @@ class ExploreConfig(ModelSource):
     out: str = ""  # the HTML file to write; empty: out_dir/attention.html (./attention.html for GPT-2)
 
 
+def sentence_to_translate(cfg):
+    """A translation model's sentence: --start, as sample.py's (or --text, when only it is given)."""
+    text = cfg.text if cfg.text != PIZZA else ""
+    if cfg.start and text and text != cfg.start:
+        raise UserError("this model translates one sentence: give it once, with --start (--text is the same setting)")
+    if not (cfg.start or text):
+        raise UserError("this model translates: name the sentence to translate with --start (as sample.py's)")
+    return cfg.start or text
+
+
 def explore_command(cfg):
     model, tokenizer, name = load_model(cfg)
-    panels = [explore.panel(model, tokenizer, cfg.text, name, cfg.query, cfg.layer, cfg.head)]
+    translating = isinstance(model, Transformer)
+    make = explore.translation_panel if translating else explore.panel  # the page's data for one text and model
+    text = sentence_to_translate(cfg) if translating else cfg.text
+    panels = [make(model, tokenizer, text, name, cfg.query, cfg.layer, cfg.head)]
     if cfg.compare_out_dir:
         second = ModelSource(out_dir=cfg.compare_out_dir, ckpt=cfg.ckpt, data_dir=cfg.data_dir)
         model, tokenizer, name = load_model(second)
+        if isinstance(model, Transformer) != translating:
+            kinds = {True: "a translation model", False: "a GPT"}
+            raise UserError(f"--out_dir={cfg.out_dir} holds {kinds[translating]} and --compare_out_dir="
+                            f"{cfg.compare_out_dir} {kinds[not translating]}: the page compares two models of "
+                            f"one kind")
     if cfg.compare or cfg.compare_out_dir:
-        panels.append(explore.panel(model, tokenizer, cfg.compare or cfg.text, name))
+        panels.append(make(model, tokenizer, cfg.compare or text, name))
     page = explore.page_html(panels, title=f"attention of {panels[0]['name']}")
     out = explore.write_page(page, cfg.out or default_out(cfg, "attention.html"))
     shape, size = panels[0]["shape"], out.stat().st_size
-    tokens = " and ".join(str(len(p["tokens"])) for p in panels)
+    if translating:
+        tokens = " and ".join(f"{len(p['source'])} -> {len(p['tokens'])}" for p in panels)
+        tokens = f"{tokens} tokens (source -> written)"
+    else:
+        tokens = " and ".join(str(len(p["tokens"])) for p in panels) + " tokens"
     print(f"wrote {out} ({size / 1e3:,.0f} kB): {len(panels)} panel(s), {shape['n_layer']} layers x "
-          f"{shape['n_head']} heads, {tokens} tokens; open it in a browser (it needs no network)")
+          f"{shape['n_head']} heads, {tokens}; open it in a browser (it needs no network)")
     start, tokens = panels[0]["start"], panels[0]["tokens"]
-    print(f"it opens on {tokens[start['query']]['label']!r} (position {start['query']}), layer {start['layer']}, "
-          f"head {start['head']}: {start['weight']:.2f} of its attention on {tokens[start['key']]['label']!r} "
-          f"(position {start['key']})")
+    if translating:
+        print(f"{panels[0]['text']!r} -> {panels[0]['translation']!r}")
+        print(f"it opens on cross-attention from the written {tokens[start['query']]['label']!r} (position "
+              f"{start['query']}), layer {start['layer']}, head {start['head']}: {start['weight']:.2f} of its "
+              f"attention on the source's {panels[0]['source'][start['key']]['label']!r} (position {start['key']})")
+    else:
+        print(f"it opens on {tokens[start['query']]['label']!r} (position {start['query']}), layer {start['layer']}, "
+              f"head {start['head']}: {start['weight']:.2f} of its attention on {tokens[start['key']]['label']!r} "
+              f"(position {start['key']})")
     if size > 20e6:  # the weights grow as layers x heads x tokens^2 / 2
-        print(f"note: the page is {size / 1e6:.0f} MB; a shorter --text makes it smaller and quicker to open",
-              file=sys.stderr)
+        print(f"note: the page is {size / 1e6:.0f} MB; a shorter {'--start' if translating else '--text'} makes it "
+              f"smaller and quicker to open", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 # and the same batches; 4 layers 70 wide: 241k parameters to the encoder-decoder's 235k. Measured: 82.6%
 # held-out exact match at step 400, to the encoder-decoder's 97.8% (docs/experiments.md).
 # Prepare the data first: python3 prepare.py numbers_de
-# Train it, then compare both runs' log.jsonl: python3 train.py config/translate_numbers_de_gpt.py
+# Train it: python3 train.py config/translate_numbers_de_gpt.py
+# Train both and compare them: python3 experiment.py config/sweep_encoder.py
 out_dir = 'out-translate-numbers-de-gpt'
 dataset = 'numbers_de'
 model = 'gpt'

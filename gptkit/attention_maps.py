@@ -84,33 +84,42 @@ def next_token_probabilities(model, ids, temperature=1.0, vocab_size=None):
 
 
 def translation_attention(model, ids):
-    """transformer.py's encoder-decoder translating one source (a list of ids) greedily, and its attention over
-    the translation: (translation ids, the EOS included; {"cross": (n_layer, nh, T, S), "encoder": (n_layer, nh,
-    S, S)}). Row t of a cross map is the decoder position that writes translation token t: which source tokens
-    it reads."""
+    """transformer.py's encoder-decoder translating one source (a list of ids) greedily, and one forward pass over
+    the translation: (the translation's ids, its EOS included when it wrote one, not when cut at block_size; its
+    attention {"cross": (n_layer, nh, T, S), "encoder": (n_layer, nh, S, S), "decoder": (n_layer, nh, T, T)}; the
+    logits (T, vocab)). Decoder position t reads BOS and the translation before token t and writes token t: row t
+    of a cross map is which source tokens it reads, and logits[t] its choice. Weights a mask hides (the decoder's
+    future) are NaN, as in attention_maps."""
     device = next(model.parameters()).device
     src = torch.tensor([ids], dtype=torch.long, device=device)  # (1, S)
     model.eval()
-    translation = translate(model, src)[0] + [model.config.eos_id]
+    translation = translate(model, src)[0]
+    if len(translation) < model.config.block_size - 1:  # it stopped at its EOS, before the positions ran out
+        translation.append(model.config.eos_id)
     tgt = torch.tensor([[model.config.bos_id] + translation[:-1]], device=device)  # (1, T): BOS, then each token
     kinds = {"encoder": [layer.attn.sublayer for layer in model.encoder],
-             "cross": [layer.cross_attn.sublayer for layer in model.decoder]}
+             "cross": [layer.cross_attn.sublayer for layer in model.decoder],
+             "decoder": [layer.self_attn.sublayer for layer in model.decoder]}  # model.py's CausalSelfAttention
     maps = {kind: [None] * len(modules) for kind, modules in kinds.items()}
 
     def keep(kind, i):
         def tap(**named):
             if "softmax" in named:
-                maps[kind][i] = named["softmax"][0].float().cpu()  # (nh, rows, S)
+                hidden = ~named["mask"]  # (B, 1, 1, S): padding (none in one sentence); or (T, S): the causal mask
+                hidden = hidden[0] if hidden.dim() == 4 else hidden
+                weights = named["softmax"][0].float().cpu()  # (nh, rows, S)
+                maps[kind][i] = weights.masked_fill(hidden.cpu(), float("nan"))
         return tap
 
+    attentions = [(a, a.attend) for modules in kinds.values() for a in modules]
     for kind, modules in kinds.items():  # each runs step by step, its tap keeping the weights (as tracing does)
         for i, attention in enumerate(modules):
             attention.attend, attention.tap = attention.step_by_step, keep(kind, i)
     try:
         with torch.no_grad():
-            model(src, tgt)
+            logits, _ = model(src, tgt)  # (1, T, vocab)
     finally:
-        for attention in (a for modules in kinds.values() for a in modules):
-            attention.attend = attention.fused_attention
+        for attention, attend in attentions:
+            attention.attend = attend
             del attention.tap  # back to the class's, which does nothing
-    return translation, {kind: torch.stack(layers) for kind, layers in maps.items()}
+    return translation, {kind: torch.stack(layers) for kind, layers in maps.items()}, logits[0].float().cpu()

@@ -44,34 +44,38 @@ from functools import lru_cache
 
 import torch
 
+from gptkit.checkpoint import new_model
 from gptkit.errors import UserError
 from gptkit.system import device_memory, pick_dtype
-from model import GPT, GPTConfig
+from model import GPTConfig
 
 USABLE = 0.9  # of a GPU's memory: the rest for the CUDA context, NCCL and the allocator's fragmentation
 
 
 @dataclass(frozen=True)
 class Counts:
-    block: int  # the parameters of one Block
+    block: int  # the parameters of one Block (of the encoder-decoder: one encoder layer and one decoder layer)
     block_matrices: int  # of them, in 2-D weights (what Muon optimises)
     root: int  # everything outside the Blocks: the token embedding (and a separate head), positions, final norm
 
 
 def param_counts(config):
-    """Counts for the GPT a config describes, from model.py's own GPT built on the meta device with one Block
-    (every Block has the same parameters): no memory, and a millisecond whatever the model's size."""
-    return _counts(tuple(astuple(replace(config, n_layer=1))))
+    """Counts for the model a config describes (a GPTConfig, or transformer.py's TransformerConfig), from the
+    model itself built on the meta device with one layer (every layer has the same parameters): no memory, and
+    a millisecond whatever the model's size. A matrix shared by several modules (tied or shared embeddings)
+    counts once."""
+    return _counts(type(config), tuple(astuple(replace(config, n_layer=1))))
 
 
 @lru_cache(maxsize=64)
-def _counts(one_layer):  # the fields of a GPTConfig (which, mutable, is not hashable) as a tuple
+def _counts(settings, one_layer):  # the settings' class and their fields as a tuple (a dataclass is not hashable)
     with torch.device("meta"):
-        model = GPT(GPTConfig(*one_layer))
-    block = model.transformer.h[0]
-    n_block = sum(p.numel() for p in block.parameters())
-    return Counts(n_block, sum(p.numel() for p in block.parameters() if p.dim() == 2),
-                  model.num_params(non_embedding=False) - n_block)
+        model = new_model(settings(*one_layer))
+    layers = [model.transformer.h[0]] if settings is GPTConfig else [model.encoder[0], model.decoder[0]]
+    block = [p for layer in layers for p in layer.parameters()]
+    n_block = sum(p.numel() for p in block)
+    return Counts(n_block, sum(p.numel() for p in block if p.dim() == 2),
+                  sum(p.numel() for p in model.parameters()) - n_block)
 
 
 def block_params(config):
@@ -83,7 +87,8 @@ def root_params(config):
 
 
 def estimated_params(config):
-    """Parameters of the GPT a config describes, without allocating it (exactly GPT(config).num_params(False))."""
+    """Parameters of the model a config describes, without allocating it: exactly GPT(config).num_params(False),
+    or Transformer(config).num_params()."""
     return config.n_layer * block_params(config) + root_params(config)
 
 
@@ -179,5 +184,9 @@ def check_memory(config, cfg, device, gpus=1):
 def kv_cache_bytes_per_token(config, w=4):
     """Bytes the KV cache keeps per token of context: a key and a value of every layer's n_kv_head heads,
     2 * n_layer * n_kv_head * hs numbers of w bytes (4 in float32). Grouped-query attention divides it by
-    n_head / n_kv_head (model.KVCache stores the n_kv_head heads, not the repeated ones)."""
-    return 2 * config.n_layer * config.kv_heads * (config.n_embd // config.n_head) * w
+    n_head / n_kv_head (model.KVCache stores the n_kv_head heads, not the repeated ones). For the encoder-
+    decoder (TransformerConfig): its decoder's self-attention cache per target token, every head; decoding
+    also keeps each decoder layer's cross-attention keys and values of the source, as many bytes again per
+    source token (transformer.TranslationCache)."""
+    heads = config.kv_heads if isinstance(config, GPTConfig) else config.n_head
+    return 2 * config.n_layer * heads * (config.n_embd // config.n_head) * w

@@ -4,6 +4,7 @@ matplotlib is in requirements.txt; where it is missing anyway, the first plot is
 (pip install matplotlib). visualize.py and experiment.py draw with these.
 """
 
+import math
 import textwrap
 import warnings
 from pathlib import Path
@@ -59,32 +60,40 @@ MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 LEAK = "leak: saw the future"
 
 
-def plot_loss(runs, out, title="", width=1200, height=480, dpi=100, x="iter", target=0.0, leaks=(),
-              unit="cross-entropy loss"):
+def plot_loss(runs, out, title="", width=0, height=0, dpi=100, x="iter", target=0.0, leaks=(),
+              unit="cross-entropy loss", scores=False, speed=False):
     """Write loss_figure(...) to `out` as PNG; returns the path."""
-    return save(loss_figure(runs, title, width, height, dpi, x, target, leaks, unit), out, dpi)
+    return save(loss_figure(runs, title, width, height, dpi, x, target, leaks, unit, scores, speed), out, dpi)
 
 
-def loss_figure(runs, title="", width=1200, height=480, dpi=100, x="iter", target=0.0, leaks=(),
-                unit="cross-entropy loss"):
+def loss_figure(runs, title="", width=0, height=0, dpi=100, x="iter", target=0.0, leaks=(),
+                unit="cross-entropy loss", scores=False, speed=False):
     """The curves of runs [(label, log records)]: train loss, val loss, and val loss again from a
     quarter of the way in, on its own y-axis, where runs that start alike come apart. Each run has
     its own colour, line style and marker, so a run drawn over another still shows. The runs whose index is in
     `leaks` saw the tokens they predict (mask=none, anticausal): their low loss is marked as the leak it is,
-    on the curve and in the legend."""
+    on the curve and in the legend. scores: a panel of held-out exact match too, where the records carry it
+    (gptkit/translation.py's). speed: a bar for each run's training tokens/s at its last evaluation.
+    width, height: 0 sizes the figure to its panels (400 x 480 pixels each; five in two rows)."""
     new_figure, _ = matplotlib_figure()
-    fig = new_figure(width, height, dpi)
-    axes = fig.subplots(1, 3)
     x_name = {"iter": "iteration", "elapsed_s": "seconds from process start", "tokens": "tokens"}[x]
     logged = sorted({r[x] for _, records in runs for r in records if x in r})
     zoom_from = next((v for v in logged if v >= logged[-1] / 4), 0) if logged else 0  # the first point shown
     zoom_name = f"val loss from {x_name} {zoom_from:,g} on, zoomed"
-    panels = [("train", "train loss", 0), ("val", "val loss", 0), ("val", zoom_name, zoom_from)]
-    for ax, (split, name, x_from) in zip(axes, panels):
+    panels = [("train_loss", "train loss", 0), ("val_loss", "val loss", 0), ("val_loss", zoom_name, zoom_from)]
+    if scores and any("exact_match" in r for _, records in runs for r in records):
+        panels.append(("exact_match", "held-out exact match", 0))
+    speeds = [(label, records[-1].get("tokens_per_s")) for label, records in runs if records] if speed else []
+    bars = any(tokens_per_s for _, tokens_per_s in speeds)
+    n = len(panels) + bars
+    rows = 1 if n <= 4 else 2
+    cols = math.ceil(n / rows)
+    fig = new_figure(width or 400 * cols, height or 480 * rows, dpi)
+    axes = list(fig.subplots(rows, cols).flat)
+    for ax, (key, name, x_from) in zip(axes, panels):
         shown = []
         for i, (label, records) in enumerate(runs):
-            points = [(r[x], r[f"{split}_loss"]) for r in records
-                      if r.get(f"{split}_loss") is not None and x in r and r[x] >= x_from]
+            points = [(r[x], r[key]) for r in records if r.get(key) is not None and x in r and r[x] >= x_from]
             if not points:
                 continue
             leak = i in leaks
@@ -95,7 +104,7 @@ def loss_figure(runs, title="", width=1200, height=480, dpi=100, x="iter", targe
                 ax.annotate(LEAK, points[-1], xytext=(-4, 6), textcoords="offset points", ha="right", fontsize=8,
                             color=f"C{i % 10}")
             shown += [y for _, y in points]
-        if target and split == "val":
+        if target and key == "val_loss":
             ax.axhline(target, color="0.4", linestyle=(0, (4, 3)), linewidth=1, label=f"target {target}")
             shown.append(target)
         if shown and x_from:  # the zoom: fit both axes to what is drawn
@@ -104,15 +113,42 @@ def loss_figure(runs, title="", width=1200, height=480, dpi=100, x="iter", targe
             ax.set_ylim(low - margin, high + margin)
             if logged[-1] > x_from:
                 ax.set_xlim(x_from - 0.03 * (logged[-1] - x_from), logged[-1] + 0.03 * (logged[-1] - x_from))
+        if key == "exact_match":
+            ax.set_ylim(-0.03, 1.03)
+            ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
         ax.set_title(name, fontsize=10)
         ax.set_xlabel(x_name)
         ax.grid(alpha=0.3)
+    if bars:
+        speed_bars(axes[len(panels)], speeds)
+    for ax in axes[n:]:
+        ax.set_axis_off()
     axes[0].set_ylabel(unit)
     handles, labels = axes[1].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize="small")
+    if axes[n:]:  # a panel left empty holds the legend
+        axes[n].legend(handles, labels, loc="center")
+    else:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize="small")
     if title:
-        fig.suptitle(wrapped(title, width / dpi, 11), fontsize=11)
+        fig.suptitle(wrapped(title, fig.get_figwidth(), 11), fontsize=11)
     return fig
+
+
+def speed_bars(ax, speeds):
+    """One horizontal bar per run [(label, tokens/s or None)], in the run's colour, first on top, named inside;
+    a run that logged no speed keeps its row, empty."""
+    values = [tokens_per_s or 0 for _, tokens_per_s in speeds]
+    ax.barh(range(len(speeds)), values, height=0.6, color=[f"C{i % 10}" for i in range(len(speeds))], alpha=0.45)
+    for i, ((label, _), value) in enumerate(zip(speeds, values)):
+        ax.annotate(f"{label}: {value:,.0f}" if value else f"{label}: not logged", (0, i), xytext=(4, 0),
+                    textcoords="offset points", va="center", fontsize=8)
+    ax.set_yticks([])
+    ax.invert_yaxis()  # the first run on top, as in the legend
+    ax.locator_params(axis="x", nbins=4)
+    ax.xaxis.set_major_formatter(lambda v, _: f"{v:,.0f}")
+    ax.set_title("training tokens/s (last evaluation)", fontsize=10)
+    ax.set_xlabel("tokens/s")
+    ax.grid(alpha=0.3, axis="x")
 
 
 def plot_tokens(rows, out, title="", table="", width=1400, dpi=100):

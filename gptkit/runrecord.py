@@ -12,6 +12,7 @@ from pathlib import Path
 from gptkit.data import model_vocab_size
 from gptkit.memory import estimated_params
 from gptkit.runlog import read_log
+from model import GPTConfig
 
 NOT_COMPARED = {"out_dir", "overwrite"}  # settings that may differ between two runs of the same experiment
 
@@ -28,8 +29,15 @@ def compared_settings(model_cfg, train_cfg):
 
 
 def count_params(model_cfg, data_meta):
-    """All parameters of the model a run will build, counted from its settings (nothing is built)."""
-    return estimated_params(dataclasses.replace(model_cfg, vocab_size=model_vocab_size(data_meta)))
+    """All parameters of the model a run will build, counted from its settings (nothing is built), with its
+    dataset's vocabulary and, for the encoder-decoder, its special tokens, as train.py sets them. None for an
+    encoder-decoder on a dataset of running text: that run stops with train.py's error (it needs pairs)."""
+    dataset = {"vocab_size": model_vocab_size(data_meta)}
+    if not isinstance(model_cfg, GPTConfig):
+        if "specials" not in data_meta:
+            return None
+        dataset.update({f"{name}_id": i for name, i in data_meta["specials"].items()})
+    return estimated_params(dataclasses.replace(model_cfg, **dataset))
 
 
 def write_record(out_dir, status, seconds, params, args, settings, vary=None):

@@ -14,6 +14,7 @@ docs/explore_model.png from that run, as docs/explore.md shows them.
 import base64
 import html
 import json
+import math
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ from gptkit.errors import UserError
 from gptkit.explore import LEVELS, inline, page_html, panel
 from gptkit.tokenizer import CharTokenizer, find_query, load_tokenizer
 from model import GPT, GPTConfig
+from transformer import Transformer, TransformerConfig, translate
 import visualize
 
 PIZZA, SWAPPED = visualize.PIZZA, visualize.PIZZA_SWAPPED
@@ -55,17 +57,19 @@ def page_data(page):
     return json.loads(found.group(1))
 
 
-def stored_maps(p):
-    """A panel's weights read back as gptkit/explore.py describes them: (n_layer, nh, T, T), NaN where hidden."""
-    n_layer, n_head, T = p["shape"]["n_layer"], p["shape"]["n_head"], len(p["tokens"])
-    levels = torch.frombuffer(bytearray(zlib.decompress(base64.b64decode(p["weights"]))), dtype=torch.uint8)
+def stored_maps(p, view="self"):
+    """A panel's weights of one attention read back as gptkit/explore.py describes them: (n_layer, nh, T, S), NaN
+    where hidden; T and S the lengths of the token lists its queries and keys name."""
+    n_layer, n_head, stored = p["shape"]["n_layer"], p["shape"]["n_head"], p["views"][view]
+    T, S = len(p[stored["queries"]]), len(p[stored["keys"]])
+    levels = torch.frombuffer(bytearray(zlib.decompress(base64.b64decode(stored["weights"]))), dtype=torch.uint8)
     per_head = levels.view(n_layer, n_head, -1).float()
-    maps, start = torch.full((n_layer, n_head, T, T), float("nan")), 0
-    for t, (first, last) in enumerate(p["ranges"]):
+    maps, start = torch.full((n_layer, n_head, T, S), float("nan")), 0
+    for t, (first, last) in enumerate(stored["ranges"]):
         n = last - first + 1
         maps[:, :, t, first:last + 1] = (per_head[:, :, start:start + n] / LEVELS) ** 2
         start += n
-    assert start == per_head.size(-1)  # every byte read
+    assert start == per_head.size(-1) and len(stored["ranges"]) == T  # every byte read, a range per query
     return maps
 
 
@@ -91,15 +95,19 @@ def write_explore(out_dir, *args):
 # the file and its data, without a browser
 
 
-def test_the_page_is_one_file_that_loads_nothing(tmp_path, capsys):
-    peaked_checkpoint(tmp_path)
-    page = write_explore(tmp_path)
-    assert "wrote" in capsys.readouterr().out
+def assert_loads_nothing(page):
     # no URL to fetch anywhere: the only one is the SVG namespace, a name rather than an address
     assert set(re.findall(r"https?://[^\s\"'<>)]+", page)) == {"http://www.w3.org/2000/svg"}
     attributes = re.findall(r"\b(?:src|href|srcset|action)\s*=", page, re.I)
     assert attributes == [] and "<link" not in page and "@import" not in page and "url(" not in page
     assert page.count("<script") == 2 and "<script src" not in page  # the data, the program: both inline
+
+
+def test_the_page_is_one_file_that_loads_nothing(tmp_path, capsys):
+    peaked_checkpoint(tmp_path)
+    page = write_explore(tmp_path)
+    assert "wrote" in capsys.readouterr().out
+    assert_loads_nothing(page)
 
 
 @pytest.mark.parametrize("mask", ["causal", "none", "anticausal"])
@@ -235,6 +243,130 @@ def test_inline_puts_the_whole_page_in_an_iframe_for_notebooks(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
+# a translation model (transformer.py): cross-attention, and the encoder's and the decoder's self-attention
+
+SOURCE = "twenty-three"
+
+
+def translator_checkpoint(out_dir):
+    """A char-level encoder-decoder, randomly initialised with sharp heads (large query weights), that never writes
+    EOS (its embedding row is zero, so its logit is 0 against others' larger): cut at block_size - 1 tokens."""
+    tokenizer = CharTokenizer.from_text(SOURCE + " dreiundzwanzig, seven sieben")
+    V = tokenizer.vocab_size
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig(block_size=12, vocab_size=V + 3, n_layer=2, n_head=2, n_embd=16, dropout=0.0,
+                                          pad_id=V, bos_id=V + 1, eos_id=V + 2))
+    with torch.no_grad():
+        for i, attention in enumerate([layer.attn.sublayer for layer in model.encoder] +
+                                      [layer.cross_attn.sublayer for layer in model.decoder]):
+            attention.c_q.weight.normal_(std=2.0, generator=torch.Generator().manual_seed(i))
+        model.src_embed.weight[V + 2] = 0.0
+    meta = {**tokenizer.meta(), "specials": {"pad": V, "bos": V + 1, "eos": V + 2}}
+    save_checkpoint(Path(out_dir) / "best.pt", model, iter_num=5, meta=meta)
+    return tokenizer, model_from_checkpoint(load_checkpoint(Path(out_dir) / "best.pt")).eval()
+
+
+def weights_seen_by_hooks(model, src, tgt):
+    """Every attention's weights in one forward pass, computed here from each attention module's input (seen by
+    PyTorch's forward pre-hooks) and its projections: softmax(q k^T / sqrt(hs)), the decoder's under the causal
+    mask. {"cross": (n_layer, nh, T, S), "encoder": (n_layer, nh, S, S), "decoder": (n_layer, nh, T, T)}."""
+    seen = {"encoder": [], "cross": [], "decoder": []}
+
+    def weights(q, k, allowed=None):  # (nh, T, hs), (nh, S, hs), (T, S) or None: all
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (nh, T, S)
+        if allowed is None:
+            return torch.softmax(scores, dim=-1)
+        return torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1).masked_fill(~allowed, float("nan"))
+
+    def encoder(module, args):
+        x = args[0]
+        seen["encoder"].append(weights(module.heads(module.c_q(x))[0], module.keys_values(x)[0][0]))
+
+    def cross(module, args):
+        x, _, (k, _) = args
+        seen["cross"].append(weights(module.heads(module.c_q(x))[0], k[0]))
+
+    def decoder(module, args):
+        x = args[0]
+        C, nh = x.size(-1), module.n_head
+        q, k, _ = module.c_attn(x)[0].split(C, dim=-1)  # (T, C) each
+        heads = lambda t: t.view(t.size(0), nh, C // nh).transpose(0, 1)  # (nh, T, hs)
+        causal = torch.ones(x.size(1), x.size(1), dtype=torch.bool).tril()  # (T, T): t reads 0..t
+        seen["decoder"].append(weights(heads(q), heads(k), causal))
+
+    handles = [layer.attn.sublayer.register_forward_pre_hook(encoder) for layer in model.encoder]
+    handles += [layer.cross_attn.sublayer.register_forward_pre_hook(cross) for layer in model.decoder]
+    handles += [layer.self_attn.sublayer.register_forward_pre_hook(decoder) for layer in model.decoder]
+    try:
+        with torch.no_grad():
+            model(src, tgt)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {kind: torch.stack(layers) for kind, layers in seen.items()}
+
+
+def translated(model, tokenizer, sentence=SOURCE):
+    """(source ids (1, S), the decoder's input (1, T): BOS and the greedy translation but its last token, the
+    translation's T ids), computed with transformer.translate."""
+    ids = torch.tensor([tokenizer.encode(sentence)])
+    written = translate(model, ids)[0]
+    return ids, torch.tensor([[model.config.bos_id] + written[:-1]]), written
+
+
+def test_a_translation_page_holds_the_models_cross_encoder_and_decoder_attention(tmp_path, capsys):
+    tokenizer, model = translator_checkpoint(tmp_path)
+    page = write_explore(tmp_path, f"--start={SOURCE}")
+    assert_loads_nothing(page)
+    (p,) = page_data(page)["panels"]
+    src, tgt, written = translated(model, tokenizer)
+    assert len(written) == 11 and model.config.eos_id not in written  # cut at block_size - 1 tokens, with no EOS
+    assert [t["id"] for t in p["tokens"]] == written  # and the page adds none
+    assert [t["id"] for t in p["inputs"]] == tgt[0].tolist() and p["inputs"][0]["label"] == "BOS"
+    assert "".join(t["label"] for t in p["source"]) == SOURCE and p["text"] == SOURCE
+    assert p["translation"] == tokenizer.decode(written)
+    expected = weights_seen_by_hooks(model, src, tgt)
+    for kind, shape in (("cross", (2, 2, 11, 12)), ("encoder", (2, 2, 12, 12)), ("decoder", (2, 2, 11, 11))):
+        shown = stored_maps(p, kind)
+        assert shown.shape == expected[kind].shape == shape
+        assert shown.isnan().equal(expected[kind].isnan())  # only the decoder's future is hidden
+        allowed = ~shown.isnan()
+        assert ((shown[allowed] - expected[kind][allowed]).abs() <= storage_error(expected[kind][allowed])).all()
+    assert not stored_maps(p, "cross").isnan().any() and stored_maps(p, "decoder")[0, 0, 0, 1:].isnan().all()
+    cross = expected["cross"]
+    assert cross.max() > 0.9 and (cross[0, 0] - cross[1, 1]).abs().max() > 0.2  # sharp, and a wrong head would show
+    # at every decoder position, what it wrote is its first choice: the translation is greedy
+    assert [row["top"][0][0] for row in p["next"]] == [t["label"] for t in p["tokens"]]
+    assert all(row["actual"][2] == 1 for row in p["next"])
+    assert p["start"]["view"] == "cross" and (p["start"]["query"], p["start"]["pinned"]) == (0, False)
+    out = capsys.readouterr().out
+    assert "12 -> 11 tokens (source -> written)" in out
+    assert f"it opens on cross-attention from the written {p['tokens'][0]['label']!r} (position 0)" in out
+    # --query: a position (or a word) of the translation; a second sentence (--compare) in a second panel
+    data = page_data(write_explore(tmp_path, f"--start={SOURCE}", "--query=3", "--compare=seven"))
+    assert (data["panels"][0]["start"]["query"], data["panels"][0]["start"]["pinned"]) == (3, True)
+    assert [q["text"] for q in data["panels"]] == [SOURCE, "seven"]
+
+
+def test_bad_input_to_a_translation_page_is_one_line(tmp_path, capsys):
+    translator_checkpoint(tmp_path / "translator")
+    peaked_checkpoint(tmp_path / "gpt")
+    explore = ["explore", f"--out_dir={tmp_path / 'translator'}"]
+    assert "name the sentence to translate with --start" in main_error_line(capsys, visualize, explore + ["--start="])
+    (tmp_path / "empty.txt").write_text("")
+    assert "the sentence to translate is empty" in main_error_line(capsys, visualize,
+                                                                   explore + [f"--start=FILE:{tmp_path / 'empty.txt'}"])
+    assert "more than the 12 this model has positions for" in main_error_line(capsys, visualize,
+                                                                              explore + ["--start=seven seven seven"])
+    assert "give it once" in main_error_line(capsys, visualize, explore + ["--start=seven", "--text=eight"])
+    assert "compares two models of one kind" in main_error_line(
+        capsys, visualize, explore + [f"--start={SOURCE}", f"--compare_out_dir={tmp_path / 'gpt'}"])
+    assert "is not one of the model's 2 heads" in main_error_line(capsys, visualize,
+                                                                  explore + ["--start=seven", "--head=5"])
+    assert not (tmp_path / "translator" / "attention.html").exists()  # nothing half-written
+
+
+# ---------------------------------------------------------------------------------------------
 # in a real browser
 
 
@@ -356,6 +488,49 @@ def test_pointing_at_it_shows_the_weights_the_model_computes(browser, tmp_path):
     opened.close()
 
 
+def test_pointing_at_a_written_token_shows_which_source_tokens_it_reads(browser, tmp_path):
+    """The translation page: cross-attention, the tokens written above the source; then the encoder's and the
+    decoder's self-attention (`v`), each showing what the model computes; and the model view's T x S maps."""
+    tokenizer, model = translator_checkpoint(tmp_path)
+    write_explore(tmp_path, f"--start={SOURCE}", "--layer=0", "--head=0")
+    maps = weights_seen_by_hooks(model, *translated(model, tokenizer)[:2])
+    opened = Opened(browser, tmp_path / "attention.html").ready()
+    box = opened.page.locator('section[data-panel="0"]')
+
+    def shows(view, layer, head, query):
+        assert (box.get_attribute("data-view"), opened.selection(0)) == (view, (layer, str(head), query))
+        stage = f'section[data-panel="0"] .stage[data-view="{view}"]'
+        assert opened.page.locator(f"{stage} .q-row .tok.query").get_attribute("data-pos") == str(query)
+        shown = opened.page.eval_on_selector_all(f"{stage} .k-row .tok", "cells => cells.map(c => c.dataset.w)")
+        assert_same_weights([None if w == "" else float(w) for w in shown], maps[view][layer, head, query])
+
+    cross = 'section[data-panel="0"] .stage[data-view="cross"]'
+    assert opened.page.locator(f"{cross} .q-row .tok").count() == 11  # the tokens written, above
+    assert opened.page.locator(f"{cross} .k-row .tok").count() == len(SOURCE)  # the source, below
+    opened.page.hover(f'{cross} .q-row .tok[data-pos="4"]')
+    shows("cross", 0, 0, 4)
+    assert opened.page.locator(f"{cross} svg.arcs path").count() > 0  # lines down to the source tokens it reads
+    opened.page.keyboard.press("ArrowDown")
+    opened.page.keyboard.press("]")
+    shows("cross", 1, 1, 4)
+    opened.page.mouse.move(0, 0)
+    opened.page.keyboard.press("v")  # the encoder: the source reading itself
+    opened.page.hover('section[data-panel="0"] .stage[data-view="encoder"] .tok[data-pos="7"]')
+    shows("encoder", 1, 1, 7)
+    opened.page.mouse.move(0, 0)
+    opened.page.keyboard.press("v")  # the decoder, causal: back on decoder position 4, the future hidden
+    shows("decoder", 1, 1, 4)
+    assert "which writes" in box.locator(".side .q").inner_text()
+    opened.page.keyboard.press("v")
+    opened.page.keyboard.press("m")  # the model view: a map per layer and head, 11 written tokens x 12 source
+    canvases = opened.page.locator("#grids canvas")
+    assert canvases.count() == 4
+    width, height = (int(canvases.first.get_attribute(a)) for a in ("width", "height"))
+    assert width * 11 == height * 12
+    assert opened.problems == [] and opened.requests == [opened.url]
+    opened.close()
+
+
 def test_the_model_view_shows_every_layer_and_head_and_opens_one(browser, tmp_path):
     tokenizer, model = peaked_checkpoint(tmp_path, n_layer=3)
     write_explore(tmp_path)
@@ -429,5 +604,26 @@ def test_screenshots_of_the_head_view_on_it_and_of_the_model_view(browser, tmp_p
     opened.page.keyboard.press("m")
     opened.page.screenshot(path=dest / "explore_model.png")
     assert png_size(dest / "explore_head.png") == png_size(dest / "explore_model.png") == (1366, 768)
+    assert opened.problems == [] and opened.requests == [opened.url]
+    opened.close()
+
+
+def test_screenshot_of_a_translations_cross_attention(browser, tmp_path):
+    """The picture of the translation page for the docs: EXPLORE_TRANSLATION_SCREENSHOT=out-translate-numbers-de
+    takes it from that trained run into docs/explore_translation.png; without it, from a tiny model into a
+    temporary folder."""
+    run = os.environ.get("EXPLORE_TRANSLATION_SCREENSHOT")
+    if run:
+        out, dest = Path(run), REPO_ROOT / "docs"
+    else:
+        (_, _), out, dest = translator_checkpoint(tmp_path), tmp_path, tmp_path
+    # the 'd' of "drei", pinned, at the head where it reads the "three" at the end of the English (docs/explore.md)
+    visualize.main(["explore", f"--out_dir={out}", f"--start={SOURCE}", "--query=0", "--layer=1", "--head=1",
+                    f"--out={tmp_path / 'shot.html'}"])
+    opened = Opened(browser, tmp_path / "shot.html", viewport=(1366, 768)).ready()
+    opened.page.mouse.move(0, 0)
+    assert opened.selection(0) == (1, "1", 0)
+    opened.page.screenshot(path=dest / "explore_translation.png", clip=dict(x=0, y=0, width=1366, height=560))
+    assert png_size(dest / "explore_translation.png") == (1366, 560)
     assert opened.problems == [] and opened.requests == [opened.url]
     opened.close()

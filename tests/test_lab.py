@@ -237,6 +237,25 @@ def test_the_loss_plot_names_its_zoom_and_marks_a_leak_on_the_curve():
     assert legend == ["mask=causal", f"mask=none ({LEAK})"]
 
 
+def test_the_loss_plot_adds_held_out_exact_match_and_tokens_per_s_when_asked():
+    mpl("matplotlib")
+    from gptkit.plots import loss_figure
+
+    log = [{"iter": i, "train_loss": 3 - i / 100, "val_loss": 3.1 - i / 110, "exact_match": i / 400,
+            "tokens_per_s": 1000 + i} for i in range(0, 401, 100)]
+    gpt = [{**r, "exact_match": r["exact_match"] / 2, "tokens_per_s": 700} for r in log]
+    fig = loss_figure([("translator", log), ("gpt", gpt)], scores=True, speed=True)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[3:] == ["held-out exact match", "training tokens/s (last evaluation)", ""]  # the sixth left empty
+    assert [list(line.get_ydata()) for line in fig.axes[3].lines] == [[0, 0.25, 0.5, 0.75, 1],
+                                                                      [0, 0.125, 0.25, 0.375, 0.5]]
+    assert [bar.get_width() for bar in fig.axes[4].patches] == [1400, 700]  # each run's speed at its last evaluation
+    assert tuple(fig.get_size_inches() * fig.dpi) == (1200, 960)  # five panels in two rows
+    plain = [{k: v for k, v in r.items() if k != "exact_match"} for r in log]
+    assert len(loss_figure([("lab", plain)], scores=True).axes) == 3  # nothing to score: the loss panels alone
+    assert len(loss_figure([("translator", log)]).axes) == 3
+
+
 @pytest.mark.parametrize("weights, expected", [
     ({"oven": [0.17, 0.05], "pizza": [0.05, 0.18]}, "the weight follows the position: the nearer of 'oven' and 'pizza'"),
     ({"oven": [0.04, 0.05], "pizza": [0.2, 0.18]}, "the weight follows the word: 'pizza' gets more in both texts"),
@@ -436,6 +455,7 @@ def test_walk_plans_one_change_per_step_on_top_of_the_last():
              "records": [{"iter": 1, "train_loss": 2.0, "val_loss": 2.1, "tokens_per_s": 12345}]} for run in runs[4:]]
     table = experiment.results_table(keys, rows).splitlines()
     assert table[0].startswith("| step | change | train loss |") and "| tokens/s | params | KV bytes/token |" in table[0]
+    assert "exact match" not in table[0] and "encoder-decoder" not in "\n".join(table)  # no translation, no scores
     # 2 (k, v) x 4 layers x n_kv_head x 32 (head size) x 4 bytes
     assert "| 12,345 | 10 | 2,048 |" in table[2] and "| 12,345 | 10 | 1,024 |" in table[3]
 

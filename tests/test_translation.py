@@ -1,5 +1,6 @@
 """The encoder-decoder (transformer.py) and its data: masks, caches, decoding, prepare.py's pairs and their errors."""
 
+import dataclasses
 import json
 import re
 
@@ -8,10 +9,14 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT, png_size, snapshot
+import experiment
+from gptkit.checkpoint import load_checkpoint, model_from_checkpoint
 from gptkit.runlog import read_log
-from gptkit.data import PairData, model_inputs
+from gptkit.data import PairData, model_inputs, model_vocab_size
 from gptkit.decode import beam_search
 from gptkit.errors import UserError
+from gptkit.memory import kv_cache_bytes_per_token
+from gptkit.runrecord import count_params
 from gptkit.tokenizer import load_tokenizer
 from gptkit.translation import greedy_translations, translation_scores
 import model as model_module
@@ -362,6 +367,84 @@ def test_a_gpt_trains_on_the_same_pairs_as_source_bos_target(tmp_path, small_pai
     assert "exact_match" in record
     translated = forked("sample.py", "--out_dir=out", "--start=seven", "--max_new_tokens=6", cwd=tmp_path)
     assert translated.returncode == 0 and translated.stdout.count("\n") == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# "Do we need the encoder?": experiment.py runs both configs as they are and compares them
+
+
+def test_experiment_compares_the_encoder_decoder_with_a_gpt_of_its_size(tmp_path, small_pairs_dir, capsys):
+    root = tmp_path / "exp"
+    experiment.main([str(REPO_ROOT / "config" / "sweep_encoder.py"), *TINY, "--block_size=80", "--eval_interval=2",
+                     "--log_interval=1", "--jobs=2", f"--data_dir={small_pairs_dir}", f"--out_root={root}"])
+    table = capsys.readouterr().out.splitlines()
+    head = [cell.strip() for cell in table[0].strip("|").split("|")]
+    assert head[:2] == ["config", "train loss"]
+    assert {"exact match", "best exact match", "BLEU", "chrF", "tokens/s", "params", "KV bytes/token"} <= set(head)
+    rows = {cells[0]: dict(zip(head, cells)) for cells in
+            ([cell.strip() for cell in line.strip("|").split("|")] for line in table[2:4])}
+    assert rows.keys() == {"translate_numbers_de", "translate_numbers_de_gpt"}
+    for name, row in rows.items():
+        log = read_log(root / name)
+        assert [r["iter"] for r in log] == [2, 4]  # the sweep's settings went to both runs
+        model = model_from_checkpoint(load_checkpoint(root / name / "ckpt.pt"))
+        assert type(model) is {"translate_numbers_de": Transformer, "translate_numbers_de_gpt": GPT}[name]
+        assert row["params"] == f"{sum(p.numel() for p in model.parameters()):,}"  # the model train.py built
+        assert row["exact match"] == f"{log[-1]['exact_match']:.1%}" and row["chrF"] == f"{log[-1]['chrf']:.1f}"
+        assert int(row["tokens/s"].replace(",", "")) == log[-1]["tokens_per_s"] > 0
+    assert rows["translate_numbers_de"]["KV bytes/token"] == "128"  # 2 (k, v) x 1 layer x 16 channels x 4 bytes
+    assert "KV bytes/token of an encoder-decoder" in table[-1]
+    assert (root / "config.md").read_text().splitlines() == table
+    assert png_size(root / "config.png") == (1200, 960)  # 3 loss panels, exact match and tokens/s
+
+
+@pytest.mark.parametrize("args, error", [
+    (["--vary=config=config/translate_numbers_de.py,config/translate_numbrs_de_gpt.py"],
+     "error: --vary=config: config file 'config/translate_numbrs_de_gpt.py' not found (did you mean "
+     "config/translate_numbers_de_gpt.py?); see config/ for the available ones"),
+    (["config/translate_numbers_de.py", "--vary=config=config/translate_numbers_de.py,config/lab_char_cpu.py"],
+     "error: --vary=config names each run's training config, so there is no other to start from: drop "
+     "config/translate_numbers_de.py (or the sweep config's `config = ` line)"),
+    (["--vary=config=config/sweep_mask.py,config/lab_char_cpu.py"],
+     "error: --vary=config: config/sweep_mask.py is a sweep config (it sets vary); name training configs, e.g. "
+     "--vary=config=config/translate_numbers_de.py,config/translate_numbers_de_gpt.py"),
+    (["config/sweep_encoder.py", "--norm_position=pre"],
+     "error: run translate_numbers_de_gpt: norm_position is not a setting of its model (GPTConfig), but every run "
+     "is given it; set it in the config file of the runs it is for"),
+    (["config/lab_char_cpu.py", "--walk=config=config/translate_numbers_de.py"],
+     "error: --walk config: a walk changes the settings of one training config; compare configs with "
+     "--vary=config=A.py,B.py"),
+])
+def test_a_bad_config_comparison_is_one_line_before_any_run_starts(args, error, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(experiment.Training, "__init__", lambda *a: pytest.fail("a run started"))
+    with pytest.raises(SystemExit) as e:
+        experiment.main([*args, f"--out_root={tmp_path}"])
+    assert e.value.code == 2 and capsys.readouterr().err == error + "\n"
+
+
+def test_the_comparison_plans_each_config_as_it_is_with_its_own_model_settings(tmp_path):
+    _, keys, runs = experiment.plan(["config/sweep_encoder.py", "--max_iters=8", f"--out_root={tmp_path}"])
+    transformer, gpt = runs
+    assert keys == ["config"] and [r["combo"] for r in runs] == [(("config", "translate_numbers_de"),),
+                                                                (("config", "translate_numbers_de_gpt"),)]
+    assert transformer["args"][:3] == ["config/translate_numbers_de.py", "--eval_interval=100", "--max_iters=8"]
+    assert type(transformer["model_cfg"]) is TransformerConfig and transformer["model_cfg"].norm_position == "post"
+    assert type(gpt["model_cfg"]) is GPTConfig and gpt["model_cfg"].block_size == 90  # each file's own settings
+    assert {r["train_cfg"].eval_interval for r in runs} == {100} and {r["train_cfg"].max_iters for r in runs} == {8}
+    (tmp_path / "lab_char_cpu.py").write_text((REPO_ROOT / "config" / "lab_char_cpu.py").read_text())
+    with pytest.raises(UserError, match="two config files share a name"):
+        experiment.plan([f"--vary=config=config/lab_char_cpu.py,{tmp_path / 'lab_char_cpu.py'}"])
+
+
+@pytest.mark.parametrize("shared_embeddings", [True, False])
+def test_a_translators_parameters_are_counted_as_built_shared_embeddings_once(numbers_de_dir, shared_embeddings):
+    meta = json.loads((numbers_de_dir / "meta.json").read_text())
+    config = TransformerConfig(n_layer=3, n_head=4, n_embd=32, block_size=48, shared_embeddings=shared_embeddings)
+    specials = {f"{name}_id": i for name, i in meta["specials"].items()}
+    built = Transformer(dataclasses.replace(config, vocab_size=model_vocab_size(meta), **specials))
+    assert count_params(config, meta) == sum(p.numel() for p in built.parameters()) == built.num_params()
+    assert count_params(config, {"vocab_size": 65}) is None  # running text: that run stops with train.py's error
+    assert kv_cache_bytes_per_token(config) == 2 * 3 * 4 * 8 * 4  # the decoder's self-attention, per target token
 
 
 def test_visualize_draws_cross_attention_and_the_encoders_self_attention(translator, forked):
