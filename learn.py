@@ -19,7 +19,6 @@ The path and the exercises: docs/learn.md. The checks: gptkit/exercises/.
 """
 
 import contextlib
-import dataclasses
 import io
 import sys
 import time
@@ -27,11 +26,9 @@ import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import torch
-
-from gptkit.checkpoint import MODELS, new_model
+from gptkit.checkpoint import MODELS
 from gptkit.config import build_configs, closest_key_hint, command_args, read_command_line, read_config_file
-from gptkit.data import load_meta, model_vocab_size
+from gptkit.data import load_meta
 from gptkit.errors import UserError, run_main
 from gptkit.exercises import EXERCISES
 from gptkit.exercises.harness import LearnerError, learner_traceback, run_checks
@@ -253,18 +250,7 @@ def train_settings(cfg, exercise, given):
                             f"run has {key}={resolved[key]!r}; drop --{key} (or change {config})")
     meta = load_meta(Path(train_cfg.data_dir) / train_cfg.dataset)  # a missing dataset is said now, not as a failed run
     args = [config, *(as_override(k, v) for k, v in overrides), "--overwrite=True"]
-    params = count_params(model_cfg, meta) if kind == "gpt" else transformer_params(model_cfg, meta)
-    return args, compared_settings(model_cfg, train_cfg), params
-
-
-def transformer_params(model_cfg, meta):
-    """The encoder-decoder's parameters for a pair dataset's vocabulary, counted on the meta device (nothing is
-    allocated); runrecord.count_params counts a GPT's from its settings."""
-    specials = meta["specials"]
-    config = dataclasses.replace(model_cfg, vocab_size=model_vocab_size(meta), pad_id=specials["pad"],
-                                 bos_id=specials["bos"], eos_id=specials["eos"])
-    with torch.device("meta"):
-        return new_model(config).num_params()
+    return args, compared_settings(model_cfg, train_cfg), count_params(model_cfg, meta)
 
 
 def train_mine(name, exercise, args, out_dir, solution):
