@@ -5,14 +5,16 @@
     python3 learn.py check attention     check mine/attention.py: each check passed or failed, and why
     python3 learn.py train attention     train the lab model with your attention, beside model.py's
     python3 learn.py train bpe           train it on Tiny Shakespeare cut by your BPE, beside the reference's
+    python3 learn.py train cross_attention   train the translator with your cross-attention, beside transformer.py's
 
 Each exercise is a template in exercises/NAME.py: the function or module to write, its shapes, the
 formula and where it comes from, a hint. You edit your copy, mine/NAME.py (git ignores mine/).
 `check` compares what yours computes with the repository's own code on random inputs of several
 shapes, tests properties (a future token never changes an earlier output, ...), and for the
 classic mistakes names the likely cause. `train` (the exercises that are parts of the model) trains
-config/lab_char_cpu.py with your piece in place of model.py's into out-learn/NAME, and the same
-with model.py's own into out-learn/reference-NAME (reused once trained), and plots both losses.
+config/lab_char_cpu.py (cross_attention: config/translate_numbers_de.py, the encoder-decoder) with your
+piece in place of the model file's into out-learn/NAME, and the same with the model file's own into
+out-learn/reference-NAME (reused once trained), and plots both losses.
 The path and the exercises: docs/learn.md. The checks: gptkit/exercises/.
 """
 
@@ -24,6 +26,7 @@ import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from gptkit.checkpoint import MODELS
 from gptkit.config import build_configs, closest_key_hint, command_args, read_command_line, read_config_file
 from gptkit.data import load_meta
 from gptkit.errors import UserError, run_main
@@ -35,18 +38,22 @@ from gptkit.runrecord import as_override, compared_settings, count_params, find_
 from model import GPTConfig
 import train
 from train import TrainConfig
+from transformer import TransformerConfig
 
 REPO = Path(__file__).resolve().parent
 TEMPLATES = REPO / "exercises"
 DETAILED = 3  # failures shown with expected and got; later ones with their cause alone
 NOT_OVERRIDDEN = ("out_dir", "overwrite", "init_from")  # learn.py names the runs; both train from scratch
+MODEL_FILES = {"gpt": "model.py", "transformer": "transformer.py"}  # where each kind of model (MODELS) is written
 
 
 @dataclass
 class LearnConfig:
     name: str = ""  # the exercise to check or train, e.g. attention (`python3 learn.py` lists them)
     mine: str = "mine"  # the folder of your solutions, mine/NAME.py
-    config: str = "config/lab_char_cpu.py"  # train: the training config both runs start from
+    # train: the training config both runs start from; empty: the exercise's (config/lab_char_cpu.py, the lab's GPT;
+    # config/translate_numbers_de.py for cross_attention)
+    config: str = ""
     out_root: str = "out-learn"  # train: your run trains into out_root/NAME, the reference's into out_root/reference-NAME
 
 
@@ -111,21 +118,21 @@ def list_command(cfg):
     print(f"Build a GPT yourself: write each piece in {cfg.mine}/NAME.py, check it, train with it (docs/learn.md).\n")
     if not Path(cfg.mine).is_dir():
         for i, (name, exercise) in enumerate(EXERCISES.items(), 1):
-            print(f"  {i:2}  {name:<10} {exercise.TITLE}")
+            print(f"  {i:2}  {name:<15} {exercise.TITLE}")
         print(f"\nnext: python3 learn.py start   (copies the exercises into {cfg.mine}/)")
         return
     todo = None
     for i, (name, exercise) in enumerate(EXERCISES.items(), 1):
         state, step = state_line(cfg, name)
         marker = "  [train]" if exercise.TRAIN else ""
-        print(f"  {i:2}  {name:<10} {state:<22} {exercise.TITLE}{marker}")
+        print(f"  {i:2}  {name:<15} {state:<22} {exercise.TITLE}{marker}")
         todo = todo or step
     if todo:
         print(f"\nnext: {todo}")
     else:
         print(f"\nall {len(EXERCISES)} pass. Train the lab model with your pieces: python3 learn.py train attention "
               f"(or {', '.join(n for n in trainable() if n != 'attention')})")
-    print("[train]: python3 learn.py train NAME trains the model with your piece in place of model.py's")
+    print("[train]: python3 learn.py train NAME trains the model with your piece in place of the model file's")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -206,9 +213,20 @@ def check_command(cfg):
 # train
 
 
+def training_config(cfg, exercise):
+    """The config file both runs start from: --config, else the exercise's."""
+    return cfg.config or exercise.TRAIN.config
+
+
+def model_kind(config_file, overrides=()):
+    """The MODELS kind a training config (with these overrides) trains: train.py's `model` setting."""
+    return dict([*read_config_file(config_file).items(), *overrides]).get("model", "gpt")
+
+
 def train_settings(cfg, exercise, given):
     """The train.py arguments shared by both runs, the resolved settings that identify the reference run, and
     the model's parameter count."""
+    config = training_config(cfg, exercise)
     for key, _ in given:
         if key in NOT_OVERRIDDEN:
             raise UserError(f"--{key}: learn.py names the runs (out_root/NAME and out_root/reference-NAME) and "
@@ -217,22 +235,26 @@ def train_settings(cfg, exercise, given):
     for key, value in given:
         if key in forced and value != forced[key]:
             raise UserError(f"--{key}={value!r}: {exercise.TRAIN.label} trains with {key}={forced[key]!r}, where "
-                            f"model.py runs the piece yours replaces; drop --{key}")
+                            f"the model file runs the piece yours replaces; drop --{key}")
     overrides = [*given, *forced.items()]
-    model_cfg, train_cfg = build_configs([GPTConfig, TrainConfig],
-                                         [*read_config_file(cfg.config).items(), *overrides])
+    kind, written_for = model_kind(config, overrides), model_kind(exercise.TRAIN.config)
+    if kind != written_for:
+        fix = "drop --model" if "model" in dict(given) else f"use a config with model={written_for!r}"
+        raise UserError(f"{exercise.TRAIN.label} is a piece of {MODEL_FILES[written_for]}'s model and this run trains "
+                        f"model={kind!r}; {fix}")
+    model_cfg, train_cfg = build_configs([MODELS[kind][1], TrainConfig], [*read_config_file(config).items(), *overrides])
     resolved = {**asdict(train_cfg), **asdict(model_cfg)}
     for key, allowed in exercise.TRAIN.requires.items():
         if resolved[key] not in allowed:
             raise UserError(f"{exercise.TRAIN.label} computes {key}={' or '.join(map(repr, allowed))} only, and this "
-                            f"run has {key}={resolved[key]!r}; drop --{key} (or change {cfg.config})")
+                            f"run has {key}={resolved[key]!r}; drop --{key} (or change {config})")
     meta = load_meta(Path(train_cfg.data_dir) / train_cfg.dataset)  # a missing dataset is said now, not as a failed run
-    args = [cfg.config, *(as_override(k, v) for k, v in overrides), "--overwrite=True"]
+    args = [config, *(as_override(k, v) for k, v in overrides), "--overwrite=True"]
     return args, compared_settings(model_cfg, train_cfg), count_params(model_cfg, meta)
 
 
 def train_mine(name, exercise, args, out_dir, solution):
-    """Train with the learner's piece in place of model.py's. Their exception shows their traceback lines."""
+    """Train with the learner's piece in place of the model file's. Their exception shows their traceback lines."""
     print(f"training with {exercise.TRAIN.label} ({solution.path}) into {out_dir}", file=sys.stderr)
     try:
         with exercise.TRAIN.substitute(solution):
@@ -249,13 +271,13 @@ def train_mine(name, exercise, args, out_dir, solution):
 
 
 def train_reference(name, args, settings, params, out_root):
-    """model.py's own run with the same settings: a finished one in out_root is reused."""
+    """The model file's own run with the same settings: a finished one in out_root is reused."""
     out_dir = Path(out_root) / f"reference-{name}"
     source, _ = find_reusable(out_root, {"out_dir": out_dir, "settings": settings})
     if source is not None:
         print(f"the reference: reusing the finished run in {source} (the same settings)", file=sys.stderr)
         return source
-    print(f"training the reference (model.py's own) into {out_dir}", file=sys.stderr)
+    print(f"training the reference ({MODEL_FILES[settings['model']]}'s own) into {out_dir}", file=sys.stderr)
     (out_dir / "experiment.json").unlink(missing_ok=True)  # a record of other settings is no longer this run's
     start = time.time()
     train.main([*args, f"--out_dir={out_dir}"])
@@ -269,6 +291,7 @@ def train_command(cfg, given):
     if not exercise.TRAIN:
         raise UserError(f"{cfg.name} is not a part of the model that trains; python3 learn.py train takes: "
                         f"{', '.join(trainable())}")
+    config = training_config(cfg, exercise)
     if not exercise.TRAIN.datasets:
         args, settings, params = train_settings(cfg, exercise, given)
     report = checked(cfg, cfg.name)
@@ -281,7 +304,7 @@ def train_command(cfg, given):
     solution = report.solution
     args_ref = None
     if exercise.TRAIN.datasets:  # a tokenizer: each run trains on the text as its tokenizer cut it
-        data_dir = dict(given).get("data_dir") or read_config_file(cfg.config).get("data_dir", "data")
+        data_dir = dict(given).get("data_dir") or read_config_file(config).get("data_dir", "data")
         try:
             mine_data, reference_data = exercise.TRAIN.datasets(solution, data_dir)
         except LearnerError as e:
@@ -298,20 +321,25 @@ def train_command(cfg, given):
     runs = [(exercise.TRAIN.label, read_log(mine_dir)), ("the reference", read_log(reference_dir))]
     (_, mine_log), (_, reference_log) = runs
     last, ref = mine_log[-1], reference_log[-1]
-    print(f"{exercise.TRAIN.label}: train {last['train_loss']:.4f}, val {last['val_loss']:.4f}; "
-          f"the reference: train {ref['train_loss']:.4f}, val {ref['val_loss']:.4f} "
+    print(f"{exercise.TRAIN.label}: {final_scores(last)}; the reference: {final_scores(ref)} "
           f"(val {last['val_loss'] - ref['val_loss']:+.4f}, after {last['iter']} iterations)")
     try:
         matplotlib_figure()
     except UserError as e:
         print(f"warning: {e}; no plot written", file=sys.stderr)
         return
-    title = f"{exercise.TRAIN.label} ({solution.path}) beside model.py's, on {Path(cfg.config).name}"
+    title = f"{exercise.TRAIN.label} ({solution.path}) beside {MODEL_FILES[settings['model']]}'s, on {Path(config).name}"
     print(f"plot: {plot_loss(runs, out_root / f'{cfg.name}.png', title=title)}")
 
 
+def final_scores(record):
+    """A run's last evaluation as the summary says it: its losses, and a translator's held-out exact match."""
+    exact = f", exact match {record['exact_match']:.1%}" if "exact_match" in record else ""
+    return f"train {record['train_loss']:.4f}, val {record['val_loss']:.4f}{exact}"
+
+
 COMMANDS = {"list": [LearnConfig], "start": [LearnConfig], "check": [LearnConfig],
-            "train": [LearnConfig, GPTConfig, TrainConfig]}
+            "train": [LearnConfig, GPTConfig, TransformerConfig, TrainConfig]}
 
 
 def parse(argv):

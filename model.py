@@ -452,14 +452,16 @@ class Parts:
 PARTS = Parts()
 
 @contextmanager
-def using_parts(**parts):
-    """Every GPT built inside the `with` takes these parts in place of PARTS' (how learn.py trains a learner's)."""
-    global PARTS
-    saved, PARTS = PARTS, dataclasses.replace(PARTS, **parts)
+def using_parts(owner=None, **parts):
+    """Every model built inside the `with` takes these parts in place of PARTS' (how learn.py trains a learner's):
+    model.py's PARTS, or those of `owner`, another model file declaring its own (transformer.py)."""
+    space = vars(owner) if owner is not None else globals()
+    saved = space["PARTS"]
+    space["PARTS"] = dataclasses.replace(saved, **parts)
     try:
         yield
     finally:
-        PARTS = saved
+        space["PARTS"] = saved
 
 # ==============================================================================================
 # The lab: what if attention scored, masked or normalised otherwise, or the block had no residual?

@@ -28,6 +28,7 @@ dropout=0.1, post-LN, shared embeddings (its FFN's ReLU is model.py's activation
 """
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Literal
 
@@ -36,6 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model import MLP, NO_CACHE, CausalSelfAttention, GPTConfig, KVCache, SinusoidalEncoding, make_norm
+from model import using_parts as using_model_parts
 
 
 @dataclass
@@ -171,11 +173,11 @@ RESIDUALS = {"post": PostNorm, "pre": PreNorm}
 
 
 class EncoderLayer(nn.Module):
-    def __init__(self, config):
+    def __init__(self, config, parts):
         super().__init__()
-        parts, residual = config.parts(), RESIDUALS[config.norm_position]
-        self.attn = residual(parts, Attention(parts))
-        self.mlp = residual(parts, MLP(parts))
+        gpt, residual = config.parts(), RESIDUALS[config.norm_position]
+        self.attn = residual(gpt, parts.attention(gpt))
+        self.mlp = residual(gpt, MLP(gpt))
 
     def forward(self, x, allowed):
         x = self.attn(x, allowed)  # (B, S, C): every source token reads every other (but padding)
@@ -183,12 +185,12 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, config, layer):
+    def __init__(self, config, layer, parts):
         super().__init__()
-        parts, residual = config.parts(), RESIDUALS[config.norm_position]
-        self.self_attn = residual(parts, CausalSelfAttention(parts, layer))  # model.py's, KV cache and all
-        self.cross_attn = residual(parts, Attention(parts))
-        self.mlp = residual(parts, MLP(parts))
+        gpt, residual = config.parts(), RESIDUALS[config.norm_position]
+        self.self_attn = residual(gpt, CausalSelfAttention(gpt, layer))  # model.py's, KV cache and all
+        self.cross_attn = residual(gpt, parts.attention(gpt))
+        self.mlp = residual(gpt, MLP(gpt))
 
     def forward(self, x, allowed, memory_kv, kv_cache=NO_CACHE):
         x = self.self_attn(x, None, kv_cache)  # (B, T, C): the target so far, causally (no rotary positions)
@@ -200,21 +202,38 @@ class DecoderLayer(nn.Module):
 # The model
 
 
+@dataclass
+class Parts:
+    """What a Transformer is built from, read when it is built: Transformer(config, parts), by default PARTS.
+    learn.py trains a learner's piece in place of one (`with using_parts(attention=...)`)."""
+    # (config.parts()) -> the encoder's self-attention and each decoder layer's cross-attention: forward(x (B, T, C),
+    # allowed (B, 1, 1, S), kv=None) -> (B, T, C); keys_values(source (B, S, C)) -> a tuple of (B, ...) tensors, the
+    # kv that forward reads
+    attention: object = Attention
+
+
+PARTS = Parts()
+
+
+def using_parts(**parts):
+    """Every Transformer built inside the `with` takes these parts in place of PARTS' (model.using_parts)."""
+    return using_model_parts(sys.modules[__name__], **parts)
+
+
 class Transformer(nn.Module):
-    def __init__(self, config):
+    def __init__(self, config, parts=None):
         super().__init__()
         check_config(config)
-        self.config = config
-        parts = config.parts()
+        self.config, parts = config, parts or PARTS
         self.src_embed = nn.Embedding(config.vocab_size, config.n_embd)
         self.tgt_embed = self.src_embed if config.shared_embeddings else nn.Embedding(config.vocab_size, config.n_embd)
         self.sinusoidal = SinusoidalEncoding(config.n_embd)  # no weights: a formula
         self.drop = nn.Dropout(config.dropout)
-        self.encoder = nn.ModuleList([EncoderLayer(config) for _ in range(config.n_layer)])
-        self.decoder = nn.ModuleList([DecoderLayer(config, i) for i in range(config.n_layer)])
+        self.encoder = nn.ModuleList([EncoderLayer(config, parts) for _ in range(config.n_layer)])
+        self.decoder = nn.ModuleList([DecoderLayer(config, i, parts) for i in range(config.n_layer)])
         # pre-LN leaves each stack's output unnormalised: one more norm at its end (GPT-2's ln_f); post-LN's
         # last sublayer has normalised it already
-        final_norm = (lambda: make_norm(parts)) if config.norm_position == "pre" else nn.Identity
+        final_norm = (lambda: make_norm(config.parts())) if config.norm_position == "pre" else nn.Identity
         self.encoder_ln, self.decoder_ln = final_norm(), final_norm()
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.apply(self._init_weights)
@@ -304,7 +323,7 @@ class TranslationCache:
     def keep(self, rows):
         """Keep the sentences `rows` (B',), in that order (beam search follows its beams)."""
         self.allowed = self.allowed[rows]
-        self.memory_kv = [(k[rows], v[rows]) for k, v in self.memory_kv]
+        self.memory_kv = [tuple(t[rows] for t in kv) for kv in self.memory_kv]  # Attention's (k, v), each (B, ...)
         if self.kv_cache.k is not None:  # (n_layer, B, nh, max_len, hs) each
             self.kv_cache.k, self.kv_cache.v = self.kv_cache.k[:, rows], self.kv_cache.v[:, rows]
 

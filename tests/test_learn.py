@@ -128,6 +128,8 @@ def test_bad_commands_are_one_line_each(capsys, tmp_path):
     assert "pos_encoding='sinusoidal'" in main_error_line(capsys, learn, ["train", "positions", "--pos_encoding=rope"])
     assert "computes mask='causal' only" in main_error_line(capsys, learn, ["train", "attention", "--mask=none"])
     assert "learn.py names the runs" in main_error_line(capsys, learn, ["train", "attention", "--out_dir=out"])
+    assert "a piece of transformer.py's model and this run trains model='gpt'; drop --model" in main_error_line(
+        capsys, learn, ["train", "cross_attention", "--model=gpt"])
     code, out, _ = run_learn(capsys, "--help")  # (the docstring it prints first is __main__'s: pytest's here)
     assert code == 0 and "--mine='mine'" in out and "--out_root='out-learn'" in out
 
@@ -403,6 +405,20 @@ WRONG = [
      "the split pattern is forgotten at encode"),
     ("bpe", 'return b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")',
      'return "".join(vocab[i].decode("utf-8", errors="replace") for i in ids)', "each token is decoded on its own"),
+    # issue 32's four: the causal mask on the encoder, queries and keys swapped, padding on the wrong axis or not hidden
+    ("cross_attention", 'weights = F.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)',
+     "causal = torch.ones(T, scores.size(-1), dtype=torch.bool).tril()\n"
+     '        weights = F.softmax(scores.masked_fill(~(allowed & causal), float("-inf")), dim=-1)',
+     "a causal mask hides the later source tokens"),
+    ("cross_attention", "q = self.heads(self.c_q(x))\n        k, v = (self.heads(t) for t in self.c_kv(source)",
+     "q = self.heads(self.c_q(source))\n        k, v = (self.heads(t) for t in self.c_kv(x)",
+     "the queries come from the source and the keys and values from x"),
+    ("cross_attention", "scores = q @ k.transpose(-2, -1)", "scores = k @ q.transpose(-2, -1)", "the scores are k qᵀ"),
+    ("cross_attention", "masked_fill(~allowed,", "masked_fill(~allowed.transpose(-1, -2),", "hides padded queries"),
+    ("cross_attention", 'weights = F.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)\n        y = weights @ v',
+     "y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed.transpose(-1, -2))", "hides padded queries"),
+    ("cross_attention", 'scores.masked_fill(~allowed, float("-inf"))', "scores", "padded source tokens are read"),
+    ("cross_attention", "masked_fill(~allowed,", "masked_fill(allowed,", "the mask is inverted"),
 ]
 
 
@@ -544,3 +560,44 @@ def test_train_bpe_trains_on_shakespeare_cut_by_the_learners_tokenizer(capsys, t
     mine, reference = final(tmp_path / "out" / "bpe"), final(tmp_path / "out" / "reference-bpe")
     assert mine["val_loss"] == reference["val_loss"]
     assert f"your BPE: train {mine['train_loss']:.4f}" in out
+
+
+@pytest.fixture(scope="module")
+def numbers_data_dir(tmp_path_factory):
+    """A data_dir holding numbers_de's first 200 pairs (prepare.py's own, 0 to 199) as the dataset numbers_de."""
+    import prepare
+
+    data_dir = tmp_path_factory.mktemp("numbers")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(prepare, "NUMBERS_DE_LIMIT", 200)  # num2words makes 200 pairs, not 10,000
+        prepare.prepare_pairs(prepare.numbers_de_pairs(), data_dir / "numbers_de", "char", "num2words, 0 to 199")
+    return data_dir
+
+
+def test_train_cross_attention_trains_the_translator_beside_transformer_pys(capsys, tmp_path, numbers_data_dir):
+    """config/translate_numbers_de.py, made tiny: a correct module trains as transformer.py's Attention does, and
+    both runs' held-out exact match is said; a module that reads the padding trains otherwise."""
+    data_before = snapshot(numbers_data_dir)
+    args = ["train", "cross_attention", f"--out_root={tmp_path / 'out'}", f"--data_dir={numbers_data_dir}",
+            "--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=32", "--batch_size=8", "--max_iters=4",
+            "--eval_interval=4", "--warmup_iters=2", "--threads=1"]
+    code, out, err = run_learn(capsys, *args, f"--mine={SOLUTIONS}")
+    assert code == 0, err[-2000:]
+    assert "training the reference (transformer.py's own)" in err
+    mine, reference = final(tmp_path / "out" / "cross_attention"), final(tmp_path / "out" / "reference-cross_attention")
+    assert mine["iter"] == reference["iter"] == 4 and 0 <= mine["exact_match"] <= 1 and "exact_match" in reference
+    for split in ("train_loss", "val_loss"):
+        assert math.isclose(mine[split], reference[split], abs_tol=1e-4), (split, mine, reference)
+    assert (f"your cross-attention: train {mine['train_loss']:.4f}, val {mine['val_loss']:.4f}, exact match "
+            f"{mine['exact_match']:.1%}; the reference: train {reference['train_loss']:.4f}") in out
+    assert (tmp_path / "out" / "cross_attention.png").is_file()
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "out" / "reference-cross_attention" / "ckpt.pt"))
+    record = json.loads((tmp_path / "out" / "reference-cross_attention" / "experiment.json").read_text())
+    assert record["params"] == model.num_params() and record["settings"]["dropout"] == 0.0
+
+    wrong = write(tmp_path / "wrong", "cross_attention", 'scores.masked_fill(~allowed, float("-inf"))', "scores")
+    code, out, err = run_learn(capsys, *args, f"--mine={wrong.parent}")
+    assert code == 0, err[-2000:]
+    assert "reusing the finished run in" in err and "note:" in err
+    assert abs(final(tmp_path / "out" / "cross_attention")["val_loss"] - reference["val_loss"]) > 1e-3
+    assert snapshot(numbers_data_dir) == data_before

@@ -19,8 +19,10 @@ from gptkit.memory import kv_cache_bytes_per_token
 from gptkit.runrecord import count_params
 from gptkit.tokenizer import load_tokenizer
 from gptkit.translation import greedy_translations, translation_scores
+import model as model_module
 from model import GPT, GPTConfig
 import prepare
+import transformer
 from transformer import Transformer, TransformerConfig, TranslationDecoder, translate, until_eos
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -124,6 +126,36 @@ def test_shared_embeddings_are_one_matrix_and_unshared_are_three():
     assert shared.src_embed.weight is shared.tgt_embed.weight is shared.lm_head.weight
     assert len({id(unshared.src_embed.weight), id(unshared.tgt_embed.weight), id(unshared.lm_head.weight)}) == 3
     assert unshared.num_params() - shared.num_params() == 2 * 24 * 16
+
+
+class SourceKept(transformer.Attention):
+    """An attention part whose kv is the source itself (what learn.py's cross_attention trains with): forward makes
+    the keys and values each time."""
+
+    def keys_values(self, source):
+        return (source,)  # (B, S, C)
+
+    def forward(self, x, allowed, kv=None):
+        source = x if kv is None else kv[0]
+        return super().forward(x, allowed, super().keys_values(source))
+
+
+def test_a_transformer_is_built_from_the_attention_part_it_is_given():
+    plain = tiny_transformer(seed=4)
+    with transformer.using_parts(attention=SourceKept):
+        kept = tiny_transformer(seed=4)
+    assert transformer.PARTS.attention is transformer.Attention and model_module.PARTS == model_module.Parts()  # restored
+    assert all(type(layer.attn.sublayer) is SourceKept for layer in kept.encoder)
+    assert all(type(layer.cross_attn.sublayer) is SourceKept for layer in kept.decoder)
+    assert all(type(layer.self_attn.sublayer) is model_module.CausalSelfAttention for layer in kept.decoder)
+    assert type(tiny_transformer().encoder[0].attn.sublayer) is transformer.Attention
+    assert kept.state_dict().keys() == plain.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(kept.state_dict().values(), plain.state_dict().values()))
+    # the same weights translate alike, greedily and by beam search (which keeps its beams' cached kv)
+    src = sources(seed=1)
+    assert translate(kept, src, 10) == translate(kept, src, 10, use_cache=False) == translate(plain, src, 10)
+    beams = [beam_search(m, None, 10, 3, eos=EOS, decoder=TranslationDecoder(m, src[:1])) for m in (kept, plain)]
+    assert [t for t, _ in beams[0]] == [t for t, _ in beams[1]]
 
 
 def test_impossible_settings_are_refused():

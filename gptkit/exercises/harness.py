@@ -202,14 +202,16 @@ def run_checks(exercise, path):
 @dataclass
 class Training:
     """How `learn.py train` puts an exercise's piece into the model: substitute(solution) is a context
-    manager under which model.py computes that piece with the learner's code. Both runs, the learner's
-    and the reference's, train with `overrides` (so the repository's piece runs where the learner's will);
-    `requires` {setting: allowed values} are the settings the learner's piece is written for."""
+    manager under which model.py (or transformer.py) computes that piece with the learner's code. Both runs,
+    the learner's and the reference's, train with `overrides` (so the repository's piece runs where the
+    learner's will); `requires` {setting: allowed values} are the settings the learner's piece is written for;
+    `config` is the training config both runs start from (learn.py's --config replaces it)."""
 
     label: str  # "your attention", as the results name it
     substitute: object
     overrides: dict = field(default_factory=dict)
     requires: dict = field(default_factory=dict)
+    config: str = "config/lab_char_cpu.py"
     # a tokenizer changes the data, not the model: datasets(solution, data_dir) prepares the text with the
     # learner's and with the reference's, and returns (the learner's dataset, the reference's) to train on
     datasets: object = None
@@ -333,6 +335,17 @@ def unchanged_before(cut, y, y2, dim, cause):
     return Result(f"changing the tokens from position {cut} on leaves the outputs at {before} as they were",
                   not changed, "the same outputs", f"position {changed[0]} changed by {moved[changed[0]]:.4f}"
                   if changed else "", cause if changed else "")
+
+
+def holding_weights(module, ref, names):
+    """(the learner's module holding ref's weights, in eval mode, None), or (None, a failed Result) when its
+    parameters are not ref's, those the template's __init__ builds (`names`, e.g. "c_attn and c_proj")."""
+    got, expected = sorted(dict(module.named_parameters())), sorted(dict(ref.named_parameters()))
+    if got != expected:
+        return None, Result(f"the parameters are {names}, as the template builds them", False, ", ".join(expected),
+                            ", ".join(got), "keep the template's __init__")
+    module.load_state_dict(ref.state_dict(), strict=False)  # strict=False: ref's buffers, if any, are not learned
+    return module.eval(), None
 
 
 def random(*shape, seed=0, scale=1.0):
