@@ -47,7 +47,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from gptkit.checkpoint import MODELS
+from gptkit.checkpoint import MODELS, settings_class
 from gptkit.config import build_configs, field_types, help_text, parse_override, read_args, read_config_file
 from gptkit.data import load_meta
 from gptkit.errors import UserError, run_main
@@ -143,7 +143,7 @@ def plan(argv):
         run_values = {**base, **settings, **{k: parse_override(f"--{k}={v}")[1] for k, v in changes.items()},
                       "out_dir": str(out_dir), "overwrite": True}
         # every run's settings are checked before the first one starts: a typo costs seconds, not a sweep
-        model_class = model_settings(run_values)
+        model_class = settings_class(run_values)
         for key in settings:  # a setting of the other kind of model, given to every run
             if key not in field_types([model_class, TrainConfig]) and key in any_model:
                 raise UserError(f"run {name}: {key} is not a setting of its model ({model_class.__name__}), but "
@@ -157,13 +157,6 @@ def plan(argv):
         runs.append({"name": name, "combo": combo, "out_dir": out_dir, "args": args, "model_cfg": model_cfg,
                      "train_cfg": train_cfg, "settings": compared_settings(model_cfg, train_cfg)})
     return exp, keys, runs
-
-
-def model_settings(values):
-    """The settings class of the run's model, as train.py picks it: GPTConfig, or TransformerConfig for
-    model='transformer' (an unknown model falls to GPTConfig, and TrainConfig's check names it)."""
-    kind = values.get("model", "gpt")
-    return MODELS[kind][1] if isinstance(kind, str) and kind in MODELS else GPTConfig
 
 
 def training_configs(exp, paths):

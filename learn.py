@@ -26,7 +26,7 @@ import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from gptkit.checkpoint import MODELS
+from gptkit.checkpoint import settings_class
 from gptkit.config import build_configs, closest_key_hint, command_args, read_command_line, read_config_file
 from gptkit.data import load_meta
 from gptkit.errors import UserError, run_main
@@ -236,13 +236,14 @@ def train_settings(cfg, exercise, given):
         if key in forced and value != forced[key]:
             raise UserError(f"--{key}={value!r}: {exercise.TRAIN.label} trains with {key}={forced[key]!r}, where "
                             f"the model file runs the piece yours replaces; drop --{key}")
-    overrides = [*given, *forced.items()]
+    overrides = [*exercise.TRAIN.defaults.items(), *given, *forced.items()]
     kind, written_for = model_kind(config, overrides), model_kind(exercise.TRAIN.config)
     if kind != written_for:
         fix = "drop --model" if "model" in dict(given) else f"use a config with model={written_for!r}"
         raise UserError(f"{exercise.TRAIN.label} is a piece of {MODEL_FILES[written_for]}'s model and this run trains "
                         f"model={kind!r}; {fix}")
-    model_cfg, train_cfg = build_configs([MODELS[kind][1], TrainConfig], [*read_config_file(config).items(), *overrides])
+    values = [*read_config_file(config).items(), *overrides]
+    model_cfg, train_cfg = build_configs([settings_class(values), TrainConfig], values)
     resolved = {**asdict(train_cfg), **asdict(model_cfg)}
     for key, allowed in exercise.TRAIN.requires.items():
         if resolved[key] not in allowed:
@@ -329,7 +330,7 @@ def train_command(cfg, given):
         print(f"warning: {e}; no plot written", file=sys.stderr)
         return
     title = f"{exercise.TRAIN.label} ({solution.path}) beside {MODEL_FILES[settings['model']]}'s, on {Path(config).name}"
-    print(f"plot: {plot_loss(runs, out_root / f'{cfg.name}.png', title=title)}")
+    print(f"plot: {plot_loss(runs, out_root / f'{cfg.name}.png', title=title, scores=True)}")
 
 
 def final_scores(record):

@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from gptkit.config import build_configs, read_command_line
-from gptkit.checkpoint import MODELS
+from gptkit.checkpoint import settings_class
 from gptkit.data import model_inputs, open_data
 from gptkit.distributed import agreed, broadcast_flag, check_parallel, no_sync, setup_distributed, teardown_distributed
 from gptkit.errors import UserError, run_main
@@ -383,9 +383,7 @@ def parse(argv):
     gave) of a command line, without running anything: the keys given are what a resumed run checks against its
     checkpoint."""
     settings = read_command_line([GPTConfig, TransformerConfig, TrainConfig], argv, config_file=True)
-    kind = dict(settings).get("model", "gpt")
-    model_settings = MODELS[kind][1] if isinstance(kind, str) and kind in MODELS else GPTConfig  # else TrainConfig says
-    return (*build_configs([model_settings, TrainConfig], settings), {key for key, _ in settings})
+    return (*build_configs([settings_class(settings), TrainConfig], settings), {key for key, _ in settings})
 
 
 @run_main

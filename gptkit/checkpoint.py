@@ -47,6 +47,13 @@ def kind_of(config):
     return next(kind for kind, (_, settings) in MODELS.items() if type(config) is settings)
 
 
+def settings_class(values):
+    """The settings class of the model that a run's settings [(key, value)] name with `model`: GPTConfig, or
+    TransformerConfig for model='transformer' (an unknown model falls to GPTConfig; TrainConfig's check names it)."""
+    kind = dict(values).get("model", "gpt")
+    return MODELS[kind][1] if isinstance(kind, str) and kind in MODELS else GPTConfig
+
+
 def new_model(config):
     """A freshly initialised model of the kind its settings describe: the one place a model is built."""
     return MODELS[kind_of(config)][0](config)

@@ -219,6 +219,8 @@ def substitute(mine):
 
 GROUPS = [encoder_self_attention, cross_attention, padding]
 # dropout=0 for both runs: the learner's module has no dropout on its attention weights, and without dropout a
-# correct module trains exactly as transformer.py's
+# correct module trains as transformer.py's, to float rounding. 200 steps: after them, without dropout, the noam
+# schedule's learning rate swings this model's exact match by many points (the reference: 96.9% at step 200, 81.9%
+# at 400), and float rounding alone then parts two correct modules' runs
 TRAIN = Training("your cross-attention", substitute, overrides={"dropout": 0.0}, requires={"bias": (True,)},
-                 config="config/translate_numbers_de.py")
+                 config="config/translate_numbers_de.py", defaults={"max_iters": 200, "eval_interval": 50})

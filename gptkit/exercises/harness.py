@@ -205,13 +205,15 @@ class Training:
     manager under which model.py (or transformer.py) computes that piece with the learner's code. Both runs,
     the learner's and the reference's, train with `overrides` (so the repository's piece runs where the
     learner's will); `requires` {setting: allowed values} are the settings the learner's piece is written for;
-    `config` is the training config both runs start from (learn.py's --config replaces it)."""
+    `config` is the training config both runs start from (learn.py's --config replaces it), and `defaults` settings
+    on top of it that the learner's own --key=value may change."""
 
     label: str  # "your attention", as the results name it
     substitute: object
     overrides: dict = field(default_factory=dict)
     requires: dict = field(default_factory=dict)
     config: str = "config/lab_char_cpu.py"
+    defaults: dict = field(default_factory=dict)
     # a tokenizer changes the data, not the model: datasets(solution, data_dir) prepares the text with the
     # learner's and with the reference's, and returns (the learner's dataset, the reference's) to train on
     datasets: object = None
