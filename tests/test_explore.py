@@ -557,7 +557,7 @@ def test_the_page_opens_on_the_query_and_the_compared_maps_name_their_texts(brow
     opened = Opened(browser, tmp_path / "attention.html").ready()
     assert_panel_shows(opened, 0, maps, layer, head, it)
     opened.page.mouse.move(5, 5)  # pinned: moving the mouse over the page keeps "it"
-    opened.page.hover(f'section[data-panel="0"] .tok[data-pos="3"]')
+    opened.page.hover('section[data-panel="0"] .tok[data-pos="3"]')
     assert opened.selection(0) == (layer, str(head), it)
     opened.page.keyboard.press("m")
     titles = opened.page.locator("#grids .gridbox h2").all_inner_texts()
