@@ -180,9 +180,7 @@ def print_translation(model, trained, text, cfg, ctx):
         if cfg.beam_width:
             beams = beam_search(model, None, max_new, cfg.beam_width, cfg.length_penalty, vocab_limit=eos + 1, eos=eos,
                                 decoder=decoder)  # text or EOS: never padding or BOS
-            for i, (tokens, score) in enumerate(beams[:cfg.num_samples]):
-                sys.stdout.write((SEPARATOR if i else "") + f"[beam {i + 1}, score {score:.3f}]\n"
-                                 + tokenizer.decode(until_eos(tokens, eos)))
+            write_beams(beams[:cfg.num_samples], lambda tokens: tokenizer.decode(until_eos(tokens, eos)))
         else:
             out = Printer(tokenizer)
             for token in stream(model, None, max_new, temperature=0, vocab_limit=eos + 1, decoder=decoder):  # (1, 1)
@@ -194,9 +192,18 @@ def print_translation(model, trained, text, cfg, ctx):
     print(f"translated ({how}) in {time.time() - t0:.2f} s", file=sys.stderr)
 
 
+def write_beams(beams, text_of):
+    """Each beam [(tokens, score)] as text_of(tokens) on stdout, separated, and its score on stderr (so that
+    `sample.py --beam_width=4 > out.txt` holds the text only)."""
+    for i, (tokens, score) in enumerate(beams):
+        sys.stdout.write(SEPARATOR if i else "")
+        sys.stdout.flush()  # on a terminal, the score comes between the separator and its beam
+        print(f"[beam {i + 1}, score {score:.3f}]", file=sys.stderr, flush=True)
+        sys.stdout.write(text_of(tokens))
+
+
 def print_beams(model, tokenizer, prompt, cfg, ctx):
-    """Beam search from the prompt (1, T); print the num_samples best continuations, and each one's score on
-    stderr (so that `sample.py --beam_width=4 > out.txt` holds the text only)."""
+    """Beam search from the prompt (1, T); print the num_samples best continuations and their scores."""
     if cfg.compile:
         print("note: beam search runs without compiling (its batch of beams changes as they end)", file=sys.stderr)
     eos = getattr(tokenizer, "eot", None)  # GPT-2's <|endoftext|> ends a beam; characters have no end token
@@ -205,11 +212,7 @@ def print_beams(model, tokenizer, prompt, cfg, ctx):
         beams = beam_search(model, prompt, cfg.max_new_tokens, cfg.beam_width, cfg.length_penalty,
                             vocab_limit=tokenizer.vocab_size, eos=eos, use_cache=cfg.use_cache)
     text = tokenizer.decode(prompt[0].tolist())
-    for i, (tokens, score) in enumerate(beams[:cfg.num_samples]):
-        sys.stdout.write(SEPARATOR if i else "")
-        sys.stdout.flush()  # on a terminal, the score comes between the separator and its beam
-        print(f"[beam {i + 1}, score {score:.3f}]", file=sys.stderr, flush=True)
-        sys.stdout.write(text + tokenizer.decode(tokens))
+    write_beams(beams[:cfg.num_samples], lambda tokens: text + tokenizer.decode(tokens))
     sys.stdout.write("\n")
     print(f"beam search, width {cfg.beam_width}: {cfg.max_new_tokens} tokens in {time.time() - t0:.2f} s",
           file=sys.stderr)
