@@ -218,9 +218,9 @@ def training_config(cfg, exercise):
     return cfg.config or exercise.TRAIN.config
 
 
-def model_kind(config_file, overrides=()):
-    """The MODELS kind a training config (with these overrides) trains: train.py's `model` setting."""
-    return dict([*read_config_file(config_file).items(), *overrides]).get("model", "gpt")
+def model_kind(values):
+    """The MODELS kind that settings {key: value} train: train.py's `model` setting."""
+    return dict(values).get("model", "gpt")
 
 
 def train_settings(cfg, exercise, given):
@@ -237,12 +237,12 @@ def train_settings(cfg, exercise, given):
             raise UserError(f"--{key}={value!r}: {exercise.TRAIN.label} trains with {key}={forced[key]!r}, where "
                             f"the model file runs the piece yours replaces; drop --{key}")
     overrides = [*exercise.TRAIN.defaults.items(), *given, *forced.items()]
-    kind, written_for = model_kind(config, overrides), model_kind(exercise.TRAIN.config)
+    values = [*read_config_file(config).items(), *overrides]
+    kind, written_for = model_kind(values), model_kind(read_config_file(exercise.TRAIN.config))
     if kind != written_for:
         fix = "drop --model" if "model" in dict(given) else f"use a config with model={written_for!r}"
         raise UserError(f"{exercise.TRAIN.label} is a piece of {MODEL_FILES[written_for]}'s model and this run trains "
                         f"model={kind!r}; {fix}")
-    values = [*read_config_file(config).items(), *overrides]
     model_cfg, train_cfg = build_configs([settings_class(values), TrainConfig], values)
     resolved = {**asdict(train_cfg), **asdict(model_cfg)}
     for key, allowed in exercise.TRAIN.requires.items():
